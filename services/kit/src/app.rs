@@ -1,0 +1,145 @@
+//! Routing glue: turns a service's routes into the complete API that clients see.
+//!
+//! What every request goes through, outermost first:
+//! 1. the path is normalised: Lambda's event path replaces one that API Gateway prefixed with its
+//!    stage, and a trailing slash is dropped;
+//! 2. a span with the request id is opened, and the outcome is logged;
+//! 3. CORS headers go on every response, and `OPTIONS` on any path answers 200;
+//! 4. a panic becomes a 500 that says nothing about it;
+//! 5. routing under `/v1` and `/<service>`, with contract errors for unknown paths and methods.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+};
+use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
+use lambda_http::RequestExt;
+use tracing::Instrument;
+
+use crate::auth::Verifier;
+use crate::error::ApiError;
+
+/// The header each response carries its request id in, for support requests.
+pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+const ALLOW_METHODS: &str = "DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT";
+const ALLOW_HEADERS: &str = "Content-Type,Authorization,X-Amz-Date,X-Api-Key,X-Amz-Security-Token";
+
+/// Mounts `routes` under `/v1` and `/<service>` and wraps them in everything the contract asks of
+/// every response. The result is what Lambda and the local server both run.
+pub fn app(service: &str, routes: Router, verifier: Arc<Verifier>) -> Router {
+    let routes = routes.method_not_allowed_fallback(unsupported_method);
+    let routed = Router::new()
+        .nest("/v1", routes.clone())
+        .nest(&format!("/{service}"), routes)
+        .fallback(unknown_endpoint)
+        .layer(middleware::from_fn(catch_panic))
+        .layer(middleware::from_fn(cors))
+        .layer(middleware::from_fn(trace))
+        .layer(axum::Extension(verifier));
+    // Normalising must happen before routing, so it wraps the routed app as a whole.
+    Router::new()
+        .fallback_service(routed)
+        .layer(middleware::map_request(normalize_path))
+}
+
+async fn unknown_endpoint() -> ApiError {
+    ApiError::UnknownEndpoint
+}
+
+async fn unsupported_method() -> ApiError {
+    ApiError::UnsupportedMethod
+}
+
+async fn normalize_path(mut request: Request) -> Request {
+    let mut path = request.uri().path().to_owned();
+    // Requests that came through Lambda carry the event's own path, which has no stage prefix.
+    let raw = request.extensions().raw_http_path();
+    if !raw.is_empty() {
+        raw.clone_into(&mut path);
+    }
+    while path.len() > 1 && path.ends_with('/') {
+        path.pop();
+    }
+    if path != request.uri().path() {
+        let path_and_query = match request.uri().query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let mut parts = request.uri().clone().into_parts();
+        if let Ok(path_and_query) = path_and_query.parse() {
+            parts.path_and_query = Some(path_and_query);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    request
+}
+
+async fn trace(request: Request, next: Next) -> Response {
+    let request_id = request
+        .extensions()
+        .lambda_context_ref()
+        .map(|context| context.request_id.clone())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    async move {
+        let started = Instant::now();
+        let mut response = next.run(request).await;
+        let status = response.status().as_u16();
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if response.status().is_server_error() {
+            tracing::error!(status, elapsed_ms, "responded");
+        } else {
+            tracing::info!(status, elapsed_ms, "responded");
+        }
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response
+                .headers_mut()
+                .insert(REQUEST_ID_HEADER.clone(), value);
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+async fn cors(request: Request, next: Next) -> Response {
+    let mut response = if request.method() == Method::OPTIONS {
+        StatusCode::OK.into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(ALLOW_METHODS),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(ALLOW_HEADERS),
+    );
+    response
+}
+
+async fn catch_panic(request: Request, next: Next) -> Response {
+    match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(_) => ApiError::internal("a handler panicked").into_response(),
+    }
+}

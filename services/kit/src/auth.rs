@@ -1,0 +1,390 @@
+//! Token verification: every token's signature, expiry and issuer are checked before a handler runs.
+//!
+//! Three kinds of token are accepted, each only in its own algorithm, so a key of one kind can never
+//! verify a token of another (no HS/RS confusion, no `alg: none`):
+//! - accessory tokens from the accessory user pool: RS256, keys from its JWKS URL;
+//! - user tokens from the users' identity provider: RS256, keys from its JWKS URL;
+//! - service-to-service tokens: HS256 with a secret held by the deployment.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use tokio::sync::{Mutex, OnceCell, RwLock};
+use uuid::Uuid;
+
+use crate::config::{ConfigError, Env};
+use crate::error::ApiError;
+use crate::types::MacAddress;
+
+/// Who made a request, as proven by a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// An accessory, named by its MAC address (`cognito:username` or `username`).
+    Accessory(MacAddress),
+    /// A person, named by the token's `sub`.
+    User(Uuid),
+    /// Another of our services; `subject` is its `sub`, for the logs.
+    Service { subject: String },
+}
+
+/// What a JWKS-backed issuer's tokens identify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuerKind {
+    Accessory,
+    User,
+}
+
+/// One RS256 issuer: its `iss`, where its keys are, and the audience to demand, if any.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    pub kind: IssuerKind,
+    pub issuer: String,
+    pub jwks_url: String,
+    pub audience: Option<String>,
+    /// How long after a fetch an unknown `kid` may trigger another one; it bounds what a flood of
+    /// made-up key ids can cost.
+    pub refetch_cooldown: Duration,
+}
+
+/// The HS256 secret of service-to-service tokens. Never printed.
+#[derive(Clone)]
+pub struct ServiceSecret(Vec<u8>);
+
+impl ServiceSecret {
+    pub const MIN_LEN: usize = 32;
+}
+
+impl FromStr for ServiceSecret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() < Self::MIN_LEN {
+            return Err(format!("must be at least {} bytes long", Self::MIN_LEN));
+        }
+        Ok(ServiceSecret(s.as_bytes().to_vec()))
+    }
+}
+
+impl fmt::Debug for ServiceSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServiceSecret(<redacted>)")
+    }
+}
+
+/// Which tokens a service accepts.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub issuers: Vec<IssuerConfig>,
+    pub service_secret: Option<ServiceSecret>,
+    pub service_issuer: Option<String>,
+}
+
+const DEFAULT_REFETCH_COOLDOWN: Duration = Duration::from_secs(30);
+
+impl AuthConfig {
+    /// Reads `ACCESSORY_TOKEN_ISSUER`/`ACCESSORY_JWKS_URL`, `USER_TOKEN_ISSUER`/`USER_JWKS_URL`
+    /// (each pair all or nothing, each with an optional `*_TOKEN_AUDIENCE`), and
+    /// `SERVICE_TOKEN_SECRET` with an optional `SERVICE_TOKEN_ISSUER`. At least one must be set.
+    pub fn from_env(env: &Env) -> Result<AuthConfig, ConfigError> {
+        let mut issuers = Vec::new();
+        for (kind, prefix) in [
+            (IssuerKind::Accessory, "ACCESSORY"),
+            (IssuerKind::User, "USER"),
+        ] {
+            let issuer_var = format!("{prefix}_TOKEN_ISSUER");
+            let jwks_var = format!("{prefix}_JWKS_URL");
+            match (env.optional(&issuer_var), env.optional(&jwks_var)) {
+                (None, None) => {}
+                (Some(issuer), Some(jwks_url)) => issuers.push(IssuerConfig {
+                    kind,
+                    issuer,
+                    jwks_url,
+                    audience: env.optional(&format!("{prefix}_TOKEN_AUDIENCE")),
+                    refetch_cooldown: DEFAULT_REFETCH_COOLDOWN,
+                }),
+                (Some(_), None) => return Err(missing_pair(&jwks_var, &issuer_var)),
+                (None, Some(_)) => return Err(missing_pair(&issuer_var, &jwks_var)),
+            }
+        }
+        let config = AuthConfig {
+            issuers,
+            service_secret: env.optional_parsed("SERVICE_TOKEN_SECRET")?,
+            service_issuer: env.optional("SERVICE_TOKEN_ISSUER"),
+        };
+        if config.issuers.is_empty() && config.service_secret.is_none() {
+            return Err(ConfigError::Missing {
+                name: "SERVICE_TOKEN_SECRET".into(),
+                hint: "no token issuer is configured; set SERVICE_TOKEN_SECRET, or ACCESSORY_TOKEN_ISSUER \
+                       with ACCESSORY_JWKS_URL, or USER_TOKEN_ISSUER with USER_JWKS_URL"
+                    .into(),
+            });
+        }
+        Ok(config)
+    }
+}
+
+fn missing_pair(missing: &str, present: &str) -> ConfigError {
+    ConfigError::Missing {
+        name: missing.to_owned(),
+        hint: format!("{present} is set, and the two go together"),
+    }
+}
+
+/// Verifies tokens; built once per cold start and shared by every request.
+#[derive(Debug)]
+pub struct Verifier {
+    issuers: Vec<JwksIssuer>,
+    service_secret: Option<ServiceSecret>,
+    service_issuer: Option<String>,
+}
+
+impl Verifier {
+    /// Cheap: no key is fetched until the first token of an issuer arrives.
+    pub fn new(config: AuthConfig) -> Verifier {
+        let http = Arc::new(OnceCell::new());
+        Verifier {
+            issuers: config
+                .issuers
+                .into_iter()
+                .map(|config| JwksIssuer {
+                    config,
+                    http: Arc::clone(&http),
+                    keys: RwLock::default(),
+                    refetch: Mutex::default(),
+                })
+                .collect(),
+            service_secret: config.service_secret,
+            service_issuer: config.service_issuer,
+        }
+    }
+
+    /// Checks an `Authorization` header value (`Bearer ` optional) and says who sent it.
+    pub async fn verify(&self, authorization: &str) -> Result<Principal, ApiError> {
+        let token = authorization.trim();
+        let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
+        if token.is_empty() {
+            return Err(unauthorized("the Authorization header holds no token"));
+        }
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| unauthorized("malformed token"))?;
+        match header.alg {
+            Algorithm::RS256 => self.verify_issued(token, header.kid).await,
+            Algorithm::HS256 => self.verify_service(token),
+            other => Err(unauthorized(&format!(
+                "tokens signed with {other:?} are not accepted"
+            ))),
+        }
+    }
+
+    async fn verify_issued(&self, token: &str, kid: Option<String>) -> Result<Principal, ApiError> {
+        // The unverified `iss` only picks which issuer's keys to try; `decode` then checks it for real.
+        let unverified: IssuerClaim = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| unauthorized("malformed token"))?;
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|issuer| Some(&issuer.config.issuer) == unverified.iss.as_ref())
+            .ok_or_else(|| unauthorized("the token's issuer is not accepted"))?;
+        let kid = kid.ok_or_else(|| unauthorized("the token names no signing key (kid)"))?;
+        let key = issuer.key(&kid).await?;
+
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&issuer.config.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        validation.validate_nbf = true;
+        match &issuer.config.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map_err(rejection)?
+            .claims;
+
+        match issuer.config.kind {
+            IssuerKind::Accessory => claims
+                .cognito_username
+                .or(claims.username)
+                .and_then(|name| name.parse().ok())
+                .map(Principal::Accessory)
+                .ok_or_else(|| unauthorized("the token names no accessory")),
+            IssuerKind::User => claims
+                .sub
+                .as_deref()
+                .map(|sub| sub.rsplit(':').next().unwrap_or(sub))
+                .and_then(|sub| Uuid::parse_str(sub).ok())
+                .map(Principal::User)
+                .ok_or_else(|| unauthorized("the token's subject is not a user id")),
+        }
+    }
+
+    fn verify_service(&self, token: &str) -> Result<Principal, ApiError> {
+        let secret = self
+            .service_secret
+            .as_ref()
+            .ok_or_else(|| unauthorized("service tokens are not accepted here"))?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        match &self.service_issuer {
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                validation.set_required_spec_claims(&["exp", "iss"]);
+            }
+            None => validation.set_required_spec_claims(&["exp"]),
+        }
+        let claims = jsonwebtoken::decode::<Claims>(
+            token,
+            &DecodingKey::from_secret(&secret.0),
+            &validation,
+        )
+        .map_err(rejection)?
+        .claims;
+        Ok(Principal::Service {
+            subject: claims.sub.unwrap_or_default(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct IssuerClaim {
+    iss: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: Option<String>,
+    #[serde(rename = "cognito:username")]
+    cognito_username: Option<String>,
+    username: Option<String>,
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::Unauthorized(message.to_owned())
+}
+
+fn rejection(error: jsonwebtoken::errors::Error) -> ApiError {
+    use jsonwebtoken::errors::ErrorKind;
+    unauthorized(match error.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::ImmatureSignature => "the token is not valid yet",
+        ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
+        ErrorKind::InvalidAudience => "the token's audience is not accepted",
+        ErrorKind::InvalidSignature => "the token's signature does not verify",
+        ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp, iss)",
+        _ => "the token is not valid",
+    })
+}
+
+/// An RS256 issuer with its keys, fetched on first use and again when an unknown `kid` shows up.
+struct JwksIssuer {
+    config: IssuerConfig,
+    http: Arc<OnceCell<reqwest::Client>>,
+    keys: RwLock<KeyCache>,
+    refetch: Mutex<()>,
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, DecodingKey>,
+    fetched_at: Option<Instant>,
+}
+
+impl fmt::Debug for JwksIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwksIssuer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwksIssuer {
+    async fn key(&self, kid: &str) -> Result<DecodingKey, ApiError> {
+        if let Some(key) = self.keys.read().await.keys.get(kid) {
+            return Ok(key.clone());
+        }
+        // One fetch at a time; whoever waited re-checks what the previous fetch brought.
+        let _refetch = self.refetch.lock().await;
+        let recently = {
+            let cache = self.keys.read().await;
+            if let Some(key) = cache.keys.get(kid) {
+                return Ok(key.clone());
+            }
+            cache
+                .fetched_at
+                .is_some_and(|at| at.elapsed() < self.config.refetch_cooldown)
+        };
+        if recently {
+            return Err(unauthorized("the token is signed with an unknown key"));
+        }
+        let keys = self.fetch().await?;
+        let mut cache = self.keys.write().await;
+        *cache = KeyCache {
+            keys,
+            fetched_at: Some(Instant::now()),
+        };
+        cache
+            .keys
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| unauthorized("the token is signed with an unknown key"))
+    }
+
+    async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, ApiError> {
+        let http = self
+            .http
+            .get_or_try_init(|| async {
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+            })
+            .await
+            .map_err(ApiError::internal)?;
+        let url = &self.config.jwks_url;
+        tracing::info!(%url, "fetching signing keys");
+        let set: JwkSet = http
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(ApiError::internal)?
+            .json()
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(set
+            .keys
+            .iter()
+            .filter(|jwk| matches!(jwk.algorithm, AlgorithmParameters::RSA(_)))
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                DecodingKey::from_jwk(jwk).ok().map(|key| (kid, key))
+            })
+            .collect())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = parts
+            .extensions
+            .get::<Arc<Verifier>>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("no token verifier is installed on this router"))?;
+        let header = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("this endpoint needs a token in the Authorization header"))?
+            .to_str()
+            .map_err(|_| unauthorized("malformed Authorization header"))?;
+        verifier.verify(header).await
+    }
+}

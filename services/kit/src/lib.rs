@@ -1,0 +1,21 @@
+//! The service kit: what every biometrix HTTP API shares, and nothing else.
+//!
+//! A service builds its routes, hands them to [`app`], and serves the result with [`run`], on
+//! Lambda or locally. Handlers fail with [`ApiError`], which renders the contract's error body and
+//! `Status` header; they take [`Json`] and [`Path`] for inputs and [`Principal`] for the caller.
+
+mod app;
+mod auth;
+mod config;
+mod error;
+mod extract;
+mod serve;
+mod types;
+
+pub use app::{REQUEST_ID_HEADER, app};
+pub use auth::{AuthConfig, IssuerConfig, IssuerKind, Principal, ServiceSecret, Verifier};
+pub use config::{ConfigError, Env};
+pub use error::{ApiError, STATUS_HEADER};
+pub use extract::{Json, Path, parse_json};
+pub use serve::{Mode, init_tracing, lambda_handler, run};
+pub use types::{Datetime, InvalidDatetime, InvalidMacAddress, MacAddress};

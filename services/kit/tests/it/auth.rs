@@ -1,0 +1,491 @@
+//! Token verification against a real JWKS endpoint served on 127.0.0.1.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use kit::{ApiError, AuthConfig, IssuerConfig, IssuerKind, MacAddress, Principal, Verifier};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const ACCESSORY_ISSUER: &str = "https://cognito-idp.us-west-2.amazonaws.com/us-west-2_accessory";
+const USER_ISSUER: &str = "https://users.biometrix.test";
+const SERVICE_SECRET: &str = "a service secret of at least 32 bytes";
+
+struct Key {
+    kid: &'static str,
+    encoding: EncodingKey,
+}
+
+fn key(kid: &'static str, der: &[u8]) -> Key {
+    Key {
+        kid,
+        encoding: EncodingKey::from_rsa_der(der),
+    }
+}
+
+fn first() -> Key {
+    key("first", include_bytes!("keys/first.der"))
+}
+
+fn second() -> Key {
+    key("second", include_bytes!("keys/second.der"))
+}
+
+fn jwk(key: &Key) -> Jwk {
+    let mut jwk = Jwk::from_encoding_key(&key.encoding, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some(key.kid.to_owned());
+    jwk
+}
+
+/// A JWKS endpoint whose key set the test can change, counting how often it is fetched.
+#[derive(Clone)]
+struct Jwks {
+    set: Arc<Mutex<JwkSet>>,
+    fetches: Arc<AtomicUsize>,
+    url: String,
+}
+
+impl Jwks {
+    async fn serve(keys: &[&Key]) -> Jwks {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/.well-known/jwks.json",
+            listener.local_addr().unwrap()
+        );
+        let jwks = Jwks {
+            set: Arc::new(Mutex::new(JwkSet {
+                keys: keys.iter().map(|k| jwk(k)).collect(),
+            })),
+            fetches: Arc::default(),
+            url,
+        };
+        let app = Router::new()
+            .route(
+                "/.well-known/jwks.json",
+                get(|State(jwks): State<Jwks>| async move {
+                    jwks.fetches.fetch_add(1, Ordering::SeqCst);
+                    let set = jwks.set.lock().unwrap().clone();
+                    axum::Json(set)
+                }),
+            )
+            .with_state(jwks.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        jwks
+    }
+
+    fn publish(&self, key: &Key) {
+        self.set.lock().unwrap().keys.push(jwk(key));
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+fn issuer(kind: IssuerKind, issuer: &str, jwks: &Jwks, audience: Option<&str>) -> IssuerConfig {
+    IssuerConfig {
+        kind,
+        issuer: issuer.to_owned(),
+        jwks_url: jwks.url.clone(),
+        audience: audience.map(str::to_owned),
+        refetch_cooldown: Duration::ZERO,
+    }
+}
+
+fn verifier(jwks: &Jwks) -> Verifier {
+    Verifier::new(AuthConfig {
+        issuers: vec![
+            issuer(IssuerKind::Accessory, ACCESSORY_ISSUER, jwks, None),
+            issuer(IssuerKind::User, USER_ISSUER, jwks, Some("mobile-app")),
+        ],
+        service_secret: Some(SERVICE_SECRET.parse().unwrap()),
+        service_issuer: None,
+    })
+}
+
+fn in_an_hour() -> i64 {
+    chrono_now() + 3600
+}
+
+fn chrono_now() -> i64 {
+    jsonwebtoken::get_current_timestamp() as i64
+}
+
+fn rs256(key: &Key, claims: Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(key.kid.to_owned());
+    jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
+}
+
+fn hs256(secret: &[u8], claims: Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+fn accessory_claims() -> Value {
+    json!({ "iss": ACCESSORY_ISSUER, "exp": in_an_hour(), "cognito:username": "0A:1B:2C:3D:4E:5F", "token_use": "id" })
+}
+
+fn rejection(result: Result<Principal, ApiError>) -> String {
+    match result {
+        Err(ApiError::Unauthorized(message)) => message,
+        other => panic!("expected a 401, got {other:?}"),
+    }
+}
+
+fn mac() -> MacAddress {
+    "0a:1b:2c:3d:4e:5f".parse().unwrap()
+}
+
+#[tokio::test]
+async fn valid_tokens_of_each_kind_are_accepted() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    let verifier = verifier(&jwks);
+
+    let accessory = rs256(&first(), accessory_claims());
+    assert_eq!(
+        verifier.verify(&accessory).await.unwrap(),
+        Principal::Accessory(mac())
+    );
+    assert_eq!(
+        verifier
+            .verify(&format!("Bearer {accessory}"))
+            .await
+            .unwrap(),
+        Principal::Accessory(mac())
+    );
+
+    let access_token = rs256(
+        &first(),
+        json!({ "iss": ACCESSORY_ISSUER, "exp": in_an_hour(), "username": "0a:1b:2c:3d:4e:5f" }),
+    );
+    assert_eq!(
+        verifier.verify(&access_token).await.unwrap(),
+        Principal::Accessory(mac())
+    );
+
+    let user = Uuid::new_v4();
+    let user_token = rs256(
+        &first(),
+        json!({ "iss": USER_ISSUER, "aud": "mobile-app", "exp": in_an_hour(), "sub": format!("us-west-2:{user}") }),
+    );
+    assert_eq!(
+        verifier.verify(&user_token).await.unwrap(),
+        Principal::User(user)
+    );
+
+    let service = hs256(
+        SERVICE_SECRET.as_bytes(),
+        json!({ "exp": in_an_hour(), "sub": "preprocessing" }),
+    );
+    assert_eq!(
+        verifier.verify(&service).await.unwrap(),
+        Principal::Service {
+            subject: "preprocessing".into()
+        }
+    );
+    assert_eq!(jwks.fetches(), 2, "each issuer fetched its keys once");
+    verifier.verify(&accessory).await.unwrap();
+    verifier.verify(&user_token).await.unwrap();
+    assert_eq!(jwks.fetches(), 2, "and then serves them from its cache");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_rejected() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    let mut claims = accessory_claims();
+    claims["exp"] = json!(chrono_now() - 3600);
+    let message = rejection(verifier(&jwks).verify(&rs256(&first(), claims)).await);
+    assert_eq!(message, "the token has expired");
+
+    let service = hs256(
+        SERVICE_SECRET.as_bytes(),
+        json!({ "exp": chrono_now() - 3600 }),
+    );
+    assert_eq!(
+        rejection(verifier(&jwks).verify(&service).await),
+        "the token has expired"
+    );
+}
+
+#[tokio::test]
+async fn a_token_without_expiry_is_rejected() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    let token = rs256(
+        &first(),
+        json!({ "iss": ACCESSORY_ISSUER, "cognito:username": "0a:1b:2c:3d:4e:5f" }),
+    );
+    assert_eq!(
+        rejection(verifier(&jwks).verify(&token).await),
+        "the token lacks a required claim (exp, iss)"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_issuer_is_rejected() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    let mut claims = accessory_claims();
+    claims["iss"] = json!("https://cognito-idp.us-west-2.amazonaws.com/us-west-2_someoneelse");
+    assert_eq!(
+        rejection(verifier(&jwks).verify(&rs256(&first(), claims)).await),
+        "the token's issuer is not accepted"
+    );
+    assert_eq!(
+        jwks.fetches(),
+        0,
+        "no keys are fetched for an issuer we do not trust"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_audience_is_rejected_where_one_is_configured() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    let token = rs256(
+        &first(),
+        json!({ "iss": USER_ISSUER, "aud": "someone-else", "exp": in_an_hour(), "sub": Uuid::new_v4() }),
+    );
+    assert_eq!(
+        rejection(verifier(&jwks).verify(&token).await),
+        "the token's audience is not accepted"
+    );
+}
+
+#[tokio::test]
+async fn a_token_signed_by_the_wrong_key_is_rejected() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    // Signed with the second key, but claiming to be signed with the first.
+    let forged = Key {
+        kid: "first",
+        encoding: second().encoding,
+    };
+    assert_eq!(
+        rejection(
+            verifier(&jwks)
+                .verify(&rs256(&forged, accessory_claims()))
+                .await
+        ),
+        "the token's signature does not verify"
+    );
+    let tampered = {
+        let token = rs256(&first(), accessory_claims());
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut claims = accessory_claims();
+        claims["cognito:username"] = json!("ff:ff:ff:ff:ff:ff");
+        parts[1] = base64url(&claims.to_string());
+        parts.join(".")
+    };
+    assert_eq!(
+        rejection(verifier(&jwks).verify(&tampered).await),
+        "the token's signature does not verify"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_kid_refetches_the_keys_once_then_rejects() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    let verifier = verifier(&jwks);
+    verifier
+        .verify(&rs256(&first(), accessory_claims()))
+        .await
+        .unwrap();
+    assert_eq!(jwks.fetches(), 1);
+
+    let stranger = Key {
+        kid: "stranger",
+        encoding: second().encoding,
+    };
+    assert_eq!(
+        rejection(verifier.verify(&rs256(&stranger, accessory_claims())).await),
+        "the token is signed with an unknown key"
+    );
+    assert_eq!(jwks.fetches(), 2, "an unknown kid triggers one refetch");
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_picked_up_by_refetching() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    let verifier = verifier(&jwks);
+    verifier
+        .verify(&rs256(&first(), accessory_claims()))
+        .await
+        .unwrap();
+
+    jwks.publish(&second());
+    assert_eq!(
+        verifier
+            .verify(&rs256(&second(), accessory_claims()))
+            .await
+            .unwrap(),
+        Principal::Accessory(mac())
+    );
+    assert_eq!(jwks.fetches(), 2);
+}
+
+#[tokio::test]
+async fn unknown_kids_cannot_force_a_fetch_per_request() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    let mut config = issuer(IssuerKind::Accessory, ACCESSORY_ISSUER, &jwks, None);
+    config.refetch_cooldown = Duration::from_secs(3600);
+    let verifier = Verifier::new(AuthConfig {
+        issuers: vec![config],
+        ..AuthConfig::default()
+    });
+    verifier
+        .verify(&rs256(&first(), accessory_claims()))
+        .await
+        .unwrap();
+    for n in 0..5 {
+        let stranger = Key {
+            kid: if n % 2 == 0 { "a" } else { "b" },
+            encoding: second().encoding,
+        };
+        rejection(verifier.verify(&rs256(&stranger, accessory_claims())).await);
+    }
+    assert_eq!(jwks.fetches(), 1);
+}
+
+#[tokio::test]
+async fn alg_none_is_rejected() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    let header = base64url(r#"{"alg":"none","typ":"JWT"}"#);
+    let claims = base64url(&accessory_claims().to_string());
+    for token in [format!("{header}.{claims}."), format!("{header}.{claims}")] {
+        assert_eq!(
+            rejection(verifier(&jwks).verify(&token).await),
+            "malformed token"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hs256_signed_with_the_public_key_is_rejected() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    // The classic confusion attack: use the (public) RSA key material as an HMAC secret.
+    let public = serde_json::to_vec(&jwk(&first())).unwrap();
+    let forged = {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("first".into());
+        jsonwebtoken::encode(
+            &header,
+            &accessory_claims(),
+            &EncodingKey::from_secret(&public),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        rejection(verifier(&jwks).verify(&forged).await),
+        "the token's signature does not verify"
+    );
+
+    let without_service_tokens = Verifier::new(AuthConfig {
+        issuers: vec![issuer(IssuerKind::Accessory, ACCESSORY_ISSUER, &jwks, None)],
+        ..AuthConfig::default()
+    });
+    assert_eq!(
+        rejection(without_service_tokens.verify(&forged).await),
+        "service tokens are not accepted here"
+    );
+}
+
+#[tokio::test]
+async fn other_algorithms_and_garbage_are_rejected() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    let verifier = verifier(&jwks);
+    let hs512 = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS512),
+        &json!({ "exp": in_an_hour() }),
+        &EncodingKey::from_secret(SERVICE_SECRET.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(
+        rejection(verifier.verify(&hs512).await),
+        "tokens signed with HS512 are not accepted"
+    );
+    for garbage in ["", "Bearer ", "abc", "a.b.c", "Bearer a.b"] {
+        rejection(verifier.verify(garbage).await);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_endpoint_is_a_server_error_not_a_rejection() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    drop(listener);
+    let verifier = Verifier::new(AuthConfig {
+        issuers: vec![IssuerConfig {
+            kind: IssuerKind::Accessory,
+            issuer: ACCESSORY_ISSUER.into(),
+            jwks_url: url,
+            audience: None,
+            refetch_cooldown: Duration::ZERO,
+        }],
+        ..AuthConfig::default()
+    });
+    let result = verifier.verify(&rs256(&first(), accessory_claims())).await;
+    assert!(matches!(result, Err(ApiError::Internal(_))), "{result:?}");
+}
+
+#[test]
+fn config_comes_in_pairs_and_needs_at_least_one_issuer() {
+    use kit::Env;
+    let error = AuthConfig::from_env(&Env::default()).unwrap_err();
+    assert!(
+        error.to_string().contains("no token issuer is configured"),
+        "{error}"
+    );
+
+    let half = Env::from_iter([("ACCESSORY_TOKEN_ISSUER", ACCESSORY_ISSUER)]);
+    assert_eq!(
+        AuthConfig::from_env(&half).unwrap_err().to_string(),
+        "environment variable ACCESSORY_JWKS_URL is not set: ACCESSORY_TOKEN_ISSUER is set, and the two go together"
+    );
+
+    let short = Env::from_iter([("SERVICE_TOKEN_SECRET", "short")]);
+    let error = AuthConfig::from_env(&short).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "environment variable SERVICE_TOKEN_SECRET is malformed: must be at least 32 bytes long"
+    );
+    assert!(
+        !error.contains("short"),
+        "the secret never appears in messages"
+    );
+
+    let full = Env::from_iter([
+        ("ACCESSORY_TOKEN_ISSUER", ACCESSORY_ISSUER),
+        ("ACCESSORY_JWKS_URL", "https://example.test/jwks.json"),
+        ("SERVICE_TOKEN_SECRET", SERVICE_SECRET),
+    ]);
+    let config = AuthConfig::from_env(&full).unwrap();
+    assert_eq!(config.issuers.len(), 1);
+    assert!(
+        !format!("{config:?}").contains(SERVICE_SECRET),
+        "Debug redacts the secret"
+    );
+}
+
+fn base64url(text: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}

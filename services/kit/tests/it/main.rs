@@ -1,0 +1,5 @@
+//! The kit's integration tests: one binary, so it links once.
+
+mod auth;
+mod contract;
+mod support;
