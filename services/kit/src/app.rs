@@ -90,6 +90,7 @@ async fn trace(request: Request, next: Next) -> Response {
         .extensions()
         .lambda_context_ref()
         .map(|context| context.request_id.clone())
+        .filter(|id| !id.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let span = tracing::info_span!(
         "request",

@@ -1,0 +1,55 @@
+//! The hardware API: accessories, sensors and firmware for the biometrix fleet.
+//!
+//! [`router`] is the whole API; `main.rs` only reads the configuration, builds the clients once and
+//! serves the router on Lambda or locally.
+
+mod config;
+mod firmware;
+mod misc;
+mod version;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use kit::Verifier;
+
+pub use config::Config;
+pub use firmware::{DeviceType, FirmwareStore};
+pub use version::Version;
+
+/// Everything a request handler needs, built once per cold start.
+#[derive(Debug, Clone)]
+pub struct Hardware {
+    firmware: Arc<FirmwareStore>,
+    verifier: Arc<Verifier>,
+}
+
+impl Hardware {
+    /// Builds the clients; cheap, as nothing is fetched until a request needs it.
+    pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Hardware {
+        Hardware {
+            firmware: Arc::new(FirmwareStore::new(
+                sdk,
+                config.firmware_table,
+                config.firmware_bucket,
+            )),
+            verifier: Arc::new(Verifier::new(config.auth)),
+        }
+    }
+}
+
+/// The complete API, under both `/v1` and `/hardware`.
+pub fn router(hardware: Hardware) -> Router {
+    let verifier = Arc::clone(&hardware.verifier);
+    let routes = Router::new()
+        .route("/firmware/{device_type}/{version}", get(firmware::describe))
+        .route(
+            "/firmware/{device_type}/{version}/download",
+            get(firmware::download),
+        )
+        .route("/misc/uuid", get(misc::uuid))
+        .route("/misc/time", get(misc::time))
+        .with_state(hardware);
+    kit::app("hardware", routes, verifier)
+}

@@ -1,0 +1,6 @@
+//! The hardware API's integration tests, against the AWS emulator started by `scripts/test`.
+
+mod firmware;
+mod lambda;
+mod misc;
+mod support;

@@ -1,0 +1,248 @@
+//! The emulator, seeded stores, and driving the router in-process.
+
+use std::sync::Arc;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use aws_sdk_s3::types::CreateBucketConfiguration;
+use axum::Router;
+use axum::body::Body;
+use hardware::{Config, Hardware};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use kit::AuthConfig;
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use tower::ServiceExt;
+
+/// The emulator's SDK configuration. Fails loudly, never skips, when the emulator is not there.
+pub async fn emulator() -> &'static SdkConfig {
+    static SDK: OnceCell<SdkConfig> = OnceCell::const_new();
+    SDK.get_or_init(|| async {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+            panic!("AWS_ENDPOINT_URL is not set: these tests need the AWS emulator; run them with scripts/test")
+        });
+        assert!(
+            endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
+            "AWS_ENDPOINT_URL={endpoint} is not a local emulator; tests never touch real AWS"
+        );
+        aws_config::load_defaults(BehaviorVersion::latest()).await
+    })
+    .await
+}
+
+/// A firmware table and bucket of their own, with unique names so tests can run in parallel.
+pub struct FirmwareStores {
+    pub table: String,
+    pub bucket: String,
+    dynamodb: aws_sdk_dynamodb::Client,
+    s3: aws_sdk_s3::Client,
+}
+
+impl FirmwareStores {
+    pub async fn create() -> FirmwareStores {
+        let sdk = emulator().await;
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let stores = FirmwareStores {
+            table: format!("firmware-{suffix}"),
+            bucket: format!("firmware-{suffix}"),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(sdk)
+                    .force_path_style(true)
+                    .build(),
+            ),
+        };
+        let key = |name: &str, kind| {
+            (
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(kind)
+                    .build()
+                    .unwrap(),
+            )
+        };
+        let (hash_def, hash) = key("device_type", KeyType::Hash);
+        let (range_def, range) = key("version", KeyType::Range);
+        stores
+            .dynamodb
+            .create_table()
+            .table_name(&stores.table)
+            .attribute_definitions(hash_def)
+            .attribute_definitions(range_def)
+            .key_schema(hash)
+            .key_schema(range)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("the emulator creates the firmware table");
+        let region = sdk.region().expect("AWS_REGION is set").to_string();
+        stores
+            .s3
+            .create_bucket()
+            .bucket(&stores.bucket)
+            .create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(region.as_str().into())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("the emulator creates the firmware bucket");
+        stores
+    }
+
+    /// Records a release in the index; `extra` adds attributes such as `notes`.
+    pub async fn release(
+        &self,
+        device_type: &str,
+        version: &str,
+        created_date: &str,
+        extra: &[(&str, &str)],
+    ) {
+        let mut put = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .item("device_type", AttributeValue::S(device_type.into()))
+            .item("version", AttributeValue::S(version.into()))
+            .item("created_date", AttributeValue::S(created_date.into()));
+        for (name, value) in extra {
+            put = put.item(*name, AttributeValue::S((*value).into()));
+        }
+        put.send()
+            .await
+            .expect("the emulator stores the firmware item");
+    }
+
+    pub async fn upload(&self, key: &str, bytes: &[u8]) {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(bytes.to_vec().into())
+            .send()
+            .await
+            .expect("the emulator stores the firmware binary");
+    }
+
+    pub async fn router(&self) -> Router {
+        router_for(self.table.clone(), self.bucket.clone()).await
+    }
+}
+
+pub async fn router_for(firmware_table: String, firmware_bucket: String) -> Router {
+    let config = Config {
+        firmware_table,
+        firmware_bucket,
+        auth: AuthConfig {
+            service_secret: Some("a service secret of at least 32 bytes".parse().unwrap()),
+            ..AuthConfig::default()
+        },
+    };
+    hardware::router(Hardware::new(config, emulator().await))
+}
+
+/// The binary of accessory firmware 1.10: every byte value, so any text mangling shows.
+pub fn accessory_1_10_binary() -> Vec<u8> {
+    (0..=255u8).rev().chain(0..=255u8).collect()
+}
+
+/// A table and bucket with the releases the tests expect.
+pub async fn seeded() -> Arc<FirmwareStores> {
+    let stores = FirmwareStores::create().await;
+    stores
+        .release("accessory", "1.9", "2026-01-10T08:00:00Z", &[])
+        .await;
+    stores
+        .release(
+            "accessory",
+            "1.10",
+            "2026-02-01T09:30:00Z",
+            &[("notes", "fixes pairing")],
+        )
+        .await;
+    stores
+        .release("accessory", "1.2.3", "2025-06-01T12:00:00Z", &[])
+        .await;
+    stores
+        .release("sensor", "2.0", "2026-03-01T00:00:00Z", &[])
+        .await;
+    stores
+        .upload("accessory/1.10", &accessory_1_10_binary())
+        .await;
+    stores.upload("accessory/1.9", b"firmware 1.9").await;
+    Arc::new(stores)
+}
+
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+            .to_str()
+            .unwrap()
+    }
+
+    /// Asserts one row of the error contract and returns the message.
+    pub fn error(&self, status: u16, name: &str) -> String {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "body: {:?}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.header("status"), name);
+        assert_eq!(self.header("access-control-allow-origin"), "*");
+        let body = self.json();
+        assert_eq!(
+            body.as_object().map(|o| o.len()),
+            Some(1),
+            "only a message: {body}"
+        );
+        body["message"].as_str().unwrap().to_owned()
+    }
+}
+
+pub async fn call(router: &Router, method: Method, uri: &str) -> Answer {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes().to_vec(),
+    }
+}
+
+pub async fn get(router: &Router, uri: &str) -> Answer {
+    call(router, Method::GET, uri).await
+}
