@@ -10,6 +10,8 @@ mod config;
 mod error;
 mod extract;
 mod serve;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
 
 pub use app::{REQUEST_ID_HEADER, app};

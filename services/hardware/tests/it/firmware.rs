@@ -3,7 +3,9 @@
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::{FirmwareStores, accessory_1_10_binary, call, get, router_for, seeded};
+use kit::testing::{call, get};
+
+use crate::support::{FirmwareStores, accessory_1_10_binary, router_for, seeded};
 
 #[tokio::test]
 async fn latest_is_the_numerically_highest_version() {
@@ -72,7 +74,7 @@ async fn unknown_and_malformed_versions_are_no_such_entity() {
     ];
     for (uri, message) in cases {
         assert_eq!(
-            get(&router, uri).await.error(404, "NoSuchEntity"),
+            get(&router, uri).await.assert_error(404, "NoSuchEntity"),
             message,
             "{uri}"
         );
@@ -84,7 +86,7 @@ async fn latest_with_nothing_released_is_no_such_entity() {
     let router = FirmwareStores::create().await.router().await;
     let answer = get(&router, "/v1/firmware/sensor/latest").await;
     assert_eq!(
-        answer.error(404, "NoSuchEntity"),
+        answer.assert_error(404, "NoSuchEntity"),
         "no sensor firmware has been released"
     );
 }
@@ -110,7 +112,7 @@ async fn an_unknown_device_type_is_invalid_schema() {
         "/v1/firmware/phone/latest",
         "/hardware/firmware/Accessory/1.9/download",
     ] {
-        let message = get(&router, uri).await.error(400, "InvalidSchema");
+        let message = get(&router, uri).await.assert_error(400, "InvalidSchema");
         assert_eq!(
             message, "device_type: expected 'accessory' or 'sensor'",
             "{uri}"
@@ -140,13 +142,13 @@ async fn download_of_a_missing_release_or_binary_is_no_such_entity() {
     let router = seeded().await.router().await;
     let unknown = get(&router, "/v1/firmware/accessory/7.7/download").await;
     assert_eq!(
-        unknown.error(404, "NoSuchEntity"),
+        unknown.assert_error(404, "NoSuchEntity"),
         "there is no accessory firmware version 7.7"
     );
     // Released in the index, but its binary was never uploaded.
     let missing = get(&router, "/v1/firmware/sensor/2.0/download").await;
     assert_eq!(
-        missing.error(404, "NoSuchEntity"),
+        missing.assert_error(404, "NoSuchEntity"),
         "the binary of sensor firmware 2.0 is missing"
     );
 }
@@ -155,8 +157,14 @@ async fn download_of_a_missing_release_or_binary_is_no_such_entity() {
 async fn firmware_routes_are_read_only() {
     let router = seeded().await.router().await;
     for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
-        let answer = call(&router, method.clone(), "/v1/firmware/accessory/latest").await;
-        answer.error(405, "UnsupportedMethod");
+        let answer = call(
+            &router,
+            method.clone(),
+            "/v1/firmware/accessory/latest",
+            None,
+        )
+        .await;
+        answer.assert_error(405, "UnsupportedMethod");
     }
 }
 
@@ -164,7 +172,10 @@ async fn firmware_routes_are_read_only() {
 async fn a_store_failure_is_a_500_that_hides_the_cause() {
     let router = router_for("no-such-table-7f3a".into(), "no-such-bucket-7f3a".into()).await;
     let answer = get(&router, "/v1/firmware/accessory/latest").await;
-    assert_eq!(answer.error(500, "ServerError"), "internal server error");
+    assert_eq!(
+        answer.assert_error(500, "ServerError"),
+        "internal server error"
+    );
     let body = String::from_utf8(answer.body).unwrap();
     assert!(
         !body.contains("no-such-table") && !body.contains("ResourceNotFound"),

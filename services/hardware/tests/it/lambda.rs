@@ -25,7 +25,9 @@ async fn invoke(router: &Router, fixture: &str) -> Value {
 
 /// A response header as API Gateway sees it; REST proxy responses carry them in `multiValueHeaders`.
 fn header<'a>(response: &'a Value, name: &str) -> &'a str {
-    let headers = response["multiValueHeaders"].as_object().expect("multiValueHeaders");
+    let headers = response["multiValueHeaders"]
+        .as_object()
+        .expect("multiValueHeaders");
     let values = headers
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case(name))

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use http::StatusCode;
 use kit::Datetime;
 
-use crate::support::{get, router_for};
+use kit::testing::get;
+
+use crate::support::router_for;
 
 async fn router() -> axum::Router {
     // These routes touch no store; the names only have to be well-formed.

@@ -1,4 +1,4 @@
-//! The emulator, seeded stores, and driving the router in-process.
+//! The emulator and seeded stores.
 
 use std::sync::Arc;
 
@@ -9,14 +9,9 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_s3::types::CreateBucketConfiguration;
 use axum::Router;
-use axum::body::Body;
 use hardware::{Config, Hardware};
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::BodyExt;
 use kit::AuthConfig;
-use serde_json::Value;
 use tokio::sync::OnceCell;
-use tower::ServiceExt;
 
 /// The emulator's SDK configuration. Fails loudly, never skips, when the emulator is not there.
 pub async fn emulator() -> &'static SdkConfig {
@@ -181,68 +176,4 @@ pub async fn seeded() -> Arc<FirmwareStores> {
         .await;
     stores.upload("accessory/1.9", b"firmware 1.9").await;
     Arc::new(stores)
-}
-
-#[derive(Debug)]
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
-}
-
-impl Answer {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
-            .to_str()
-            .unwrap()
-    }
-
-    /// Asserts one row of the error contract and returns the message.
-    pub fn error(&self, status: u16, name: &str) -> String {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "body: {:?}",
-            String::from_utf8_lossy(&self.body)
-        );
-        assert_eq!(self.header("status"), name);
-        assert_eq!(self.header("access-control-allow-origin"), "*");
-        let body = self.json();
-        assert_eq!(
-            body.as_object().map(|o| o.len()),
-            Some(1),
-            "only a message: {body}"
-        );
-        body["message"].as_str().unwrap().to_owned()
-    }
-}
-
-pub async fn call(router: &Router, method: Method, uri: &str) -> Answer {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::empty())
-        .unwrap();
-    let response = router.clone().oneshot(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes().to_vec(),
-    }
-}
-
-pub async fn get(router: &Router, uri: &str) -> Answer {
-    call(router, Method::GET, uri).await
 }

@@ -9,7 +9,7 @@ use kit::{ApiError, AuthConfig, Json, MacAddress, Path, Principal, Verifier};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::support::{call, send};
+use kit::testing::{call, send};
 
 #[derive(Deserialize)]
 struct NewWidget {

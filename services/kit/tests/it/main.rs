@@ -2,4 +2,3 @@
 
 mod auth;
 mod contract;
-mod support;

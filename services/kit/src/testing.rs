@@ -1,4 +1,5 @@
-//! Driving a router in-process, as API Gateway would, and reading what it answers.
+//! Test helpers for services (feature `testing`): drive a router in-process and check what it
+//! answers against the contract.
 
 use axum::Router;
 use axum::body::Body;
@@ -7,6 +8,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+/// A response, read whole.
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
@@ -15,6 +17,7 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The body as JSON; panics, showing the body, when it is not.
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
@@ -24,6 +27,7 @@ impl Answer {
         })
     }
 
+    /// A header's value; panics when it is missing.
     pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
@@ -32,7 +36,8 @@ impl Answer {
             .unwrap()
     }
 
-    /// Asserts one row of the error contract: status, `Status` header, `{"message"}` body.
+    /// Asserts one row of the error contract (status, `Status` header, `{"message"}` body, CORS)
+    /// and returns the message.
     pub fn assert_error(&self, status: u16, name: &str) -> String {
         assert_eq!(
             self.status.as_u16(),
@@ -51,6 +56,7 @@ impl Answer {
             .to_owned()
     }
 
+    /// Asserts the CORS headers every response carries.
     pub fn assert_cors(&self) {
         assert_eq!(self.header("access-control-allow-origin"), "*");
         assert_eq!(
@@ -64,6 +70,7 @@ impl Answer {
     }
 }
 
+/// Sends one request through `router`, as the Lambda adapter or the local server would.
 pub async fn send(router: &Router, request: Request<Body>) -> Answer {
     let response = router
         .clone()
@@ -83,6 +90,7 @@ pub async fn send(router: &Router, request: Request<Body>) -> Answer {
     }
 }
 
+/// Sends `method uri`, with `body` as JSON when given.
 pub async fn call(router: &Router, method: Method, uri: &str, body: Option<&str>) -> Answer {
     let mut request = Request::builder().method(method).uri(uri);
     if body.is_some() {
@@ -90,4 +98,9 @@ pub async fn call(router: &Router, method: Method, uri: &str, body: Option<&str>
     }
     let body = body.map(|b| Body::from(b.to_owned())).unwrap_or_default();
     send(router, request.body(body).unwrap()).await
+}
+
+/// `GET uri`.
+pub async fn get(router: &Router, uri: &str) -> Answer {
+    call(router, Method::GET, uri, None).await
 }
