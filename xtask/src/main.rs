@@ -1,14 +1,57 @@
 //! `cargo xtask`: the build-and-release tool. This file parses flags and dispatches; each command
 //! lives in a file of its own.
 
-use clap::Parser;
+mod artifact;
+mod bench;
+mod compile;
+mod elf;
+mod manifest;
+mod names;
+mod package;
+mod progress;
+mod workspace;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::progress::Progress;
+use crate::workspace::Workspace;
 
 /// Build and release the biometrix HTTP APIs.
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
-struct Cli {}
+struct Cli {
+    /// The workspace to work on (default: this one).
+    #[arg(long, global = true, value_name = "PATH")]
+    manifest_path: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    Cli::parse();
-    Ok(())
+#[derive(Debug, Subcommand)]
+enum Command {
+    Package(package::Package),
+    Bench(bench::Bench),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let workspace = Workspace::load(cli.manifest_path.as_deref())?;
+    let progress = Progress::detect();
+    match cli.command {
+        Command::Package(package) => package.run(&workspace, progress),
+        Command::Bench(bench) => bench.run(&workspace, progress),
+    }
 }

@@ -1,0 +1,134 @@
+//! Lambda artifacts: a reproducible zip holding one `bootstrap`, named by its SHA-256.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, ZipWriter};
+
+/// The one entry Lambda's `provided` runtimes execute.
+pub const ENTRY: &str = "bootstrap";
+/// `rwxr-xr-x`: Lambda must be able to execute it, nobody needs to write it.
+pub const MODE: u32 = 0o755;
+const LEVEL: i64 = 9;
+
+/// Zips `binary` as `bootstrap`. The bytes depend on nothing but `binary`: fixed timestamp
+/// (1980-01-01, the zip epoch), fixed permissions, fixed compression level, no extra fields.
+pub fn zip_bootstrap(binary: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let options = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .compression_level(Some(LEVEL))
+        .last_modified_time(DateTime::DEFAULT)
+        .unix_permissions(MODE)
+        .large_file(false);
+    let mut zip = ZipWriter::new(Cursor::new(Vec::with_capacity(binary.len() / 2)));
+    zip.start_file(ENTRY, options)
+        .context("starting the zip entry")?;
+    zip.write_all(binary).context("compressing the binary")?;
+    Ok(zip.finish().context("finishing the zip")?.into_inner())
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a reader (or a later run)
+/// sees either the whole file or none of it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .context("an artifact path has a parent directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let temporary: PathBuf = dir.join(format!(
+        ".{}.{}.partial",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("artifact"),
+        std::process::id()
+    ));
+    std::fs::write(&temporary, bytes)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("moving {} into place", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        (0..200_000u32).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn the_zip_holds_one_executable_bootstrap_with_a_fixed_timestamp() {
+        let bytes = zip_bootstrap(&sample()).unwrap();
+        let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+        assert_eq!(archive.len(), 1);
+        let mut entry = archive.by_index(0).unwrap();
+        assert_eq!(entry.name().unwrap(), "bootstrap");
+        assert_eq!(entry.unix_mode(), Some(0o100_755));
+        assert_eq!(entry.compression(), CompressionMethod::Deflated);
+        let modified = entry.last_modified().unwrap();
+        assert_eq!(
+            (
+                modified.year(),
+                modified.month(),
+                modified.day(),
+                modified.hour(),
+                modified.minute()
+            ),
+            (1980, 1, 1, 0, 0)
+        );
+        assert!(
+            entry.extra_data().is_none_or(|extra| extra.is_empty()),
+            "no extra fields"
+        );
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).unwrap();
+        assert_eq!(content, sample());
+    }
+
+    #[test]
+    fn the_same_binary_always_gives_the_same_bytes() {
+        let first = zip_bootstrap(&sample()).unwrap();
+        let second = zip_bootstrap(&sample()).unwrap();
+        assert_eq!(sha256_hex(&first), sha256_hex(&second));
+        let mut other = sample();
+        other[0] ^= 1;
+        assert_ne!(
+            sha256_hex(&zip_bootstrap(&other).unwrap()),
+            sha256_hex(&first)
+        );
+    }
+
+    #[test]
+    fn sha256_is_lowercase_hex() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn atomic_writes_leave_no_partial_file() {
+        let dir = std::env::temp_dir().join(format!("xtask-atomic-{}", std::process::id()));
+        let path = dir.join("a.zip");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["a.zip"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

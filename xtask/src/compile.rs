@@ -1,0 +1,198 @@
+//! Compiling for Lambda: which tools exist, installing them on request, and the cargo invocations.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+use crate::manifest::Builder;
+use crate::names::MAX_GLIBC;
+
+/// Pinned versions of the Python-packaged build tools, installed by `--install-tools`.
+const TOOLS_REQUIREMENTS: &str = "xtask/requirements-tools.txt";
+
+/// The build tools found on this machine.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub host: String,
+    pub zigbuild: Option<PathBuf>,
+    pub installed_targets: Option<Vec<String>>,
+    venv_bin: PathBuf,
+}
+
+impl Tools {
+    pub fn detect(sh: &Shell, root: &Path) -> anyhow::Result<Tools> {
+        let verbose = cmd!(sh, "rustc -vV")
+            .quiet()
+            .read()
+            .context("running `rustc -vV`: is Rust installed?")?;
+        let host = verbose
+            .lines()
+            .find_map(|line| line.strip_prefix("host: "))
+            .context("`rustc -vV` names no host")?
+            .to_owned();
+        let venv_bin = root.join(".venv/bin");
+        let zigbuild = Some(venv_bin.join("cargo-zigbuild"))
+            .filter(|p| p.is_file())
+            .or_else(|| find_on_path("cargo-zigbuild"));
+        // Without rustup (a distribution's Rust), only the host target exists.
+        let installed_targets = cmd!(sh, "rustup target list --installed")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()
+            .map(|list| list.lines().map(str::to_owned).collect());
+        Ok(Tools {
+            host,
+            zigbuild,
+            installed_targets,
+            venv_bin,
+        })
+    }
+
+    /// How `target` gets built: zigbuild where it is (or will be) installed, else plain cargo for the host.
+    pub fn builder_for(&self, target: &str, will_install: bool) -> anyhow::Result<Builder> {
+        if self.zigbuild.is_some() || will_install {
+            Ok(Builder::Zigbuild)
+        } else if target == self.host {
+            Ok(Builder::Cargo)
+        } else {
+            bail!(
+                "cargo-zigbuild is missing, and it is needed to cross-compile for {target}: \
+                 run `pip install cargo-zigbuild` (it brings zig), or pass --install-tools to install it into .venv"
+            )
+        }
+    }
+
+    fn target_installed(&self, target: &str) -> bool {
+        match &self.installed_targets {
+            Some(targets) => targets.iter().any(|t| t == target),
+            None => target == self.host,
+        }
+    }
+
+    /// Refuses to start a build that cannot work, saying what to install.
+    pub fn check(&self, targets: &[&str]) -> anyhow::Result<()> {
+        for target in targets {
+            if !self.target_installed(target) {
+                bail!(
+                    "the Rust target {target} is not installed: run `rustup target add {target}`, \
+                     or pass --install-tools"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs what is missing: zigbuild (with zig) into `.venv`, and the Rust targets.
+    pub fn install(&mut self, sh: &Shell, root: &Path, targets: &[&str]) -> anyhow::Result<()> {
+        if self.zigbuild.is_none() {
+            let venv = root.join(".venv");
+            let requirements = root.join(TOOLS_REQUIREMENTS);
+            if !self.venv_bin.join("pip").is_file() {
+                cmd!(sh, "python3 -m venv {venv}")
+                    .run()
+                    .context("creating .venv (is python3-venv installed?)")?;
+            }
+            let pip = self.venv_bin.join("pip");
+            cmd!(
+                sh,
+                "{pip} install --quiet --disable-pip-version-check -r {requirements}"
+            )
+            .run()
+            .context("installing cargo-zigbuild into .venv")?;
+            self.zigbuild = Some(self.venv_bin.join("cargo-zigbuild"));
+        }
+        for target in targets {
+            if !self.target_installed(target) {
+                cmd!(sh, "rustup target add {target}")
+                    .run()
+                    .context("installing a Rust target")?;
+            }
+        }
+        self.installed_targets = cmd!(sh, "rustup target list --installed")
+            .quiet()
+            .read()
+            .ok()
+            .map(|list| list.lines().map(str::to_owned).collect());
+        Ok(())
+    }
+
+    /// The cargo invocation that builds `bins` for `target` in release.
+    pub fn command(
+        &self,
+        builder: Builder,
+        manifest: &Path,
+        target: &str,
+        bins: &[String],
+    ) -> Vec<OsString> {
+        let mut command: Vec<OsString> = match builder {
+            Builder::Zigbuild => vec![
+                self.zigbuild
+                    .clone()
+                    .unwrap_or_else(|| "cargo-zigbuild".into())
+                    .into(),
+                "zigbuild".into(),
+                "--target".into(),
+                // The suffix makes zig link against exactly this glibc, whatever the host has.
+                format!("{target}.{}.{}", MAX_GLIBC.0, MAX_GLIBC.1).into(),
+            ],
+            Builder::Cargo => vec![
+                "cargo".into(),
+                "build".into(),
+                "--target".into(),
+                target.into(),
+            ],
+        };
+        command.extend([
+            "--release".into(),
+            "--manifest-path".into(),
+            manifest.into(),
+        ]);
+        for bin in bins {
+            command.extend(["--bin".into(), bin.into()]);
+        }
+        command
+    }
+
+    /// Runs a build command with the environment that makes its output reproducible.
+    pub fn run(&self, sh: &Shell, root: &Path, command: &[OsString]) -> anyhow::Result<()> {
+        let path = std::env::join_paths(std::iter::once(self.venv_bin.clone()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))?;
+        let _path = sh.push_env("PATH", path);
+        let _flags = sh.push_env("CARGO_ENCODED_RUSTFLAGS", reproducible_rustflags(root));
+        let (program, args) = command.split_first().context("an empty build command")?;
+        cmd!(sh, "{program} {args...}").run().map_err(|_| {
+            anyhow::anyhow!(
+                "the build failed (the compiler's output is above); nothing was packaged"
+            )
+        })
+    }
+}
+
+/// Source paths end up in panic messages; mapping them to fixed prefixes keeps the binary the
+/// same whichever directory the workspace was checked out in.
+fn reproducible_rustflags(root: &Path) -> String {
+    let mut flags: Vec<String> = std::env::var("RUSTFLAGS")
+        .map(|f| f.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    flags.push(format!("--remap-path-prefix={}=/build", root.display()));
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    if let Some(cargo_home) = cargo_home {
+        flags.push(format!(
+            "--remap-path-prefix={}=/cargo",
+            cargo_home.display()
+        ));
+    }
+    flags.join("\u{1f}")
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+}

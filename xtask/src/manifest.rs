@@ -1,0 +1,90 @@
+//! The plan `package` computes before any work, and the manifest it leaves next to the zips: the
+//! same type, filled in. `publish` and `deploy` read the manifest; tests assert on both.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::names::{Architecture, Environment};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub environment: Environment,
+    pub profile: String,
+    /// Where the source came from; filled in when the work is done.
+    pub source: Option<Source>,
+    /// One cargo invocation per target, each building every requested binary for it.
+    pub builds: Vec<Build>,
+    pub functions: Vec<Artifact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub commit: String,
+    pub dirty: bool,
+    pub toolchain: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Builder {
+    /// `cargo zigbuild`, linking against Amazon Linux 2023's glibc with zig.
+    Zigbuild,
+    /// A plain `cargo build`, for a target that is the host's own.
+    Cargo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Build {
+    pub target: String,
+    pub builder: Builder,
+    pub bins: Vec<String>,
+    /// The command, for people to read and rerun.
+    pub command: Vec<String>,
+}
+
+/// One function's artifact. The fields after `binary` are known once it is built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub service: String,
+    pub function: String,
+    pub architecture: Architecture,
+    pub target: String,
+    pub binary: PathBuf,
+    pub binary_sha256: Option<String>,
+    pub zip: Option<PathBuf>,
+    pub sha256: Option<String>,
+    pub size: Option<u64>,
+    pub key: Option<String>,
+}
+
+/// `lambdas/<service>/<function>/<sha256>.zip`: the key changes exactly when the code does.
+pub fn artifact_key(service: &str, function: &str, sha256: &str) -> String {
+    format!("lambdas/{service}/{function}/{sha256}.zip")
+}
+
+pub const MANIFEST: &str = "manifest.json";
+
+impl Plan {
+    /// The part of the plan about one service: what its manifest holds.
+    pub fn for_service(&self, service: &str) -> Plan {
+        Plan {
+            functions: self
+                .functions
+                .iter()
+                .filter(|a| a.service == service)
+                .cloned()
+                .collect(),
+            builds: self.builds.clone(),
+            ..self.clone()
+        }
+    }
+
+    pub fn read(path: &Path) -> anyhow::Result<Plan> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a package manifest", path.display()))
+    }
+}

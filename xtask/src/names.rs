@@ -1,0 +1,121 @@
+//! Names the release tool accepts, parsed once at the edge: environments and architectures.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A deployment environment; unknown names are refused with the list of known ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Dev,
+    Qa,
+    Production,
+}
+
+impl Environment {
+    pub const ALL: [Environment; 3] = [Environment::Dev, Environment::Qa, Environment::Production];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Dev => "dev",
+            Environment::Qa => "qa",
+            Environment::Production => "production",
+        }
+    }
+}
+
+impl FromStr for Environment {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Environment> {
+        Environment::ALL
+            .into_iter()
+            .find(|env| env.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Environment::ALL.iter().map(|env| env.as_str()).collect();
+                anyhow::anyhow!(
+                    "unknown environment `{s}`: known environments are {}",
+                    known.join(", ")
+                )
+            })
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A Lambda instruction set, as Lambda names it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    #[default]
+    Arm64,
+    X86_64,
+}
+
+/// The newest glibc that Amazon Linux 2023 (`provided.al2023`) ships.
+pub const MAX_GLIBC: (u32, u32) = (2, 34);
+
+impl Architecture {
+    /// The Rust target that builds for this architecture on `provided.al2023`.
+    pub fn target(self) -> &'static str {
+        match self {
+            Architecture::Arm64 => "aarch64-unknown-linux-gnu",
+            Architecture::X86_64 => "x86_64-unknown-linux-gnu",
+        }
+    }
+
+    /// The ELF `e_machine` of executables for this architecture.
+    pub fn elf_machine(self) -> u16 {
+        match self {
+            Architecture::Arm64 => goblin::elf::header::EM_AARCH64,
+            Architecture::X86_64 => goblin::elf::header::EM_X86_64,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Architecture::Arm64 => "arm64",
+            Architecture::X86_64 => "x86_64",
+        }
+    }
+}
+
+impl fmt::Display for Architecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environments_parse_and_unknown_ones_list_the_known() {
+        assert_eq!("qa".parse::<Environment>().unwrap(), Environment::Qa);
+        let error = "prod".parse::<Environment>().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown environment `prod`: known environments are dev, qa, production"
+        );
+    }
+
+    #[test]
+    fn architectures_map_to_lambda_targets() {
+        assert_eq!(Architecture::default(), Architecture::Arm64);
+        assert_eq!(Architecture::Arm64.target(), "aarch64-unknown-linux-gnu");
+        assert_eq!(Architecture::X86_64.target(), "x86_64-unknown-linux-gnu");
+        assert_eq!(
+            serde_json::to_string(&Architecture::X86_64).unwrap(),
+            "\"x86_64\""
+        );
+    }
+}

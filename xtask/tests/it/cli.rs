@@ -1,0 +1,116 @@
+//! Every bad input is refused with a message that says what to do.
+
+use crate::support::{Fixture, assert_refused, stdout, xtask};
+
+#[test]
+fn help_lists_the_commands_and_examples() {
+    let output = xtask().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    assert!(stdout(&output).contains("package"), "{}", stdout(&output));
+    let output = xtask().args(["package", "--help"]).output().unwrap();
+    let help = stdout(&output);
+    for expected in [
+        "SERVICE... ENV",
+        "--all",
+        "--dry-run",
+        "--json",
+        "--install-tools",
+        "cargo xtask package hardware dev",
+    ] {
+        assert!(help.contains(expected), "{expected} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn unknown_names_are_refused_with_the_known_ones() {
+    let fixture = Fixture::copy("tiny");
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["package", "tiny", "prod"],
+            "unknown environment `prod`: known environments are dev, qa, production",
+        ),
+        (
+            &["package", "huge", "dev"],
+            "unknown service `huge`: known services are tiny",
+        ),
+        (
+            &["package", "dev"],
+            "name at least one service before the environment, like `tiny dev` \
+          (known services are tiny), or pass --all",
+        ),
+        (
+            &["package", "--all", "tiny", "dev"],
+            "--all packages every service: give only the environment, like `--all dev`",
+        ),
+        (
+            &["package", "--all", "staging"],
+            "unknown environment `staging`: known environments are dev, qa, production",
+        ),
+        (
+            &["package", "tiny", "huge", "dev"],
+            "unknown service `huge`: known services are tiny",
+        ),
+    ];
+    for (args, message) in cases {
+        assert_refused(&fixture.xtask(args), message);
+    }
+    assert!(
+        !fixture.root.join("target/lambda").exists(),
+        "nothing was written"
+    );
+}
+
+#[test]
+fn a_missing_cross_compiler_says_how_to_install_it() {
+    let fixture = Fixture::copy("tiny");
+    let output = xtask()
+        .args(["--manifest-path"])
+        .arg(fixture.manifest())
+        .args(["package", "tiny", "dev"])
+        .env(
+            "PATH",
+            std::env::join_paths(
+                ["/usr/bin", "/bin"]
+                    .into_iter()
+                    .chain(cargo_dir().as_deref()),
+            )
+            .unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert_refused(
+        &output,
+        "cargo-zigbuild is missing, and it is needed to cross-compile for aarch64-unknown-linux-gnu: \
+         run `pip install cargo-zigbuild` (it brings zig), or pass --install-tools to install it into .venv",
+    );
+}
+
+#[test]
+fn malformed_metadata_names_the_manifest() {
+    let fixture = Fixture::copy("tiny");
+    let manifest = fixture.root.join("services/tiny/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        "bin = \"tiny\"\narchitecture",
+        "bin = \"nope\"\narchitecture",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let output = fixture.xtask(&["package", "tiny", "dev", "--dry-run"]);
+    assert_refused(
+        &output,
+        &format!(
+            "{}: function `amd` names bin `nope`, which this crate does not have",
+            manifest.display()
+        ),
+    );
+}
+
+/// Where `cargo` and `rustc` live, so a test can drop everything else from PATH.
+fn cargo_dir() -> Option<String> {
+    let cargo = std::env::var("CARGO").ok()?;
+    Some(
+        std::path::Path::new(&cargo)
+            .parent()?
+            .to_string_lossy()
+            .into_owned(),
+    )
+}

@@ -1,0 +1,6 @@
+//! The release tool's integration tests: the real binary on a tiny fixture workspace.
+
+mod bench;
+mod cli;
+mod package;
+mod support;

@@ -1,0 +1,105 @@
+//! Running `cargo xtask` on copies of the fixture workspace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A throwaway copy of `tests/fixtures/<name>`, removed when dropped.
+pub struct Fixture {
+    pub root: PathBuf,
+}
+
+impl Fixture {
+    pub fn copy(name: &str) -> Fixture {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        let root = std::env::temp_dir().join(format!("xtask-{name}-{}", unique()));
+        copy_dir(&source, &root);
+        Fixture { root }
+    }
+
+    pub fn manifest(&self) -> PathBuf {
+        self.root.join("Cargo.toml")
+    }
+
+    /// Runs `cargo xtask --manifest-path <fixture> <args>` with the build tools on PATH.
+    pub fn xtask(&self, args: &[&str]) -> Output {
+        let mut command = xtask();
+        command
+            .arg("--manifest-path")
+            .arg(self.manifest())
+            .args(args);
+        command
+            .env("PATH", path_with_tools())
+            .env_remove("CARGO_TARGET_DIR")
+            .env("CI", "true");
+        command.output().expect("the xtask binary runs")
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+pub fn xtask() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+}
+
+/// PATH with the project's `.venv/bin` first, where `scripts/test` installs cargo-zigbuild and zig.
+pub fn path_with_tools() -> std::ffi::OsString {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin");
+    assert!(
+        venv.join("cargo-zigbuild").is_file(),
+        "cargo-zigbuild is not in {}: run the tests with scripts/test, which installs it",
+        venv.display()
+    );
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(venv).chain(std::env::split_paths(&path))).unwrap()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts a failure whose last stderr line is `error: <message>`.
+pub fn assert_refused(output: &Output, message: &str) {
+    assert!(
+        !output.status.success(),
+        "expected a failure; stdout: {}",
+        stdout(output)
+    );
+    let stderr = stderr(output);
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert_eq!(last, format!("error: {message}"), "full stderr:\n{stderr}");
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                copy_dir(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
