@@ -16,8 +16,9 @@ const TOOLS_REQUIREMENTS: &str = "xtask/requirements-tools.txt";
 #[derive(Debug, Clone)]
 pub struct Tools {
     pub host: String,
+    /// `rustc 1.95.0 (…)`, recorded in the manifest and the S3 metadata.
+    pub toolchain: String,
     pub zigbuild: Option<PathBuf>,
-    pub installed_targets: Option<Vec<String>>,
     venv_bin: PathBuf,
 }
 
@@ -32,21 +33,15 @@ impl Tools {
             .find_map(|line| line.strip_prefix("host: "))
             .context("`rustc -vV` names no host")?
             .to_owned();
+        let toolchain = verbose.lines().next().unwrap_or("unknown").to_owned();
         let venv_bin = root.join(".venv/bin");
         let zigbuild = Some(venv_bin.join("cargo-zigbuild"))
             .filter(|p| p.is_file())
             .or_else(|| find_on_path("cargo-zigbuild"));
-        // Without rustup (a distribution's Rust), only the host target exists.
-        let installed_targets = cmd!(sh, "rustup target list --installed")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .ok()
-            .map(|list| list.lines().map(str::to_owned).collect());
         Ok(Tools {
             host,
+            toolchain,
             zigbuild,
-            installed_targets,
             venv_bin,
         })
     }
@@ -65,24 +60,26 @@ impl Tools {
         }
     }
 
-    fn target_installed(&self, target: &str) -> bool {
-        match &self.installed_targets {
-            Some(targets) => targets.iter().any(|t| t == target),
-            None => target == self.host,
-        }
+    /// The targets rustup has installed; without rustup (a distribution's Rust), only the host's.
+    /// Asked only when needed: it costs a process, and a no-op package must stay fast.
+    fn installed_targets(&self, sh: &Shell) -> Vec<String> {
+        cmd!(sh, "rustup target list --installed")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .map(|list| list.lines().map(str::to_owned).collect())
+            .unwrap_or_else(|_| vec![self.host.clone()])
     }
 
-    /// Refuses to start a build that cannot work, saying what to install.
-    pub fn check(&self, targets: &[&str]) -> anyhow::Result<()> {
-        for target in targets {
-            if !self.target_installed(target) {
-                bail!(
-                    "the Rust target {target} is not installed: run `rustup target add {target}`, \
-                     or pass --install-tools"
-                );
-            }
-        }
-        Ok(())
+    /// Why a build of `targets` may have failed before compiling anything: a missing Rust target.
+    pub fn missing_target(&self, sh: &Shell, targets: &[&str]) -> Option<String> {
+        let installed = self.installed_targets(sh);
+        let missing = targets
+            .iter()
+            .find(|t| !installed.iter().any(|i| i == *t))?;
+        Some(format!(
+            "the Rust target {missing} is not installed: run `rustup target add {missing}`, or pass --install-tools"
+        ))
     }
 
     /// Installs what is missing: zigbuild (with zig) into `.venv`, and the Rust targets.
@@ -104,18 +101,14 @@ impl Tools {
             .context("installing cargo-zigbuild into .venv")?;
             self.zigbuild = Some(self.venv_bin.join("cargo-zigbuild"));
         }
+        let installed = self.installed_targets(sh);
         for target in targets {
-            if !self.target_installed(target) {
+            if !installed.iter().any(|i| i == target) {
                 cmd!(sh, "rustup target add {target}")
                     .run()
                     .context("installing a Rust target")?;
             }
         }
-        self.installed_targets = cmd!(sh, "rustup target list --installed")
-            .quiet()
-            .read()
-            .ok()
-            .map(|list| list.lines().map(str::to_owned).collect());
         Ok(())
     }
 

@@ -180,8 +180,6 @@ pub fn execute(
     if install {
         tools.install(sh, &workspace.root, &targets)?;
     }
-    tools.check(&targets)?;
-
     for build in &plan.builds {
         progress.note(&format!(
             "building {} for {} ({:?})",
@@ -195,7 +193,12 @@ pub fn execute(
             &build.target,
             &build.bins,
         );
-        tools.run(sh, &workspace.root, &command)?;
+        if let Err(error) = tools.run(sh, &workspace.root, &command) {
+            return Err(match tools.missing_target(sh, &targets) {
+                Some(missing) => anyhow::anyhow!(missing),
+                None => error,
+            });
+        }
     }
 
     let step = progress.step("verifying the executables");
@@ -224,7 +227,7 @@ pub fn execute(
     }
     step.done("verified the executables");
 
-    plan.source = Some(source(sh, &workspace.root));
+    plan.source = Some(source(sh, &workspace.root, &tools.toolchain));
     for (artifact, binary) in plan.functions.iter_mut().zip(&binaries) {
         let step = progress.step(&format!(
             "zipping {}/{}",
@@ -287,7 +290,7 @@ fn reusable_zip(
 }
 
 /// The commit, whether the tree had uncommitted changes, and the compiler: what S3 metadata records.
-fn source(sh: &Shell, root: &Path) -> Source {
+fn source(sh: &Shell, root: &Path, toolchain: &str) -> Source {
     let _dir = sh.push_dir(root);
     let commit = xshell::cmd!(sh, "git rev-parse HEAD")
         .quiet()
@@ -297,11 +300,10 @@ fn source(sh: &Shell, root: &Path) -> Source {
         .quiet()
         .ignore_stderr()
         .read();
-    let toolchain = xshell::cmd!(sh, "rustc --version").quiet().read();
     Source {
         dirty: commit.is_err() || dirty.map_or(true, |status| !status.trim().is_empty()),
         commit: commit.unwrap_or_else(|_| "unknown".to_owned()),
-        toolchain: toolchain.unwrap_or_else(|_| "unknown".to_owned()),
+        toolchain: toolchain.to_owned(),
     }
 }
 

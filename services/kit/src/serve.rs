@@ -45,7 +45,10 @@ pub fn init_tracing(mode: &Mode, env: &Env) {
             .with_span_list(false)
             .with_ansi(false)
             .init(),
-        Mode::Local { .. } => builder.compact().init(),
+        Mode::Local { .. } => builder
+            .compact()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 
