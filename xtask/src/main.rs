@@ -9,6 +9,8 @@ mod manifest;
 mod names;
 mod package;
 mod progress;
+#[cfg(test)]
+mod tidy;
 mod workspace;
 
 use std::path::PathBuf;

@@ -57,11 +57,29 @@ pub struct Artifact {
     pub sha256: Option<String>,
     pub size: Option<u64>,
     pub key: Option<String>,
+    /// The service stack's parameter that carries `key`; deploy sets it.
+    pub parameter: String,
 }
 
 /// `lambdas/<service>/<function>/<sha256>.zip`: the key changes exactly when the code does.
 pub fn artifact_key(service: &str, function: &str, sha256: &str) -> String {
     format!("lambdas/{service}/{function}/{sha256}.zip")
+}
+
+/// `apigateway-execute` → `ApigatewayExecuteArtifactKey`: the stack parameter holding a function's key.
+pub fn artifact_key_parameter(function: &str) -> String {
+    let mut name: String = function
+        .split(['-', '_'])
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect();
+    name.push_str("ArtifactKey");
+    name
 }
 
 pub const MANIFEST: &str = "manifest.json";
@@ -86,5 +104,27 @@ impl Plan {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text)
             .with_context(|| format!("{} is not a package manifest", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_parameters_follow_the_conventions() {
+        assert_eq!(
+            artifact_key("hardware", "apigateway-execute", "ab12"),
+            "lambdas/hardware/apigateway-execute/ab12.zip"
+        );
+        assert_eq!(
+            artifact_key_parameter("apigateway-execute"),
+            "ApigatewayExecuteArtifactKey"
+        );
+        assert_eq!(
+            artifact_key_parameter("sync_worker"),
+            "SyncWorkerArtifactKey"
+        );
+        assert_eq!(artifact_key_parameter("api"), "ApiArtifactKey");
     }
 }

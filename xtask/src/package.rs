@@ -10,7 +10,9 @@ use xshell::Shell;
 use crate::artifact::{sha256_hex, write_atomically, zip_bootstrap};
 use crate::compile::Tools;
 use crate::elf::ElfFacts;
-use crate::manifest::{Artifact, Build, MANIFEST, Plan, Source, artifact_key};
+use crate::manifest::{
+    Artifact, Build, MANIFEST, Plan, Source, artifact_key, artifact_key_parameter,
+};
 use crate::names::Environment;
 use crate::progress::Progress;
 use crate::workspace::{Service, Workspace};
@@ -137,6 +139,7 @@ pub fn plan(
                 sha256: None,
                 size: None,
                 key: None,
+                parameter: artifact_key_parameter(&function.name),
             });
         }
     }
