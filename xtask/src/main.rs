@@ -9,6 +9,7 @@ mod manifest;
 mod names;
 mod package;
 mod progress;
+mod publish;
 #[cfg(test)]
 mod tidy;
 mod workspace;
@@ -35,6 +36,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Package(package::Package),
+    Publish(publish::Publish),
     Bench(bench::Bench),
 }
 
@@ -54,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let progress = Progress::detect();
     match cli.command {
         Command::Package(package) => package.run(&workspace, progress),
+        Command::Publish(publish) => publish.run(&workspace, progress),
         Command::Bench(bench) => bench.run(&workspace, progress),
     }
 }

@@ -3,4 +3,5 @@
 mod bench;
 mod cli;
 mod package;
+mod publish;
 mod support;

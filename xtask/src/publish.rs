@@ -1,0 +1,399 @@
+//! `cargo xtask publish <service>... <env>`: upload each function zip and the templates its stack
+//! needs to the artifact bucket, content-addressed, skipping what is already there.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::primitives::ByteStream;
+use base64::Engine;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use xshell::Shell;
+
+use crate::artifact::sha256_hex;
+use crate::compile::Tools;
+use crate::manifest::Plan;
+use crate::package;
+use crate::progress::Progress;
+use crate::workspace::Workspace;
+
+/// The region used when neither --region nor the AWS configuration names one.
+pub const DEFAULT_REGION: &str = "us-west-2";
+/// The nested template every service stack uses.
+pub const APIGATEWAY_TEMPLATE: &str = "apigateway.yaml";
+/// The metadata key holding an object's SHA-256, which publish checks before reusing it.
+const SHA256_METADATA: &str = "sha256";
+
+/// Upload packaged services and their templates to the artifact bucket.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  cargo xtask publish hardware dev\n  \
+                        cargo xtask publish --all qa --region eu-west-1 --json")]
+pub struct Publish {
+    /// The services to publish, then the environment (dev, qa or production).
+    #[arg(value_name = "SERVICE... ENV", required = true)]
+    pub names: Vec<String>,
+    /// Publish every service; then only the environment is given.
+    #[arg(long)]
+    pub all: bool,
+    /// The AWS region (default: the standard AWS configuration, else us-west-2).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The artifact bucket (default: biometrix-infrastructure-<region>).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Package, then print what would be uploaded; nothing is sent.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One object to publish.
+#[derive(Debug, Clone, Serialize)]
+pub struct Object {
+    pub key: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub outcome: Outcome,
+    #[serde(skip)]
+    pub metadata: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Uploaded,
+    Unchanged,
+    Planned,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub region: String,
+    pub bucket: String,
+    pub objects: Vec<Object>,
+    pub head_requests: usize,
+    pub put_requests: usize,
+    pub bytes_sent: u64,
+}
+
+impl Publish {
+    pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
+        let (services, environment) = package::select(workspace, &self.names, self.all)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let sdk = runtime.block_on(sdk_config(self.region.as_deref()));
+        let region = sdk
+            .region()
+            .map_or(DEFAULT_REGION.to_owned(), ToString::to_string);
+        let bucket = self
+            .bucket
+            .unwrap_or_else(|| format!("biometrix-infrastructure-{region}"));
+        let mut target = None;
+        if !self.dry_run {
+            // Before packaging, which can take minutes: a missing bucket should not wait for a build.
+            target = Some(runtime.block_on(Target::check(&sdk, &region, &bucket))?);
+        }
+
+        let sh = Shell::new()?;
+        let mut tools = Tools::detect(&sh, &workspace.root)?;
+        let plan = package::plan(workspace, &services, environment, &tools, false)?;
+        let plan = package::execute(&sh, workspace, plan, &mut tools, false, progress)?;
+        let objects = objects(workspace, &plan)?;
+        let report = match target {
+            Some(target) => runtime.block_on(target.upload(objects, progress))?,
+            None => Report {
+                region,
+                bucket,
+                objects,
+                head_requests: 0,
+                put_requests: 0,
+                bytes_sent: 0,
+            },
+        };
+        print(&report, self.json)
+    }
+}
+
+/// The AWS configuration, from the standard sources, with `region` (or the default) filled in.
+pub async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_some() {
+        return sdk;
+    }
+    sdk.into_builder()
+        .region(aws_config::Region::from_static(DEFAULT_REGION))
+        .build()
+}
+
+/// Every zip in the plan and, per service, its stack template and the shared nested one.
+pub fn objects(workspace: &Workspace, plan: &Plan) -> anyhow::Result<Vec<Object>> {
+    let source = plan
+        .source
+        .as_ref()
+        .context("the plan has not been packaged yet")?;
+    let provenance = |sha256: &str| {
+        HashMap::from([
+            (SHA256_METADATA.to_owned(), sha256.to_owned()),
+            ("git-commit".to_owned(), source.commit.clone()),
+            ("git-dirty".to_owned(), source.dirty.to_string()),
+        ])
+    };
+    let mut objects = Vec::new();
+    for artifact in &plan.functions {
+        let (Some(key), Some(zip), Some(sha256), Some(size)) = (
+            &artifact.key,
+            &artifact.zip,
+            &artifact.sha256,
+            artifact.size,
+        ) else {
+            bail!(
+                "{}/{} has not been packaged",
+                artifact.service,
+                artifact.function
+            );
+        };
+        let mut metadata = provenance(sha256);
+        metadata.insert("toolchain".into(), source.toolchain.clone());
+        metadata.insert("target".into(), artifact.target.clone());
+        metadata.insert("profile".into(), plan.profile.clone());
+        objects.push(Object {
+            key: key.clone(),
+            path: zip.clone(),
+            sha256: sha256.clone(),
+            size,
+            outcome: Outcome::Planned,
+            metadata,
+        });
+    }
+    let mut services: Vec<&str> = plan.functions.iter().map(|a| a.service.as_str()).collect();
+    services.dedup();
+    for service in services {
+        for file in [
+            format!("{service}-environment.yaml"),
+            APIGATEWAY_TEMPLATE.to_owned(),
+        ] {
+            let path = workspace.root.join("cloudformation").join(&file);
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "reading {}, the template {service}'s stack needs",
+                    path.display()
+                )
+            })?;
+            let sha256 = sha256_hex(&bytes);
+            objects.push(Object {
+                key: format!("cloudformation/{service}/{sha256}/{file}"),
+                path,
+                size: bytes.len() as u64,
+                outcome: Outcome::Planned,
+                metadata: provenance(&sha256),
+                sha256,
+            });
+        }
+    }
+    Ok(objects)
+}
+
+fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    // A custom endpoint (the local emulator) has no per-bucket host names.
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// A bucket that exists and that the credentials can reach.
+#[derive(Debug)]
+pub struct Target {
+    s3: aws_sdk_s3::Client,
+    region: String,
+    bucket: String,
+}
+
+impl Target {
+    /// Checks the credentials and the bucket, saying what to do when either is missing.
+    pub async fn check(
+        sdk: &aws_config::SdkConfig,
+        region: &str,
+        bucket: &str,
+    ) -> anyhow::Result<Target> {
+        check_credentials(sdk).await?;
+        let s3 = s3_client(sdk);
+        match s3.head_bucket().bucket(bucket).send().await {
+            Ok(_) => {}
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => bail!(
+                "the artifact bucket {bucket} does not exist in {region}: create it by deploying \
+             cloudformation/infrastructure.yaml there, or pass --bucket with an existing one"
+            ),
+            Err(error) => {
+                return Err(anyhow::Error::new(error))
+                    .with_context(|| format!("checking the artifact bucket {bucket} in {region}"));
+            }
+        }
+        Ok(Target {
+            s3,
+            region: region.to_owned(),
+            bucket: bucket.to_owned(),
+        })
+    }
+
+    /// Uploads what is not there yet; what is there must have the same SHA-256.
+    pub async fn upload(&self, objects: Vec<Object>, progress: Progress) -> anyhow::Result<Report> {
+        let (s3, bucket) = (&self.s3, self.bucket.as_str());
+        let mut report = Report {
+            region: self.region.clone(),
+            bucket: bucket.to_owned(),
+            objects: Vec::new(),
+            head_requests: 1,
+            put_requests: 0,
+            bytes_sent: 0,
+        };
+        for mut object in objects {
+            let step = progress.step(&format!("publishing {}", object.key));
+            report.head_requests += 1;
+            let outcome = match stored_sha256(s3, bucket, &object.key).await? {
+                Some(stored) if stored == object.sha256 => Outcome::Unchanged,
+                Some(stored) => bail!(
+                    "s3://{bucket}/{} already exists with SHA-256 {stored}, not {}: the object is corrupt or \
+                 was written by something else; delete it (aws s3 rm s3://{bucket}/{}) and publish again",
+                    object.key,
+                    object.sha256,
+                    object.key
+                ),
+                None => {
+                    let body = std::fs::read(&object.path)
+                        .with_context(|| format!("reading {}", object.path.display()))?;
+                    if sha256_hex(&body) != object.sha256 {
+                        bail!(
+                            "{} changed since it was packaged; package again",
+                            object.path.display()
+                        );
+                    }
+                    let checksum =
+                        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body));
+                    report.put_requests += 1;
+                    s3.put_object()
+                    .bucket(bucket)
+                    .key(&object.key)
+                    .body(ByteStream::from(body))
+                    .checksum_sha256(checksum)
+                    .set_metadata(Some(object.metadata.clone()))
+                    .send()
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "uploading s3://{bucket}/{}; S3 stores an object only once it has all of it, \
+                             so nothing partial is left: publish again",
+                            object.key
+                        )
+                    })?;
+                    report.bytes_sent += object.size;
+                    Outcome::Uploaded
+                }
+            };
+            step.done(&format!(
+                "{} {}",
+                if outcome == Outcome::Uploaded {
+                    "uploaded"
+                } else {
+                    "unchanged"
+                },
+                object.key
+            ));
+            object.outcome = outcome;
+            report.objects.push(object);
+        }
+        Ok(report)
+    }
+}
+
+async fn check_credentials(sdk: &aws_config::SdkConfig) -> anyhow::Result<()> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let provider = sdk.credentials_provider().context(
+        "no AWS credentials are configured: set AWS_PROFILE (after `aws sso login`) or \
+         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+    )?;
+    provider.provide_credentials().await.map_err(|error| {
+        anyhow::anyhow!(
+            "no AWS credentials found ({error}): set AWS_PROFILE (after `aws sso login`) or \
+             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    })?;
+    Ok(())
+}
+
+/// The SHA-256 of what is stored at `key`, or `None` when nothing is. S3's own checksum is
+/// preferred; the metadata publish attaches is the fallback (the emulator keeps only that).
+async fn stored_sha256(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<Option<String>> {
+    let head = s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await;
+    let head = match head {
+        Ok(head) => head,
+        Err(SdkError::ServiceError(error)) if error.err().is_not_found() => return Ok(None),
+        Err(error) => {
+            return Err(anyhow::Error::new(error))
+                .with_context(|| format!("checking s3://{bucket}/{key}"));
+        }
+    };
+    if let Some(checksum) = head.checksum_sha256().filter(|c| !c.contains('-')) {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(checksum)
+            .with_context(|| format!("s3://{bucket}/{key} has a malformed checksum"))?;
+        return Ok(Some(bytes.iter().map(|b| format!("{b:02x}")).collect()));
+    }
+    Ok(Some(
+        head.metadata()
+            .and_then(|m| m.get(SHA256_METADATA))
+            .cloned()
+            .unwrap_or_else(|| "unknown (no checksum or sha256 metadata)".to_owned()),
+    ))
+}
+
+fn print(report: &Report, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for object in &report.objects {
+        let verb = match object.outcome {
+            Outcome::Uploaded => "uploaded ",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Planned => "would put",
+        };
+        writeln!(
+            out,
+            "{verb} s3://{}/{} ({} bytes)",
+            report.bucket, object.key, object.size
+        )?;
+    }
+    writeln!(
+        out,
+        "{} requests ({} HEAD, {} PUT), {} bytes sent",
+        report.head_requests + report.put_requests,
+        report.head_requests,
+        report.put_requests,
+        report.bytes_sent
+    )?;
+    Ok(())
+}
