@@ -2,7 +2,9 @@
 //! lives in a file of its own.
 
 mod artifact;
+mod aws;
 mod bench;
+mod bootstrap;
 mod compile;
 mod elf;
 mod manifest;
@@ -37,6 +39,7 @@ struct Cli {
 enum Command {
     Package(package::Package),
     Publish(publish::Publish),
+    Bootstrap(bootstrap::Bootstrap),
     Bench(bench::Bench),
 }
 
@@ -57,6 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Package(package) => package.run(&workspace, progress),
         Command::Publish(publish) => publish.run(&workspace, progress),
+        Command::Bootstrap(bootstrap) => bootstrap.run(&workspace, progress),
         Command::Bench(bench) => bench.run(&workspace, progress),
     }
 }

@@ -13,14 +13,13 @@ use sha2::{Digest, Sha256};
 use xshell::Shell;
 
 use crate::artifact::sha256_hex;
+use crate::aws::{DEFAULT_REGION, check_credentials, s3_client, sdk_config};
 use crate::compile::Tools;
 use crate::manifest::Plan;
 use crate::package;
 use crate::progress::Progress;
 use crate::workspace::Workspace;
 
-/// The region used when neither --region nor the AWS configuration names one.
-pub const DEFAULT_REGION: &str = "us-west-2";
 /// The nested template every service stack uses.
 pub const APIGATEWAY_TEMPLATE: &str = "apigateway.yaml";
 /// The metadata key holding an object's SHA-256, which publish checks before reusing it.
@@ -120,21 +119,6 @@ impl Publish {
     }
 }
 
-/// The AWS configuration, from the standard sources, with `region` (or the default) filled in.
-pub async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = region {
-        loader = loader.region(aws_config::Region::new(region.to_owned()));
-    }
-    let sdk = loader.load().await;
-    if sdk.region().is_some() {
-        return sdk;
-    }
-    sdk.into_builder()
-        .region(aws_config::Region::from_static(DEFAULT_REGION))
-        .build()
-}
-
 /// Every zip in the plan and, per service, its stack template and the shared nested one.
 pub fn objects(workspace: &Workspace, plan: &Plan) -> anyhow::Result<Vec<Object>> {
     let source = plan
@@ -203,14 +187,6 @@ pub fn objects(workspace: &Workspace, plan: &Plan) -> anyhow::Result<Vec<Object>
     Ok(objects)
 }
 
-fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    // A custom endpoint (the local emulator) has no per-bucket host names.
-    let config = aws_sdk_s3::config::Builder::from(sdk)
-        .force_path_style(sdk.endpoint_url().is_some())
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
 /// A bucket that exists and that the credentials can reach.
 #[derive(Debug)]
 pub struct Target {
@@ -231,8 +207,8 @@ impl Target {
         match s3.head_bucket().bucket(bucket).send().await {
             Ok(_) => {}
             Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => bail!(
-                "the artifact bucket {bucket} does not exist in {region}: create it by deploying \
-             cloudformation/infrastructure.yaml there, or pass --bucket with an existing one"
+                "the artifact bucket {bucket} does not exist in {region}: create it with \
+             `cargo xtask bootstrap --region {region}`, or pass --bucket with an existing one"
             ),
             Err(error) => {
                 return Err(anyhow::Error::new(error))
@@ -314,21 +290,6 @@ impl Target {
         }
         Ok(report)
     }
-}
-
-async fn check_credentials(sdk: &aws_config::SdkConfig) -> anyhow::Result<()> {
-    use aws_credential_types::provider::ProvideCredentials;
-    let provider = sdk.credentials_provider().context(
-        "no AWS credentials are configured: set AWS_PROFILE (after `aws sso login`) or \
-         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-    )?;
-    provider.provide_credentials().await.map_err(|error| {
-        anyhow::anyhow!(
-            "no AWS credentials found ({error}): set AWS_PROFILE (after `aws sso login`) or \
-             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        )
-    })?;
-    Ok(())
 }
 
 /// The SHA-256 of what is stored at `key`, or `None` when nothing is. S3's own checksum is

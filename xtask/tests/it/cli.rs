@@ -6,7 +6,13 @@ use crate::support::{Fixture, assert_refused, stdout, xtask};
 fn help_lists_the_commands_and_examples() {
     let output = xtask().arg("--help").output().unwrap();
     assert!(output.status.success());
-    assert!(stdout(&output).contains("package"), "{}", stdout(&output));
+    for command in ["package", "publish", "bootstrap", "bench"] {
+        assert!(
+            stdout(&output).contains(command),
+            "{command}: {}",
+            stdout(&output)
+        );
+    }
     let output = xtask().args(["package", "--help"]).output().unwrap();
     let help = stdout(&output);
     for expected in [

@@ -1,6 +1,7 @@
 //! The release tool's integration tests: the real binary on a tiny fixture workspace.
 
 mod bench;
+mod bootstrap;
 mod cli;
 mod package;
 mod publish;

@@ -231,8 +231,8 @@ fn a_missing_bucket_says_how_to_create_it() {
     let output = publish(&fixture, "no-such-artifact-bucket");
     assert_refused(
         &output,
-        "the artifact bucket no-such-artifact-bucket does not exist in us-west-2: create it by deploying \
-         cloudformation/infrastructure.yaml there, or pass --bucket with an existing one",
+        "the artifact bucket no-such-artifact-bucket does not exist in us-west-2: create it with \
+         `cargo xtask bootstrap --region us-west-2`, or pass --bucket with an existing one",
     );
     assert!(
         !fixture.root.join("target").exists(),

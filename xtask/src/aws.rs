@@ -1,0 +1,46 @@
+//! AWS set-up shared by the commands that talk to AWS: configuration, credentials, clients.
+
+use anyhow::Context;
+
+/// The region used when neither --region nor the AWS configuration names one.
+pub const DEFAULT_REGION: &str = "us-west-2";
+
+/// The AWS configuration, from the standard sources, with `region` (or the default) filled in.
+pub async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_some() {
+        return sdk;
+    }
+    sdk.into_builder()
+        .region(aws_config::Region::from_static(DEFAULT_REGION))
+        .build()
+}
+
+/// An S3 client; path-style addressing where a custom endpoint is set.
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    // A custom endpoint (the local emulator) has no per-bucket host names.
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Fails with what to do when no credentials can be found.
+pub async fn check_credentials(sdk: &aws_config::SdkConfig) -> anyhow::Result<()> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let provider = sdk.credentials_provider().context(
+        "no AWS credentials are configured: set AWS_PROFILE (after `aws sso login`) or \
+         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+    )?;
+    provider.provide_credentials().await.map_err(|error| {
+        anyhow::anyhow!(
+            "no AWS credentials found ({error}): set AWS_PROFILE (after `aws sso login`) or \
+             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    })?;
+    Ok(())
+}
