@@ -358,3 +358,39 @@ fn an_interrupted_upload_leaves_nothing_and_publishing_again_works() {
         );
     }
 }
+
+#[test]
+fn dry_run_lists_the_uploads_without_contacting_aws() {
+    let fixture = Fixture::copy("tiny");
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut command = crate::support::xtask();
+    command
+        .arg("--manifest-path")
+        .arg(fixture.manifest())
+        .args([
+            "publish",
+            "tiny",
+            "dev",
+            "--region",
+            "eu-west-1",
+            "--dry-run",
+            "--json",
+        ])
+        .env("PATH", crate::support::path_with_tools())
+        .env("CI", "true")
+        .env("AWS_ENDPOINT_URL", format!("http://{closed}"));
+    let report = published(&command.output().unwrap());
+    assert_eq!(report["region"], "eu-west-1");
+    assert_eq!(report["bucket"], "biometrix-infrastructure-eu-west-1");
+    assert_eq!(report["head_requests"], 0);
+    assert_eq!(report["put_requests"], 0);
+    let objects = report["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), 4);
+    assert!(
+        objects.iter().all(|o| o["outcome"] == "planned"),
+        "{objects:?}"
+    );
+}
