@@ -231,6 +231,18 @@ pub fn execute(
     step.done("verified the executables");
 
     plan.source = Some(source(sh, &workspace.root, &tools.toolchain));
+    // What the last run left, read once: a zip whose binary did not change is reused.
+    let mut previous: Vec<Artifact> = Vec::new();
+    for service in plan
+        .functions
+        .iter()
+        .map(|a| &a.service)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        if let Ok(manifest) = Plan::read(&workspace.lambda_dir(service).join(MANIFEST)) {
+            previous.extend(manifest.functions);
+        }
+    }
     for (artifact, binary) in plan.functions.iter_mut().zip(&binaries) {
         let step = progress.step(&format!(
             "zipping {}/{}",
@@ -240,7 +252,7 @@ pub fn execute(
         let dir = workspace
             .lambda_dir(&artifact.service)
             .join(&artifact.function);
-        let (sha256, size, reused) = match reusable_zip(workspace, artifact, &binary_sha256) {
+        let (sha256, size, reused) = match reusable_zip(&previous, artifact, &binary_sha256) {
             Some((sha256, size)) => (sha256, size, true),
             None => {
                 let zip = zip_bootstrap(binary)?;
@@ -274,19 +286,19 @@ pub fn execute(
 
 /// The zip from the last run, when the binary is the same and the zip is still intact.
 fn reusable_zip(
-    workspace: &Workspace,
+    previous: &[Artifact],
     artifact: &Artifact,
     binary_sha256: &str,
 ) -> Option<(String, u64)> {
-    let previous = Plan::read(&workspace.lambda_dir(&artifact.service).join(MANIFEST)).ok()?;
-    let before = previous
-        .functions
-        .into_iter()
-        .find(|a| a.function == artifact.function && a.target == artifact.target)?;
+    let before = previous.iter().find(|a| {
+        a.service == artifact.service
+            && a.function == artifact.function
+            && a.target == artifact.target
+    })?;
     if before.binary_sha256.as_deref() != Some(binary_sha256) {
         return None;
     }
-    let zip = std::fs::read(before.zip?).ok()?;
+    let zip = std::fs::read(before.zip.as_ref()?).ok()?;
     let size = zip.len() as u64;
     let sha256 = sha256_hex(&zip);
     (Some(&sha256) == before.sha256.as_ref()).then_some((sha256, size))
