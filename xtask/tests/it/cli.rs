@@ -69,10 +69,8 @@ fn unknown_names_are_refused_with_the_known_ones() {
 #[test]
 fn a_missing_cross_compiler_says_how_to_install_it() {
     let fixture = Fixture::copy("tiny");
-    let output = xtask()
-        .args(["--manifest-path"])
-        .arg(fixture.manifest())
-        .args(["package", "tiny", "dev"])
+    let output = fixture
+        .command(&["package", "tiny", "dev"])
         .env(
             "PATH",
             std::env::join_paths(

@@ -243,11 +243,7 @@ fn a_missing_bucket_says_how_to_create_it() {
 #[test]
 fn missing_credentials_say_how_to_provide_them() {
     let fixture = Fixture::copy("tiny");
-    let mut command = crate::support::xtask();
-    command
-        .arg("--manifest-path")
-        .arg(fixture.manifest())
-        .args(["publish", "tiny", "dev"]);
+    let mut command = fixture.command(&["publish", "tiny", "dev"]);
     for name in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
@@ -315,14 +311,8 @@ fn cutting_proxy(limit: usize) -> String {
 fn an_interrupted_upload_leaves_nothing_and_publishing_again_works() {
     let (s3, fixture) = (s3(), Fixture::copy("tiny"));
     let bucket = new_bucket(&s3);
-    let mut command = crate::support::xtask();
-    command
-        .arg("--manifest-path")
-        .arg(fixture.manifest())
-        .args(["publish", "tiny", "dev", "--bucket", &bucket])
-        .env("PATH", crate::support::path_with_tools())
-        .env("CI", "true")
-        .env("AWS_ENDPOINT_URL", cutting_proxy(16 * 1024));
+    let mut command = fixture.command(&["publish", "tiny", "dev", "--bucket", &bucket]);
+    command.env("AWS_ENDPOINT_URL", cutting_proxy(16 * 1024));
     let output = command.output().unwrap();
     assert!(
         !output.status.success(),
@@ -366,22 +356,16 @@ fn dry_run_lists_the_uploads_without_contacting_aws() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut command = crate::support::xtask();
-    command
-        .arg("--manifest-path")
-        .arg(fixture.manifest())
-        .args([
-            "publish",
-            "tiny",
-            "dev",
-            "--region",
-            "eu-west-1",
-            "--dry-run",
-            "--json",
-        ])
-        .env("PATH", crate::support::path_with_tools())
-        .env("CI", "true")
-        .env("AWS_ENDPOINT_URL", format!("http://{closed}"));
+    let mut command = fixture.command(&[
+        "publish",
+        "tiny",
+        "dev",
+        "--region",
+        "eu-west-1",
+        "--dry-run",
+        "--json",
+    ]);
+    command.env("AWS_ENDPOINT_URL", format!("http://{closed}"));
     let report = published(&command.output().unwrap());
     assert_eq!(report["region"], "eu-west-1");
     assert_eq!(report["bucket"], "biometrix-infrastructure-eu-west-1");

@@ -22,8 +22,9 @@ impl Fixture {
         self.root.join("Cargo.toml")
     }
 
-    /// Runs `cargo xtask --manifest-path <fixture> <args>` with the build tools on PATH.
-    pub fn xtask(&self, args: &[&str]) -> Output {
+    /// `cargo xtask --manifest-path <fixture> <args>`, building inside the fixture (never into a
+    /// shared CARGO_TARGET_DIR), with the build tools on PATH and CI-style output.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = xtask();
         command
             .arg("--manifest-path")
@@ -33,7 +34,12 @@ impl Fixture {
             .env("PATH", path_with_tools())
             .env_remove("CARGO_TARGET_DIR")
             .env("CI", "true");
-        command.output().expect("the xtask binary runs")
+        command
+    }
+
+    /// Runs [`Fixture::command`] to completion.
+    pub fn xtask(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("the xtask binary runs")
     }
 }
 
