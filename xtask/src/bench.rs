@@ -11,7 +11,7 @@ use xshell::Shell;
 use crate::compile::Tools;
 use crate::names::Environment;
 use crate::package::{self, human_size};
-use crate::progress::Progress;
+use crate::progress::{Progress, print_json};
 use crate::workspace::Workspace;
 
 /// Measure the release tool; the figures go into docs/benchmarks.md.
@@ -164,12 +164,10 @@ fn median(values: &[f64]) -> f64 {
 
 fn report(figures: &PackageFigures, json: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, figures)?;
-        writeln!(out)?;
-        return Ok(());
+        return print_json(figures);
     }
+    let mut out = std::io::stdout().lock();
     let list = |values: &[f64]| {
         values
             .iter()

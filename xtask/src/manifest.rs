@@ -99,6 +99,17 @@ impl Plan {
         }
     }
 
+    /// The services the plan covers, each once, in plan order.
+    pub fn services(&self) -> Vec<&str> {
+        let mut services: Vec<&str> = Vec::new();
+        for artifact in &self.functions {
+            if !services.contains(&artifact.service.as_str()) {
+                services.push(&artifact.service);
+            }
+        }
+        services
+    }
+
     pub fn read(path: &Path) -> anyhow::Result<Plan> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -14,7 +14,7 @@ use crate::manifest::{
     Artifact, Build, MANIFEST, Plan, Source, artifact_key, artifact_key_parameter,
 };
 use crate::names::Environment;
-use crate::progress::Progress;
+use crate::progress::{Progress, print_json};
 use crate::workspace::{Service, Workspace};
 
 /// Cross-compile services for Lambda and zip them as content-addressed artifacts.
@@ -233,12 +233,7 @@ pub fn execute(
     plan.source = Some(source(sh, &workspace.root, &tools.toolchain));
     // What the last run left, read once: a zip whose binary did not change is reused.
     let mut previous: Vec<Artifact> = Vec::new();
-    for service in plan
-        .functions
-        .iter()
-        .map(|a| &a.service)
-        .collect::<std::collections::BTreeSet<_>>()
-    {
+    for service in plan.services() {
         if let Ok(manifest) = Plan::read(&workspace.lambda_dir(service).join(MANIFEST)) {
             previous.extend(manifest.functions);
         }
@@ -275,9 +270,7 @@ pub fn execute(
         ));
     }
 
-    let mut services: Vec<&str> = plan.functions.iter().map(|a| a.service.as_str()).collect();
-    services.dedup();
-    for service in services {
+    for service in plan.services() {
         let manifest = serde_json::to_vec_pretty(&plan.for_service(service))?;
         write_atomically(&workspace.lambda_dir(service).join(MANIFEST), &manifest)?;
     }
@@ -324,12 +317,10 @@ fn source(sh: &Shell, root: &Path, toolchain: &str) -> Source {
 
 fn print(plan: &Plan, json: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, plan)?;
-        writeln!(out)?;
-        return Ok(());
+        return print_json(plan);
     }
+    let mut out = std::io::stdout().lock();
     if plan.source.is_none() {
         writeln!(
             out,

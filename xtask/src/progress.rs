@@ -1,10 +1,11 @@
-//! Progress on stderr: spinners on a terminal, plain timestamped lines in CI and pipes.
-//! Standard output is kept for results (`--json`).
+//! Output: progress on stderr (spinners on a terminal, plain timestamped lines in CI and pipes),
+//! results on stdout (`print_json` for `--json`).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -89,4 +90,13 @@ fn clock() -> String {
         seconds / 60 % 60,
         seconds % 60
     )
+}
+
+/// Writes a command's result to stdout as pretty JSON (for `--json`).
+pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
 }

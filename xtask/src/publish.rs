@@ -17,7 +17,7 @@ use crate::aws::{DEFAULT_REGION, check_credentials, s3_client, sdk_config};
 use crate::compile::Tools;
 use crate::manifest::Plan;
 use crate::package;
-use crate::progress::Progress;
+use crate::progress::{Progress, print_json};
 use crate::workspace::Workspace;
 
 /// The nested template every service stack uses.
@@ -159,9 +159,7 @@ pub fn objects(workspace: &Workspace, plan: &Plan) -> anyhow::Result<Vec<Object>
             metadata,
         });
     }
-    let mut services: Vec<&str> = plan.functions.iter().map(|a| a.service.as_str()).collect();
-    services.dedup();
-    for service in services {
+    for service in plan.services() {
         for file in [
             format!("{service}-environment.yaml"),
             APIGATEWAY_TEMPLATE.to_owned(),
@@ -330,12 +328,10 @@ async fn stored_sha256(
 
 fn print(report: &Report, json: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, report)?;
-        writeln!(out)?;
-        return Ok(());
+        return print_json(report);
     }
+    let mut out = std::io::stdout().lock();
     for object in &report.objects {
         let verb = match object.outcome {
             Outcome::Uploaded => "uploaded ",
