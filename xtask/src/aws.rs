@@ -20,6 +20,22 @@ pub async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
         .build()
 }
 
+/// The region `sdk` talks to.
+pub fn region_of(sdk: &aws_config::SdkConfig) -> String {
+    sdk.region()
+        .map_or(DEFAULT_REGION.to_owned(), ToString::to_string)
+}
+
+/// The artifact bucket of a region, which `cargo xtask bootstrap` creates.
+pub fn default_bucket(region: &str) -> String {
+    format!("biometrix-infrastructure-{region}")
+}
+
+/// A template's address in the form CloudFormation (and the emulator) accepts for nested stacks.
+pub fn template_url(region: &str, bucket: &str, key: &str) -> String {
+    format!("https://s3.{region}.amazonaws.com/{bucket}/{key}")
+}
+
 /// An S3 client; path-style addressing where a custom endpoint is set.
 pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     // A custom endpoint (the local emulator) has no per-bucket host names.

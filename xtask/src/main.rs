@@ -6,14 +6,19 @@ mod aws;
 mod bench;
 mod bootstrap;
 mod compile;
+mod deploy;
 mod elf;
+mod local;
+mod lock;
 mod manifest;
 mod names;
 mod package;
 mod progress;
 mod publish;
+mod stack;
 #[cfg(test)]
 mod tidy;
+mod watch;
 mod workspace;
 
 use std::path::PathBuf;
@@ -39,6 +44,7 @@ struct Cli {
 enum Command {
     Package(package::Package),
     Publish(publish::Publish),
+    Deploy(deploy::Deploy),
     Bootstrap(bootstrap::Bootstrap),
     Bench(bench::Bench),
 }
@@ -60,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Package(package) => package.run(&workspace, progress),
         Command::Publish(publish) => publish.run(&workspace, progress),
+        Command::Deploy(deploy) => deploy.run(&workspace, progress),
         Command::Bootstrap(bootstrap) => bootstrap.run(&workspace, progress),
         Command::Bench(bench) => bench.run(&workspace, progress),
     }

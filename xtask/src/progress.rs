@@ -59,6 +59,21 @@ pub struct Step {
 }
 
 impl Step {
+    /// A line of its own while the step goes on (above the spinner on a terminal).
+    pub fn line(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(message),
+            None => self.progress.note(message),
+        }
+    }
+
+    /// Replaces the spinner's message; in plain output, nothing (lines carry the news).
+    pub fn set_message(&self, message: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message.to_owned());
+        }
+    }
+
     pub fn done(self, message: &str) {
         let elapsed = self.started.elapsed().as_secs_f64();
         let line = format!("{message} ({elapsed:.1}s)");

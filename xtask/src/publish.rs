@@ -13,12 +13,13 @@ use sha2::{Digest, Sha256};
 use xshell::Shell;
 
 use crate::artifact::sha256_hex;
-use crate::aws::{DEFAULT_REGION, check_credentials, s3_client, sdk_config};
+use crate::aws::{check_credentials, default_bucket, region_of, s3_client, sdk_config};
 use crate::compile::Tools;
 use crate::manifest::Plan;
+use crate::names::Environment;
 use crate::package;
 use crate::progress::{Progress, print_json};
-use crate::workspace::Workspace;
+use crate::workspace::{Service, Workspace};
 
 /// The nested template every service stack uses.
 pub const APIGATEWAY_TEMPLATE: &str = "apigateway.yaml";
@@ -87,36 +88,67 @@ impl Publish {
             .enable_all()
             .build()?;
         let sdk = runtime.block_on(sdk_config(self.region.as_deref()));
-        let region = sdk
-            .region()
-            .map_or(DEFAULT_REGION.to_owned(), ToString::to_string);
-        let bucket = self
-            .bucket
-            .unwrap_or_else(|| format!("biometrix-infrastructure-{region}"));
-        let mut target = None;
-        if !self.dry_run {
+        let region = region_of(&sdk);
+        let bucket = self.bucket.unwrap_or_else(|| default_bucket(&region));
+        let target = if self.dry_run {
+            None
+        } else {
             // Before packaging, which can take minutes: a missing bucket should not wait for a build.
-            target = Some(runtime.block_on(Target::check(&sdk, &region, &bucket))?);
-        }
-
-        let sh = Shell::new()?;
-        let mut tools = Tools::detect(&sh, &workspace.root)?;
-        let plan = package::plan(workspace, &services, environment, &tools, false)?;
-        let plan = package::execute(&sh, workspace, plan, &mut tools, false, progress)?;
-        let objects = objects(workspace, &plan)?;
-        let report = match target {
-            Some(target) => runtime.block_on(target.upload(objects, progress))?,
-            None => Report {
-                region,
-                bucket,
-                objects,
-                head_requests: 0,
-                put_requests: 0,
-                bytes_sent: 0,
-            },
+            Some(runtime.block_on(Target::check(&sdk, &region, &bucket))?)
+        };
+        let (_, report) = match &target {
+            Some(target) => release(
+                workspace,
+                &services,
+                environment,
+                target,
+                &runtime,
+                progress,
+            )?,
+            None => {
+                let plan = build(workspace, &services, environment, progress)?;
+                let objects = objects(workspace, &plan)?;
+                let report = Report {
+                    region,
+                    bucket,
+                    objects,
+                    head_requests: 0,
+                    put_requests: 0,
+                    bytes_sent: 0,
+                };
+                (plan, report)
+            }
         };
         print(&report, self.json)
     }
+}
+
+/// Packages `services` (a no-op when nothing changed) and uploads what the bucket lacks: the
+/// half of a release that `deploy` shares with `publish`.
+pub fn release(
+    workspace: &Workspace,
+    services: &[&Service],
+    environment: Environment,
+    target: &Target,
+    runtime: &tokio::runtime::Runtime,
+    progress: Progress,
+) -> anyhow::Result<(Plan, Report)> {
+    let plan = build(workspace, services, environment, progress)?;
+    let objects = objects(workspace, &plan)?;
+    let report = runtime.block_on(target.upload(objects, progress))?;
+    Ok((plan, report))
+}
+
+fn build(
+    workspace: &Workspace,
+    services: &[&Service],
+    environment: Environment,
+    progress: Progress,
+) -> anyhow::Result<Plan> {
+    let sh = Shell::new()?;
+    let mut tools = Tools::detect(&sh, &workspace.root)?;
+    let plan = package::plan(workspace, services, environment, &tools, false)?;
+    package::execute(&sh, workspace, plan, &mut tools, false, progress)
 }
 
 /// Every zip in the plan and, per service, its stack template and the shared nested one.
@@ -173,7 +205,7 @@ pub fn objects(workspace: &Workspace, plan: &Plan) -> anyhow::Result<Vec<Object>
             })?;
             let sha256 = sha256_hex(&bytes);
             objects.push(Object {
-                key: format!("cloudformation/{service}/{sha256}/{file}"),
+                key: template_key(service, &sha256, &file),
                 path,
                 size: bytes.len() as u64,
                 outcome: Outcome::Planned,
@@ -183,6 +215,24 @@ pub fn objects(workspace: &Workspace, plan: &Plan) -> anyhow::Result<Vec<Object>
         }
     }
     Ok(objects)
+}
+
+/// `cloudformation/<service>/<sha256>/<file>`: a template's content-addressed key.
+pub fn template_key(service: &str, sha256: &str, file: &str) -> String {
+    format!("cloudformation/{service}/{sha256}/{file}")
+}
+
+impl Report {
+    /// The key `file` was published under for `service`.
+    pub fn template_key(&self, service: &str, file: &str) -> anyhow::Result<&str> {
+        let prefix = format!("cloudformation/{service}/");
+        let suffix = format!("/{file}");
+        self.objects
+            .iter()
+            .map(|object| object.key.as_str())
+            .find(|key| key.starts_with(&prefix) && key.ends_with(&suffix))
+            .with_context(|| format!("{file} was not published for {service}"))
+    }
 }
 
 /// A bucket that exists and that the credentials can reach.

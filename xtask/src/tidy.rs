@@ -7,10 +7,8 @@ use std::process::Command;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::manifest::artifact_key_parameter;
+use crate::stack::STACK_PARAMETERS;
 use crate::workspace::Workspace;
-
-/// The parameters deploy sets on every service stack, besides one artifact key per function.
-const STACK_PARAMETERS: [&str; 3] = ["Environment", "ArtifactBucket", "ApiGatewayTemplateUrl"];
 
 /// Services whose data an over-broad grant would expose.
 const DATA_STORES: [&str; 4] = ["dynamodb", "s3", "cognito-idp", "cognito-identity"];

@@ -3,6 +3,7 @@
 mod bench;
 mod bootstrap;
 mod cli;
+mod deploy;
 mod package;
 mod publish;
 mod support;

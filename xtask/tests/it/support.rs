@@ -43,8 +43,23 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// The endpoint and pid of the emulator `deploy --local` started for this fixture.
+    pub fn emulator(&self) -> Option<(String, u32)> {
+        let state = std::fs::read(self.root.join("target/local/emulator.json")).ok()?;
+        let state: serde_json::Value = serde_json::from_slice(&state).ok()?;
+        Some((
+            state["endpoint"].as_str()?.to_owned(),
+            u32::try_from(state["pid"].as_u64()?).ok()?,
+        ))
+    }
+}
+
 impl Drop for Fixture {
     fn drop(&mut self) {
+        if let Some((_, pid)) = self.emulator() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }

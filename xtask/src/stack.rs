@@ -1,0 +1,492 @@
+//! What `deploy` decides before it calls CloudFormation, as pure functions: what to do with a stack
+//! in each state, which parameters to send, which capabilities to ask for, and whether anything
+//! changed at all. The tests below replay recorded stack states the emulator cannot produce.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use aws_sdk_cloudformation::types::Capability;
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// The parameters deploy sets on every service stack, besides one artifact key per function.
+pub const STACK_PARAMETERS: [&str; 3] = ["Environment", "ArtifactBucket", "ApiGatewayTemplateUrl"];
+
+/// What to do with a stack, given its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// No stack yet: a `CREATE` change set.
+    Create,
+    /// A stack with no resources, made by a `CREATE` change set that was never executed
+    /// (REVIEW_IN_PROGRESS): delete it, with its pending change sets, then create it. Deleting it
+    /// loses nothing, and a second stack of the same name is never made.
+    Discard,
+    /// A stable stack: an `UPDATE` change set.
+    Update,
+    /// Something else is changing it: wait until it settles, then decide again.
+    Wait,
+    /// Its creation failed and `--recreate` was given: delete it, then create it.
+    Recreate,
+    /// Nothing deploy can do; the message says what a person should do.
+    Refuse(String),
+}
+
+/// The answer for every stack status. `status` is `None` when the stack does not exist.
+pub fn next(status: Option<&str>, stack: &str, region: &str, recreate: bool) -> Next {
+    let Some(status) = status else {
+        return Next::Create;
+    };
+    let events = format!(
+        "see why with `aws cloudformation describe-stack-events --stack-name {stack} --region {region}`"
+    );
+    match status {
+        "DELETE_COMPLETE" => Next::Create,
+        "REVIEW_IN_PROGRESS" => Next::Discard,
+        "CREATE_COMPLETE"
+        | "UPDATE_COMPLETE"
+        | "UPDATE_ROLLBACK_COMPLETE"
+        | "UPDATE_FAILED"
+        | "IMPORT_COMPLETE"
+        | "IMPORT_ROLLBACK_COMPLETE" => Next::Update,
+        "ROLLBACK_COMPLETE" | "CREATE_FAILED" if recreate => Next::Recreate,
+        "ROLLBACK_COMPLETE" | "CREATE_FAILED" => Next::Refuse(format!(
+            "stack {stack} is in {status}: its first deploy failed, so it has no working version and \
+             CloudFormation cannot update it; {events}, fix the cause, then deploy again with --recreate, \
+             which deletes the empty stack and creates it again (resources kept by a Retain policy stay \
+             behind and must be removed first if their names are fixed)"
+        )),
+        "UPDATE_ROLLBACK_FAILED" => Next::Refuse(format!(
+            "stack {stack} is in UPDATE_ROLLBACK_FAILED: an update failed and so did its rollback, so \
+             CloudFormation will not touch it until the rollback is finished; {events}, fix or skip the \
+             resources that failed (`aws cloudformation continue-update-rollback --stack-name {stack} \
+             --region {region}`, adding `--resources-to-skip <logical ids>` for resources that cannot be \
+             rolled back), wait for UPDATE_ROLLBACK_COMPLETE, then deploy again"
+        )),
+        "ROLLBACK_FAILED" => Next::Refuse(format!(
+            "stack {stack} is in ROLLBACK_FAILED: its first deploy failed and its rollback did too; \
+             {events}, delete it (`aws cloudformation delete-stack --stack-name {stack} --region {region}`, \
+             with `--retain-resources` for what cannot be deleted), then deploy again"
+        )),
+        "DELETE_FAILED" => Next::Refuse(format!(
+            "stack {stack} is in DELETE_FAILED: someone tried to delete it and that failed part way; \
+             {events}, then finish the delete (`aws cloudformation delete-stack --stack-name {stack} \
+             --region {region}`) and deploy again to create it afresh"
+        )),
+        in_progress if in_progress.ends_with("_IN_PROGRESS") => Next::Wait,
+        other => Next::Refuse(format!(
+            "stack {stack} is in {other}, a state deploy does not know how to handle; {events}"
+        )),
+    }
+}
+
+/// True for the states a stack operation ends in.
+pub fn is_terminal(status: &str) -> bool {
+    !status.ends_with("_IN_PROGRESS")
+}
+
+/// True for the terminal states in which the operation did what was asked.
+pub fn succeeded(status: &str) -> bool {
+    matches!(
+        status,
+        "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "DELETE_COMPLETE" | "IMPORT_COMPLETE"
+    )
+}
+
+/// A stack template, read far enough to plan a deploy.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub body: String,
+    /// Each declared parameter, and whether it has a default.
+    pub parameters: BTreeMap<String, bool>,
+    pub capabilities: Vec<Capability>,
+}
+
+impl Template {
+    /// Parses the stack's template; `nested` are the templates its nested stacks use, whose IAM
+    /// resources the parent's change set must also acknowledge.
+    pub fn parse(name: &str, body: String, nested: &[&str]) -> anyhow::Result<Template> {
+        let yaml = load(name, &body)?;
+        let parameters = yaml["Parameters"]
+            .as_hash()
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, value)| {
+                Some((key.as_str()?.to_owned(), !value["Default"].is_badvalue()))
+            })
+            .collect();
+        let mut documents = vec![yaml];
+        for (index, text) in nested.iter().enumerate() {
+            documents.push(load(&format!("{name} (nested template {index})"), text)?);
+        }
+        Ok(Template {
+            body,
+            parameters,
+            capabilities: capabilities(&documents),
+        })
+    }
+}
+
+fn load(name: &str, text: &str) -> anyhow::Result<Yaml> {
+    let mut documents =
+        YamlLoader::load_from_str(text).with_context(|| format!("{name} is not valid YAML"))?;
+    anyhow::ensure!(!documents.is_empty(), "{name} is empty");
+    let yaml = documents.swap_remove(0);
+    anyhow::ensure!(
+        yaml["Resources"].as_hash().is_some(),
+        "{name} is not a CloudFormation template: it has no Resources"
+    );
+    Ok(yaml)
+}
+
+/// The properties that give an IAM resource a fixed name, which needs CAPABILITY_NAMED_IAM.
+const IAM_NAMES: [&str; 5] = [
+    "RoleName",
+    "UserName",
+    "GroupName",
+    "ManagedPolicyName",
+    "InstanceProfileName",
+];
+
+/// Exactly the capabilities the templates need: IAM when they create IAM resources, NAMED_IAM when
+/// one of those has a fixed name, AUTO_EXPAND when a template uses a transform (macro).
+pub fn capabilities(templates: &[Yaml]) -> Vec<Capability> {
+    let (mut iam, mut named, mut expand) = (false, false, false);
+    for template in templates {
+        expand |= !template["Transform"].is_badvalue();
+        for (_, resource) in template["Resources"].as_hash().into_iter().flatten() {
+            if resource["Type"]
+                .as_str()
+                .is_some_and(|kind| kind.starts_with("AWS::IAM::"))
+            {
+                iam = true;
+                named |= IAM_NAMES
+                    .iter()
+                    .any(|name| !resource["Properties"][*name].is_badvalue());
+            }
+        }
+    }
+    let mut needed = Vec::new();
+    if named {
+        needed.push(Capability::CapabilityNamedIam);
+    } else if iam {
+        needed.push(Capability::CapabilityIam);
+    }
+    if expand {
+        needed.push(Capability::CapabilityAutoExpand);
+    }
+    needed
+}
+
+/// One parameter of the change set: a value, or "keep what the stack has".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Set(String),
+    Previous,
+}
+
+/// The parameters to send: `set` (what deploy decides) for its keys, the stack's previous value
+/// for every other parameter it has, and the template's default for the rest. Fails, saying what
+/// to pass, when a parameter would have no value at all, or when `set` names one the template
+/// does not declare.
+pub fn parameters(
+    template: &Template,
+    set: &BTreeMap<String, String>,
+    current: Option<&BTreeMap<String, String>>,
+    template_name: &str,
+) -> anyhow::Result<BTreeMap<String, Value>> {
+    check_declared(template, set, template_name)?;
+    let mut values = BTreeMap::new();
+    for (name, has_default) in &template.parameters {
+        if let Some(value) = set.get(name) {
+            values.insert(name.clone(), Value::Set(value.clone()));
+        } else if current.is_some_and(|c| c.contains_key(name)) {
+            values.insert(name.clone(), Value::Previous);
+        } else if !has_default {
+            anyhow::bail!(
+                "{template_name} needs a value for its parameter {name}, which has no default and \
+                 which the stack does not have yet: pass --parameter {name}=VALUE"
+            );
+        }
+    }
+    Ok(values)
+}
+
+/// Fails, listing what the template takes, when `set` names a parameter it does not declare.
+pub fn check_declared(
+    template: &Template,
+    set: &BTreeMap<String, String>,
+    template_name: &str,
+) -> anyhow::Result<()> {
+    if let Some(unknown) = set.keys().find(|k| !template.parameters.contains_key(*k)) {
+        anyhow::bail!(
+            "{template_name} has no parameter {unknown}; its parameters are {}",
+            template
+                .parameters
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// True when sending `template` with `values` would change nothing: the stack runs this exact
+/// template, and every value deploy sets is the one it already has. Checked before any change set,
+/// since CloudFormation takes a while to say a change set is empty (and the emulator never does).
+pub fn unchanged(
+    template: &Template,
+    values: &BTreeMap<String, Value>,
+    current_body: &str,
+    current: &BTreeMap<String, String>,
+) -> bool {
+    template.body == current_body
+        && values.iter().all(|(name, value)| match value {
+            Value::Previous => true,
+            Value::Set(value) => current.get(name) == Some(value),
+        })
+        // A parameter the stack has and the template dropped is a change too.
+        && current.keys().all(|name| template.parameters.contains_key(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(next: Next) -> String {
+        match next {
+            Next::Refuse(message) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    /// Every status CloudFormation documents for a stack, with what deploy does.
+    #[test]
+    fn every_stack_status_has_an_answer() {
+        let cases = [
+            ("CREATE_IN_PROGRESS", Next::Wait),
+            ("CREATE_COMPLETE", Next::Update),
+            ("ROLLBACK_IN_PROGRESS", Next::Wait),
+            ("DELETE_IN_PROGRESS", Next::Wait),
+            ("DELETE_COMPLETE", Next::Create),
+            ("UPDATE_IN_PROGRESS", Next::Wait),
+            ("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", Next::Wait),
+            ("UPDATE_COMPLETE", Next::Update),
+            ("UPDATE_FAILED", Next::Update),
+            ("UPDATE_ROLLBACK_IN_PROGRESS", Next::Wait),
+            ("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", Next::Wait),
+            ("UPDATE_ROLLBACK_COMPLETE", Next::Update),
+            ("REVIEW_IN_PROGRESS", Next::Discard),
+            ("IMPORT_IN_PROGRESS", Next::Wait),
+            ("IMPORT_COMPLETE", Next::Update),
+            ("IMPORT_ROLLBACK_IN_PROGRESS", Next::Wait),
+            ("IMPORT_ROLLBACK_COMPLETE", Next::Update),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(
+                next(Some(status), "hardware-dev", "us-west-2", false),
+                expected,
+                "{status}"
+            );
+        }
+        assert_eq!(next(None, "hardware-dev", "us-west-2", false), Next::Create);
+    }
+
+    #[test]
+    fn a_failed_first_deploy_is_recreated_only_when_asked() {
+        for status in ["ROLLBACK_COMPLETE", "CREATE_FAILED"] {
+            let message = refused(next(Some(status), "users-qa", "eu-west-1", false));
+            assert!(message.starts_with(&format!("stack users-qa is in {status}")));
+            assert!(message.contains("--recreate"), "{message}");
+            assert!(
+                message.contains("describe-stack-events --stack-name users-qa --region eu-west-1"),
+                "{message}"
+            );
+            assert_eq!(
+                next(Some(status), "users-qa", "eu-west-1", true),
+                Next::Recreate
+            );
+        }
+        // --recreate never deletes a stack that has a working version.
+        assert_eq!(
+            next(
+                Some("UPDATE_ROLLBACK_COMPLETE"),
+                "users-qa",
+                "eu-west-1",
+                true
+            ),
+            Next::Update
+        );
+    }
+
+    #[test]
+    fn broken_stacks_are_refused_with_the_way_out() {
+        let message = refused(next(
+            Some("UPDATE_ROLLBACK_FAILED"),
+            "alerts-production",
+            "us-west-2",
+            true,
+        ));
+        assert!(
+            message.contains(
+                "aws cloudformation continue-update-rollback --stack-name alerts-production --region us-west-2"
+            ),
+            "{message}"
+        );
+        let message = refused(next(Some("ROLLBACK_FAILED"), "a-dev", "us-west-2", true));
+        assert!(message.contains("delete-stack"), "{message}");
+        let message = refused(next(Some("DELETE_FAILED"), "a-dev", "us-west-2", false));
+        assert!(message.contains("DELETE_FAILED"), "{message}");
+        let message = refused(next(Some("SOMETHING_NEW"), "a-dev", "us-west-2", false));
+        assert!(message.contains("SOMETHING_NEW"), "{message}");
+    }
+
+    #[test]
+    fn terminal_states() {
+        assert!(!is_terminal("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"));
+        assert!(is_terminal("UPDATE_ROLLBACK_COMPLETE"));
+        assert!(!succeeded("UPDATE_ROLLBACK_COMPLETE"));
+        assert!(succeeded("UPDATE_COMPLETE"));
+        assert!(!succeeded("ROLLBACK_COMPLETE"));
+    }
+
+    const SERVICE: &str = "
+Parameters:
+  Environment: {Type: String}
+  ArtifactKey: {Type: String}
+  DomainName: {Type: String, Default: ''}
+Resources:
+  Role:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument: {}
+  Function:
+    Type: AWS::Lambda::Function
+    Properties:
+      Role: !GetAtt Role.Arn
+";
+
+    fn template() -> Template {
+        Template::parse("svc.yaml", SERVICE.to_owned(), &[]).unwrap()
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn templates_ask_for_exactly_the_capabilities_they_need() {
+        assert_eq!(template().capabilities, [Capability::CapabilityIam]);
+        let none = "Resources:\n  Topic:\n    Type: AWS::SNS::Topic\n";
+        assert!(
+            Template::parse("t", none.to_owned(), &[])
+                .unwrap()
+                .capabilities
+                .is_empty()
+        );
+        // An IAM resource in a nested template counts for the parent's change set.
+        let role =
+            "Resources:\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: fixed\n";
+        assert_eq!(
+            Template::parse("t", none.to_owned(), &[role])
+                .unwrap()
+                .capabilities,
+            [Capability::CapabilityNamedIam]
+        );
+        let macro_ = "Transform: AWS::Serverless-2016-10-31\nResources: {}\n";
+        assert_eq!(
+            Template::parse("t", macro_.to_owned(), &[])
+                .unwrap()
+                .capabilities,
+            [Capability::CapabilityAutoExpand]
+        );
+    }
+
+    #[test]
+    fn malformed_templates_are_named() {
+        let error = Template::parse("bad.yaml", "a: [".to_owned(), &[]).unwrap_err();
+        assert!(format!("{error:#}").starts_with("bad.yaml is not valid YAML"));
+        let error = Template::parse("list.yaml", "- 1".to_owned(), &[]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "list.yaml is not a CloudFormation template: it has no Resources"
+        );
+    }
+
+    #[test]
+    fn parameters_not_set_keep_their_previous_values() {
+        let set = map(&[("Environment", "dev"), ("ArtifactKey", "k2")]);
+        let current = map(&[
+            ("Environment", "dev"),
+            ("ArtifactKey", "k1"),
+            ("DomainName", "example.com"),
+        ]);
+        let values = parameters(&template(), &set, Some(&current), "svc.yaml").unwrap();
+        assert_eq!(values["ArtifactKey"], Value::Set("k2".into()));
+        assert_eq!(values["DomainName"], Value::Previous);
+
+        // A new stack leaves defaulted parameters to their defaults.
+        let values = parameters(&template(), &set, None, "svc.yaml").unwrap();
+        assert!(!values.contains_key("DomainName"));
+    }
+
+    #[test]
+    fn parameters_without_any_value_are_refused() {
+        let error = parameters(
+            &template(),
+            &map(&[("Environment", "dev")]),
+            None,
+            "svc.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "svc.yaml needs a value for its parameter ArtifactKey, which has no default and which \
+             the stack does not have yet: pass --parameter ArtifactKey=VALUE"
+        );
+        let error = parameters(
+            &template(),
+            &map(&[("Environment", "dev"), ("ArtifactKey", "k"), ("Typo", "x")]),
+            None,
+            "svc.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "svc.yaml has no parameter Typo; its parameters are ArtifactKey, DomainName, Environment"
+        );
+    }
+
+    #[test]
+    fn only_an_identical_template_and_identical_values_are_unchanged() {
+        let template = template();
+        let current = map(&[("Environment", "dev"), ("ArtifactKey", "k1")]);
+        let same = parameters(
+            &template,
+            &map(&[("ArtifactKey", "k1")]),
+            Some(&current),
+            "t",
+        )
+        .unwrap();
+        assert!(unchanged(&template, &same, SERVICE, &current));
+
+        let new_key = parameters(
+            &template,
+            &map(&[("ArtifactKey", "k2")]),
+            Some(&current),
+            "t",
+        )
+        .unwrap();
+        assert!(!unchanged(&template, &new_key, SERVICE, &current));
+        assert!(!unchanged(
+            &template,
+            &same,
+            &SERVICE.replace("Role:\n", "Role2:\n"),
+            &current
+        ));
+        let dropped = map(&[("Environment", "dev"), ("ArtifactKey", "k1"), ("Old", "x")]);
+        assert!(!unchanged(&template, &same, SERVICE, &dropped));
+    }
+}

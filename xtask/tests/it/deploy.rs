@@ -1,0 +1,483 @@
+//! `deploy --local` end to end: the repository's real templates, a stand-in `hardware` service
+//! small enough to build in seconds, and an emulator of the fixture's own (started by deploy
+//! itself, stopped when the fixture is dropped), so scenarios cannot disturb each other.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::support::{Fixture, assert_refused, stderr, stdout};
+
+const FUNCTION: &str = "hardware-dev-apigateway-execute";
+const STACK: &str = "hardware-dev";
+
+/// The stand-in workspace with this repository's templates.
+fn stand_in() -> Fixture {
+    let fixture = Fixture::copy("stand-in");
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cloudformation");
+    for file in [
+        "infrastructure.yaml",
+        "hardware-environment.yaml",
+        "apigateway.yaml",
+    ] {
+        std::fs::copy(
+            templates.join(file),
+            fixture.root.join("cloudformation").join(file),
+        )
+        .unwrap();
+    }
+    fixture
+}
+
+fn deploy(fixture: &Fixture, extra: &[&str]) -> Output {
+    let mut args = vec!["deploy", "hardware", "dev", "--local", "--timeout", "120"];
+    args.extend_from_slice(extra);
+    fixture.xtask(&args)
+}
+
+/// Starts `deploy --json` in the background.
+fn spawn_deploy(fixture: &Fixture) -> std::process::Child {
+    fixture
+        .command(&[
+            "deploy",
+            "hardware",
+            "dev",
+            "--local",
+            "--timeout",
+            "120",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Deploys with --json and returns the one stack's report (and the whole report).
+fn deployed(fixture: &Fixture, extra: &[&str]) -> (Value, Value) {
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    let output = deploy(fixture, &args);
+    assert!(
+        output.status.success(),
+        "deploy failed:\n{}",
+        stderr(&output)
+    );
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let stacks = report["stacks"].as_array().unwrap();
+    assert_eq!(stacks.len(), 1, "{report:#}");
+    (stacks[0].clone(), report)
+}
+
+fn key(stack: &Value) -> String {
+    stack["artifact_keys"]["ApigatewayExecuteArtifactKey"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn release(fixture: &Fixture, name: &str) {
+    let main = fixture.root.join("services/hardware/src/main.rs");
+    let source = std::fs::read_to_string(&main).unwrap();
+    let (before, after) = source.split_once("const RELEASE: &str = \"").unwrap();
+    let rest = after.split_once('"').unwrap().1;
+    std::fs::write(
+        &main,
+        format!("{before}const RELEASE: &str = \"{name}\"{rest}"),
+    )
+    .unwrap();
+}
+
+/// One HTTP/1.0 request to the fixture's emulator; returns the body of a 200.
+fn request(fixture: &Fixture, method: &str, path: &str, headers: &str) -> String {
+    let (endpoint, _) = fixture
+        .emulator()
+        .expect("deploy --local started an emulator");
+    let host = endpoint.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n{headers}\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(head.contains(" 200 "), "{method} {path}: {head}\n{body}");
+    body.to_owned()
+}
+
+/// What the function runs, according to Lambda itself (not the stack's parameters).
+fn function_code(fixture: &Fixture) -> String {
+    // The emulator routes by the credential scope of the signature; it does not check it.
+    let auth = "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-west-2/lambda/aws4_request, SignedHeaders=host, Signature=0\r\n";
+    let body = request(
+        fixture,
+        "GET",
+        &format!("/2015-03-31/functions/{FUNCTION}"),
+        auth,
+    );
+    let function: Value = serde_json::from_str(&body).unwrap();
+    function["Code"]["Location"].as_str().unwrap().to_owned()
+}
+
+/// The CloudFormation actions the emulator received while `during` ran.
+fn actions_during(fixture: &Fixture, during: impl FnOnce()) -> Vec<String> {
+    request(fixture, "POST", "/moto-api/recorder/start-recording", "");
+    during();
+    let recording = request(fixture, "GET", "/moto-api/recorder/download-recording", "");
+    request(fixture, "POST", "/moto-api/recorder/stop-recording", "");
+    recording
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|request| {
+            let body = request["body"].as_str().unwrap_or_default().to_owned();
+            let action = body
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("Action="))
+                .map(str::to_owned);
+            action.unwrap_or_else(|| {
+                format!(
+                    "{} {}",
+                    request["method"].as_str().unwrap_or_default(),
+                    request["url"].as_str().unwrap_or_default()
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn deploy_creates_then_updates_only_what_changed() {
+    let fixture = stand_in();
+
+    // 1. The first deploy creates the stack, and the function runs the published zip.
+    let output = deploy(&fixture, &["--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let first = &report["stacks"][0];
+    assert_eq!(first["stack"], STACK);
+    assert_eq!(first["outcome"], "created");
+    assert_eq!(first["status"], "CREATE_COMPLETE");
+    assert!(
+        first["change_set_id"]
+            .as_str()
+            .is_some_and(|id| id.contains(":changeSet/xtask-deploy-")),
+        "{first:#}"
+    );
+    let first_key = key(first);
+    assert!(
+        first_key.starts_with("lambdas/hardware/apigateway-execute/"),
+        "{first_key}"
+    );
+    assert!(
+        function_code(&fixture).ends_with(&format!("/{first_key}")),
+        "{}",
+        function_code(&fixture)
+    );
+    assert_eq!(
+        report["uploaded"], 3,
+        "the zip and two templates: {report:#}"
+    );
+    let log = stderr(&output);
+    assert!(
+        log.contains("change set for hardware-dev:\n  ACTION LOGICAL ID"),
+        "{log}"
+    );
+    assert!(log.contains("  Add    Function "), "{log}");
+    assert!(
+        log.contains(
+            "CREATE_COMPLETE                              hardware-dev (AWS::CloudFormation::Stack)"
+        ),
+        "{log}"
+    );
+
+    // 2. Changed code: a new key, and the function's code follows it.
+    release(&fixture, "second");
+    let (second, report) = deployed(&fixture, &[]);
+    assert_eq!(second["outcome"], "updated");
+    assert_eq!(second["status"], "UPDATE_COMPLETE");
+    let second_key = key(&second);
+    assert_ne!(second_key, first_key);
+    assert!(function_code(&fixture).ends_with(&format!("/{second_key}")));
+    assert_eq!(report["uploaded"], 1, "only the new zip: {report:#}");
+
+    // 3. Unchanged: nothing uploaded, no change set made, let alone executed.
+    let mut unchanged = None;
+    let actions = actions_during(&fixture, || unchanged = Some(deployed(&fixture, &[])));
+    let (third, report) = unchanged.unwrap();
+    assert_eq!(third["outcome"], "unchanged");
+    assert_eq!(third["change_set_id"], Value::Null);
+    assert_eq!(key(&third), second_key);
+    assert_eq!(
+        (report["uploaded"].clone(), report["bytes_sent"].clone()),
+        (0.into(), 0.into())
+    );
+    for forbidden in ["CreateChangeSet", "ExecuteChangeSet", "UpdateStack"] {
+        assert!(
+            !actions.iter().any(|a| a == forbidden),
+            "{forbidden} was called: {actions:?}"
+        );
+    }
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a.starts_with("PUT") && a.contains("/lambdas/")),
+        "{actions:?}"
+    );
+    assert!(function_code(&fixture).ends_with(&format!("/{second_key}")));
+}
+
+#[test]
+fn a_failed_deploy_says_why_and_the_previous_code_keeps_serving() {
+    let fixture = stand_in();
+    let (first, _) = deployed(&fixture, &[]);
+    let first_key = key(&first);
+
+    // New code and a template whose function refers to a role that does not exist.
+    release(&fixture, "broken");
+    let template = fixture
+        .root
+        .join("cloudformation/hardware-environment.yaml");
+    let good = std::fs::read_to_string(&template).unwrap();
+    let broken = good.replace("!GetAtt FunctionRole.Arn", "!GetAtt FunctionRoel.Arn");
+    assert_ne!(broken, good);
+    std::fs::write(&template, broken).unwrap();
+
+    let output = deploy(&fixture, &[]);
+    assert!(!output.status.success(), "{}", stdout(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains("references undefined resource FunctionRoel"),
+        "the reason is shown:\n{log}"
+    );
+    assert!(log.contains("the previous version keeps serving"), "{log}");
+    assert!(
+        function_code(&fixture).ends_with(&format!("/{first_key}")),
+        "the function still runs the previous zip: {}",
+        function_code(&fixture)
+    );
+
+    // The lock was released: fixed, the next deploy goes through.
+    std::fs::write(&template, good).unwrap();
+    release(&fixture, "fixed");
+    let (fixed, _) = deployed(&fixture, &["--no-wait"]);
+    assert_eq!(fixed["outcome"], "updated");
+    assert!(function_code(&fixture).ends_with(&format!("/{}", key(&fixed))));
+}
+
+#[test]
+fn concurrent_deploys_of_one_stack_take_turns() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+    release(&fixture, "concurrent");
+    // Build once up front, so the two deploys race on the stack rather than on cargo's lock.
+    let packaged = fixture.xtask(&["package", "hardware", "dev"]);
+    assert!(packaged.status.success(), "{}", stderr(&packaged));
+
+    let (one, two) = (spawn_deploy(&fixture), spawn_deploy(&fixture));
+    let outputs = [
+        one.wait_with_output().unwrap(),
+        two.wait_with_output().unwrap(),
+    ];
+    let mut outcomes: Vec<String> = outputs
+        .iter()
+        .map(|output| {
+            assert!(output.status.success(), "{}", stderr(output));
+            let report: Value = serde_json::from_str(&stdout(output)).unwrap();
+            report["stacks"][0]["outcome"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    outcomes.sort();
+    // Exactly one update; the other found it done (after waiting, if they overlapped).
+    assert_eq!(outcomes, ["unchanged", "updated"]);
+    let key = {
+        let report: Value = serde_json::from_str(&stdout(&outputs[0])).unwrap();
+        key(&report["stacks"][0])
+    };
+    assert!(function_code(&fixture).ends_with(&format!("/{key}")));
+}
+
+#[test]
+fn a_deploy_in_progress_is_waited_for_or_refused() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+    release(&fixture, "while-locked");
+    let packaged = fixture.xtask(&["package", "hardware", "dev"]);
+    assert!(packaged.status.success(), "{}", stderr(&packaged));
+
+    // Another deploy holds the stack (its lock, as that deploy would have written it).
+    let (endpoint, _) = fixture.emulator().unwrap();
+    let s3 = s3(&endpoint);
+    let lock = "locks/hardware-dev.json";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let holder = serde_json::json!({
+        "holder": "ci@builder (pid 1)", "stack": STACK, "acquired": now, "expires": now + 600,
+    });
+    runtime()
+        .block_on(
+            s3.put_object()
+                .bucket("biometrix-infrastructure-us-west-2")
+                .key(lock)
+                .body(serde_json::to_vec(&holder).unwrap().into())
+                .send(),
+        )
+        .unwrap();
+
+    let refused = deploy(&fixture, &["--no-wait"]);
+    assert!(!refused.status.success());
+    let log = stderr(&refused);
+    assert!(
+        log.contains("error: stack hardware-dev is being deployed by ci@builder (pid 1) (for "),
+        "{log}"
+    );
+    assert!(log.contains("run again without --no-wait"), "{log}");
+
+    // Ctrl-C while waiting: nothing was sent, and it says so.
+    let interrupted = spawn_deploy(&fixture);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let signal = std::process::Command::new("kill")
+        .args(["-INT", &interrupted.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signal.success());
+    let output = interrupted.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(
+            "error: interrupted before anything was sent to stack hardware-dev; it is as it was"
+        ),
+        "{}",
+        stderr(&output)
+    );
+
+    let waiting = spawn_deploy(&fixture);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    runtime()
+        .block_on(
+            s3.delete_object()
+                .bucket("biometrix-infrastructure-us-west-2")
+                .key(lock)
+                .send(),
+        )
+        .unwrap();
+    let output = waiting.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains("waiting: stack hardware-dev is being deployed by ci@builder (pid 1)"),
+        "{log}"
+    );
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["stacks"][0]["outcome"], "updated");
+}
+
+#[test]
+fn no_execute_leaves_the_change_set_for_review() {
+    let fixture = stand_in();
+    let (review, _) = deployed(&fixture, &["--no-execute"]);
+    assert_eq!(review["outcome"], "review");
+    assert_eq!(review["status"], "REVIEW_IN_PROGRESS");
+    let change_set = review["change_set_id"].as_str().unwrap().to_owned();
+
+    let cloudformation = cloudformation(&fixture.emulator().unwrap().0);
+    let described = runtime()
+        .block_on(
+            cloudformation
+                .describe_change_set()
+                .change_set_name(&change_set)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        described.execution_status().map(|s| s.as_str()),
+        Some("AVAILABLE"),
+        "not executed"
+    );
+
+    // A stack that only ever had a change set is created by the next deploy.
+    let (created, _) = deployed(&fixture, &[]);
+    assert_eq!(created["outcome"], "created");
+    assert_eq!(created["status"], "CREATE_COMPLETE");
+}
+
+#[test]
+fn parameters_are_checked_before_anything_is_built() {
+    let fixture = stand_in();
+    let output = deploy(&fixture, &["--parameter", "DomainNmae=example.com"]);
+    assert_refused(
+        &output,
+        "hardware-environment.yaml has no parameter DomainNmae; its parameters are \
+         ApiGatewayTemplateUrl, ApigatewayExecuteArtifactKey, ArtifactBucket, DomainName, \
+         Environment, LogRetentionDays, ServiceTokenSecretId",
+    );
+    let output = deploy(&fixture, &["--parameter", "ApigatewayExecuteArtifactKey=x"]);
+    assert_refused(
+        &output,
+        "deploy sets the parameter ApigatewayExecuteArtifactKey itself; leave out \
+         --parameter ApigatewayExecuteArtifactKey=…",
+    );
+    let output = deploy(&fixture, &["--parameter", "no-equals-sign"]);
+    assert!(
+        stderr(&output).contains("`no-equals-sign` is not KEY=VALUE"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !fixture.root.join("target/lambda").exists(),
+        "nothing was packaged"
+    );
+
+    // A parameter the template takes is passed through; the rest keep their defaults.
+    let (stack, _) = deployed(&fixture, &["--parameter", "LogRetentionDays=7"]);
+    assert_eq!(stack["outcome"], "created");
+    let cloudformation = cloudformation(&fixture.emulator().unwrap().0);
+    let described = runtime()
+        .block_on(cloudformation.describe_stacks().stack_name(STACK).send())
+        .unwrap();
+    let parameters: std::collections::BTreeMap<&str, &str> = described.stacks()[0]
+        .parameters()
+        .iter()
+        .map(|p| (p.parameter_key().unwrap(), p.parameter_value().unwrap()))
+        .collect();
+    assert_eq!(parameters["LogRetentionDays"], "7");
+    assert_eq!(parameters["DomainName"], "");
+    assert_eq!(parameters["Environment"], "dev");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+    let credentials =
+        aws_credential_types::Credentials::new("testing", "testing", None, None, "tests");
+    runtime().block_on(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .credentials_provider(credentials)
+            .region(aws_config::Region::new("us-west-2"))
+            .load(),
+    )
+}
+
+fn s3(endpoint: &str) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk(endpoint))
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+fn cloudformation(endpoint: &str) -> aws_sdk_cloudformation::Client {
+    aws_sdk_cloudformation::Client::new(&sdk(endpoint))
+}
