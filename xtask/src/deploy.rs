@@ -28,8 +28,8 @@ use crate::{bootstrap, package};
 /// Package, publish and deploy services: one change set per stack, followed to the end.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
-    cargo xtask deploy hardware dev --local          # everything on the local AWS emulator\n  \
-    cargo xtask deploy hardware qa --no-execute      # create the change set, leave it for review\n  \
+    cargo xtask deploy hardware dev --local --install-tools   # all of it on the local AWS emulator\n  \
+    cargo xtask deploy hardware qa --no-execute               # make the change set, leave it for review\n  \
     cargo xtask deploy --all production --parameter DomainName=biometrix.io --json\n\n\
     A stack another deploy is changing is waited for (or refused with --no-wait). A stack whose first\n\
     deploy failed (ROLLBACK_COMPLETE) is only replaced when --recreate is given.")]
@@ -68,6 +68,9 @@ pub struct Deploy {
     /// Deploy to the local AWS emulator (started if needed, and bootstrapped): no AWS account.
     #[arg(long)]
     pub local: bool,
+    /// Install missing build tools (cargo-zigbuild into .venv, Rust targets with rustup).
+    #[arg(long)]
+    pub install_tools: bool,
 }
 
 fn parse_parameter(text: &str) -> Result<(String, String), String> {
@@ -177,6 +180,7 @@ impl Deploy {
             environment,
             &target,
             &runtime,
+            self.install_tools,
             progress,
         )?;
         let mut report = Report {

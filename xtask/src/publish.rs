@@ -49,6 +49,9 @@ pub struct Publish {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Install missing build tools (cargo-zigbuild into .venv, Rust targets with rustup).
+    #[arg(long)]
+    pub install_tools: bool,
 }
 
 /// One object to publish.
@@ -103,10 +106,17 @@ impl Publish {
                 environment,
                 target,
                 &runtime,
+                self.install_tools,
                 progress,
             )?,
             None => {
-                let plan = build(workspace, &services, environment, progress)?;
+                let plan = build(
+                    workspace,
+                    &services,
+                    environment,
+                    self.install_tools,
+                    progress,
+                )?;
                 let objects = objects(workspace, &plan)?;
                 let report = Report {
                     region,
@@ -131,9 +141,10 @@ pub fn release(
     environment: Environment,
     target: &Target,
     runtime: &tokio::runtime::Runtime,
+    install_tools: bool,
     progress: Progress,
 ) -> anyhow::Result<(Plan, Report)> {
-    let plan = build(workspace, services, environment, progress)?;
+    let plan = build(workspace, services, environment, install_tools, progress)?;
     let objects = objects(workspace, &plan)?;
     let report = runtime.block_on(target.upload(objects, progress))?;
     Ok((plan, report))
@@ -143,12 +154,13 @@ fn build(
     workspace: &Workspace,
     services: &[&Service],
     environment: Environment,
+    install_tools: bool,
     progress: Progress,
 ) -> anyhow::Result<Plan> {
     let sh = Shell::new()?;
     let mut tools = Tools::detect(&sh, &workspace.root)?;
-    let plan = package::plan(workspace, services, environment, &tools, false)?;
-    package::execute(&sh, workspace, plan, &mut tools, false, progress)
+    let plan = package::plan(workspace, services, environment, &tools, install_tools)?;
+    package::execute(&sh, workspace, plan, &mut tools, install_tools, progress)
 }
 
 /// Every zip in the plan and, per service, its stack template and the shared nested one.

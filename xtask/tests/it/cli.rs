@@ -6,7 +6,7 @@ use crate::support::{Fixture, assert_refused, stdout, xtask};
 fn help_lists_the_commands_and_examples() {
     let output = xtask().arg("--help").output().unwrap();
     assert!(output.status.success());
-    for command in ["package", "publish", "bootstrap", "bench"] {
+    for command in ["package", "publish", "deploy", "bootstrap", "bench"] {
         assert!(
             stdout(&output).contains(command),
             "{command}: {}",
@@ -22,6 +22,21 @@ fn help_lists_the_commands_and_examples() {
         "--json",
         "--install-tools",
         "cargo xtask package hardware dev",
+    ] {
+        assert!(help.contains(expected), "{expected} missing from:\n{help}");
+    }
+    let output = xtask().args(["deploy", "--help"]).output().unwrap();
+    let help = stdout(&output);
+    for expected in [
+        "SERVICE... ENV",
+        "--local",
+        "--no-execute",
+        "--no-wait",
+        "--recreate",
+        "--timeout",
+        "--parameter <KEY=VALUE>",
+        "--json",
+        "cargo xtask deploy hardware dev --local",
     ] {
         assert!(help.contains(expected), "{expected} missing from:\n{help}");
     }

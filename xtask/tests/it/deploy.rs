@@ -15,7 +15,7 @@ const FUNCTION: &str = "hardware-dev-apigateway-execute";
 const STACK: &str = "hardware-dev";
 
 /// The stand-in workspace with this repository's templates.
-fn stand_in() -> Fixture {
+pub fn stand_in() -> Fixture {
     let fixture = Fixture::copy("stand-in");
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cloudformation");
     for file in [
@@ -449,6 +449,38 @@ fn parameters_are_checked_before_anything_is_built() {
     assert_eq!(parameters["LogRetentionDays"], "7");
     assert_eq!(parameters["DomainName"], "");
     assert_eq!(parameters["Environment"], "dev");
+}
+
+#[test]
+fn deploy_to_aws_checks_the_bucket_before_building() {
+    // The shared emulator that scripts/test starts stands in for an AWS account here.
+    std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run the tests with scripts/test");
+    let fixture = stand_in();
+    let output = fixture.xtask(&[
+        "deploy",
+        "hardware",
+        "dev",
+        "--bucket",
+        "no-such-artifact-bucket",
+    ]);
+    assert_refused(
+        &output,
+        "the artifact bucket no-such-artifact-bucket does not exist in us-west-2: create it with \
+         `cargo xtask bootstrap --region us-west-2`, or pass --bucket with an existing one",
+    );
+    assert!(!fixture.root.join("target").exists(), "nothing was built");
+
+    let output = fixture.xtask(&["deploy", "hardware", "dev", "--recreate", "--no-execute"]);
+    assert_refused(
+        &output,
+        "--recreate deletes the stack, which --no-execute promises not to change; pick one",
+    );
+    let output = fixture.xtask(&["deploy", "hardware", "staging"]);
+    assert_refused(
+        &output,
+        "unknown environment `staging`: known environments are dev, qa, production",
+    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {
