@@ -7,6 +7,8 @@
 mod app;
 mod auth;
 mod config;
+#[cfg(feature = "postgres")]
+pub mod db;
 mod error;
 mod extract;
 mod serve;

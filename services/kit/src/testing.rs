@@ -104,3 +104,162 @@ pub async fn call(router: &Router, method: Method, uri: &str, body: Option<&str>
 pub async fn get(router: &Router, uri: &str) -> Answer {
     call(router, Method::GET, uri, None).await
 }
+
+/// The HS256 secret the tests' services accept for service tokens.
+pub const SERVICE_SECRET: &str = "a service secret of at least 32 bytes";
+
+/// Token issuers for tests: a JWKS endpoint on 127.0.0.1 serving one RSA key, for an accessory
+/// issuer and a user issuer, and the service secret. Tokens it mints verify through the kit's
+/// real JWKS path.
+#[derive(Clone)]
+pub struct Tokens {
+    jwks_url: String,
+    key: std::sync::Arc<jsonwebtoken::EncodingKey>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("jwks_url", &self.jwks_url)
+            .finish_non_exhaustive()
+    }
+}
+
+const TEST_KID: &str = "test";
+pub const ACCESSORY_ISSUER: &str = "https://accessories.biometrix.test";
+pub const USER_ISSUER: &str = "https://users.biometrix.test";
+
+impl Tokens {
+    /// Serves the JWKS on a free local port for as long as the process runs.
+    pub async fn serve() -> Tokens {
+        use jsonwebtoken::jwk::{Jwk, JwkSet};
+        // A test-only key, committed with the tests; it guards nothing.
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_der(include_bytes!("../tests/it/keys/first.der"));
+        let mut jwk = Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::RS256)
+            .expect("the test key converts to a JWK");
+        jwk.common.key_id = Some(TEST_KID.to_owned());
+        let set = serde_json::to_string(&JwkSet { keys: vec![jwk] }).expect("JWKS serialises");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a local port for the JWKS");
+        let jwks_url = format!(
+            "http://{}/.well-known/jwks.json",
+            listener.local_addr().expect("bound")
+        );
+        let app = Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || async move { set }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Tokens {
+            jwks_url,
+            key: std::sync::Arc::new(key),
+        }
+    }
+
+    /// Accepts accessory, user and service tokens from this issuer.
+    pub fn auth_config(&self) -> crate::AuthConfig {
+        let issuer = |kind, issuer: &str| crate::IssuerConfig {
+            kind,
+            issuer: issuer.to_owned(),
+            jwks_url: self.jwks_url.clone(),
+            audience: None,
+            refetch_cooldown: std::time::Duration::ZERO,
+        };
+        crate::AuthConfig {
+            issuers: vec![
+                issuer(crate::IssuerKind::Accessory, ACCESSORY_ISSUER),
+                issuer(crate::IssuerKind::User, USER_ISSUER),
+            ],
+            service_secret: Some(SERVICE_SECRET.parse().expect("long enough")),
+            service_issuer: None,
+        }
+    }
+
+    fn rs256(&self, claims: &Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(TEST_KID.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.key).expect("the token signs")
+    }
+
+    /// An ID token of the accessory user pool for `mac`.
+    pub fn accessory(&self, mac: &str) -> String {
+        self.rs256(&serde_json::json!({
+            "iss": ACCESSORY_ISSUER, "exp": in_an_hour(), "cognito:username": mac, "token_use": "id",
+        }))
+    }
+
+    /// A user's token.
+    pub fn user(&self, user: uuid::Uuid) -> String {
+        self.rs256(&serde_json::json!({ "iss": USER_ISSUER, "exp": in_an_hour(), "sub": user }))
+    }
+}
+
+/// A service-to-service token signed with [`SERVICE_SECRET`].
+pub fn service_token(subject: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({ "sub": subject, "exp": in_an_hour() }),
+        &jsonwebtoken::EncodingKey::from_secret(SERVICE_SECRET.as_bytes()),
+    )
+    .expect("the token signs")
+}
+
+fn in_an_hour() -> u64 {
+    jsonwebtoken::get_current_timestamp() + 3600
+}
+
+/// Sends `method uri` with `Authorization: <token>`, and `body` as JSON when given.
+pub async fn call_as(
+    router: &Router,
+    token: &str,
+    method: Method,
+    uri: &str,
+    body: Option<&str>,
+) -> Answer {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", token);
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let body = body.map(|b| Body::from(b.to_owned())).unwrap_or_default();
+    send(router, request.body(body).expect("the request builds")).await
+}
+
+/// A fresh database of its own on the test PostgreSQL server (`DATABASE_URL`, which
+/// `scripts/test` sets), with every migration applied; returns its URL.
+#[cfg(feature = "postgres")]
+pub async fn database() -> String {
+    let admin = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!("DATABASE_URL is not set: these tests need PostgreSQL; run them with scripts/test")
+    });
+    let connect = |url: String| async move {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot reach PostgreSQL at DATABASE_URL ({e}): run the tests with scripts/test"
+                )
+            });
+        tokio::spawn(connection);
+        client
+    };
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    connect(admin.clone())
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("the test database is created");
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("DATABASE_URL ends with /<database>");
+    let url = format!("{base}/{name}");
+    let mut client = connect(url.clone()).await;
+    crate::db::migrate(&mut client)
+        .await
+        .expect("the migrations apply");
+    url
+}

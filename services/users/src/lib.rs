@@ -1,0 +1,53 @@
+//! The users API: who a user is, for the apps and for other services.
+//!
+//! [`router`] is the whole API; `main.rs` only reads the configuration and serves it.
+
+mod user;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use kit::db::Database;
+use kit::{AuthConfig, ConfigError, Env, Verifier};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The legacy database, `postgres://…`.
+    pub database_url: String,
+    pub auth: AuthConfig,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        Ok(Config {
+            database_url: env.required("DATABASE_URL", "the legacy PostgreSQL database")?,
+            auth: AuthConfig::from_env(env)?,
+        })
+    }
+}
+
+/// Everything a request handler needs, built once per cold start (nothing connects until used).
+#[derive(Debug, Clone)]
+pub struct Users {
+    database: Arc<Database>,
+    verifier: Arc<Verifier>,
+}
+
+impl Users {
+    pub fn new(config: Config) -> Users {
+        Users {
+            database: Arc::new(Database::new(config.database_url)),
+            verifier: Arc::new(Verifier::new(config.auth)),
+        }
+    }
+}
+
+/// The complete API, under both `/v1` and `/users`.
+pub fn router(users: Users) -> Router {
+    let verifier = Arc::clone(&users.verifier);
+    let routes = Router::new()
+        .route("/user/{user_id}", get(user::get))
+        .with_state(users);
+    kit::app("users", routes, verifier)
+}
