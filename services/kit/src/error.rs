@@ -32,6 +32,11 @@ pub enum ApiError {
     UnsupportedContentType(String),
     #[error("internal server error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A `500 ServerError` that stopped part way and tells the client how far it got (how many
+    /// items were stored), so it can send the rest. The message is written by the handler, never
+    /// taken from an error.
+    #[error("{0}")]
+    Unfinished(String),
 }
 
 impl ApiError {
@@ -50,7 +55,7 @@ impl ApiError {
             ApiError::UnsupportedMethod => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::DuplicateEntity(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Unfinished(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -65,7 +70,7 @@ impl ApiError {
             ApiError::UnsupportedMethod => "UnsupportedMethod",
             ApiError::DuplicateEntity(_) => "DuplicateEntity",
             ApiError::UnsupportedContentType(_) => "UnsupportedContentType",
-            ApiError::Internal(_) => "ServerError",
+            ApiError::Internal(_) | ApiError::Unfinished(_) => "ServerError",
         }
     }
 }

@@ -40,10 +40,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = error.into_inner();
         let message = if inner.is_syntax() || inner.is_eof() {
             format!("the request body is not valid JSON ({inner})")
-        } else if path == "." {
-            format!("body: {inner}")
         } else {
-            format!("{path}: {inner}")
+            // Where in the text is no help to the client; the path says where in the document.
+            let text = inner.to_string();
+            let text = match text.rsplit_once(" at line ") {
+                Some((message, position)) if position.contains(" column ") => message.to_owned(),
+                _ => text,
+            };
+            if path == "." {
+                format!("body: {text}")
+            } else {
+                format!("{path}: {text}")
+            }
         };
         ApiError::InvalidSchema(message)
     })
@@ -69,6 +77,29 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
             Err(PathRejection::FailedToDeserializePathParams(error)) => Err(
                 ApiError::InvalidSchema(format!("invalid path parameter: {}", error.kind())),
             ),
+            Err(other) => Err(ApiError::internal(other.body_text())),
+        }
+    }
+}
+
+/// Query-string parameters; a missing or malformed one is a `400 InvalidSchema` naming it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::QueryRejection;
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(error)) => {
+                Err(ApiError::InvalidSchema(format!(
+                    "invalid query string: {}",
+                    std::error::Error::source(&error)
+                        .map_or_else(|| error.to_string(), ToString::to_string)
+                )))
+            }
             Err(other) => Err(ApiError::internal(other.body_text())),
         }
     }

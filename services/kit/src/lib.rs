@@ -20,6 +20,6 @@ pub use app::{REQUEST_ID_HEADER, app};
 pub use auth::{AuthConfig, IssuerConfig, IssuerKind, Principal, ServiceSecret, Verifier};
 pub use config::{ConfigError, Env};
 pub use error::{ApiError, STATUS_HEADER};
-pub use extract::{Json, Path, parse_json};
+pub use extract::{Json, Path, Query, parse_json};
 pub use serve::{Mode, init_tracing, lambda_handler, run};
 pub use types::{Datetime, InvalidDatetime, InvalidMacAddress, MacAddress};

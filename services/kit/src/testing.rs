@@ -263,3 +263,20 @@ pub async fn database() -> String {
         .expect("the migrations apply");
     url
 }
+
+/// The AWS emulator's SDK configuration (`AWS_ENDPOINT_URL`, which `scripts/test` sets). Fails
+/// loudly, never skips, when the emulator is not there, and refuses anything but a local one.
+pub async fn emulator() -> &'static aws_config::SdkConfig {
+    static SDK: tokio::sync::OnceCell<aws_config::SdkConfig> = tokio::sync::OnceCell::const_new();
+    SDK.get_or_init(|| async {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+            panic!("AWS_ENDPOINT_URL is not set: these tests need the AWS emulator; run them with scripts/test")
+        });
+        assert!(
+            endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
+            "AWS_ENDPOINT_URL={endpoint} is not a local emulator; tests never touch real AWS"
+        );
+        aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    })
+    .await
+}

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType,
@@ -11,23 +10,8 @@ use aws_sdk_s3::types::CreateBucketConfiguration;
 use axum::Router;
 use hardware::{Config, Hardware};
 use kit::AuthConfig;
-use tokio::sync::OnceCell;
 
-/// The emulator's SDK configuration. Fails loudly, never skips, when the emulator is not there.
-pub async fn emulator() -> &'static SdkConfig {
-    static SDK: OnceCell<SdkConfig> = OnceCell::const_new();
-    SDK.get_or_init(|| async {
-        let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
-            panic!("AWS_ENDPOINT_URL is not set: these tests need the AWS emulator; run them with scripts/test")
-        });
-        assert!(
-            endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
-            "AWS_ENDPOINT_URL={endpoint} is not a local emulator; tests never touch real AWS"
-        );
-        aws_config::load_defaults(BehaviorVersion::latest()).await
-    })
-    .await
-}
+pub use kit::testing::emulator;
 
 /// A firmware table and bucket of their own, with unique names so tests can run in parallel.
 pub struct FirmwareStores {

@@ -1,0 +1,58 @@
+//! The alerts API: the processing pipeline stores alerts about users; the apps read them.
+//!
+//! [`router`] is the whole API; `main.rs` only reads the configuration, builds the client once and
+//! serves the router on Lambda or locally.
+
+mod handlers;
+mod store;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use kit::{AuthConfig, ConfigError, Env, Verifier};
+
+pub use store::{AlertStore, retry_unprocessed};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// DynamoDB table of alerts: partition key `user_id`, sort key `event_key`
+    /// (`<event_date>#<alert_id>`).
+    pub alerts_table: String,
+    pub auth: AuthConfig,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        Ok(Config {
+            alerts_table: env.required("ALERTS_TABLE", "the DynamoDB table of alerts")?,
+            auth: AuthConfig::from_env(env)?,
+        })
+    }
+}
+
+/// Everything a request handler needs, built once per cold start.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    store: Arc<AlertStore>,
+    verifier: Arc<Verifier>,
+}
+
+impl Alerts {
+    pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Alerts {
+        Alerts {
+            store: Arc::new(AlertStore::new(sdk, config.alerts_table)),
+            verifier: Arc::new(Verifier::new(config.auth)),
+        }
+    }
+}
+
+/// The complete API, under both `/v1` and `/alerts`.
+pub fn router(alerts: Alerts) -> Router {
+    let verifier = Arc::clone(&alerts.verifier);
+    let routes = Router::new()
+        .route("/alerts", post(handlers::store))
+        .route("/alerts/{user_id}", get(handlers::list))
+        .with_state(alerts);
+    kit::app("alerts", routes, verifier)
+}

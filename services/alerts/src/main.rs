@@ -1,0 +1,13 @@
+//! The alerts Lambda function, or `cargo run -p alerts` for a local server.
+
+use kit::{Env, Mode};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let env = Env::from_process();
+    let mode = Mode::from_env(&env)?;
+    kit::init_tracing(&mode, &env);
+    let config = alerts::Config::from_env(&env)?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    kit::run(alerts::router(alerts::Alerts::new(config, &sdk)), mode).await
+}
