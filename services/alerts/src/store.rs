@@ -231,10 +231,10 @@ mod tests {
 
     use super::*;
 
+    type Sent = std::future::Ready<Result<Vec<u32>, (Vec<u32>, ())>>;
+
     /// DynamoDB, as far as retries go: it leaves `unprocessed[i]` items of the i-th call.
-    fn throttled(
-        unprocessed: Vec<usize>,
-    ) -> impl FnMut(Vec<u32>) -> std::future::Ready<Result<Vec<u32>, (Vec<u32>, ())>> {
+    fn throttled(unprocessed: Vec<usize>) -> impl FnMut(Vec<u32>) -> Sent {
         let calls = Arc::new(Mutex::new(0));
         move |batch: Vec<u32>| {
             let mut calls = calls.lock().unwrap();

@@ -134,8 +134,9 @@ impl Tokens {
     pub async fn serve() -> Tokens {
         use jsonwebtoken::jwk::{Jwk, JwkSet};
         // A test-only key, committed with the tests; it guards nothing.
-        let key =
-            jsonwebtoken::EncodingKey::from_rsa_der(include_bytes!("../tests/it/keys/first.der"));
+        let key = jsonwebtoken::EncodingKey::from_rsa_der(include_bytes!(
+            "../../tests/it/keys/first.der"
+        ));
         let mut jwk = Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::RS256)
             .expect("the test key converts to a JWK");
         jwk.common.key_id = Some(TEST_KID.to_owned());
@@ -280,3 +281,6 @@ pub async fn emulator() -> &'static aws_config::SdkConfig {
     })
     .await
 }
+
+mod fuzz;
+pub use fuzz::{Fuzz, FuzzReport};

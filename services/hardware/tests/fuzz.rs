@@ -1,0 +1,62 @@
+//! 10,000 random API Gateway events through the hardware function's Lambda path (more with
+//! `FUZZ_CASES`, one run again with `FUZZ_SEED`): nothing panics, every response keeps the contract.
+
+use kit::testing::{Fuzz, Tokens, emulator, service_token};
+
+#[tokio::test]
+async fn random_events_keep_the_contract() {
+    let tokens = Tokens::serve().await;
+    // Stores that do not exist: every store call fails, and must fail as a contract 500.
+    let router = hardware::router(hardware::Hardware::new(
+        hardware::Config {
+            firmware_table: "fuzz-no-such-table".into(),
+            firmware_bucket: "fuzz-no-such-bucket".into(),
+            auth: tokens.auth_config(),
+        },
+        emulator().await,
+    ));
+    let report = Fuzz {
+        service: "hardware",
+        tokens: vec![
+            tokens.accessory("0a:1b:2c:3d:4e:5f"),
+            tokens.user(uuid::Uuid::new_v4()),
+            service_token("fuzz"),
+        ],
+        words: vec![
+            "firmware",
+            "accessory",
+            "sensor",
+            "latest",
+            "download",
+            "misc",
+            "uuid",
+            "time",
+            "register",
+            "login",
+            "sync",
+            "1.10",
+        ],
+        routes: vec![
+            "/accessory/{}/register",
+            "/accessory/{}/login",
+            "/accessory/{}",
+            "/accessory/{}/sync",
+            "/sensor/{}",
+            "/sensor",
+            "/firmware/{}/{}",
+            "/firmware/{}/{}/download",
+            "/misc/uuid",
+            "/misc/time",
+        ],
+        cases: 10_000,
+    }
+    .run(router)
+    .await;
+    println!("{report:?}");
+    assert_eq!(report.by_status.values().sum::<usize>(), report.cases);
+    assert!(
+        report.by_status.contains_key(&200),
+        "some requests reach a handler: {report:?}"
+    );
+    assert!(report.by_status.contains_key(&404), "{report:?}");
+}
