@@ -8,6 +8,10 @@ pub struct Config {
     pub firmware_table: String,
     /// S3 bucket holding each firmware binary at `<device_type>/<version>`.
     pub firmware_bucket: String,
+    /// The Cognito user pool of accessories (username = MAC address).
+    pub accessory_pool_id: String,
+    /// Its app client, allowed the admin password flow.
+    pub accessory_client_id: String,
     pub auth: AuthConfig,
 }
 
@@ -18,6 +22,14 @@ impl Config {
                 .required("FIRMWARE_TABLE", "the DynamoDB table of released firmware")?,
             firmware_bucket: env
                 .required("FIRMWARE_BUCKET", "the S3 bucket of firmware binaries")?,
+            accessory_pool_id: env.required(
+                "ACCESSORY_USER_POOL_ID",
+                "the Cognito user pool of accessories",
+            )?,
+            accessory_client_id: env.required(
+                "ACCESSORY_CLIENT_ID",
+                "the accessory pool's app client, allowed ADMIN_USER_PASSWORD_AUTH",
+            )?,
             auth: AuthConfig::from_env(env)?,
         })
     }

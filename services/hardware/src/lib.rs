@@ -3,6 +3,7 @@
 //! [`router`] is the whole API; `main.rs` only reads the configuration, builds the clients once and
 //! serves the router on Lambda or locally.
 
+mod accessory;
 mod config;
 mod firmware;
 mod misc;
@@ -11,9 +12,10 @@ mod version;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use kit::Verifier;
 
+pub use accessory::{Accessory, AccessoryStore};
 pub use config::Config;
 pub use firmware::{DeviceType, FirmwareStore};
 pub use version::Version;
@@ -21,6 +23,7 @@ pub use version::Version;
 /// Everything a request handler needs, built once per cold start.
 #[derive(Debug, Clone)]
 pub struct Hardware {
+    accessories: Arc<AccessoryStore>,
     firmware: Arc<FirmwareStore>,
     verifier: Arc<Verifier>,
 }
@@ -29,6 +32,11 @@ impl Hardware {
     /// Builds the clients; cheap, as nothing is fetched until a request needs it.
     pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Hardware {
         Hardware {
+            accessories: Arc::new(AccessoryStore::new(
+                sdk,
+                config.accessory_pool_id,
+                config.accessory_client_id,
+            )),
             firmware: Arc::new(FirmwareStore::new(
                 sdk,
                 config.firmware_table,
@@ -43,6 +51,12 @@ impl Hardware {
 pub fn router(hardware: Hardware) -> Router {
     let verifier = Arc::clone(&hardware.verifier);
     let routes = Router::new()
+        .route("/accessory/{mac}/register", post(accessory::register))
+        .route("/accessory/{mac}/login", post(accessory::login))
+        .route(
+            "/accessory/{mac}",
+            get(accessory::get).patch(accessory::patch),
+        )
         .route("/firmware/{device_type}/{version}", get(firmware::describe))
         .route(
             "/firmware/{device_type}/{version}/download",

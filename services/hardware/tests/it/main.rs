@@ -1,5 +1,6 @@
 //! The hardware API's integration tests, against the AWS emulator started by `scripts/test`.
 
+mod accessory;
 mod firmware;
 mod lambda;
 mod misc;

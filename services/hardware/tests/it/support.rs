@@ -118,16 +118,28 @@ impl FirmwareStores {
     }
 }
 
-pub async fn router_for(firmware_table: String, firmware_bucket: String) -> Router {
-    let config = Config {
+/// The hardware router with the test configuration, adjusted by `adjust`.
+pub async fn router_with(adjust: impl FnOnce(&mut Config)) -> Router {
+    let mut config = test_config("firmware-unused".into(), "firmware-unused".into());
+    adjust(&mut config);
+    hardware::router(Hardware::new(config, emulator().await))
+}
+
+fn test_config(firmware_table: String, firmware_bucket: String) -> Config {
+    Config {
         firmware_table,
         firmware_bucket,
+        accessory_pool_id: "us-west-2_nopool".into(),
+        accessory_client_id: "no-client".into(),
         auth: AuthConfig {
             service_secret: Some("a service secret of at least 32 bytes".parse().unwrap()),
             ..AuthConfig::default()
         },
-    };
-    hardware::router(Hardware::new(config, emulator().await))
+    }
+}
+
+pub async fn router_for(firmware_table: String, firmware_bucket: String) -> Router {
+    router_with(|config| *config = test_config(firmware_table, firmware_bucket)).await
 }
 
 /// The binary of accessory firmware 1.10: every byte value, so any text mangling shows.
