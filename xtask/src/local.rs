@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::progress::Progress;
 use crate::workspace::Workspace;
 
-/// The pinned emulator; `scripts/requirements-test.txt` includes the same file.
+/// The pinned emulator; `scripts/test` installs the same file.
 const REQUIREMENTS: &str = include_str!("../requirements-local.txt");
+/// moto's server, serialising requests so conditional writes are atomic, as on AWS.
+const LAUNCHER: &str = include_str!("../emulator.py");
 /// Credentials the emulator accepts; they are not secrets and reach nothing real.
 const CREDENTIALS: &str = "testing";
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -50,9 +52,11 @@ impl Emulator {
         let step = progress.step(&format!("starting the local AWS emulator on port {port}"));
         let output =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let mut command = Command::new(&server);
+        // The Python that has moto, beside its moto_server.
+        let python = server.with_file_name("python3");
+        let mut command = Command::new(&python);
         command
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-c", LAUNCHER, "-H", "127.0.0.1", "-p", &port.to_string()])
             // Its request recorder writes into its working directory.
             .current_dir(dir)
             .stdin(Stdio::null())
@@ -66,7 +70,7 @@ impl Emulator {
         }
         let mut child = command
             .spawn()
-            .with_context(|| format!("starting {}", server.display()))?;
+            .with_context(|| format!("starting the emulator with {}", python.display()))?;
         let emulator = Emulator {
             endpoint: format!("http://127.0.0.1:{port}"),
             pid: child.id(),

@@ -75,13 +75,9 @@ pub struct FirmwareStore {
 
 impl FirmwareStore {
     pub fn new(sdk: &aws_config::SdkConfig, table: String, bucket: String) -> FirmwareStore {
-        // A custom endpoint (the local emulator) has no per-bucket host names.
-        let s3 = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(sdk.endpoint_url().is_some())
-            .build();
         FirmwareStore {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            s3: aws_sdk_s3::Client::from_conf(s3),
+            s3: kit::s3_client(sdk),
             table,
             bucket,
         }

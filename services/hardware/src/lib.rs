@@ -7,6 +7,8 @@ mod accessory;
 mod config;
 mod firmware;
 mod misc;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod version;
 
 use std::sync::Arc;

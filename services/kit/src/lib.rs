@@ -22,4 +22,14 @@ pub use config::{ConfigError, Env};
 pub use error::{ApiError, STATUS_HEADER};
 pub use extract::{Json, Path, Query, parse_json};
 pub use serve::{Mode, init_tracing, lambda_handler, run};
+/// An S3 client; path-style addressing when a custom endpoint (the local emulator) is set, since
+/// that has no per-bucket host names.
+#[cfg(feature = "s3")]
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
 pub use types::{Datetime, InvalidDatetime, InvalidMacAddress, MacAddress};

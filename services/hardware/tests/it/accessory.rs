@@ -1,85 +1,19 @@
 //! Accessories in a real (emulated) Cognito user pool: register, log in, and call with the token
 //! the pool issued, verified through the kit's JWKS path.
 
-use aws_sdk_cognitoidentityprovider::types::{
-    AttributeDataType, ExplicitAuthFlowsType, PasswordPolicyType, SchemaAttributeType,
-    UserPoolPolicyType,
-};
 use axum::Router;
 use http::Method;
-use kit::testing::{Answer, Tokens, call, call_as, emulator, service_token};
+use kit::testing::{Answer, Tokens, call, call_as, service_token};
 use kit::{IssuerConfig, IssuerKind};
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+use hardware::testing::{Pool, pool};
 
 use crate::support::router_with;
 
 const MAC: &str = "0A:1B:2C:3D:4E:5F";
 const MAC_LOWER: &str = "0a:1b:2c:3d:4e:5f";
-
-pub struct Pool {
-    pub id: String,
-    pub client_id: String,
-}
-
-/// A pool with the accessory attributes and the contract's password rule (8+ characters).
-pub async fn pool() -> Pool {
-    let cognito = aws_sdk_cognitoidentityprovider::Client::new(emulator().await);
-    let mut create = cognito
-        .create_user_pool()
-        .pool_name(format!("accessories-{}", Uuid::new_v4().simple()))
-        .policies(
-            UserPoolPolicyType::builder()
-                .password_policy(
-                    PasswordPolicyType::builder()
-                        .minimum_length(8)
-                        .require_lowercase(false)
-                        .require_uppercase(false)
-                        .require_numbers(false)
-                        .require_symbols(false)
-                        .build(),
-                )
-                .build(),
-        );
-    for name in [
-        "hardware_model",
-        "firmware_version",
-        "settings_key",
-        "bluetooth_name",
-        "battery_level",
-        "memory_level",
-        "state",
-        "owner_id",
-    ] {
-        create = create.schema(
-            SchemaAttributeType::builder()
-                .name(name)
-                .attribute_data_type(AttributeDataType::String)
-                .mutable(true)
-                .build(),
-        );
-    }
-    let id = create
-        .send()
-        .await
-        .expect("the emulator creates the pool")
-        .user_pool
-        .and_then(|p| p.id)
-        .expect("a pool id");
-    let client_id = cognito
-        .create_user_pool_client()
-        .user_pool_id(&id)
-        .client_name("hardware")
-        .explicit_auth_flows(ExplicitAuthFlowsType::AllowAdminUserPasswordAuth)
-        .explicit_auth_flows(ExplicitAuthFlowsType::AllowRefreshTokenAuth)
-        .send()
-        .await
-        .expect("the emulator creates the client")
-        .user_pool_client
-        .and_then(|c| c.client_id)
-        .expect("a client id");
-    Pool { id, client_id }
-}
 
 pub struct World {
     pub router: Router,

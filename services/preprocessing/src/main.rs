@@ -1,0 +1,17 @@
+//! The preprocessing Lambda function, or `cargo run -p preprocessing` for a local server.
+
+use kit::{Env, Mode};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let env = Env::from_process();
+    let mode = Mode::from_env(&env)?;
+    kit::init_tracing(&mode, &env);
+    let config = preprocessing::Config::from_env(&env)?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    kit::run(
+        preprocessing::router(preprocessing::Preprocessing::new(config, &sdk)),
+        mode,
+    )
+    .await
+}

@@ -1,0 +1,63 @@
+//! Who owns an accessory, asked of the hardware API with a service token.
+
+use kit::{ApiError, MacAddress, ServiceSecret};
+use uuid::Uuid;
+
+#[derive(Debug)]
+pub struct Owners {
+    http: reqwest::Client,
+    hardware_url: String,
+    secret: ServiceSecret,
+    issuer: Option<String>,
+}
+
+impl Owners {
+    pub fn new(hardware_url: String, secret: ServiceSecret, issuer: Option<String>) -> Owners {
+        Owners {
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .expect("the HTTP client builds"),
+            hardware_url: hardware_url.trim_end_matches('/').to_owned(),
+            secret,
+            issuer,
+        }
+    }
+
+    /// The owner of `mac`; an accessory the hardware API does not know, or one without an owner,
+    /// may not record sessions.
+    pub async fn of(&self, mac: &MacAddress) -> Result<Uuid, ApiError> {
+        let response = self
+            .http
+            .get(format!("{}/accessory/{mac}", self.hardware_url))
+            .header(
+                "authorization",
+                self.secret.issue("preprocessing", self.issuer.as_deref()),
+            )
+            .send()
+            .await
+            .map_err(ApiError::internal)?;
+        match response.status().as_u16() {
+            200 => {}
+            404 => {
+                return Err(ApiError::Forbidden(format!(
+                    "accessory {mac} is not registered"
+                )));
+            }
+            status => {
+                return Err(ApiError::internal(format!(
+                    "the hardware API answered {status} for accessory {mac}"
+                )));
+            }
+        }
+        let body: serde_json::Value = response.json().await.map_err(ApiError::internal)?;
+        body["accessory"]["owner_id"]
+            .as_str()
+            .and_then(|owner| owner.parse().ok())
+            .ok_or_else(|| {
+                ApiError::Forbidden(format!(
+                    "accessory {mac} has no owner; set its owner_id before recording sessions"
+                ))
+            })
+    }
+}
