@@ -338,26 +338,32 @@ fn called_actions(
 /// The actions a template's roles grant, platform actions left out.
 fn granted_actions(template: &Yaml) -> std::collections::BTreeSet<String> {
     let mut granted = std::collections::BTreeSet::new();
-    for (_, role) in resources(template, "AWS::IAM::Role") {
-        for policy in one_or_many(&role["Properties"]["Policies"]) {
-            // A policy under `!If [condition, policy, !Ref AWS::NoValue]` reads as that list.
-            let policies: Vec<&Yaml> = match policy {
-                Yaml::Array(branches) => {
-                    branches.iter().filter(|b| b.as_hash().is_some()).collect()
-                }
-                single => vec![single],
-            };
-            for policy in policies {
-                for statement in one_or_many(&policy["PolicyDocument"]["Statement"]) {
-                    if statement["Effect"].as_str() == Some("Allow") {
-                        granted.extend(
-                            one_or_many(&statement["Action"])
-                                .into_iter()
-                                .filter_map(Yaml::as_str)
-                                .filter(|a| !PLATFORM_ACTIONS.contains(a))
-                                .map(str::to_owned),
-                        );
-                    }
+    let mut documents: Vec<&Yaml> = resources(template, "AWS::IAM::Role")
+        .into_iter()
+        .flat_map(|(_, role)| one_or_many(&role["Properties"]["Policies"]))
+        .collect();
+    // A policy of its own (`AWS::IAM::Policy`) reads like one in a role's list.
+    documents.extend(
+        resources(template, "AWS::IAM::Policy")
+            .into_iter()
+            .map(|(_, policy)| &policy["Properties"]),
+    );
+    for policy in documents {
+        // A policy under `!If [condition, policy, !Ref AWS::NoValue]` reads as that list.
+        let policies: Vec<&Yaml> = match policy {
+            Yaml::Array(branches) => branches.iter().filter(|b| b.as_hash().is_some()).collect(),
+            single => vec![single],
+        };
+        for policy in policies {
+            for statement in one_or_many(&policy["PolicyDocument"]["Statement"]) {
+                if statement["Effect"].as_str() == Some("Allow") {
+                    granted.extend(
+                        one_or_many(&statement["Action"])
+                            .into_iter()
+                            .filter_map(Yaml::as_str)
+                            .filter(|a| !PLATFORM_ACTIONS.contains(a))
+                            .map(str::to_owned),
+                    );
                 }
             }
         }

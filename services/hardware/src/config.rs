@@ -8,6 +8,10 @@ pub struct Config {
     pub firmware_table: String,
     /// S3 bucket holding each firmware binary at `<device_type>/<version>`.
     pub firmware_bucket: String,
+    /// DynamoDB table of accessory syncs, keyed by `mac_address` and `event_date`.
+    pub sync_table: String,
+    /// The legacy PostgreSQL database, where sensors live.
+    pub database_url: String,
     /// The Cognito user pool of accessories (username = MAC address).
     pub accessory_pool_id: String,
     /// Its app client, allowed the admin password flow.
@@ -22,6 +26,9 @@ impl Config {
                 .required("FIRMWARE_TABLE", "the DynamoDB table of released firmware")?,
             firmware_bucket: env
                 .required("FIRMWARE_BUCKET", "the S3 bucket of firmware binaries")?,
+            sync_table: env.required("SYNC_TABLE", "the DynamoDB table of accessory syncs")?,
+            database_url: env
+                .required("DATABASE_URL", "the legacy PostgreSQL database (sensors)")?,
             accessory_pool_id: env.required(
                 "ACCESSORY_USER_POOL_ID",
                 "the Cognito user pool of accessories",

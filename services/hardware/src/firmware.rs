@@ -115,7 +115,7 @@ impl FirmwareStore {
     }
 
     /// The numerically highest version; versions are strings in the table, so DynamoDB cannot sort them.
-    async fn latest(&self, device: DeviceType) -> Result<Option<Firmware>, ApiError> {
+    pub async fn latest(&self, device: DeviceType) -> Result<Option<Firmware>, ApiError> {
         let mut pages = self
             .dynamodb
             .query()

@@ -7,6 +7,8 @@ mod accessory;
 mod config;
 mod firmware;
 mod misc;
+mod sensor;
+mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod version;
@@ -14,12 +16,15 @@ mod version;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use kit::Verifier;
+use kit::db::Database;
 
 pub use accessory::{Accessory, AccessoryStore};
 pub use config::Config;
 pub use firmware::{DeviceType, FirmwareStore};
+pub use sensor::Sensor;
+pub use sync::SyncLog;
 pub use version::Version;
 
 /// Everything a request handler needs, built once per cold start.
@@ -27,6 +32,8 @@ pub use version::Version;
 pub struct Hardware {
     accessories: Arc<AccessoryStore>,
     firmware: Arc<FirmwareStore>,
+    database: Arc<Database>,
+    sync_log: Arc<SyncLog>,
     verifier: Arc<Verifier>,
 }
 
@@ -39,6 +46,8 @@ impl Hardware {
                 config.accessory_pool_id,
                 config.accessory_client_id,
             )),
+            database: Arc::new(Database::new(config.database_url)),
+            sync_log: Arc::new(SyncLog::new(sdk, config.sync_table)),
             firmware: Arc::new(FirmwareStore::new(
                 sdk,
                 config.firmware_table,
@@ -59,6 +68,9 @@ pub fn router(hardware: Hardware) -> Router {
             "/accessory/{mac}",
             get(accessory::get).patch(accessory::patch),
         )
+        .route("/accessory/{mac}/sync", post(sync::sync))
+        .route("/sensor/{mac}", patch(sensor::patch_one))
+        .route("/sensor", patch(sensor::patch_many))
         .route("/firmware/{device_type}/{version}", get(firmware::describe))
         .route(
             "/firmware/{device_type}/{version}/download",

@@ -23,7 +23,7 @@ fn bench_package_reports_every_figure() {
 #[test]
 fn bench_deploy_measures_a_deploy_with_nothing_to_do() {
     let fixture = crate::deploy::stand_in();
-    let output = fixture.xtask(&["bench", "deploy", "--runs", "2", "--json"]);
+    let output = fixture.xtask(&["bench", "deploy", "hardware", "--runs", "2", "--json"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let figures: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(figures["service"], "hardware");

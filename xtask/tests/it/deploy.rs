@@ -20,8 +20,11 @@ pub fn stand_in() -> Fixture {
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cloudformation");
     for file in [
         "infrastructure.yaml",
-        "hardware-environment.yaml",
         "apigateway.yaml",
+        "hardware-environment.yaml",
+        "preprocessing-environment.yaml",
+        "users-environment.yaml",
+        "alerts-environment.yaml",
     ] {
         std::fs::copy(
             templates.join(file),
@@ -232,6 +235,47 @@ fn deploy_creates_then_updates_only_what_changed() {
 }
 
 #[test]
+fn every_service_template_deploys() {
+    let fixture = stand_in();
+    let output = fixture.xtask(&[
+        "deploy",
+        "--all",
+        "dev",
+        "--local",
+        "--timeout",
+        "120",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let stacks: Vec<(&str, &str)> = report["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stack"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        stacks,
+        [
+            ("alerts-dev", "CREATE_COMPLETE"),
+            ("hardware-dev", "CREATE_COMPLETE"),
+            ("preprocessing-dev", "CREATE_COMPLETE"),
+            ("users-dev", "CREATE_COMPLETE"),
+        ]
+    );
+    for stack in report["stacks"].as_array().unwrap() {
+        let kinds: Vec<&str> = stack["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["type"].as_str().unwrap())
+            .collect();
+        assert!(kinds.contains(&"AWS::Lambda::Function"), "{stack:#}");
+        assert!(kinds.contains(&"AWS::CloudFormation::Stack"), "{stack:#}");
+    }
+}
+
+#[test]
 fn a_failed_deploy_says_why_and_the_previous_code_keeps_serving() {
     let fixture = stand_in();
     let (first, _) = deployed(&fixture, &[]);
@@ -414,8 +458,8 @@ fn parameters_are_checked_before_anything_is_built() {
     assert_refused(
         &output,
         "hardware-environment.yaml has no parameter DomainNmae; its parameters are \
-         ApiGatewayTemplateUrl, ApigatewayExecuteArtifactKey, ArtifactBucket, DomainName, \
-         Environment, LogRetentionDays, ServiceTokenSecretId",
+         ApiGatewayTemplateUrl, ApigatewayExecuteArtifactKey, ArtifactBucket, DatabaseSecretId, \
+         DomainName, Environment, LogRetentionDays, SecurityGroupIds, ServiceTokenSecretId, SubnetIds",
     );
     let output = deploy(&fixture, &["--parameter", "ApigatewayExecuteArtifactKey=x"]);
     assert_refused(

@@ -1,10 +1,7 @@
 //! The alerts API through its router, against a table of its own in the AWS emulator.
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use http::Method;
-use kit::testing::{Answer, Tokens, call_as, emulator, service_token};
+use kit::testing::{Answer, Tokens, call_as, emulator, service_token, table};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -15,34 +12,7 @@ struct World {
 
 async fn world() -> World {
     let sdk = emulator().await;
-    let table = format!("alerts-{}", Uuid::new_v4().simple());
-    let key = |name: &str, kind| {
-        (
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .unwrap(),
-        )
-    };
-    let (user_def, user) = key("user_id", KeyType::Hash);
-    let (event_def, event) = key("event_key", KeyType::Range);
-    aws_sdk_dynamodb::Client::new(sdk)
-        .create_table()
-        .table_name(&table)
-        .attribute_definitions(user_def)
-        .attribute_definitions(event_def)
-        .key_schema(user)
-        .key_schema(event)
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("the emulator creates the alerts table");
+    let table = table("alerts", "user_id", Some("event_key"), &[]).await;
     let tokens = Tokens::serve().await;
     let router = alerts::router(alerts::Alerts::new(
         alerts::Config {

@@ -4,4 +4,6 @@ mod accessory;
 mod firmware;
 mod lambda;
 mod misc;
+mod sensor;
 mod support;
+mod sync;

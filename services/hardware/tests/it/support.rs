@@ -2,10 +2,7 @@
 
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::types::CreateBucketConfiguration;
 use axum::Router;
 use hardware::{Config, Hardware};
@@ -26,43 +23,11 @@ impl FirmwareStores {
         let sdk = emulator().await;
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let stores = FirmwareStores {
-            table: format!("firmware-{suffix}"),
+            table: kit::testing::table("firmware", "device_type", Some("version"), &[]).await,
             bucket: format!("firmware-{suffix}"),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            s3: aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(sdk)
-                    .force_path_style(true)
-                    .build(),
-            ),
+            s3: kit::s3_client(sdk),
         };
-        let key = |name: &str, kind| {
-            (
-                AttributeDefinition::builder()
-                    .attribute_name(name)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-                KeySchemaElement::builder()
-                    .attribute_name(name)
-                    .key_type(kind)
-                    .build()
-                    .unwrap(),
-            )
-        };
-        let (hash_def, hash) = key("device_type", KeyType::Hash);
-        let (range_def, range) = key("version", KeyType::Range);
-        stores
-            .dynamodb
-            .create_table()
-            .table_name(&stores.table)
-            .attribute_definitions(hash_def)
-            .attribute_definitions(range_def)
-            .key_schema(hash)
-            .key_schema(range)
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .expect("the emulator creates the firmware table");
         let region = sdk.region().expect("AWS_REGION is set").to_string();
         stores
             .s3
@@ -125,10 +90,12 @@ pub async fn router_with(adjust: impl FnOnce(&mut Config)) -> Router {
     hardware::router(Hardware::new(config, emulator().await))
 }
 
-fn test_config(firmware_table: String, firmware_bucket: String) -> Config {
+pub fn test_config(firmware_table: String, firmware_bucket: String) -> Config {
     Config {
         firmware_table,
         firmware_bucket,
+        sync_table: "sync-unused".into(),
+        database_url: "postgres://nobody@127.0.0.1:1/none".into(),
         accessory_pool_id: "us-west-2_nopool".into(),
         accessory_client_id: "no-client".into(),
         auth: AuthConfig {

@@ -284,3 +284,77 @@ pub async fn emulator() -> &'static aws_config::SdkConfig {
 
 mod fuzz;
 pub use fuzz::{Fuzz, FuzzReport};
+
+/// A DynamoDB table of its own in the emulator, named `<prefix>-<random>`, keyed by string
+/// attributes `hash` and (if given) `range`, each index being `(name, hash, range)`; returns its
+/// name.
+pub async fn table(
+    prefix: &str,
+    hash: &str,
+    range: Option<&str>,
+    indexes: &[(&str, &str, &str)],
+) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    let key = |attribute: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(attribute)
+            .key_type(kind)
+            .build()
+            .expect("a key is complete")
+    };
+    let mut attributes = vec![hash];
+    attributes.extend(range);
+    for (_, index_hash, index_range) in indexes {
+        attributes.extend([*index_hash, *index_range]);
+    }
+    attributes.sort_unstable();
+    attributes.dedup();
+    let mut create = aws_sdk_dynamodb::Client::new(emulator().await)
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(hash, KeyType::Hash));
+    if let Some(range) = range {
+        create = create.key_schema(key(range, KeyType::Range));
+    }
+    for attribute in attributes {
+        create = create.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("an attribute is complete"),
+        );
+    }
+    for (index, index_hash, index_range) in indexes {
+        create = create.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(*index)
+                .key_schema(key(index_hash, KeyType::Hash))
+                .key_schema(key(index_range, KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .expect("an index is complete"),
+        );
+    }
+    create.send().await.expect("the emulator creates the table");
+    name
+}
+
+/// A connection to a test database (see [`database`]), for seeding and checking it.
+#[cfg(feature = "postgres")]
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test database ({e})"));
+    tokio::spawn(connection);
+    client
+}

@@ -2,13 +2,9 @@
 //! uploads in its S3, and the accessory's owner looked up from the real hardware router, served
 //! on a local port and backed by the emulator's Cognito pool.
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use axum::Router;
 use http::Method;
-use kit::testing::{Answer, SERVICE_SECRET, Tokens, call_as, emulator, service_token};
+use kit::testing::{Answer, SERVICE_SECRET, Tokens, call_as, emulator, service_token, table};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -26,45 +22,14 @@ struct World {
 async fn world() -> World {
     let sdk = emulator().await;
     let suffix = Uuid::new_v4().simple().to_string();
-    let (table, bucket) = (format!("sessions-{suffix}"), format!("ingest-{suffix}"));
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    aws_sdk_dynamodb::Client::new(sdk)
-        .create_table()
-        .table_name(&table)
-        .attribute_definitions(attribute("id"))
-        .attribute_definitions(attribute("user_id"))
-        .attribute_definitions(attribute("event_date"))
-        .key_schema(key("id", KeyType::Hash))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(preprocessing::USER_INDEX)
-                .key_schema(key("user_id", KeyType::Hash))
-                .key_schema(key("event_date", KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("the emulator creates the sessions table");
+    let bucket = format!("ingest-{suffix}");
+    let table = table(
+        "sessions",
+        "id",
+        None,
+        &[(preprocessing::USER_INDEX, "user_id", "event_date")],
+    )
+    .await;
     let s3 = kit::s3_client(sdk);
     s3.create_bucket()
         .bucket(&bucket)
@@ -84,6 +49,8 @@ async fn world() -> World {
         hardware::Config {
             firmware_table: "unused".into(),
             firmware_bucket: "unused".into(),
+            sync_table: "unused".into(),
+            database_url: "postgres://nobody@127.0.0.1:1/none".into(),
             accessory_pool_id: pool.id.clone(),
             accessory_client_id: pool.client_id.clone(),
             auth: tokens.auth_config(),

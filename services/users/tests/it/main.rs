@@ -14,10 +14,7 @@ struct World {
 async fn world() -> World {
     let url = database().await;
     let tokens = Tokens::serve().await;
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = kit::testing::connect(&url).await;
     let router = users::router(users::Users::new(users::Config {
         database_url: url,
         auth: tokens.auth_config(),
