@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use kit::{ApiError, Datetime, Json, Path, Principal, Query};
+use kit::{ApiError, Datetime, Json, Label, Path, Principal, Query};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -15,22 +15,6 @@ use crate::store::{Alert, Incomplete};
 const MOST_PER_CALL: usize = 100;
 const DEFAULT_PAGE: u32 = 50;
 const LARGEST_PAGE: u32 = 100;
-
-/// A label of an alert: 1 to 256 characters.
-#[derive(Debug, Clone)]
-struct Label(String);
-
-impl<'de> Deserialize<'de> for Label {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        match text.chars().count() {
-            1..=256 => Ok(Label(text)),
-            n => Err(serde::de::Error::custom(format!(
-                "expected 1 to 256 characters, got {n}"
-            ))),
-        }
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,9 +61,9 @@ pub async fn store(
         .map(|alert| Alert {
             alert_id: Uuid::new_v4(),
             user_id: alert.user_id,
-            category: alert.category.0,
-            subcategory: alert.subcategory.0,
-            granularity: alert.granularity.0,
+            category: alert.category.into_string(),
+            subcategory: alert.subcategory.into_string(),
+            granularity: alert.granularity.into_string(),
             value: alert.value,
             event_date: alert.event_date,
             created_date,

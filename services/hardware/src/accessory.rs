@@ -10,7 +10,7 @@ use aws_sdk_cognitoidentityprovider::types::{
 };
 use axum::extract::State;
 use axum::http::StatusCode;
-use kit::{ApiError, Datetime, Json, MacAddress, Path, Principal};
+use kit::{ApiError, Datetime, Json, Label, MacAddress, Path, Principal};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -67,8 +67,8 @@ pub fn field_value(name: &str, value: &Value) -> Result<String, String> {
     let text = |value: &Value| {
         value
             .as_str()
-            .filter(|s| (1..=256).contains(&s.chars().count()))
-            .map(str::to_owned)
+            .and_then(|s| s.parse::<Label>().ok())
+            .map(Label::into_string)
             .ok_or_else(|| format!("{name}: expected a string of 1 to 256 characters"))
     };
     match name {
@@ -89,7 +89,7 @@ pub fn field_value(name: &str, value: &Value) -> Result<String, String> {
                 .map(|v| v.to_string())
                 .map_err(|_| format!("{name}: expected MAJOR.MINOR or MAJOR.MINOR.PATCH"))
         }
-        "bluetooth_name" | "state" | "settings_key" | "hardware_model" => text(value),
+        "bluetooth_name" | "state" | "settings_key" => text(value),
         other => Err(format!(
             "{other}: not a field that can be changed (those are {})",
             MUTABLE.join(", ")
@@ -309,29 +309,13 @@ impl<'de> Deserialize<'de> for Password {
     }
 }
 
-/// A string of 1 to 256 characters.
-#[derive(Debug)]
-pub struct Text(String);
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        match text.chars().count() {
-            1..=256 => Ok(Text(text)),
-            n => Err(serde::de::Error::custom(format!(
-                "expected 1 to 256 characters, got {n}"
-            ))),
-        }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationBody {
     password: Password,
-    hardware_model: Text,
+    hardware_model: Label,
     firmware_version: Version,
-    settings_key: Text,
+    settings_key: Label,
 }
 
 /// What registration stores, checked.
@@ -350,9 +334,9 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let registration = Registration {
         password: body.password.0,
-        hardware_model: body.hardware_model.0,
+        hardware_model: body.hardware_model.into_string(),
         firmware_version: body.firmware_version.to_string(),
-        settings_key: body.settings_key.0,
+        settings_key: body.settings_key.into_string(),
     };
     hardware.accessories.register(&mac, &registration).await?;
     Ok((

@@ -32,4 +32,4 @@ pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
-pub use types::{Datetime, InvalidDatetime, InvalidMacAddress, MacAddress};
+pub use types::{Datetime, InvalidDatetime, InvalidLabel, InvalidMacAddress, Label, MacAddress};

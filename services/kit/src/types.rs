@@ -84,6 +84,42 @@ impl fmt::Display for Datetime {
     }
 }
 
+/// A short text field of the contract (a model name, a settings key, an alert category): 1 to 256
+/// characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Label(String);
+
+impl Label {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected 1 to 256 characters, got {0}")]
+pub struct InvalidLabel(usize);
+
+impl FromStr for Label {
+    type Err = InvalidLabel;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.chars().count() {
+            1..=256 => Ok(Label(s.to_owned())),
+            n => Err(InvalidLabel(n)),
+        }
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Serde through `FromStr` and `Display`, so a bad value fails deserialisation with the type's own message.
 macro_rules! serde_via_str {
     ($($ty:ty),*) => {$(
@@ -101,11 +137,33 @@ macro_rules! serde_via_str {
         }
     )*};
 }
-serde_via_str!(MacAddress, Datetime);
+serde_via_str!(MacAddress, Datetime, Label);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_one_to_256_characters() {
+        assert_eq!("v2".parse::<Label>().unwrap().as_str(), "v2");
+        assert_eq!(
+            "é".repeat(256)
+                .parse::<Label>()
+                .unwrap()
+                .as_str()
+                .chars()
+                .count(),
+            256
+        );
+        assert_eq!(
+            "".parse::<Label>().unwrap_err().to_string(),
+            "expected 1 to 256 characters, got 0"
+        );
+        assert_eq!(
+            "x".repeat(257).parse::<Label>().unwrap_err().to_string(),
+            "expected 1 to 256 characters, got 257"
+        );
+    }
 
     #[test]
     fn mac_addresses_are_lowercased_and_checked() {
