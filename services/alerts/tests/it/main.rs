@@ -68,12 +68,7 @@ async fn a_hundred_alerts_are_stored_and_read_back_newest_first_page_by_page() {
         &json!({ "alerts": alerts }),
     )
     .await;
-    assert_eq!(
-        answer.status,
-        201,
-        "{:?}",
-        String::from_utf8_lossy(&answer.body)
-    );
+    answer.assert_status(201);
     answer.assert_cors();
     assert_eq!(answer.json(), json!({"stored": 100}));
 
@@ -84,12 +79,7 @@ async fn a_hundred_alerts_are_stored_and_read_back_newest_first_page_by_page() {
         "start_date=2026-03-01T00:00:00Z&end_date=2026-03-31T00:00:00Z&limit=30".to_owned();
     loop {
         let answer = list(&world, &token, user, &query).await;
-        assert_eq!(
-            answer.status,
-            200,
-            "{:?}",
-            String::from_utf8_lossy(&answer.body)
-        );
+        answer.assert_status(200);
         let page = answer.json();
         let alerts = page["alerts"].as_array().unwrap().clone();
         assert!(alerts.len() <= 30);

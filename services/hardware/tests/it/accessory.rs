@@ -71,22 +71,12 @@ async fn register_login_and_call_with_the_pools_own_token() {
     let pool = pool().await;
     let world = world(&pool).await;
     let answer = register(&world, MAC).await;
-    assert_eq!(
-        answer.status,
-        201,
-        "{:?}",
-        String::from_utf8_lossy(&answer.body)
-    );
+    answer.assert_status(201);
     assert_eq!(answer.json(), json!({"status": "success"}));
 
     // The first login meets the pool's new-password challenge and answers it.
     let answer = login(&world, MAC, "correct horse").await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{:?}",
-        String::from_utf8_lossy(&answer.body)
-    );
+    answer.assert_status(200);
     let body = answer.json();
     assert_eq!(body["mac_address"], MAC_LOWER);
     let jwt = body["authorization"]["jwt"].as_str().unwrap().to_owned();
@@ -108,12 +98,7 @@ async fn register_login_and_call_with_the_pools_own_token() {
         None,
     )
     .await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{:?}",
-        String::from_utf8_lossy(&answer.body)
-    );
+    answer.assert_status(200);
     assert_eq!(
         answer.json(),
         json!({"accessory": {"mac_address": MAC_LOWER, "hardware_model": "v2", "firmware_version": "1.10", "settings_key": "k1"}})
@@ -222,12 +207,7 @@ async fn a_merge_patch_sets_and_removes_fields() {
         world.tokens.accessory(MAC_LOWER),
     )
     .await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{:?}",
-        String::from_utf8_lossy(&answer.body)
-    );
+    answer.assert_status(200);
     assert_eq!(
         answer.json()["accessory"],
         json!({"mac_address": MAC_LOWER, "hardware_model": "v2", "firmware_version": "1.10", "settings_key": "k1",

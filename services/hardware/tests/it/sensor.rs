@@ -60,12 +60,7 @@ async fn a_patch_creates_then_merges() {
         json!({"firmware_version": "2.1", "battery_level": 0.5, "gyro_offset": [0.1, -0.2, 3]}),
     )
     .await;
-    assert_eq!(
-        answer.status,
-        201,
-        "{:?}",
-        String::from_utf8_lossy(&answer.body)
-    );
+    answer.assert_status(201);
     assert_eq!(
         answer.json(),
         json!({"sensor": {"mac_address": "aa:bb:cc:dd:ee:01", "firmware_version": "2.1", "battery_level": 0.5, "gyro_offset": [0.1, -0.2, 3.0]}})
@@ -131,12 +126,7 @@ async fn many_sensors_change_in_one_transaction_or_not_at_all() {
         ]}),
     )
     .await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{:?}",
-        String::from_utf8_lossy(&answer.body)
-    );
+    answer.assert_status(200);
     assert_eq!(
         answer.json()["sensors"][1],
         json!({"mac_address": "aa:bb:cc:dd:ee:02", "memory_level": 0.0})

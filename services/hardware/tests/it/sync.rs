@@ -49,12 +49,7 @@ async fn a_sync_stores_everything_and_answers_with_the_latest_firmware() {
         Some(&body.to_string()),
     )
     .await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{:?}",
-        String::from_utf8_lossy(&answer.body)
-    );
+    answer.assert_status(200);
     let answer = answer.json();
     assert_eq!(
         answer["accessory"],

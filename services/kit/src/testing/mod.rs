@@ -27,6 +27,17 @@ impl Answer {
         })
     }
 
+    /// Asserts the status, showing the body when it differs (a failing test's best clue).
+    pub fn assert_status(&self, status: u16) -> &Answer {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{:?}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self
+    }
+
     /// A header's value; panics when it is missing.
     pub fn header(&self, name: &str) -> &str {
         self.headers
@@ -39,12 +50,7 @@ impl Answer {
     /// Asserts one row of the error contract (status, `Status` header, `{"message"}` body, CORS)
     /// and returns the message.
     pub fn assert_error(&self, status: u16, name: &str) -> String {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "body: {:?}",
-            String::from_utf8_lossy(&self.body)
-        );
+        self.assert_status(status);
         assert_eq!(self.header("status"), name);
         assert_eq!(self.header("content-type"), "application/json");
         let body = self.json();

@@ -135,12 +135,7 @@ async fn upload(
 async fn create(world: &World, event_date: &str) -> Value {
     let answer = send(world, &world.tokens.accessory(MAC), Method::POST, "/v1/session",
         Some(json!({"event_date": event_date, "sensors": ["AA:BB:CC:DD:EE:01", "aa:bb:cc:dd:ee:02"]}))).await;
-    assert_eq!(
-        answer.status,
-        201,
-        "{:?}",
-        String::from_utf8_lossy(&answer.body)
-    );
+    answer.assert_status(201);
     answer.json()["session"].clone()
 }
 
@@ -224,12 +219,7 @@ async fn a_session_is_created_uploaded_to_and_completed() {
         "application/octet-stream",
     )
     .await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{:?}",
-        String::from_utf8_lossy(&answer.body)
-    );
+    answer.assert_status(200);
     assert_eq!(
         answer.json()["session"]["session_status"],
         "UPLOAD_IN_PROGRESS"
@@ -406,12 +396,7 @@ async fn status_groups_the_users_sessions_in_the_range() {
         Some(json!({"start_date": "2026-04-01T00:00:00Z", "end_date": "2026-04-30T00:00:00Z"})),
     )
     .await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{:?}",
-        String::from_utf8_lossy(&answer.body)
-    );
+    answer.assert_status(200);
     let groups = answer.json()["sessions"].clone();
     let ids = |status: &str| -> Vec<String> {
         groups[status]

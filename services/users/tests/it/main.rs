@@ -64,12 +64,7 @@ async fn a_user_reads_themself_under_both_prefixes() {
             None,
         )
         .await;
-        assert_eq!(
-            answer.status,
-            200,
-            "{:?}",
-            String::from_utf8_lossy(&answer.body)
-        );
+        answer.assert_status(200);
         answer.assert_cors();
         assert_eq!(
             answer.json(),
