@@ -1,0 +1,402 @@
+//! A local Lambda Runtime API. It starts a `bootstrap` with the environment Lambda gives one, serves
+//! the endpoints the bootstrap polls on 127.0.0.1, hands it events, and times what Lambda would
+//! bill: how long the process takes to reach its first `next` poll (cold init), and how long each
+//! invocation takes from handing over the event to receiving the response.
+//!
+//! It knows nothing about HTTP APIs or services: events and responses are bytes. The benchmark
+//! (`cargo xtask bench lambda`) and the services' tests build the API Gateway events.
+
+mod http;
+mod output;
+mod server;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use crate::output::Output;
+use crate::server::{Job, Report, Server};
+
+/// How often start and invoke look at the process while waiting; the times they report are taken
+/// by the server when requests arrive, not at this granularity.
+const TICK: Duration = Duration::from_millis(5);
+
+/// A bootstrap to start: the program, and what Lambda's environment holds for it.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    program: PathBuf,
+    args: Vec<OsString>,
+    env: BTreeMap<String, String>,
+    function_name: String,
+    memory_mb: u32,
+    timeout: Duration,
+}
+
+/// A bootstrap that has polled for its first event: warm, waiting for work.
+#[derive(Debug)]
+pub struct Running {
+    /// From just before the process was spawned until its first `next` poll arrived.
+    pub cold_init: Duration,
+    child: Child,
+    server: Server,
+    output: Output,
+    function_arn: String,
+    timeout: Duration,
+    invocations: u64,
+}
+
+/// One invocation's result, as the bootstrap posted it.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub request_id: String,
+    pub response: Vec<u8>,
+    /// From handing the event to the bootstrap until its whole response had arrived.
+    pub latency: Duration,
+}
+
+/// Why a bootstrap could not be started or invoked. Each carries the end of what the process
+/// wrote, which usually says why.
+#[derive(Debug)]
+pub enum Error {
+    /// The harness itself failed (no port, the program does not exist, ...).
+    Io {
+        doing: String,
+        error: std::io::Error,
+    },
+    /// The process ran, but did not poll for an event within the time allowed.
+    NeverPolled { waited: Duration, output: String },
+    /// The process exited (before its first poll, or while an invocation was pending).
+    Exited { status: ExitStatus, output: String },
+    /// The bootstrap reported an initialisation error to `/runtime/init/error`.
+    Init { body: String, output: String },
+    /// The function reported an error for an invocation to `/runtime/invocation/<id>/error`.
+    Function {
+        request_id: String,
+        error_type: Option<String>,
+        body: String,
+    },
+    /// No response within the time allowed.
+    TimedOut {
+        request_id: String,
+        waited: Duration,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { doing, error } => write!(f, "{doing}: {error}"),
+            Error::NeverPolled { waited, output } => write!(
+                f,
+                "the bootstrap never polled the Runtime API for an event within {waited:?}; \
+                 a Lambda bootstrap must GET /2018-06-01/runtime/invocation/next{}",
+                tail(output)
+            ),
+            Error::Exited { status, output } => {
+                write!(f, "the bootstrap exited ({status}){}", tail(output))
+            }
+            Error::Init { body, output } => write!(
+                f,
+                "the bootstrap reported an initialisation error: {body}{}",
+                tail(output)
+            ),
+            Error::Function {
+                request_id,
+                error_type,
+                body,
+            } => write!(
+                f,
+                "invocation {request_id} failed ({}): {body}",
+                error_type.as_deref().unwrap_or("no error type")
+            ),
+            Error::TimedOut { request_id, waited } => {
+                write!(
+                    f,
+                    "invocation {request_id} had no response within {waited:?}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn tail(output: &str) -> String {
+    if output.trim().is_empty() {
+        "; it wrote nothing".to_owned()
+    } else {
+        format!("; the end of its output:\n{}", output.trim_end())
+    }
+}
+
+fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let doing = doing.into();
+    move |error| Error::Io { doing, error }
+}
+
+impl Bootstrap {
+    /// `program`, run the way Lambda runs a `provided` runtime's `bootstrap`: no arguments, an
+    /// environment of Lambda's variables only, in the directory that holds it.
+    pub fn new(program: impl Into<PathBuf>) -> Bootstrap {
+        let program = program.into();
+        let function_name = program
+            .file_name()
+            .map_or_else(|| "function".into(), |n| n.to_string_lossy().into_owned());
+        Bootstrap {
+            program,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            function_name,
+            memory_mb: 128,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// An argument; a real bootstrap takes none, a test's interpreter does.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Bootstrap {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// A variable of the function's configuration; it overrides Lambda's own of the same name.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Bootstrap {
+        self.env.insert(name.into(), value.into());
+        self
+    }
+
+    pub fn function_name(mut self, name: impl Into<String>) -> Bootstrap {
+        self.function_name = name.into();
+        self
+    }
+
+    pub fn memory_mb(mut self, memory_mb: u32) -> Bootstrap {
+        self.memory_mb = memory_mb;
+        self
+    }
+
+    /// The function's timeout: it sets each event's deadline header.
+    pub fn timeout(mut self, timeout: Duration) -> Bootstrap {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The environment Lambda gives a function, then the function's own variables.
+    fn environment(&self, runtime_api: &str) -> BTreeMap<String, String> {
+        let task_root = self
+            .program
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_string_lossy()
+            .into_owned();
+        let name = &self.function_name;
+        let mut env: BTreeMap<String, String> = [
+            ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
+            ("AWS_LAMBDA_FUNCTION_NAME", name.clone()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                self.memory_mb.to_string(),
+            ),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
+            (
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                "local/[$LATEST]harness".to_owned(),
+            ),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
+            ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023".to_owned()),
+            ("AWS_REGION", "us-west-2".to_owned()),
+            ("AWS_DEFAULT_REGION", "us-west-2".to_owned()),
+            ("LAMBDA_TASK_ROOT", task_root.clone()),
+            ("LAMBDA_RUNTIME_DIR", task_root),
+            ("_HANDLER", "bootstrap".to_owned()),
+            ("TZ", ":UTC".to_owned()),
+            ("LANG", "en_US.UTF-8".to_owned()),
+            ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(self.env.clone());
+        env
+    }
+
+    /// Starts the process and waits, up to `within`, for its first `next` poll. A process that
+    /// exits, reports an init error or never polls is killed and refused.
+    pub fn start(&self, within: Duration) -> Result<Running, Error> {
+        let server = Server::start().map_err(io("starting the Runtime API on 127.0.0.1"))?;
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.args)
+            .env_clear()
+            .envs(self.environment(&server.addr.to_string()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(dir) = self.program.parent().filter(|d| d.is_dir()) {
+            command.current_dir(dir);
+        }
+        let exec = Instant::now();
+        let mut child = command
+            .spawn()
+            .map_err(io(format!("starting {}", self.program.display())))?;
+        let output = Output::capture(&mut child);
+        let mut running = Running {
+            cold_init: Duration::ZERO,
+            child,
+            server,
+            output,
+            function_arn: format!(
+                "arn:aws:lambda:us-west-2:000000000000:function:{}",
+                self.function_name
+            ),
+            timeout: self.timeout,
+            invocations: 0,
+        };
+        loop {
+            match running.server.reports.recv_timeout(TICK) {
+                Ok(Report::Polled { at }) => {
+                    running.cold_init = at.duration_since(exec);
+                    return Ok(running);
+                }
+                Ok(Report::InitError { body }) => {
+                    running.stop();
+                    return Err(Error::Init {
+                        body,
+                        output: running.output.text(),
+                    });
+                }
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Io {
+                        doing: "serving the Runtime API".into(),
+                        error: std::io::Error::other("the server stopped"),
+                    });
+                }
+            }
+            if let Some(status) = running.exited() {
+                return Err(Error::Exited {
+                    status,
+                    output: running.output.text(),
+                });
+            }
+            if exec.elapsed() > within {
+                running.stop();
+                return Err(Error::NeverPolled {
+                    waited: within,
+                    output: running.output.text(),
+                });
+            }
+        }
+    }
+}
+
+impl Running {
+    /// Hands `event` to the bootstrap and waits, up to `within`, for its response.
+    pub fn invoke(&mut self, event: &[u8], within: Duration) -> Result<Invocation, Error> {
+        self.invocations += 1;
+        let request_id = format!("00000000-0000-4000-8000-{:012x}", self.invocations);
+        let deadline = std::time::SystemTime::now() + self.timeout;
+        let job = Job {
+            request_id: request_id.clone(),
+            event: event.to_vec(),
+            deadline_ms: deadline
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+            function_arn: self.function_arn.clone(),
+        };
+        if self.server.jobs.send(job).is_err() {
+            return Err(Error::Io {
+                doing: "handing over an event".into(),
+                error: std::io::Error::other("the server stopped"),
+            });
+        }
+        let asked = Instant::now();
+        let mut delivered = None;
+        loop {
+            match self.server.reports.recv_timeout(TICK) {
+                Ok(Report::Delivered { request_id: id, at }) if id == request_id => {
+                    delivered = Some(at);
+                }
+                Ok(Report::Responded {
+                    request_id: id,
+                    body,
+                    at,
+                }) if id == request_id => {
+                    let sent = delivered.unwrap_or(asked);
+                    return Ok(Invocation {
+                        request_id,
+                        response: body,
+                        latency: at.saturating_duration_since(sent),
+                    });
+                }
+                Ok(Report::Errored {
+                    request_id: id,
+                    error_type,
+                    body,
+                }) if id == request_id => {
+                    return Err(Error::Function {
+                        request_id,
+                        error_type,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    });
+                }
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Io {
+                        doing: "serving the Runtime API".into(),
+                        error: std::io::Error::other("the server stopped"),
+                    });
+                }
+            }
+            if let Some(status) = self.exited() {
+                return Err(Error::Exited {
+                    status,
+                    output: self.output.text(),
+                });
+            }
+            if asked.elapsed() > within {
+                return Err(Error::TimedOut {
+                    request_id,
+                    waited: within,
+                });
+            }
+        }
+    }
+
+    /// The process's peak resident set size so far, in bytes (Linux's `VmHWM`).
+    pub fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The end of what the process has written to stdout and stderr.
+    pub fn output(&self) -> String {
+        self.output.text()
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
