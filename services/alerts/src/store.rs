@@ -116,14 +116,14 @@ pub struct Incomplete {
 
 #[derive(Debug)]
 pub struct AlertStore {
-    dynamodb: aws_sdk_dynamodb::Client,
+    dynamodb: kit::Lazy<aws_sdk_dynamodb::Client>,
     table: String,
 }
 
 impl AlertStore {
     pub fn new(sdk: &aws_config::SdkConfig, table: String) -> AlertStore {
         AlertStore {
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            dynamodb: kit::Lazy::new(sdk, aws_sdk_dynamodb::Client::new),
             table,
         }
     }

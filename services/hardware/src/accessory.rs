@@ -128,7 +128,7 @@ impl Patch {
 
 #[derive(Debug)]
 pub struct AccessoryStore {
-    cognito: aws_sdk_cognitoidentityprovider::Client,
+    cognito: kit::Lazy<aws_sdk_cognitoidentityprovider::Client>,
     pool_id: String,
     client_id: String,
 }
@@ -150,7 +150,7 @@ fn code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<&str> {
 impl AccessoryStore {
     pub fn new(sdk: &aws_config::SdkConfig, pool_id: String, client_id: String) -> AccessoryStore {
         AccessoryStore {
-            cognito: aws_sdk_cognitoidentityprovider::Client::new(sdk),
+            cognito: kit::Lazy::new(sdk, aws_sdk_cognitoidentityprovider::Client::new),
             pool_id,
             client_id,
         }

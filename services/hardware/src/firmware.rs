@@ -67,8 +67,8 @@ fn serialize_display<S: serde::Serializer>(
 /// Where firmware lives: the index table and the bucket of binaries.
 #[derive(Debug)]
 pub struct FirmwareStore {
-    dynamodb: aws_sdk_dynamodb::Client,
-    s3: aws_sdk_s3::Client,
+    dynamodb: kit::Lazy<aws_sdk_dynamodb::Client>,
+    s3: kit::Lazy<aws_sdk_s3::Client>,
     table: String,
     bucket: String,
 }
@@ -76,8 +76,8 @@ pub struct FirmwareStore {
 impl FirmwareStore {
     pub fn new(sdk: &aws_config::SdkConfig, table: String, bucket: String) -> FirmwareStore {
         FirmwareStore {
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            s3: kit::s3_client(sdk),
+            dynamodb: kit::Lazy::new(sdk, aws_sdk_dynamodb::Client::new),
+            s3: kit::Lazy::new(sdk, kit::s3_client),
             table,
             bucket,
         }

@@ -19,14 +19,14 @@ const MOST_SENSORS: usize = 3;
 /// replaces its row, so a retried request is harmless.
 #[derive(Debug)]
 pub struct SyncLog {
-    dynamodb: aws_sdk_dynamodb::Client,
+    dynamodb: kit::Lazy<aws_sdk_dynamodb::Client>,
     table: String,
 }
 
 impl SyncLog {
     pub fn new(sdk: &aws_config::SdkConfig, table: String) -> SyncLog {
         SyncLog {
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            dynamodb: kit::Lazy::new(sdk, aws_sdk_dynamodb::Client::new),
             table,
         }
     }

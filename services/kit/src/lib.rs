@@ -11,6 +11,7 @@ mod config;
 pub mod db;
 mod error;
 mod extract;
+mod lazy;
 mod serve;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -21,7 +22,8 @@ pub use auth::{AuthConfig, IssuerConfig, IssuerKind, Principal, ServiceSecret, V
 pub use config::{ConfigError, Env};
 pub use error::{ApiError, STATUS_HEADER};
 pub use extract::{Json, Path, Query, parse_json};
-pub use serve::{Mode, init_tracing, lambda_handler, run};
+pub use lazy::Lazy;
+pub use serve::{Mode, aws_config, init_tracing, lambda_handler, run};
 /// An S3 client; path-style addressing when a custom endpoint (the local emulator) is set, since
 /// that has no per-bucket host names.
 #[cfg(feature = "s3")]

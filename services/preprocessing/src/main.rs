@@ -8,7 +8,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mode = Mode::from_env(&env)?;
     kit::init_tracing(&mode, &env);
     let config = preprocessing::Config::from_env(&env)?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = kit::aws_config(&mode).await;
     kit::run(
         preprocessing::router(preprocessing::Preprocessing::new(config, &sdk)),
         mode,

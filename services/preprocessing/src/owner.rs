@@ -5,7 +5,9 @@ use uuid::Uuid;
 
 #[derive(Debug)]
 pub struct Owners {
-    http: reqwest::Client,
+    /// Built at the first lookup: building it loads the system's root certificates, which would
+    /// otherwise cost every cold start, including those that never look an owner up.
+    http: std::sync::OnceLock<reqwest::Client>,
     hardware_url: String,
     secret: ServiceSecret,
     issuer: Option<String>,
@@ -14,10 +16,7 @@ pub struct Owners {
 impl Owners {
     pub fn new(hardware_url: String, secret: ServiceSecret, issuer: Option<String>) -> Owners {
         Owners {
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(5))
-                .build()
-                .expect("the HTTP client builds"),
+            http: std::sync::OnceLock::new(),
             hardware_url: hardware_url.trim_end_matches('/').to_owned(),
             secret,
             issuer,
@@ -27,8 +26,13 @@ impl Owners {
     /// The owner of `mac`; an accessory the hardware API does not know, or one without an owner,
     /// may not record sessions.
     pub async fn of(&self, mac: &MacAddress) -> Result<Uuid, ApiError> {
-        let response = self
-            .http
+        let http = self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .expect("the HTTP client builds")
+        });
+        let response = http
             .get(format!("{}/accessory/{mac}", self.hardware_url))
             .header(
                 "authorization",

@@ -167,8 +167,8 @@ impl Session {
 
 #[derive(Debug)]
 pub struct Sessions {
-    dynamodb: aws_sdk_dynamodb::Client,
-    s3: aws_sdk_s3::Client,
+    dynamodb: kit::Lazy<aws_sdk_dynamodb::Client>,
+    s3: kit::Lazy<aws_sdk_s3::Client>,
     table: String,
     bucket: String,
 }
@@ -178,8 +178,8 @@ pub const USER_INDEX: &str = "user_id-event_date";
 impl Sessions {
     pub fn new(sdk: &aws_config::SdkConfig, table: String, bucket: String) -> Sessions {
         Sessions {
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            s3: kit::s3_client(sdk),
+            dynamodb: kit::Lazy::new(sdk, aws_sdk_dynamodb::Client::new),
+            s3: kit::Lazy::new(sdk, kit::s3_client),
             table,
             bucket,
         }
