@@ -60,3 +60,63 @@ pub async fn check_credentials(sdk: &aws_config::SdkConfig) -> anyhow::Result<()
     })?;
     Ok(())
 }
+
+/// Where a command's AWS requests go; the flags publish, deploy, status and rollback share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Account {
+    /// The AWS region (default: the standard AWS configuration, else us-west-2).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The artifact bucket (default: biometrix-infrastructure-<region>).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Use the local AWS emulator (started if needed, its bucket bootstrapped): no AWS account.
+    #[arg(long)]
+    pub local: bool,
+}
+
+/// An AWS configuration to talk to, and the artifact bucket in it.
+#[derive(Debug)]
+pub struct Connection {
+    pub sdk: aws_config::SdkConfig,
+    pub region: String,
+    pub bucket: String,
+    /// Set with `--local`.
+    pub emulator: Option<crate::local::Emulator>,
+}
+
+impl Account {
+    /// The configuration the flags name. With `--local`, the emulator is started if needed and
+    /// its artifact bucket created the first time.
+    pub fn connect(
+        &self,
+        workspace: &crate::workspace::Workspace,
+        runtime: &tokio::runtime::Runtime,
+        progress: crate::progress::Progress,
+    ) -> anyhow::Result<Connection> {
+        let emulator = self
+            .local
+            .then(|| crate::local::Emulator::ensure(workspace, progress))
+            .transpose()?;
+        let sdk = runtime.block_on(async {
+            match &emulator {
+                Some(emulator) => emulator.sdk_config(self.region.as_deref()).await,
+                None => sdk_config(self.region.as_deref()).await,
+            }
+        });
+        let region = region_of(&sdk);
+        let bucket = self
+            .bucket
+            .clone()
+            .unwrap_or_else(|| default_bucket(&region));
+        if let Some(emulator) = &emulator {
+            runtime.block_on(emulator.bootstrap(workspace, &sdk, &bucket, progress))?;
+        }
+        Ok(Connection {
+            sdk,
+            region,
+            bucket,
+            emulator,
+        })
+    }
+}

@@ -13,17 +13,18 @@ use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{ChangeSetStatus, ChangeSetType, Parameter, TemplateStage};
 use serde::Serialize;
 
-use crate::aws::{default_bucket, region_of, s3_client, sdk_config, template_url};
+use crate::aws::{Account, Connection, s3_client, template_url};
+use crate::history;
 use crate::local::Emulator;
 use crate::lock::{Contention, Lock};
 use crate::manifest::{Plan, artifact_key_parameter};
 use crate::names::Environment;
+use crate::package;
 use crate::progress::{Progress, print_json};
 use crate::publish::{self, APIGATEWAY_TEMPLATE, Target};
 use crate::stack::{self, Next, STACK_PARAMETERS, Template, Value};
 use crate::watch::{self, Failure, Watch};
 use crate::workspace::{Service, Workspace};
-use crate::{bootstrap, package};
 
 /// Package, publish and deploy services: one change set per stack, followed to the end.
 #[derive(Debug, clap::Args)]
@@ -40,12 +41,8 @@ pub struct Deploy {
     /// Deploy every service; then only the environment is given.
     #[arg(long)]
     pub all: bool,
-    /// The AWS region (default: the standard AWS configuration, else us-west-2).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// The artifact bucket (default: biometrix-infrastructure-<region>).
-    #[arg(long)]
-    pub bucket: Option<String>,
+    #[command(flatten)]
+    pub account: Account,
     /// A stack parameter that deploy does not set itself, like DomainName=example.com; others keep
     /// their previous values (repeatable).
     #[arg(long = "parameter", value_name = "KEY=VALUE", value_parser = parse_parameter)]
@@ -65,9 +62,6 @@ pub struct Deploy {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Deploy to the local AWS emulator (started if needed, and bootstrapped): no AWS account.
-    #[arg(long)]
-    pub local: bool,
     /// Install missing build tools (cargo-zigbuild into .venv, Rust targets with rustup).
     #[arg(long)]
     pub install_tools: bool,
@@ -134,42 +128,23 @@ impl Deploy {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let emulator = self
-            .local
-            .then(|| Emulator::ensure(workspace, progress))
-            .transpose()?;
-        let sdk = runtime.block_on(async {
-            match &emulator {
-                Some(emulator) => emulator.sdk_config(self.region.as_deref()).await,
-                None => sdk_config(self.region.as_deref()).await,
-            }
-        });
-        let region = region_of(&sdk);
-        let bucket = self
-            .bucket
-            .clone()
-            .unwrap_or_else(|| default_bucket(&region));
-        if emulator.is_some() {
-            runtime.block_on(bootstrap_locally(
-                workspace,
-                &sdk,
-                &bucket,
-                self.timeout,
-                progress,
-            ))?;
-        }
+        let Connection {
+            sdk,
+            region,
+            bucket,
+            emulator,
+        } = self.account.connect(workspace, &runtime, progress)?;
         // Checked before packaging, which can take minutes.
         let target = runtime.block_on(Target::check(&sdk, &region, &bucket))?;
-        let deployer = Deployer {
-            cloudformation: Client::new(&sdk),
-            s3: s3_client(&sdk),
+        let deployer = Deployer::new(
+            &sdk,
+            &region,
+            &bucket,
             workspace,
-            region: region.clone(),
-            bucket: bucket.clone(),
             environment,
-            options: &self,
+            &self,
             progress,
-        };
+        );
         for service in &services {
             runtime.block_on(deployer.precheck(service))?;
         }
@@ -206,39 +181,13 @@ impl Deploy {
     }
 }
 
-/// Creates the artifact bucket in the emulator the first time.
-async fn bootstrap_locally(
-    workspace: &Workspace,
-    sdk: &aws_config::SdkConfig,
-    bucket: &str,
-    timeout: u64,
-    progress: Progress,
-) -> anyhow::Result<()> {
-    let exists = s3_client(sdk).head_bucket().bucket(bucket).send().await;
-    if exists.is_ok() {
-        return Ok(());
-    }
-    let path = workspace.root.join(bootstrap::TEMPLATE);
-    let template = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {}, which --local bootstraps", path.display()))?;
-    progress.note(&format!("bootstrapping the local artifact bucket {bucket}"));
-    bootstrap::apply(
-        sdk,
-        &template,
-        "biometrix-infrastructure",
-        Some(bucket),
-        timeout,
-        progress,
-    )
-    .await?;
-    Ok(())
-}
-
 /// What deploy knows about an existing stack.
 #[derive(Debug, Clone)]
 pub struct Current {
     pub id: String,
     pub status: String,
+    /// When the stack was last updated (or created), RFC 3339.
+    pub updated: Option<String>,
     pub parameters: BTreeMap<String, String>,
     pub outputs: BTreeMap<String, String>,
 }
@@ -276,6 +225,13 @@ pub async fn describe(cloudformation: &Client, stack: &str) -> anyhow::Result<Op
     };
     Ok(Some(Current {
         id: found.stack_id().unwrap_or(stack).to_owned(),
+        updated: found
+            .last_updated_time()
+            .or(found.creation_time())
+            .and_then(|t| {
+                t.fmt(aws_sdk_cloudformation::primitives::DateTimeFormat::DateTime)
+                    .ok()
+            }),
         status: found
             .stack_status()
             .map_or("UNKNOWN", |s| s.as_str())
@@ -305,7 +261,8 @@ enum Phase {
     Executing,
 }
 
-struct Deployer<'a> {
+/// Brings one stack to a release: the change-set path that deploy and rollback share.
+pub struct Deployer<'a> {
     cloudformation: Client,
     s3: aws_sdk_s3::Client,
     workspace: &'a Workspace,
@@ -316,14 +273,49 @@ struct Deployer<'a> {
     progress: Progress,
 }
 
-impl Deployer<'_> {
-    fn stack_name(&self, service: &str) -> String {
+/// What a stack is brought to: its templates and each function's artifact.
+#[derive(Debug)]
+pub struct Release {
+    pub template: Template,
+    pub template_key: String,
+    pub apigateway_template_key: String,
+    pub artifact_keys: BTreeMap<String, String>,
+    /// Recorded in the stack's history.
+    pub commit: String,
+    pub dirty: bool,
+    /// `deploy` or `rollback`, recorded in the history.
+    pub command: &'static str,
+}
+
+impl<'a> Deployer<'a> {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        region: &str,
+        bucket: &str,
+        workspace: &'a Workspace,
+        environment: Environment,
+        options: &'a Deploy,
+        progress: Progress,
+    ) -> Deployer<'a> {
+        Deployer {
+            cloudformation: Client::new(sdk),
+            s3: s3_client(sdk),
+            workspace,
+            region: region.to_owned(),
+            bucket: bucket.to_owned(),
+            environment,
+            options,
+            progress,
+        }
+    }
+
+    pub fn stack_name(&self, service: &str) -> String {
         format!("{service}-{}", self.environment)
     }
 
     /// Fails before any build on what would fail after it: a parameter the template does not take
     /// or that deploy sets itself, or a stack in a state deploy refuses.
-    async fn precheck(&self, service: &Service) -> anyhow::Result<()> {
+    pub async fn precheck(&self, service: &Service) -> anyhow::Result<()> {
         let file = format!("{}-environment.yaml", service.name);
         let template = self.template(&file)?;
         for (key, _) in &self.options.parameters {
@@ -350,7 +342,7 @@ impl Deployer<'_> {
     }
 
     /// A service's stack template, with the nested template its change sets also cover.
-    fn template(&self, file: &str) -> anyhow::Result<Template> {
+    pub fn template(&self, file: &str) -> anyhow::Result<Template> {
         let body = read(self.workspace, file)?;
         let nested = read(self.workspace, APIGATEWAY_TEMPLATE)?;
         Template::parse(file, body, &[&nested])
@@ -371,22 +363,36 @@ impl Deployer<'_> {
         plan: &Plan,
         published: &publish::Report,
     ) -> anyhow::Result<StackReport> {
-        let stack = self.stack_name(service);
-        let started = Instant::now();
         let file = format!("{service}-environment.yaml");
-        let template_url = template_url(
-            &self.region,
-            &self.bucket,
-            published.template_key(service, &file)?,
-        );
-        let nested_url = template_url_for(self, published, service)?;
-        let template = self.template(&file)?;
-
         let mut artifact_keys = BTreeMap::new();
         for artifact in plan.functions.iter().filter(|a| a.service == service) {
             let key = artifact.key.clone().context("the plan has been packaged")?;
             artifact_keys.insert(artifact.parameter.clone(), key);
         }
+        let source = plan.source.as_ref().context("the plan has been packaged")?;
+        let release = Release {
+            template: self.template(&file)?,
+            template_key: published.template_key(service, &file)?.to_owned(),
+            apigateway_template_key: published
+                .template_key(service, APIGATEWAY_TEMPLATE)?
+                .to_owned(),
+            artifact_keys,
+            commit: source.commit.clone(),
+            dirty: source.dirty,
+            command: "deploy",
+        };
+        self.release(service, release).await
+    }
+
+    /// Brings the service's stack to `release` under its lock, and records it in the history
+    /// when the stack changed.
+    pub async fn release(&self, service: &str, release: Release) -> anyhow::Result<StackReport> {
+        let stack = self.stack_name(service);
+        let started = Instant::now();
+        let nested_url = template_url(&self.region, &self.bucket, &release.apigateway_template_key);
+        let template_url = template_url(&self.region, &self.bucket, &release.template_key);
+        let template = &release.template;
+        let artifact_keys = release.artifact_keys.clone();
         let mut set: BTreeMap<String, String> = BTreeMap::from([
             ("Environment".to_owned(), self.environment.to_string()),
             ("ArtifactBucket".to_owned(), self.bucket.clone()),
@@ -415,8 +421,22 @@ impl Deployer<'_> {
             )
             .await?;
             *lock.borrow_mut() = Some(acquired);
-            self.apply(&stack, &template, &set, &template_url, deadline, &phase)
-                .await
+            let applied = self
+                .apply(&stack, template, &set, &template_url, deadline, &phase)
+                .await?;
+            if matches!(applied.0, Outcome::Created | Outcome::Updated) {
+                let entry = history::Entry {
+                    deployed_at: crate::progress::now_rfc3339(),
+                    command: release.command.to_owned(),
+                    commit: release.commit.clone(),
+                    dirty: release.dirty,
+                    artifact_keys: release.artifact_keys.clone(),
+                    template_key: release.template_key.clone(),
+                    apigateway_template_key: release.apigateway_template_key.clone(),
+                };
+                history::append(&self.s3, &self.bucket, &stack, entry).await?;
+            }
+            Ok(applied)
         };
         let finished = tokio::select! {
             result = work => Some(result),
@@ -764,18 +784,6 @@ impl Deployer<'_> {
     }
 }
 
-fn template_url_for(
-    deployer: &Deployer<'_>,
-    published: &publish::Report,
-    service: &str,
-) -> anyhow::Result<String> {
-    Ok(template_url(
-        &deployer.region,
-        &deployer.bucket,
-        published.template_key(service, APIGATEWAY_TEMPLATE)?,
-    ))
-}
-
 fn read(workspace: &Workspace, file: &str) -> anyhow::Result<String> {
     let path = workspace.root.join("cloudformation").join(file);
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
@@ -864,7 +872,7 @@ fn failed(stack: &str, region: &str, status: &str, failures: &[Failure]) -> Stri
     message
 }
 
-fn print(report: &Report, emulator: Option<&Emulator>) -> anyhow::Result<()> {
+pub fn print(report: &Report, emulator: Option<&Emulator>) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -20,6 +20,8 @@ const LAUNCHER: &str = include_str!("../emulator.py");
 /// Credentials the emulator accepts; they are not secrets and reach nothing real.
 const CREDENTIALS: &str = "testing";
 const READY_WITHIN: Duration = Duration::from_secs(30);
+/// The emulator creates stacks synchronously; this bounds a stuck one.
+const BOOTSTRAP_TIMEOUT_SECONDS: u64 = 600;
 
 /// A running emulator, as recorded in `target/local/emulator.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,6 +32,39 @@ pub struct Emulator {
 }
 
 impl Emulator {
+    /// Creates the artifact bucket in the emulator the first time, as `cargo xtask bootstrap`
+    /// does in an AWS account.
+    pub async fn bootstrap(
+        &self,
+        workspace: &Workspace,
+        sdk: &aws_config::SdkConfig,
+        bucket: &str,
+        progress: Progress,
+    ) -> anyhow::Result<()> {
+        let exists = crate::aws::s3_client(sdk)
+            .head_bucket()
+            .bucket(bucket)
+            .send()
+            .await;
+        if exists.is_ok() {
+            return Ok(());
+        }
+        let path = workspace.root.join(crate::bootstrap::TEMPLATE);
+        let template = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}, which --local bootstraps", path.display()))?;
+        progress.note(&format!("bootstrapping the local artifact bucket {bucket}"));
+        crate::bootstrap::apply(
+            sdk,
+            &template,
+            "biometrix-infrastructure",
+            Some(bucket),
+            BOOTSTRAP_TIMEOUT_SECONDS,
+            progress,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The workspace's emulator: the recorded one if it still answers, else a new one.
     pub fn ensure(workspace: &Workspace, progress: Progress) -> anyhow::Result<Emulator> {
         let state = state_file(workspace);

@@ -8,6 +8,7 @@ mod bootstrap;
 mod compile;
 mod deploy;
 mod elf;
+mod history;
 mod local;
 mod lock;
 mod manifest;
@@ -15,7 +16,9 @@ mod names;
 mod package;
 mod progress;
 mod publish;
+mod rollback;
 mod stack;
+mod status;
 #[cfg(test)]
 mod tidy;
 mod watch;
@@ -45,6 +48,8 @@ enum Command {
     Package(package::Package),
     Publish(publish::Publish),
     Deploy(deploy::Deploy),
+    Status(status::Status),
+    Rollback(rollback::Rollback),
     Bootstrap(bootstrap::Bootstrap),
     Bench(bench::Bench),
 }
@@ -67,6 +72,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Package(package) => package.run(&workspace, progress),
         Command::Publish(publish) => publish.run(&workspace, progress),
         Command::Deploy(deploy) => deploy.run(&workspace, progress),
+        Command::Status(status) => status.run(&workspace, progress),
+        Command::Rollback(rollback) => rollback.run(&workspace, progress),
         Command::Bootstrap(bootstrap) => bootstrap.run(&workspace, progress),
         Command::Bench(bench) => bench.run(&workspace, progress),
     }

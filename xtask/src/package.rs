@@ -298,7 +298,7 @@ fn reusable_zip(
 }
 
 /// The commit, whether the tree had uncommitted changes, and the compiler: what S3 metadata records.
-fn source(sh: &Shell, root: &Path, toolchain: &str) -> Source {
+pub fn source(sh: &Shell, root: &Path, toolchain: &str) -> Source {
     let _dir = sh.push_dir(root);
     let commit = xshell::cmd!(sh, "git rev-parse HEAD")
         .quiet()

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use xshell::Shell;
 
 use crate::artifact::sha256_hex;
-use crate::aws::{check_credentials, default_bucket, region_of, s3_client, sdk_config};
+use crate::aws::{Account, Connection, check_credentials, s3_client};
 use crate::compile::Tools;
 use crate::manifest::Plan;
 use crate::names::Environment;
@@ -37,12 +37,8 @@ pub struct Publish {
     /// Publish every service; then only the environment is given.
     #[arg(long)]
     pub all: bool,
-    /// The AWS region (default: the standard AWS configuration, else us-west-2).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// The artifact bucket (default: biometrix-infrastructure-<region>).
-    #[arg(long)]
-    pub bucket: Option<String>,
+    #[command(flatten)]
+    pub account: Account,
     /// Package, then print what would be uploaded; nothing is sent.
     #[arg(long)]
     pub dry_run: bool,
@@ -90,9 +86,12 @@ impl Publish {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let sdk = runtime.block_on(sdk_config(self.region.as_deref()));
-        let region = region_of(&sdk);
-        let bucket = self.bucket.unwrap_or_else(|| default_bucket(&region));
+        let Connection {
+            sdk,
+            region,
+            bucket,
+            ..
+        } = self.account.connect(workspace, &runtime, progress)?;
         let target = if self.dry_run {
             None
         } else {

@@ -21,15 +21,42 @@ fn bench_package_reports_every_figure() {
 }
 
 #[test]
-fn bench_deploy_measures_a_deploy_with_nothing_to_do() {
+fn bench_release_measures_the_loop_and_restores_the_changed_source() {
     let fixture = crate::deploy::stand_in();
-    let output = fixture.xtask(&["bench", "deploy", "hardware", "--runs", "2", "--json"]);
+    let main = fixture.root.join("services/users/src/main.rs");
+    let source = std::fs::read_to_string(&main).unwrap();
+    let output = fixture.xtask(&["bench", "release", "users", "--runs", "2", "--json"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let figures: Value = serde_json::from_str(&stdout(&output)).unwrap();
-    assert_eq!(figures["service"], "hardware");
-    assert_eq!(figures["first_outcome"], "created");
-    let runs = figures["noop_deploy_seconds"].as_array().unwrap();
-    assert_eq!(runs.len(), 2);
-    assert!(runs.iter().all(|run| run.as_f64().unwrap() > 0.0));
-    assert!(figures["noop_max_seconds"].as_f64() >= figures["noop_median_seconds"].as_f64());
+    assert_eq!(figures["changed_service"], "users");
+    for name in [
+        "noop_package_seconds",
+        "noop_publish_seconds",
+        "noop_deploy_seconds",
+    ] {
+        let runs = figures[name].as_array().unwrap();
+        assert_eq!(runs.len(), 2, "{name}");
+        assert!(runs.iter().all(|run| run.as_f64().unwrap() > 0.0), "{name}");
+    }
+    // Nothing changed: a HEAD for the bucket and one per object, and no bytes.
+    assert!(figures["noop_publish_requests"].as_u64().unwrap() > 1);
+    assert_eq!(figures["noop_publish_bytes"], 0);
+    // The change rebuilt the service and uploaded its new zip; the benchmark checked that both
+    // deploys updated the stack.
+    assert!(figures["change_bytes_sent"].as_u64().unwrap() > 0);
+    assert!(figures["change_deploy_seconds"].as_f64().unwrap() > 0.0);
+    assert!(figures["revert_deploy_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(std::fs::read_to_string(&main).unwrap(), source);
+}
+
+#[test]
+fn bench_release_refuses_an_unknown_service() {
+    let fixture = Fixture::copy("tiny");
+    let output = fixture.xtask(&["bench", "release", "billing"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("unknown service `billing`"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -60,7 +60,7 @@ fn spawn_deploy(fixture: &Fixture) -> std::process::Child {
 }
 
 /// Deploys with --json and returns the one stack's report (and the whole report).
-fn deployed(fixture: &Fixture, extra: &[&str]) -> (Value, Value) {
+pub fn deployed(fixture: &Fixture, extra: &[&str]) -> (Value, Value) {
     let mut args = vec!["--json"];
     args.extend_from_slice(extra);
     let output = deploy(fixture, &args);
@@ -75,14 +75,14 @@ fn deployed(fixture: &Fixture, extra: &[&str]) -> (Value, Value) {
     (stacks[0].clone(), report)
 }
 
-fn key(stack: &Value) -> String {
+pub fn key(stack: &Value) -> String {
     stack["artifact_keys"]["ApigatewayExecuteArtifactKey"]
         .as_str()
         .unwrap()
         .to_owned()
 }
 
-fn release(fixture: &Fixture, name: &str) {
+pub fn release(fixture: &Fixture, name: &str) {
     let main = fixture.root.join("services/hardware/src/main.rs");
     let source = std::fs::read_to_string(&main).unwrap();
     let (before, after) = source.split_once("const RELEASE: &str = \"").unwrap();
@@ -114,7 +114,7 @@ fn request(fixture: &Fixture, method: &str, path: &str, headers: &str) -> String
 }
 
 /// What the function runs, according to Lambda itself (not the stack's parameters).
-fn function_code(fixture: &Fixture) -> String {
+pub fn function_code(fixture: &Fixture) -> String {
     // The emulator routes by the credential scope of the signature; it does not check it.
     let auth = "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-west-2/lambda/aws4_request, SignedHeaders=host, Signature=0\r\n";
     let body = request(

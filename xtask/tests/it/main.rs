@@ -6,4 +6,5 @@ mod cli;
 mod deploy;
 mod package;
 mod publish;
+mod release;
 mod support;

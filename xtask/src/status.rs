@@ -1,0 +1,294 @@
+//! `cargo xtask status <service> <env>`: what is deployed. The stack's status and last update,
+//! each function's artifact key and the commit its metadata records, whether HEAD would deploy
+//! different code, the stack's outputs (its URLs), and the recorded releases.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use serde::Serialize;
+use xshell::Shell;
+
+use crate::aws::{Account, Connection, s3_client};
+use crate::deploy;
+use crate::history::{self, Entry};
+use crate::manifest::{MANIFEST, Plan, artifact_key_parameter};
+use crate::names::Environment;
+use crate::progress::{Progress, print_json};
+use crate::rollback::short;
+use crate::workspace::Workspace;
+
+/// Show what is deployed, where it came from, and whether HEAD differs.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  cargo xtask status hardware dev\n  \
+                        cargo xtask status hardware dev --local --json")]
+pub struct Status {
+    /// The service.
+    service: String,
+    /// The environment (dev, qa or production).
+    environment: Environment,
+    #[command(flatten)]
+    account: Account,
+    /// How many recorded releases to list.
+    #[arg(long, default_value_t = 5)]
+    history: usize,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    stack: String,
+    region: String,
+    /// `None` when the stack does not exist.
+    status: Option<String>,
+    last_updated: Option<String>,
+    functions: Vec<Function>,
+    head: Head,
+    outputs: BTreeMap<String, String>,
+    /// Newest first.
+    history: Vec<Entry>,
+}
+
+#[derive(Debug, Serialize)]
+struct Function {
+    name: String,
+    parameter: String,
+    artifact_key: Option<String>,
+    /// The commit the artifact's metadata records; `None` when the object is gone or has none.
+    commit: Option<String>,
+    dirty: Option<bool>,
+    in_bucket: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Head {
+    commit: String,
+    dirty: bool,
+    /// `Some(true)`: deploying HEAD would change the code; `Some(false)`: it would not; `None`:
+    /// unknown until HEAD is packaged.
+    would_change_code: Option<bool>,
+    reason: String,
+}
+
+impl Status {
+    pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
+        let service = workspace.service(&self.service)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let Connection {
+            sdk,
+            region,
+            bucket,
+            ..
+        } = self.account.connect(workspace, &runtime, progress)?;
+        let stack = format!("{}-{}", service.name, self.environment);
+        let cloudformation = aws_sdk_cloudformation::Client::new(&sdk);
+        let s3 = s3_client(&sdk);
+
+        let (current, mut functions, history) = runtime.block_on(async {
+            let current = deploy::describe(&cloudformation, &stack).await?;
+            let mut functions = Vec::new();
+            for function in &service.functions {
+                let parameter = artifact_key_parameter(&function.name);
+                let key = current
+                    .as_ref()
+                    .and_then(|c| c.parameters.get(&parameter))
+                    .cloned();
+                let mut found = Function {
+                    name: function.name.clone(),
+                    parameter,
+                    artifact_key: key.clone(),
+                    commit: None,
+                    dirty: None,
+                    in_bucket: false,
+                };
+                if let Some(key) = key {
+                    match s3.head_object().bucket(&bucket).key(&key).send().await {
+                        Ok(head) => {
+                            let metadata = head.metadata();
+                            found.in_bucket = true;
+                            found.commit = metadata.and_then(|m| m.get("git-commit")).cloned();
+                            found.dirty = metadata
+                                .and_then(|m| m.get("git-dirty"))
+                                .map(|d| d == "true");
+                        }
+                        Err(error)
+                            if error.as_service_error().is_some_and(|e| e.is_not_found()) => {}
+                        Err(error) => {
+                            return Err(anyhow::Error::new(error))
+                                .with_context(|| format!("checking s3://{bucket}/{key}"));
+                        }
+                    }
+                }
+                functions.push(found);
+            }
+            let history = if current.is_some() {
+                history::read(&s3, &bucket, &stack).await?
+            } else {
+                Vec::new()
+            };
+            anyhow::Ok((current, functions, history))
+        })?;
+
+        let head = head(workspace, &service.name, &mut functions)?;
+        let report = Report {
+            stack,
+            region,
+            status: current.as_ref().map(|c| c.status.clone()),
+            last_updated: current.as_ref().and_then(|c| c.updated.clone()),
+            functions,
+            head,
+            outputs: current.map(|c| c.outputs).unwrap_or_default(),
+            history: history.into_iter().rev().take(self.history).collect(),
+        };
+        if self.json {
+            return print_json(&report);
+        }
+        print(&report, &service.name, self.environment);
+        Ok(())
+    }
+}
+
+/// HEAD's commit, and whether deploying it would change each function's code: exact when the
+/// last `package` was of HEAD (its manifest has the keys), else from the recorded commits.
+fn head(workspace: &Workspace, service: &str, functions: &mut [Function]) -> anyhow::Result<Head> {
+    let sh = Shell::new()?;
+    let _dir = sh.push_dir(&workspace.root);
+    let commit = xshell::cmd!(sh, "git rev-parse HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .context("reading HEAD with git: is this a git checkout?")?;
+    let dirty = !xshell::cmd!(sh, "git status --porcelain")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default()
+        .trim()
+        .is_empty();
+    let deployed: Vec<Option<&String>> =
+        functions.iter().map(|f| f.artifact_key.as_ref()).collect();
+    if deployed.iter().any(Option::is_none) {
+        return Ok(Head {
+            commit,
+            dirty,
+            would_change_code: Some(true),
+            reason: "not every function is deployed".into(),
+        });
+    }
+    let manifest = Plan::read(&workspace.lambda_dir(service).join(MANIFEST)).ok();
+    if let Some(manifest) = manifest.filter(|m| {
+        m.source
+            .as_ref()
+            .is_some_and(|s| s.commit == commit && !s.dirty && !dirty)
+    }) {
+        let differs = functions.iter().any(|f| {
+            manifest
+                .functions
+                .iter()
+                .find(|a| a.parameter == f.parameter)
+                .and_then(|a| a.key.as_ref())
+                != f.artifact_key.as_ref()
+        });
+        return Ok(Head {
+            commit,
+            dirty,
+            would_change_code: Some(differs),
+            reason: "compared with the artifacts packaged from HEAD".into(),
+        });
+    }
+    let all_from_head = functions
+        .iter()
+        .all(|f| f.commit.as_deref() == Some(commit.as_str()) && f.dirty == Some(false));
+    if all_from_head && !dirty {
+        return Ok(Head {
+            commit,
+            dirty,
+            would_change_code: Some(false),
+            reason: "the deployed artifacts were built from HEAD, with no uncommitted changes"
+                .into(),
+        });
+    }
+    Ok(Head {
+        reason: format!(
+            "HEAD{} is not what the deployed artifacts were built from; package it \
+             (`cargo xtask package {service} <env>`) and ask again to know whether the code differs",
+            if dirty {
+                " (with uncommitted changes)"
+            } else {
+                ""
+            }
+        ),
+        commit,
+        dirty,
+        would_change_code: None,
+    })
+}
+
+fn print(report: &Report, service: &str, environment: Environment) {
+    let Some(status) = &report.status else {
+        println!(
+            "{}: not deployed in {}. Deploy it with `cargo xtask deploy {service} {environment}`.",
+            report.stack, report.region
+        );
+        return;
+    };
+    println!(
+        "{} ({}): {status}, last updated {}",
+        report.stack,
+        report.region,
+        report
+            .last_updated
+            .as_deref()
+            .unwrap_or("at an unknown time")
+    );
+    for f in &report.functions {
+        let origin = match (&f.commit, f.dirty, f.in_bucket) {
+            (_, _, false) => "MISSING from the bucket".to_owned(),
+            (Some(commit), Some(true), _) => {
+                format!("from {} with uncommitted changes", short(commit))
+            }
+            (Some(commit), _, _) => format!("from {}", short(commit)),
+            (None, _, true) => "from an unrecorded commit".to_owned(),
+        };
+        println!(
+            "  {}: {} ({origin})",
+            f.name,
+            f.artifact_key.as_deref().unwrap_or("no artifact")
+        );
+    }
+    let verdict = match report.head.would_change_code {
+        Some(true) => "deploying HEAD would change the code",
+        Some(false) => "deploying HEAD would not change the code",
+        None => "whether deploying HEAD would change the code is unknown",
+    };
+    println!(
+        "  HEAD {}: {verdict} ({})",
+        short(&report.head.commit),
+        report.head.reason
+    );
+    for (key, value) in &report.outputs {
+        println!("  {key}: {value}");
+    }
+    if !report.history.is_empty() {
+        println!("  releases, newest first:");
+        for entry in &report.history {
+            let keys: Vec<&str> = entry
+                .artifact_keys
+                .values()
+                .map(|k| k.rsplit('/').next().unwrap_or(k))
+                .map(|file| file.get(..12).unwrap_or(file))
+                .collect();
+            println!(
+                "    {}  {:<8}  {}{}  {}",
+                entry.deployed_at,
+                entry.command,
+                short(&entry.commit),
+                if entry.dirty { "+dirty" } else { "" },
+                keys.join(" ")
+            );
+        }
+    }
+}
