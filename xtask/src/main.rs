@@ -14,9 +14,11 @@ mod lock;
 mod manifest;
 mod names;
 mod package;
+mod postgres;
 mod progress;
 mod publish;
 mod rollback;
+mod serve;
 mod stack;
 mod status;
 #[cfg(test)]
@@ -48,6 +50,7 @@ enum Command {
     Package(package::Package),
     Publish(publish::Publish),
     Deploy(deploy::Deploy),
+    Serve(serve::Serve),
     Status(status::Status),
     Rollback(rollback::Rollback),
     Bootstrap(bootstrap::Bootstrap),
@@ -72,6 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Package(package) => package.run(&workspace, progress),
         Command::Publish(publish) => publish.run(&workspace, progress),
         Command::Deploy(deploy) => deploy.run(&workspace, progress),
+        Command::Serve(serve) => serve.run(&workspace, progress),
         Command::Status(status) => status.run(&workspace, progress),
         Command::Rollback(rollback) => rollback.run(&workspace, progress),
         Command::Bootstrap(bootstrap) => bootstrap.run(&workspace, progress),

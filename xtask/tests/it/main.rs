@@ -7,4 +7,5 @@ mod deploy;
 mod package;
 mod publish;
 mod release;
+mod serve;
 mod support;

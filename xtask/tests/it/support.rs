@@ -60,6 +60,20 @@ impl Drop for Fixture {
         if let Some((_, pid)) = self.emulator() {
             let _ = Command::new("kill").arg(pid.to_string()).status();
         }
+        // The PostgreSQL server `serve` started: its postmaster, then its cluster.
+        if let Some(data) = std::fs::read(self.root.join("target/local/postgres.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|state| state["data"].as_str().map(PathBuf::from))
+        {
+            if let Some(pid) = std::fs::read_to_string(data.join("postmaster.pid"))
+                .ok()
+                .and_then(|text| text.lines().next().map(str::to_owned))
+            {
+                let _ = Command::new("kill").arg(pid).status();
+            }
+            let _ = std::fs::remove_dir_all(&data);
+        }
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }

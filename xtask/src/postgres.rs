@@ -1,0 +1,278 @@
+//! The local PostgreSQL server `serve` runs services against: Debian's server binaries, a cluster
+//! in `target/local/postgres` (as root, owned by the `postgres` user under
+//! `/var/tmp/biometrix-postgres`), started once per workspace and left running like the emulator,
+//! with the legacy schema from `services/kit/migrations` applied.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::progress::Progress;
+use crate::workspace::Workspace;
+
+const MIGRATIONS: &str = "services/kit/migrations";
+const DATABASE: &str = "biometrix";
+
+/// A running local server, as recorded in `target/local/postgres.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Postgres {
+    pub port: u16,
+    pub data: PathBuf,
+}
+
+impl Postgres {
+    /// The workspace's server: the recorded one if it answers, else a new cluster, started.
+    pub fn ensure(workspace: &Workspace, progress: Progress) -> anyhow::Result<Postgres> {
+        let local = workspace.target_dir.join("local");
+        let state = local.join("postgres.json");
+        if let Some(server) = std::fs::read(&state)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Postgres>(&bytes).ok())
+            && server.answers()
+        {
+            progress.note(&format!(
+                "using the local PostgreSQL on 127.0.0.1:{}",
+                server.port
+            ));
+            return Ok(server);
+        }
+        let bin = binaries()?;
+        let as_postgres = owner_command()?;
+        let data = if as_postgres.is_empty() {
+            local.join("postgres")
+        } else {
+            // The `postgres` user may not reach into root's home; its cluster lives where it can.
+            let id = crate::artifact::sha256_hex(workspace.root.to_string_lossy().as_bytes());
+            PathBuf::from("/var/tmp/biometrix-postgres").join(&id[..16])
+        };
+        if !data.join("PG_VERSION").is_file() {
+            let step = progress.step(&format!(
+                "creating a PostgreSQL cluster in {}",
+                data.display()
+            ));
+            std::fs::create_dir_all(&data)
+                .with_context(|| format!("creating {}", data.display()))?;
+            if !as_postgres.is_empty() {
+                run(Command::new("chown").arg("postgres").arg(&data), "chown")?;
+                run(Command::new("chmod").arg("700").arg(&data), "chmod")?;
+            }
+            run(
+                command(&as_postgres, &bin.join("initdb"))
+                    .args(["--no-sync", "-U", "postgres", "--auth=trust", "-D"])
+                    .arg(&data),
+                "initdb",
+            )?;
+            step.done("created the PostgreSQL cluster");
+        }
+        let port = crate::local::free_port()?;
+        let step = progress.step(&format!("starting PostgreSQL on 127.0.0.1:{port}"));
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off",
+            data.display()
+        );
+        run(
+            command(&as_postgres, &bin.join("pg_ctl"))
+                .args(["start", "-w", "-D"])
+                .arg(&data)
+                .arg("-l")
+                .arg(data.join("server.log"))
+                .args(["-o", &options]),
+            "pg_ctl start",
+        )
+        .with_context(|| format!("see {}", data.join("server.log").display()))?;
+        let server = Postgres { port, data };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !server.answers() {
+            if Instant::now() > deadline {
+                bail!("PostgreSQL did not answer on 127.0.0.1:{port} within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::fs::write(&state, serde_json::to_vec_pretty(&server)?)
+            .with_context(|| format!("writing {}", state.display()))?;
+        step.done(&format!("PostgreSQL on 127.0.0.1:{port}"));
+        server.prepare(workspace, progress)?;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{DATABASE}", self.port)
+    }
+
+    fn answers(&self) -> bool {
+        TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+            Duration::from_millis(300),
+        )
+        .is_ok()
+    }
+
+    /// Creates the database and applies the migrations it has not had, recorded in
+    /// `schema_migrations` exactly as `kit::db::migrate` records them.
+    fn prepare(&self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
+        let port = self.port.to_string();
+        let psql = |database: &str| {
+            let mut command = Command::new("psql");
+            command.args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                database,
+            ]);
+            command
+        };
+        let exists = psql("postgres")
+            .args([
+                "-tAc",
+                &format!("SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"),
+            ])
+            .output()
+            .context(
+                "running psql: install PostgreSQL's client (apt-get install postgresql-client)",
+            )?;
+        if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
+            run(
+                psql("postgres").args(["-c", &format!("CREATE DATABASE {DATABASE}")]),
+                "psql",
+            )?;
+        }
+        run(
+            psql(DATABASE).args([
+                "-c",
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            ]),
+            "psql",
+        )?;
+        let dir = workspace.root.join(MIGRATIONS);
+        if !dir.is_dir() {
+            progress.note(&format!(
+                "{MIGRATIONS} does not exist: no migrations to apply"
+            ));
+            return Ok(());
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        files.retain(|p| p.extension().is_some_and(|e| e == "sql"));
+        files.sort();
+        for file in files {
+            let name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .context("a migration file name")?
+                .to_owned();
+            let applied = psql(DATABASE)
+                .args([
+                    "-tAc",
+                    &format!("SELECT 1 FROM schema_migrations WHERE name = '{name}'"),
+                ])
+                .output()
+                .context("running psql")?;
+            if String::from_utf8_lossy(&applied.stdout).trim() == "1" {
+                continue;
+            }
+            progress.note(&format!("applying migration {name}"));
+            run(
+                psql(DATABASE)
+                    .arg("--single-transaction")
+                    .arg("-f")
+                    .arg(&file)
+                    .args([
+                        "-c",
+                        &format!("INSERT INTO schema_migrations (name) VALUES ('{name}')"),
+                    ]),
+                "psql",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The newest installed server's binaries.
+fn binaries() -> anyhow::Result<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.retain(|bin| bin.join("postgres").is_file());
+    found.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(Path::file_name)
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or_default()
+    });
+    found.pop().context(
+        "PostgreSQL's server is not installed: run `sudo apt-get install -y postgresql` (serve runs \
+         the services against a local database)",
+    )
+}
+
+/// initdb refuses to run as root: as root, the cluster belongs to the `postgres` user.
+fn owner_command() -> anyhow::Result<Vec<String>> {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .context("running id")?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Ok(Vec::new());
+    }
+    let exists = Command::new("id")
+        .arg("postgres")
+        .output()?
+        .status
+        .success();
+    if !exists {
+        run(
+            Command::new("useradd").args(["--system", "--no-create-home", "postgres"]),
+            "useradd",
+        )?;
+    }
+    Ok(vec![
+        "runuser".into(),
+        "-u".into(),
+        "postgres".into(),
+        "--".into(),
+    ])
+}
+
+fn command(prefix: &[String], program: &Path) -> Command {
+    match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let output = command
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    if !output.status.success() {
+        bail!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}

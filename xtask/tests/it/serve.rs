@@ -1,0 +1,183 @@
+//! serve on the stand-in workspace: its hardware stand-in, run with LISTEN_ADDR, answers every
+//! request with the configuration serve gave it.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::deploy::stand_in;
+use crate::support::{Fixture, stderr};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts serve and waits for the line that says it is serving.
+fn serve(fixture: &Fixture, args: &[&str]) -> (Child, String) {
+    let mut command = fixture.command(&[&["serve", "hardware"], args].concat());
+    command.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = String::new();
+    loop {
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(300)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve never said it was serving; it printed:\n{seen}");
+        };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("is serving at") {
+            // The rest of the banner: the sample curl.
+            seen.push_str(
+                &lines
+                    .recv_timeout(Duration::from_secs(5))
+                    .unwrap_or_default(),
+            );
+            return (child, seen);
+        }
+    }
+}
+
+/// Ctrl-C, as a user stops it: serve stops the service and exits.
+fn stop(child: &mut Child, address: &str) {
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "serve ended with {status}");
+    assert!(
+        TcpStream::connect(address).is_err(),
+        "the service still listens on {address} after serve stopped"
+    );
+}
+
+fn get(address: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+/// One DynamoDB call to the fixture's emulator, unsigned (it reads only the credential scope).
+fn dynamodb(endpoint: &str, action: &str, body: &Value) -> Value {
+    let host = endpoint.trim_start_matches("http://");
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.0\r\nHost: {host}\r\nX-Amz-Target: DynamoDB_20120810.{action}\r\n\
+         Content-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-west-2/dynamodb/aws4_request, SignedHeaders=host, Signature=0\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains(" 200 "), "{action}: {head}\n{body}");
+    serde_json::from_str(body).unwrap()
+}
+
+#[test]
+fn serve_runs_the_service_against_its_stores_and_answers() {
+    let fixture = stand_in();
+    let seed = fixture.root.join("seed.json");
+    std::fs::write(
+        &seed,
+        json!({"FirmwareTable": [{"device_type": "accessory", "version": "1.10"}]}).to_string(),
+    )
+    .unwrap();
+    let port = free_port().to_string();
+    let (mut child, banner) = serve(
+        &fixture,
+        &["--port", &port, "--seed", seed.to_str().unwrap()],
+    );
+    let address = format!("127.0.0.1:{port}");
+    assert!(banner.contains(&format!("http://{address}/v1")), "{banner}");
+    assert!(banner.contains("curl -i http://"), "{banner}");
+
+    let body = get(&address, "/v1/misc/time");
+    let config: BTreeMap<&str, &str> = body.lines().filter_map(|l| l.split_once('=')).collect();
+    stop(&mut child, &address);
+
+    // Each store the template declares, under its local name, with the function's variables.
+    assert_eq!(
+        config["FIRMWARE_TABLE"], "hardware-local-firmwaretable",
+        "{body}"
+    );
+    assert_eq!(config["SYNC_TABLE"], "hardware-local-synctable");
+    assert_eq!(config["FIRMWARE_BUCKET"], "hardware-local-firmwarebucket");
+    assert!(
+        config["ACCESSORY_USER_POOL_ID"].starts_with("us-west-2_"),
+        "{body}"
+    );
+    assert!(!config["ACCESSORY_CLIENT_ID"].is_empty());
+    assert_eq!(config["RUST_LOG"], "info");
+    assert_eq!(config["SERVICE_TOKEN_SECRET"].len(), 64);
+    let (endpoint, _) = fixture.emulator().expect("serve started the emulator");
+    assert_eq!(config["AWS_ENDPOINT_URL"], endpoint);
+
+    // The database is a live PostgreSQL.
+    let database = config["DATABASE_URL"];
+    let port = database
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or_else(|| panic!("{database}"));
+    assert!(database.starts_with("postgres://"), "{database}");
+    TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
+        .unwrap_or_else(|e| panic!("nothing listens for {database}: {e}"));
+
+    // The tables exist, with the seeded item and nothing else.
+    let scanned = dynamodb(
+        &endpoint,
+        "Scan",
+        &json!({"TableName": "hardware-local-firmwaretable"}),
+    );
+    assert_eq!(scanned["Count"], 1, "{scanned}");
+    assert_eq!(scanned["Items"][0]["version"]["S"], "1.10");
+    let sync = dynamodb(
+        &endpoint,
+        "Scan",
+        &json!({"TableName": "hardware-local-synctable"}),
+    );
+    assert_eq!(sync["Count"], 0, "serve seeds nothing unless asked: {sync}");
+}
+
+#[test]
+fn serve_refuses_a_seed_for_a_table_the_template_does_not_declare() {
+    let fixture = stand_in();
+    let seed = fixture.root.join("seed.json");
+    std::fs::write(&seed, r#"{"NoSuchTable": []}"#).unwrap();
+    let output = fixture.xtask(&["serve", "hardware", "--seed", seed.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("names table NoSuchTable, which"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        fixture.emulator().is_none(),
+        "nothing is started for a bad seed file"
+    );
+}
