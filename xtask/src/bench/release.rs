@@ -26,6 +26,9 @@ pub struct Options {
     /// Print the figures as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Install missing build tools for the first deploy (cargo-zigbuild into .venv, Rust targets).
+    #[arg(long)]
+    install_tools: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -61,7 +64,15 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
     let all = ["deploy", "--all", "dev", "--local", "--json"];
 
     let step = progress.step("first deploy --all dev --local (builds and creates what is missing)");
-    let (first, _) = xtask(workspace, &all)?;
+    let first_deploy = [&all[..], &["--install-tools"]].concat();
+    let (first, _) = xtask(
+        workspace,
+        if options.install_tools {
+            &first_deploy
+        } else {
+            &all
+        },
+    )?;
     step.done(&format!("first deploy: {:.1}s", first.as_secs_f64()));
 
     let step = progress.step(&format!("package --all, nothing changed ({runs} runs)"));
