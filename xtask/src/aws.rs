@@ -75,9 +75,10 @@ pub struct Account {
     pub local: bool,
 }
 
-/// An AWS configuration to talk to, and the artifact bucket in it.
+/// An AWS configuration to talk to, the artifact bucket in it, and the runtime to talk on.
 #[derive(Debug)]
 pub struct Connection {
+    pub runtime: tokio::runtime::Runtime,
     pub sdk: aws_config::SdkConfig,
     pub region: String,
     pub bucket: String,
@@ -91,9 +92,11 @@ impl Account {
     pub fn connect(
         &self,
         workspace: &crate::workspace::Workspace,
-        runtime: &tokio::runtime::Runtime,
         progress: crate::progress::Progress,
     ) -> anyhow::Result<Connection> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let emulator = self
             .local
             .then(|| crate::local::Emulator::ensure(workspace, progress))
@@ -113,10 +116,36 @@ impl Account {
             runtime.block_on(emulator.bootstrap(workspace, &sdk, &bucket, progress))?;
         }
         Ok(Connection {
+            runtime,
             sdk,
             region,
             bucket,
             emulator,
         })
     }
+}
+
+/// An object's bytes; `None` when there is no such key.
+pub async fn read_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let object = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(object) => object,
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+            return Ok(None);
+        }
+        Err(error) => {
+            return Err(anyhow::Error::new(error))
+                .with_context(|| format!("reading s3://{bucket}/{key}"));
+        }
+    };
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?
+        .into_bytes();
+    Ok(Some(bytes.to_vec()))
 }

@@ -125,15 +125,13 @@ impl Deploy {
                 "--recreate deletes the stack, which --no-execute promises not to change; pick one"
             );
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let Connection {
+            runtime,
             sdk,
             region,
             bucket,
             emulator,
-        } = self.account.connect(workspace, &runtime, progress)?;
+        } = self.account.connect(workspace, progress)?;
         // Checked before packaging, which can take minutes.
         let target = runtime.block_on(Target::check(&sdk, &region, &bucket))?;
         let deployer = Deployer::new(
@@ -434,7 +432,14 @@ impl<'a> Deployer<'a> {
                     template_key: release.template_key.clone(),
                     apigateway_template_key: release.apigateway_template_key.clone(),
                 };
-                history::append(&self.s3, &self.bucket, &stack, entry).await?;
+                // The stack has changed either way; a missing record must not read as a failed
+                // deploy, only be said.
+                if let Err(error) = history::append(&self.s3, &self.bucket, &stack, entry).await {
+                    self.progress.note(&format!(
+                        "warning: {stack} is deployed, but the release was not recorded ({error:#}); \
+                         status and rollback will not know it"
+                    ));
+                }
             }
             Ok(applied)
         };

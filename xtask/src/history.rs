@@ -42,22 +42,9 @@ pub async fn read(
     stack: &str,
 ) -> anyhow::Result<Vec<Entry>> {
     let key = key(stack);
-    let object = match s3.get_object().bucket(bucket).key(&key).send().await {
-        Ok(object) => object,
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-            return Ok(Vec::new());
-        }
-        Err(error) => {
-            return Err(anyhow::Error::new(error))
-                .with_context(|| format!("reading s3://{bucket}/{key}"));
-        }
+    let Some(bytes) = crate::aws::read_object(s3, bucket, &key).await? else {
+        return Ok(Vec::new());
     };
-    let bytes = object
-        .body
-        .collect()
-        .await
-        .with_context(|| format!("reading s3://{bucket}/{key}"))?
-        .into_bytes();
     serde_json::from_slice(&bytes).with_context(|| {
         format!("s3://{bucket}/{key} is not a deploy history; move it aside and deploy again")
     })

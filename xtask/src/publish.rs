@@ -83,15 +83,13 @@ pub struct Report {
 impl Publish {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
         let (services, environment) = package::select(workspace, &self.names, self.all)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let Connection {
+            runtime,
             sdk,
             region,
             bucket,
             ..
-        } = self.account.connect(workspace, &runtime, progress)?;
+        } = self.account.connect(workspace, progress)?;
         let target = if self.dry_run {
             None
         } else {

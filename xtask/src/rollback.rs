@@ -53,15 +53,13 @@ pub struct Rollback {
 impl Rollback {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
         let service = workspace.service(&self.service)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let Connection {
+            runtime,
             sdk,
             region,
             bucket,
             emulator,
-        } = self.account.connect(workspace, &runtime, progress)?;
+        } = self.account.connect(workspace, progress)?;
         let options = Deploy {
             names: vec![service.name.clone(), self.environment.to_string()],
             all: false,
@@ -164,20 +162,10 @@ async fn exists(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Res
 }
 
 async fn text(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Result<String> {
-    let object = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .with_context(|| format!("reading s3://{bucket}/{key}"))?;
-    let bytes = object
-        .body
-        .collect()
-        .await
-        .with_context(|| format!("reading s3://{bucket}/{key}"))?
-        .into_bytes();
-    String::from_utf8(bytes.to_vec()).with_context(|| format!("s3://{bucket}/{key} is not text"))
+    let bytes = crate::aws::read_object(s3, bucket, key)
+        .await?
+        .with_context(|| format!("s3://{bucket}/{key} disappeared while rolling back"))?;
+    String::from_utf8(bytes).with_context(|| format!("s3://{bucket}/{key} is not text"))
 }
 
 pub fn short(commit: &str) -> &str {

@@ -74,15 +74,13 @@ struct Head {
 impl Status {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
         let service = workspace.service(&self.service)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let Connection {
+            runtime,
             sdk,
             region,
             bucket,
             ..
-        } = self.account.connect(workspace, &runtime, progress)?;
+        } = self.account.connect(workspace, progress)?;
         let stack = format!("{}-{}", service.name, self.environment);
         let cloudformation = aws_sdk_cloudformation::Client::new(&sdk);
         let s3 = s3_client(&sdk);

@@ -75,11 +75,19 @@ fn child_stderr() -> Stdio {
     }
 }
 
-fn repeat(
+/// Runs `once` `runs` times as one progress step named `what`; the durations in seconds.
+fn measure(
+    progress: Progress,
+    what: &str,
     runs: usize,
     mut once: impl FnMut() -> anyhow::Result<Duration>,
 ) -> anyhow::Result<Vec<f64>> {
-    (0..runs).map(|_| once().map(|d| d.as_secs_f64())).collect()
+    let step = progress.step(&format!("{what} ({runs} runs)"));
+    let seconds = (0..runs)
+        .map(|_| once().map(|d| d.as_secs_f64()))
+        .collect::<anyhow::Result<Vec<f64>>>()?;
+    step.done(&format!("{what}: median {:.2}s", median(&seconds)));
+    Ok(seconds)
 }
 
 /// The value below which `fraction` of `values` fall (nearest rank); `values` need not be sorted.
@@ -91,6 +99,15 @@ fn percentile(values: &[f64], fraction: f64) -> f64 {
     }
     let rank = (fraction * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Seconds to two decimals, space-separated, for the tables.
+fn list(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.2}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn median(values: &[f64]) -> f64 {

@@ -13,7 +13,7 @@ use crate::package::{self, human_size};
 use crate::progress::{Progress, print_json};
 use crate::workspace::Workspace;
 
-use super::{median, repeat, xtask};
+use super::{list, measure, median, xtask};
 
 /// `package --all` with nothing changed and after touching one service; zip sizes.
 #[derive(Debug, clap::Args)]
@@ -57,16 +57,12 @@ fn bench_package(
     progress.note("warming up: packaging every service once");
     let done = package::execute(&sh, workspace, plan.clone(), &mut tools, false, progress)?;
 
-    let step = progress.step(&format!("package --all, nothing changed ({runs} runs)"));
-    let noop_package_seconds = repeat(runs, || package_all(workspace))?;
-    step.done(&format!(
-        "package --all, nothing changed: median {:.2}s",
-        median(&noop_package_seconds)
-    ));
+    let noop_package_seconds = measure(progress, "package --all, nothing changed", runs, || {
+        package_all(workspace)
+    })?;
 
-    let step = progress.step(&format!("cargo build, nothing changed ({runs} runs)"));
     let manifest = workspace.root.join("Cargo.toml");
-    let noop_cargo_build_seconds = repeat(runs, || {
+    let noop_cargo_build_seconds = measure(progress, "cargo build, nothing changed", runs, || {
         let started = Instant::now();
         for build in &plan.builds {
             let command = tools.command(build.builder, &manifest, &build.target, &build.bins);
@@ -75,10 +71,6 @@ fn bench_package(
         }
         Ok(started.elapsed())
     })?;
-    step.done(&format!(
-        "cargo build, nothing changed: median {:.2}s",
-        median(&noop_cargo_build_seconds)
-    ));
 
     let source = ["src/lib.rs", "src/main.rs"]
         .iter()
@@ -131,13 +123,6 @@ fn report(figures: &PackageFigures, json: bool) -> anyhow::Result<()> {
         return print_json(figures);
     }
     let mut out = std::io::stdout().lock();
-    let list = |values: &[f64]| {
-        values
-            .iter()
-            .map(|v| format!("{v:.2}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     writeln!(out, "| measurement | seconds |")?;
     writeln!(out, "|---|---|")?;
     writeln!(

@@ -13,7 +13,7 @@ use crate::progress::{Progress, print_json};
 use crate::workspace::Workspace;
 
 use super::package::package_all;
-use super::{max, median, repeat, xtask};
+use super::{list, max, measure, median, xtask};
 
 /// The release loop on the local emulator: no-op package, publish and deploy; one service changed.
 #[derive(Debug, clap::Args)]
@@ -75,16 +75,12 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
     )?;
     step.done(&format!("first deploy: {:.1}s", first.as_secs_f64()));
 
-    let step = progress.step(&format!("package --all, nothing changed ({runs} runs)"));
-    let noop_package_seconds = repeat(runs, || package_all(workspace))?;
-    step.done(&format!(
-        "package, nothing changed: median {:.2}s",
-        median(&noop_package_seconds)
-    ));
+    let noop_package_seconds = measure(progress, "package --all, nothing changed", runs, || {
+        package_all(workspace)
+    })?;
 
-    let step = progress.step(&format!("publish --all, nothing changed ({runs} runs)"));
     let (mut requests, mut bytes) = (0, 0);
-    let noop_publish_seconds = repeat(runs, || {
+    let noop_publish_seconds = measure(progress, "publish --all, nothing changed", runs, || {
         let (took, report) = json(xtask(
             workspace,
             &["publish", "--all", "dev", "--local", "--json"],
@@ -97,21 +93,15 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
         bytes = number("bytes_sent");
         Ok(took)
     })?;
-    step.done(&format!(
-        "publish, nothing changed: median {:.2}s, {requests} requests, {bytes} bytes",
-        median(&noop_publish_seconds)
+    progress.note(&format!(
+        "publish, nothing changed: {requests} requests, {bytes} bytes"
     ));
 
-    let step = progress.step(&format!("deploy --all, nothing changed ({runs} runs)"));
-    let noop_deploy_seconds = repeat(runs, || {
+    let noop_deploy_seconds = measure(progress, "deploy --all, nothing changed", runs, || {
         let (took, report) = json(xtask(workspace, &all)?)?;
         expect_outcome(&report, "unchanged")?;
         Ok(took)
     })?;
-    step.done(&format!(
-        "deploy, nothing changed: median {:.2}s",
-        median(&noop_deploy_seconds)
-    ));
 
     let service = changed.name.clone();
     let one = ["deploy", service.as_str(), "dev", "--local", "--json"];
@@ -176,13 +166,6 @@ fn expect_outcome(report: &Value, outcome: &str) -> anyhow::Result<()> {
 }
 
 fn print(figures: &Figures) {
-    let list = |values: &[f64]| {
-        values
-            .iter()
-            .map(|v| format!("{v:.2}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     println!(
         "| measurement ({}) | seconds |",
         figures.services.join(", ")
