@@ -18,7 +18,7 @@ use crate::history;
 use crate::local::Emulator;
 use crate::lock::{Contention, Lock};
 use crate::manifest::{Plan, artifact_key_parameter};
-use crate::names::Environment;
+use crate::names::{Environment, parse_key_value};
 use crate::package;
 use crate::progress::{Progress, print_json};
 use crate::publish::{self, APIGATEWAY_TEMPLATE, Target};
@@ -45,7 +45,7 @@ pub struct Deploy {
     pub account: Account,
     /// A stack parameter that deploy does not set itself, like DomainName=example.com; others keep
     /// their previous values (repeatable).
-    #[arg(long = "parameter", value_name = "KEY=VALUE", value_parser = parse_parameter)]
+    #[arg(long = "parameter", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub parameters: Vec<(String, String)>,
     /// Create and show the change set, but leave it for review instead of executing it.
     #[arg(long)]
@@ -65,13 +65,6 @@ pub struct Deploy {
     /// Install missing build tools (cargo-zigbuild into .venv, Rust targets with rustup).
     #[arg(long)]
     pub install_tools: bool,
-}
-
-fn parse_parameter(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => Err(format!("`{text}` is not KEY=VALUE")),
-    }
 }
 
 /// How a stack's deploy ended.
@@ -950,19 +943,19 @@ mod tests {
     #[test]
     fn parameters_are_key_value() {
         assert_eq!(
-            parse_parameter("DomainName=example.com"),
+            parse_key_value("DomainName=example.com"),
             Ok(("DomainName".into(), "example.com".into()))
         );
         assert_eq!(
-            parse_parameter("Empty="),
+            parse_key_value("Empty="),
             Ok(("Empty".into(), String::new()))
         );
         assert_eq!(
-            parse_parameter("=x"),
+            parse_key_value("=x"),
             Err("`=x` is not KEY=VALUE".to_owned())
         );
         assert_eq!(
-            parse_parameter("nothing"),
+            parse_key_value("nothing"),
             Err("`nothing` is not KEY=VALUE".to_owned())
         );
     }

@@ -60,6 +60,14 @@ pub enum Architecture {
     X86_64,
 }
 
+/// `KEY=VALUE`, as `--parameter` and `--env` take them: a non-empty key, any value.
+pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
 /// The newest glibc that Amazon Linux 2023 (`provided.al2023`) ships.
 pub const MAX_GLIBC: (u32, u32) = (2, 34);
 

@@ -46,15 +46,8 @@ pub struct Serve {
     #[arg(long, value_name = "FILE")]
     seed: Option<PathBuf>,
     /// A variable to set in the service's environment, over what serve computes (repeatable).
-    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = crate::names::parse_key_value)]
     env: Vec<(String, String)>,
-}
-
-fn parse_env(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => Err(format!("`{text}` is not KEY=VALUE")),
-    }
 }
 
 /// The stores a template declares, and the function's environment in terms of them.
@@ -143,6 +136,51 @@ impl Needs {
     }
 }
 
+impl Needs {
+    /// What `service` needs, from `cloudformation/<service>-environment.yaml`.
+    pub fn for_service(workspace: &Workspace, service: &str) -> anyhow::Result<Needs> {
+        let file = workspace
+            .root
+            .join("cloudformation")
+            .join(format!("{service}-environment.yaml"));
+        let template = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        Needs::of(&template).with_context(|| file.display().to_string())
+    }
+
+    /// The function's environment, given the local stores' names (logical id → name), the
+    /// database's URL and the service-token secret; and the variables left unset.
+    pub fn environment(
+        &self,
+        names: &BTreeMap<String, String>,
+        database_url: Option<&str>,
+        service_secret: Option<&str>,
+    ) -> (BTreeMap<String, String>, Vec<String>) {
+        let mut env = BTreeMap::new();
+        let mut unset = Vec::new();
+        for (name, source) in &self.env {
+            let value = match source {
+                Source::Literal(value) => Some(value.as_str()),
+                Source::Resource(id) => names.get(id).map(String::as_str),
+                Source::Database => database_url,
+                Source::ServiceSecret => service_secret,
+                Source::Unset => None,
+            };
+            match value {
+                Some(value) => {
+                    env.insert(name.clone(), value.to_owned());
+                }
+                None => unset.push(name.clone()),
+            }
+        }
+        (env, unset)
+    }
+
+    fn uses(&self, source: &Source) -> bool {
+        self.env.values().any(|s| s == source)
+    }
+}
+
 /// The local name of a store: `<service>-local-<logical id in lowercase>`.
 fn local_name(service: &str, id: &str) -> String {
     format!("{service}-local-{}", id.to_ascii_lowercase())
@@ -158,13 +196,7 @@ impl Serve {
                 service.functions.len()
             );
         };
-        let file = workspace
-            .root
-            .join("cloudformation")
-            .join(format!("{}-environment.yaml", service.name));
-        let template = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
-        let needs = Needs::of(&template).with_context(|| file.display().to_string())?;
+        let needs = Needs::for_service(workspace, &service.name)?;
         let seed = self
             .seed
             .as_deref()
@@ -174,8 +206,9 @@ impl Serve {
         for table in seed.keys() {
             if !needs.tables.contains_key(table) {
                 bail!(
-                    "the seed file names table {table}, which {} does not declare; its tables are {}",
-                    file.display(),
+                    "the seed file names table {table}, which cloudformation/{}-environment.yaml \
+                     does not declare; its tables are {}",
+                    service.name,
                     needs.tables.keys().cloned().collect::<Vec<_>>().join(", ")
                 );
             }
@@ -189,9 +222,7 @@ impl Serve {
 
         let emulator = Emulator::ensure(workspace, progress)?;
         let database = needs
-            .env
-            .values()
-            .any(|s| *s == Source::Database)
+            .uses(&Source::Database)
             .then(|| Postgres::ensure(workspace, progress))
             .transpose()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -201,23 +232,15 @@ impl Serve {
         let names = runtime.block_on(provision(&sdk, &service.name, &needs, progress))?;
         runtime.block_on(put_seed(&sdk, &service.name, &seed, progress))?;
 
-        let mut env = BTreeMap::new();
-        let mut unset = Vec::new();
-        for (name, source) in &needs.env {
-            let value = match source {
-                Source::Literal(value) => Some(value.clone()),
-                Source::Resource(id) => names.get(id).cloned(),
-                Source::Database => database.as_ref().map(Postgres::url),
-                Source::ServiceSecret => Some(service_secret(workspace)?),
-                Source::Unset => None,
-            };
-            match value {
-                Some(value) => {
-                    env.insert(name.clone(), value);
-                }
-                None => unset.push(name.as_str()),
-            }
-        }
+        let secret = needs
+            .uses(&Source::ServiceSecret)
+            .then(|| service_secret(workspace))
+            .transpose()?;
+        let (mut env, mut unset) = needs.environment(
+            &names,
+            database.as_ref().map(Postgres::url).as_deref(),
+            secret.as_deref(),
+        );
         for (name, value) in &self.env {
             env.insert(name.clone(), value.clone());
             unset.retain(|n| n != name);
@@ -331,7 +354,7 @@ fn sample_path(service: &str) -> &'static str {
 
 /// Creates what the template declares, where it does not exist yet; logical id → local name (or
 /// pool id, client id).
-async fn provision(
+pub async fn provision(
     sdk: &aws_config::SdkConfig,
     service: &str,
     needs: &Needs,
@@ -531,7 +554,7 @@ async fn create_client(
         .context("the emulator created a client without an id")
 }
 
-type Seed = BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>>;
+pub type Seed = BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>>;
 
 fn read_seed(path: &Path) -> anyhow::Result<Seed> {
     let text =
@@ -544,7 +567,7 @@ fn read_seed(path: &Path) -> anyhow::Result<Seed> {
     })
 }
 
-async fn put_seed(
+pub async fn put_seed(
     sdk: &aws_config::SdkConfig,
     service: &str,
     seed: &Seed,

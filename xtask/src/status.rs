@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::Serialize;
 use xshell::Shell;
 
@@ -85,7 +85,7 @@ impl Status {
         let cloudformation = aws_sdk_cloudformation::Client::new(&sdk);
         let s3 = s3_client(&sdk);
 
-        let (current, mut functions, history) = runtime.block_on(async {
+        let (current, functions, history) = runtime.block_on(async {
             let current = deploy::describe(&cloudformation, &stack).await?;
             let mut functions = Vec::new();
             for function in &service.functions {
@@ -130,7 +130,7 @@ impl Status {
             anyhow::Ok((current, functions, history))
         })?;
 
-        let head = head(workspace, &service.name, &mut functions)?;
+        let head = head(workspace, &service.name, &functions)?;
         let report = Report {
             stack,
             region,
@@ -151,24 +151,13 @@ impl Status {
 
 /// HEAD's commit, and whether deploying it would change each function's code: exact when the
 /// last `package` was of HEAD (its manifest has the keys), else from the recorded commits.
-fn head(workspace: &Workspace, service: &str, functions: &mut [Function]) -> anyhow::Result<Head> {
-    let sh = Shell::new()?;
-    let _dir = sh.push_dir(&workspace.root);
-    let commit = xshell::cmd!(sh, "git rev-parse HEAD")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .context("reading HEAD with git: is this a git checkout?")?;
-    let dirty = !xshell::cmd!(sh, "git status --porcelain")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .unwrap_or_default()
-        .trim()
-        .is_empty();
-    let deployed: Vec<Option<&String>> =
-        functions.iter().map(|f| f.artifact_key.as_ref()).collect();
-    if deployed.iter().any(Option::is_none) {
+fn head(workspace: &Workspace, service: &str, functions: &[Function]) -> anyhow::Result<Head> {
+    let source = crate::package::source(&Shell::new()?, &workspace.root, "");
+    if source.commit == "unknown" {
+        bail!("reading HEAD with git failed: is this a git checkout?");
+    }
+    let (commit, dirty) = (source.commit, source.dirty);
+    if functions.iter().any(|f| f.artifact_key.is_none()) {
         return Ok(Head {
             commit,
             dirty,

@@ -19,10 +19,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
 use lambda_harness::{Bootstrap, Running};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -32,6 +28,7 @@ use crate::artifact::{ENTRY, write_atomically, zip_bootstrap};
 use crate::compile::Tools;
 use crate::local::Emulator;
 use crate::progress::{Progress, print_json};
+use crate::serve::{Needs, Seed, provision, put_seed};
 use crate::workspace::{Service, Workspace};
 
 use super::{max, median, min, percentile, write_json};
@@ -138,15 +135,15 @@ struct Probe {
     store_free: bool,
 }
 
-/// What one service needs to run here: its configuration and the requests to time.
+/// What the benchmark adds to a service's own needs (its template's stores and environment, as
+/// `serve` reads them): values for variables the template builds from stack parameters, items to
+/// seed, and the requests to time.
 #[derive(Debug)]
 struct Subject {
     env: Vec<(&'static str, String)>,
+    seed: Seed,
     probes: Vec<Probe>,
 }
-
-/// Names of what the benchmark creates in the emulator.
-const FIRMWARE_TABLE: &str = "bench-firmware";
 
 fn subject(service: &str) -> anyhow::Result<Subject> {
     let someone = "2b8c6e3a-5f0e-4d5b-9a61-1f2d3c4b5a69";
@@ -156,18 +153,26 @@ fn subject(service: &str) -> anyhow::Result<Subject> {
         status: 401,
         store_free: true,
     };
-    let database = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://bench@127.0.0.1:9/bench".to_owned());
     Ok(match service {
         "hardware" => Subject {
-            env: vec![
-                ("FIRMWARE_TABLE", FIRMWARE_TABLE.to_owned()),
-                ("FIRMWARE_BUCKET", "bench-firmware".to_owned()),
-                ("SYNC_TABLE", "bench-sync".to_owned()),
-                ("DATABASE_URL", database),
-                ("ACCESSORY_USER_POOL_ID", "us-west-2_bench".to_owned()),
-                ("ACCESSORY_CLIENT_ID", "bench".to_owned()),
-            ],
+            env: Vec::new(),
+            // The firmware index the store route reads: two releases.
+            seed: Seed::from([(
+                "FirmwareTable".to_owned(),
+                [
+                    ("1.9", "2026-01-10T08:00:00Z"),
+                    ("1.10", "2026-02-01T09:30:00Z"),
+                ]
+                .into_iter()
+                .map(|(version, date)| {
+                    serde_json::Map::from_iter([
+                        ("device_type".to_owned(), json!("accessory")),
+                        ("version".to_owned(), json!(version)),
+                        ("created_date".to_owned(), json!(date)),
+                    ])
+                })
+                .collect(),
+            )]),
             probes: vec![
                 Probe {
                     label: "GET /v1/misc/time",
@@ -184,33 +189,32 @@ fn subject(service: &str) -> anyhow::Result<Subject> {
             ],
         },
         "preprocessing" => Subject {
-            env: vec![
-                ("SESSIONS_TABLE", "bench-sessions".to_owned()),
-                ("INGEST_BUCKET", "bench-ingest".to_owned()),
-                ("HARDWARE_API_URL", "http://127.0.0.1:9/v1".to_owned()),
-            ],
+            env: vec![("HARDWARE_API_URL", "http://127.0.0.1:9/v1".to_owned())],
+            seed: Seed::new(),
             probes: vec![unauthenticated(
                 "GET /v1/session/{id}, no token (401)",
                 format!("/v1/session/{someone}"),
             )],
         },
         "users" => Subject {
-            env: vec![("DATABASE_URL", database)],
+            env: Vec::new(),
+            seed: Seed::new(),
             probes: vec![unauthenticated(
                 "GET /v1/user/{id}, no token (401)",
                 format!("/v1/user/{someone}"),
             )],
         },
         "alerts" => Subject {
-            env: vec![("ALERTS_TABLE", "bench-alerts".to_owned())],
+            env: Vec::new(),
+            seed: Seed::new(),
             probes: vec![unauthenticated(
                 "GET /v1/alerts/{id}, no token (401)",
                 format!("/v1/alerts/{someone}"),
             )],
         },
         other => bail!(
-            "`bench lambda` has no set-up for service `{other}`: add its configuration and routes \
-             to xtask/src/bench/lambda.rs"
+            "`bench lambda` has no set-up for service `{other}`: add its routes to \
+             xtask/src/bench/lambda.rs"
         ),
     })
 }
@@ -241,7 +245,9 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
         .enable_all()
         .build()?;
     let sdk = runtime.block_on(emulator.sdk_config(None));
-    runtime.block_on(seed(&sdk))?;
+    // Connections open lazily, and the measured routes never reach the database.
+    let database = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://bench@127.0.0.1:9/bench".to_owned());
     let secret = format!(
         "bench-only-{:032}",
         std::time::SystemTime::now()
@@ -253,6 +259,10 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
 
     let mut functions = Vec::new();
     for ((service, subject), packaged) in services.iter().zip(&subjects).zip(&bootstraps) {
+        let needs = Needs::for_service(workspace, &service.name)?;
+        let names = runtime.block_on(provision(&sdk, &service.name, &needs, progress))?;
+        runtime.block_on(put_seed(&sdk, &service.name, &subject.seed, progress))?;
+        let (env, _) = needs.environment(&names, Some(&database), Some(&secret));
         for (function, path, zip_bytes) in packaged {
             let mut bootstrap = Bootstrap::new(path)
                 .function_name(format!("{}-dev-{}", service.name, function.name))
@@ -263,10 +273,13 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
                 .env("AWS_SECRET_ACCESS_KEY", "testing")
                 .env("AWS_REGION", &region)
                 .env("AWS_DEFAULT_REGION", &region)
-                .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true")
                 .env("SERVICE_TOKEN_SECRET", &secret);
-            for (name, value) in &subject.env {
-                bootstrap = bootstrap.env(*name, value);
+            for (name, value) in env
+                .iter()
+                .map(|(n, v)| (n.as_str(), v))
+                .chain(subject.env.iter().map(|(n, v)| (*n, v)))
+            {
+                bootstrap = bootstrap.env(name, value);
             }
             let figures = measure(
                 &bootstrap,
@@ -373,56 +386,6 @@ fn unzip_bootstrap(zip: &[u8], to: &Path) -> anyhow::Result<()> {
     write_atomically(to, &bytes)?;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the zip's permissions on {}", to.display()))
-}
-
-/// The firmware index the store route reads: a table with two releases.
-async fn seed(sdk: &aws_config::SdkConfig) -> anyhow::Result<()> {
-    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-    };
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let created = dynamodb
-        .create_table()
-        .table_name(FIRMWARE_TABLE)
-        .key_schema(key("device_type", KeyType::Hash)?)
-        .key_schema(key("version", KeyType::Range)?)
-        .attribute_definitions(attribute("device_type")?)
-        .attribute_definitions(attribute("version")?)
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await;
-    if let Err(error) = created {
-        let exists = error
-            .as_service_error()
-            .is_some_and(|e| e.is_resource_in_use_exception());
-        if !exists {
-            return Err(error).context("creating the benchmark's firmware table in the emulator");
-        }
-    }
-    for (version, date) in [
-        ("1.9", "2026-01-10T08:00:00Z"),
-        ("1.10", "2026-02-01T09:30:00Z"),
-    ] {
-        dynamodb
-            .put_item()
-            .table_name(FIRMWARE_TABLE)
-            .item("device_type", AttributeValue::S("accessory".into()))
-            .item("version", AttributeValue::S(version.into()))
-            .item("created_date", AttributeValue::S(date.into()))
-            .send()
-            .await
-            .context("seeding the benchmark's firmware table")?;
-    }
-    Ok(())
 }
 
 /// Cold starts, then warm invocations of every probe in one process.
