@@ -133,6 +133,13 @@ fn tail(output: &str) -> String {
     }
 }
 
+fn stopped(doing: &str) -> Error {
+    Error::Io {
+        doing: doing.to_owned(),
+        error: std::io::Error::other("the server stopped"),
+    }
+}
+
 fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let doing = doing.into();
     move |error| Error::Io { doing, error }
@@ -257,31 +264,19 @@ impl Bootstrap {
             invocations: 0,
         };
         loop {
-            match running.server.reports.recv_timeout(TICK) {
-                Ok(Report::Polled { at }) => {
+            match running.next_report()? {
+                Some(Report::Polled { at }) => {
                     running.cold_init = at.duration_since(exec);
                     return Ok(running);
                 }
-                Ok(Report::InitError { body }) => {
+                Some(Report::InitError { body }) => {
                     running.stop();
                     return Err(Error::Init {
                         body,
                         output: running.output.text(),
                     });
                 }
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Io {
-                        doing: "serving the Runtime API".into(),
-                        error: std::io::Error::other("the server stopped"),
-                    });
-                }
-            }
-            if let Some(status) = running.exited() {
-                return Err(Error::Exited {
-                    status,
-                    output: running.output.text(),
-                });
+                Some(_) | None => {}
             }
             if exec.elapsed() > within {
                 running.stop();
@@ -310,19 +305,16 @@ impl Running {
             function_arn: self.function_arn.clone(),
         };
         if self.server.jobs.send(job).is_err() {
-            return Err(Error::Io {
-                doing: "handing over an event".into(),
-                error: std::io::Error::other("the server stopped"),
-            });
+            return Err(stopped("handing over an event"));
         }
         let asked = Instant::now();
         let mut delivered = None;
         loop {
-            match self.server.reports.recv_timeout(TICK) {
-                Ok(Report::Delivered { request_id: id, at }) if id == request_id => {
+            match self.next_report()? {
+                Some(Report::Delivered { request_id: id, at }) if id == request_id => {
                     delivered = Some(at);
                 }
-                Ok(Report::Responded {
+                Some(Report::Responded {
                     request_id: id,
                     body,
                     at,
@@ -334,7 +326,7 @@ impl Running {
                         latency: at.saturating_duration_since(sent),
                     });
                 }
-                Ok(Report::Errored {
+                Some(Report::Errored {
                     request_id: id,
                     error_type,
                     body,
@@ -345,19 +337,7 @@ impl Running {
                         body: String::from_utf8_lossy(&body).into_owned(),
                     });
                 }
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Io {
-                        doing: "serving the Runtime API".into(),
-                        error: std::io::Error::other("the server stopped"),
-                    });
-                }
-            }
-            if let Some(status) = self.exited() {
-                return Err(Error::Exited {
-                    status,
-                    output: self.output.text(),
-                });
+                Some(_) | None => {}
             }
             if asked.elapsed() > within {
                 return Err(Error::TimedOut {
@@ -365,6 +345,22 @@ impl Running {
                     waited: within,
                 });
             }
+        }
+    }
+
+    /// The server's next report, waiting at most one tick; with none, an error when the process
+    /// has exited or the server has stopped. A report is always handed over first.
+    fn next_report(&mut self) -> Result<Option<Report>, Error> {
+        match self.server.reports.recv_timeout(TICK) {
+            Ok(report) => Ok(Some(report)),
+            Err(RecvTimeoutError::Disconnected) => Err(stopped("serving the Runtime API")),
+            Err(RecvTimeoutError::Timeout) => match self.exited() {
+                Some(status) => Err(Error::Exited {
+                    status,
+                    output: self.output.text(),
+                }),
+                None => Ok(None),
+            },
         }
     }
 
