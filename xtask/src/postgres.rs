@@ -38,6 +38,8 @@ impl Postgres {
                 "using the local PostgreSQL on 127.0.0.1:{}",
                 server.port
             ));
+            // Migrations added since it started still apply.
+            server.prepare(workspace, progress)?;
             return Ok(server);
         }
         let bin = binaries()?;
