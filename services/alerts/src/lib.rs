@@ -47,12 +47,15 @@ impl Alerts {
     }
 }
 
+/// Every route of the API, relative to `/v1` and `/alerts`.
+pub fn routes() -> kit::Routes<Alerts> {
+    kit::Routes::new()
+        .route("/alerts", post(handlers::store))
+        .route("/alerts/{user_id}", get(handlers::list))
+}
+
 /// The complete API, under both `/v1` and `/alerts`.
 pub fn router(alerts: Alerts) -> Router {
     let verifier = Arc::clone(&alerts.verifier);
-    let routes = Router::new()
-        .route("/alerts", post(handlers::store))
-        .route("/alerts/{user_id}", get(handlers::list))
-        .with_state(alerts);
-    kit::app("alerts", routes, verifier)
+    kit::app("alerts", routes().with_state(alerts), verifier)
 }

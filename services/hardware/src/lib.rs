@@ -58,10 +58,9 @@ impl Hardware {
     }
 }
 
-/// The complete API, under both `/v1` and `/hardware`.
-pub fn router(hardware: Hardware) -> Router {
-    let verifier = Arc::clone(&hardware.verifier);
-    let routes = Router::new()
+/// Every route of the API, relative to `/v1` and `/hardware`.
+pub fn routes() -> kit::Routes<Hardware> {
+    kit::Routes::new()
         .route("/accessory/{mac}/register", post(accessory::register))
         .route("/accessory/{mac}/login", post(accessory::login))
         .route(
@@ -78,6 +77,10 @@ pub fn router(hardware: Hardware) -> Router {
         )
         .route("/misc/uuid", get(misc::uuid))
         .route("/misc/time", get(misc::time))
-        .with_state(hardware);
-    kit::app("hardware", routes, verifier)
+}
+
+/// The complete API, under both `/v1` and `/hardware`.
+pub fn router(hardware: Hardware) -> Router {
+    let verifier = Arc::clone(&hardware.verifier);
+    kit::app("hardware", routes().with_state(hardware), verifier)
 }

@@ -16,6 +16,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use futures_util::FutureExt;
 use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -32,6 +33,46 @@ pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id
 
 const ALLOW_METHODS: &str = "DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT";
 const ALLOW_HEADERS: &str = "Content-Type,Authorization,X-Amz-Date,X-Api-Key,X-Amz-Security-Token";
+
+/// A service's routes, with their paths kept: the service's `router()` is built from them, and
+/// tests that walk every route (the fuzz tests) read the same list, so there is no second one.
+#[derive(Debug)]
+pub struct Routes<S> {
+    router: Router<S>,
+    paths: Vec<&'static str>,
+}
+
+impl<S: Clone + Send + Sync + 'static> Default for Routes<S> {
+    fn default() -> Self {
+        Routes {
+            router: Router::new(),
+            paths: Vec::new(),
+        }
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Routes<S> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a route, as `axum::Router::route` does (`/accessory/{mac}`).
+    pub fn route(mut self, path: &'static str, method_router: MethodRouter<S>) -> Self {
+        self.router = self.router.route(path, method_router);
+        self.paths.push(path);
+        self
+    }
+
+    /// The paths, relative to `/v1` and `/<service>`, with `{name}` for each parameter.
+    pub fn paths(&self) -> &[&'static str] {
+        &self.paths
+    }
+
+    /// The routes with the state their handlers share, ready for [`app`].
+    pub fn with_state(self, state: S) -> Router {
+        self.router.with_state(state)
+    }
+}
 
 /// Mounts `routes` under `/v1` and `/<service>` and wraps them in everything the contract asks of
 /// every response. The result is what Lambda and the local server both run.

@@ -17,7 +17,7 @@ mod serve;
 pub mod testing;
 mod types;
 
-pub use app::{REQUEST_ID_HEADER, app};
+pub use app::{REQUEST_ID_HEADER, Routes, app};
 pub use auth::{AuthConfig, IssuerConfig, IssuerKind, Principal, ServiceSecret, Verifier};
 pub use config::{ConfigError, Env};
 pub use error::{ApiError, STATUS_HEADER};

@@ -83,14 +83,21 @@ impl Preprocessing {
     }
 }
 
-/// The complete API, under both `/v1` and `/preprocessing`.
-pub fn router(preprocessing: Preprocessing) -> Router {
-    let verifier = Arc::clone(&preprocessing.verifier);
-    let routes = Router::new()
+/// Every route of the API, relative to `/v1` and `/preprocessing`.
+pub fn routes() -> kit::Routes<Preprocessing> {
+    kit::Routes::new()
         .route("/session", post(session::create))
         .route("/session/{id}", get(session::get).patch(session::patch))
         .route("/session/{id}/upload", post(session::upload))
         .route("/status", post(status::list))
-        .with_state(preprocessing);
-    kit::app("preprocessing", routes, verifier)
+}
+
+/// The complete API, under both `/v1` and `/preprocessing`.
+pub fn router(preprocessing: Preprocessing) -> Router {
+    let verifier = Arc::clone(&preprocessing.verifier);
+    kit::app(
+        "preprocessing",
+        routes().with_state(preprocessing),
+        verifier,
+    )
 }

@@ -43,11 +43,13 @@ impl Users {
     }
 }
 
+/// Every route of the API, relative to `/v1` and `/users`.
+pub fn routes() -> kit::Routes<Users> {
+    kit::Routes::new().route("/user/{user_id}", get(user::get))
+}
+
 /// The complete API, under both `/v1` and `/users`.
 pub fn router(users: Users) -> Router {
     let verifier = Arc::clone(&users.verifier);
-    let routes = Router::new()
-        .route("/user/{user_id}", get(user::get))
-        .with_state(users);
-    kit::app("users", routes, verifier)
+    kit::app("users", routes().with_state(users), verifier)
 }

@@ -28,9 +28,10 @@ pub struct Fuzz {
     pub service: &'static str,
     /// Valid tokens of several kinds; random requests carry one of them now and then.
     pub tokens: Vec<String>,
-    /// Path segments the service's routes are made of, so random paths reach real handlers.
+    /// Words worth trying as path segments besides the routes' own (`latest`, a version).
     pub words: Vec<&'static str>,
-    /// The service's routes, `{}` for each path parameter; half the cases follow one of them.
+    /// The service's routes (its `routes().paths()`), `{name}` for each path parameter; half the
+    /// cases follow one of them, and their literal segments are words too.
     pub routes: Vec<&'static str>,
     pub cases: usize,
 }
@@ -41,7 +42,12 @@ static PANIC_MESSAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 impl Fuzz {
     /// Runs the cases; panics, with the seed and the event, at the first broken response.
     /// Run it in a test binary of its own: it counts every panic in the process.
-    pub async fn run(self, router: Router) -> FuzzReport {
+    pub async fn run(mut self, router: Router) -> FuzzReport {
+        for segment in self.routes.iter().flat_map(|route| route.split('/')) {
+            if !segment.is_empty() && !segment.starts_with('{') && !self.words.contains(&segment) {
+                self.words.push(segment);
+            }
+        }
         let cases = std::env::var("FUZZ_CASES")
             .ok()
             .and_then(|n| n.parse().ok())
@@ -117,11 +123,12 @@ impl Fuzz {
         if !self.routes.is_empty() && rng.below(2) == 0 {
             for segment in rng.pick(&self.routes).split('/').filter(|s| !s.is_empty()) {
                 path.push('/');
-                path.push_str(&match (segment, rng.below(4)) {
-                    ("{}", 0) => rng.token(),
-                    ("{}", 1) => (*rng.pick(&self.words)).to_owned(),
-                    ("{}", _) => rng.identifier(),
-                    (literal, _) => literal.to_owned(),
+                let parameter = segment.starts_with('{');
+                path.push_str(&match (parameter, rng.below(4)) {
+                    (true, 0) => rng.token(),
+                    (true, 1) => (*rng.pick(&self.words)).to_owned(),
+                    (true, _) => rng.identifier(),
+                    (false, _) => segment.to_owned(),
                 });
             }
         }
