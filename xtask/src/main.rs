@@ -1,29 +1,16 @@
 //! `cargo xtask`: the build-and-release tool. This file parses flags and dispatches; each command
-//! lives in a file of its own.
+//! lives in a file of its own under `commands/`. ARCHITECTURE.md has the map of the layers.
 
-mod artifact;
 mod aws;
-mod bench;
-mod bootstrap;
-mod compile;
-mod deploy;
-mod elf;
-mod history;
+mod cli;
+mod commands;
 mod local;
-mod lock;
-mod manifest;
 mod names;
-mod package;
-mod postgres;
 mod progress;
-mod publish;
-mod rollback;
-mod serve;
-mod stack;
-mod status;
+mod release;
 #[cfg(test)]
 mod tidy;
-mod watch;
+mod wait;
 mod workspace;
 
 use std::path::PathBuf;
@@ -31,6 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::commands::{bench, bootstrap, deploy, package, publish, rollback, serve, status};
 use crate::progress::Progress;
 use crate::workspace::Workspace;
 

@@ -1,4 +1,5 @@
-//! Names the release tool accepts, parsed once at the edge: environments and architectures.
+//! Names the release tool accepts, parsed once at the edge (environments, architectures,
+//! `KEY=VALUE` pairs), and how it writes a few values for people (commits, sizes).
 
 use std::fmt;
 use std::str::FromStr;
@@ -68,6 +69,16 @@ pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// The first twelve characters of a commit, as people quote them.
+pub fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+/// Bytes as megabytes with one decimal, as zips are reported.
+pub fn human_size(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
 /// The newest glibc that Amazon Linux 2023 (`provided.al2023`) ships.
 pub const MAX_GLIBC: (u32, u32) = (2, 34);
 
@@ -113,6 +124,26 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "unknown environment `prod`: known environments are dev, qa, production"
+        );
+    }
+
+    #[test]
+    fn parameters_are_key_value() {
+        assert_eq!(
+            parse_key_value("DomainName=example.com"),
+            Ok(("DomainName".into(), "example.com".into()))
+        );
+        assert_eq!(
+            parse_key_value("Empty="),
+            Ok(("Empty".into(), String::new()))
+        );
+        assert_eq!(
+            parse_key_value("=x"),
+            Err("`=x` is not KEY=VALUE".to_owned())
+        );
+        assert_eq!(
+            parse_key_value("nothing"),
+            Err("`nothing` is not KEY=VALUE".to_owned())
         );
     }
 

@@ -1,9 +1,10 @@
 //! Output: progress on stderr (spinners on a terminal, plain timestamped lines in CI and pipes),
-//! results on stdout (`print_json` for `--json`).
+//! results on stdout (`print_json` for `--json`), and the few formats both use (tables, dates).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -19,6 +20,11 @@ impl Progress {
         Progress {
             interactive: std::io::stderr().is_terminal() && !ci,
         }
+    }
+
+    /// A block of text as it is (a table, say), on stderr with the progress.
+    pub fn text(&self, text: &str) {
+        eprint!("{text}");
     }
 
     /// A line on its own, for steps whose output is someone else's (cargo's).
@@ -94,20 +100,12 @@ impl Drop for Step {
     }
 }
 
-/// `HH:MM:SS` in UTC, without pulling in a date library.
+/// `HH:MM:SS` in UTC, the time part of [`now_rfc3339`].
 fn clock() -> String {
-    let seconds = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!(
-        "{:02}:{:02}:{:02}",
-        seconds / 3600 % 24,
-        seconds / 60 % 60,
-        seconds % 60
-    )
+    now_rfc3339()[11..19].to_owned()
 }
 
-/// The current time as RFC 3339 in UTC (`2026-11-28T10:00:00Z`), for records.
+/// The current time as RFC 3339 in UTC, to the second (`2026-11-28T10:00:00Z`), for records.
 pub fn now_rfc3339() -> String {
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -115,29 +113,49 @@ pub fn now_rfc3339() -> String {
     rfc3339(seconds)
 }
 
-/// Seconds since the epoch as RFC 3339 in UTC: the proleptic Gregorian calendar, computed from the
-/// day count (Howard Hinnant's `civil_from_days`).
+/// Seconds since the epoch as RFC 3339 in UTC, formatted by the AWS SDK's own date type.
 fn rfc3339(seconds: u64) -> String {
-    let days = (seconds / 86_400) as i64 + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
+    let seconds = i64::try_from(seconds).expect("seconds since 1970 fit in an i64");
+    DateTime::from_secs(seconds)
+        .fmt(DateTimeFormat::DateTime)
+        .expect("a whole-second date after 1970 formats as RFC 3339")
+}
+
+/// Rows under a title, each column as wide as its widest cell, two spaces of indent.
+pub fn table<const N: usize>(title: &str, header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = format!("{title}\n");
+    let mut line = |cells: [&str; N]| {
+        let mut text = String::from(" ");
+        for (cell, width) in cells.iter().zip(widths) {
+            text.push_str(&format!(" {cell:<width$}"));
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
     };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        seconds / 3600 % 24,
-        seconds / 60 % 60,
-        seconds % 60
-    )
+    line(header);
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+/// A command's result on stdout: pretty JSON with `--json`, else the text people read.
+pub fn print_result<T: Serialize>(
+    result: &T,
+    json: bool,
+    text: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        return print_json(result);
+    }
+    print!("{}", text(result));
+    Ok(())
 }
 
 /// Writes a command's result to stdout as pretty JSON (for `--json`).
@@ -160,5 +178,17 @@ mod tests {
         assert_eq!(rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
         assert_eq!(rfc3339(1_795_861_800), "2026-11-28T10:30:00Z");
         assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
+    }
+
+    #[test]
+    fn tables_align_their_columns() {
+        let rows = [
+            ["Modify".to_owned(), "Function".to_owned()],
+            ["Add".to_owned(), "Api".to_owned()],
+        ];
+        assert_eq!(
+            table("title:", ["ACTION", "LOGICAL ID"], &rows),
+            "title:\n  ACTION LOGICAL ID\n  Modify Function\n  Add    Api\n"
+        );
     }
 }

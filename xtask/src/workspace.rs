@@ -1,6 +1,9 @@
 //! The services of the workspace and their Lambda functions, from each crate's own
-//! `[package.metadata.lambda]`: there is no second list to keep in sync.
+//! `[package.metadata.lambda]`: there is no second list to keep in sync. A service also declares
+//! there the requests that show it works (`probes`) and what a local run of it needs beyond its
+//! template (`local`), so the release tool names no service.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -23,6 +26,49 @@ pub struct Service {
     pub name: String,
     pub manifest_path: PathBuf,
     pub functions: Vec<Function>,
+    /// The requests that show the service works, in the order they are worth trying.
+    pub probes: Vec<Probe>,
+    pub local: Local,
+}
+
+/// A request to the deployed API and the answer it must get: `serve` shows the first, `bench
+/// lambda` times them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    #[serde(default = "get")]
+    pub method: String,
+    /// The path on the service's own domain, `/v1/...`.
+    pub path: String,
+    pub status: u16,
+    /// Keys the JSON body must have.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Whether answering it reads a store (a table, a bucket, a pool, the database).
+    #[serde(default)]
+    pub store: bool,
+}
+
+fn get() -> String {
+    "GET".to_owned()
+}
+
+impl Probe {
+    /// `GET /v1/misc/time (200)`: how figures and messages name it.
+    pub fn label(&self) -> String {
+        format!("{} {} ({})", self.method, self.path, self.status)
+    }
+}
+
+/// What a local run of the service needs that its template does not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Local {
+    /// Values for the variables the template builds from stack parameters, like another API's URL.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// A seed file (as `serve --seed` reads it), relative to the crate: what the store probes read.
+    pub seed: Option<PathBuf>,
 }
 
 /// One Lambda function, as declared in `[[package.metadata.lambda.functions]]`.
@@ -43,6 +89,18 @@ pub struct Function {
 #[serde(deny_unknown_fields)]
 struct LambdaMetadata {
     functions: Vec<Function>,
+    #[serde(default)]
+    probes: Vec<Probe>,
+    #[serde(default)]
+    local: Local,
+}
+
+/// The nested template every service stack uses, in `cloudformation/`.
+pub const APIGATEWAY_TEMPLATE: &str = "apigateway.yaml";
+
+/// `<service>-environment.yaml`: the file a service's stack is made from, in `cloudformation/`.
+pub fn service_template(service: &str) -> String {
+    format!("{service}-environment.yaml")
 }
 
 impl Workspace {
@@ -89,10 +147,31 @@ impl Workspace {
                     );
                 }
             }
+            for probe in &lambda.probes {
+                let method_ok = !probe.method.is_empty()
+                    && probe.method.bytes().all(|b| b.is_ascii_uppercase());
+                if !probe.path.starts_with("/v1/")
+                    || !(100..600).contains(&probe.status)
+                    || !method_ok
+                {
+                    bail!(
+                        "{}: the probe `{}` is malformed: it needs an upper-case method, a path \
+                         under /v1/ and a status from 100 to 599",
+                        manifest.display(),
+                        probe.label()
+                    );
+                }
+            }
+            let mut local = lambda.local;
+            if let Some(seed) = &mut local.seed {
+                *seed = manifest.with_file_name(&*seed);
+            }
             services.push(Service {
                 name: package.name.to_string(),
                 manifest_path: manifest.to_owned(),
                 functions: lambda.functions,
+                probes: lambda.probes,
+                local,
             });
         }
         services.sort_by(|a, b| a.name.cmp(&b.name));
@@ -123,6 +202,12 @@ impl Workspace {
         } else {
             names.join(", ")
         }
+    }
+
+    /// The text of `cloudformation/<file>`.
+    pub fn template(&self, file: &str) -> anyhow::Result<String> {
+        let path = self.root.join("cloudformation").join(file);
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
     }
 
     /// Where a service's packaged artifacts and manifest go.

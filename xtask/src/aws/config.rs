@@ -1,4 +1,5 @@
-//! AWS set-up shared by the commands that talk to AWS: configuration, credentials, clients.
+//! AWS configuration: the SDK's standard sources with a default region, credentials checked before
+//! work starts, the S3 client, and the names the platform gives buckets and template URLs.
 
 use anyhow::Context;
 
@@ -61,91 +62,38 @@ pub async fn check_credentials(sdk: &aws_config::SdkConfig) -> anyhow::Result<()
     Ok(())
 }
 
-/// Where a command's AWS requests go; the flags publish, deploy, status and rollback share.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Account {
-    /// The AWS region (default: the standard AWS configuration, else us-west-2).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// The artifact bucket (default: biometrix-infrastructure-<region>).
-    #[arg(long)]
-    pub bucket: Option<String>,
-    /// Use the local AWS emulator (started if needed, its bucket bootstrapped): no AWS account.
-    #[arg(long)]
-    pub local: bool,
-}
-
-/// An AWS configuration to talk to, the artifact bucket in it, and the runtime to talk on.
+/// An AWS configuration to talk to, the artifact bucket in it, and the runtime to talk on. Plain
+/// configuration: whoever made it (an account, or the local emulator) is the caller's business.
 #[derive(Debug)]
 pub struct Connection {
     pub runtime: tokio::runtime::Runtime,
     pub sdk: aws_config::SdkConfig,
     pub region: String,
     pub bucket: String,
-    /// Set with `--local`.
-    pub emulator: Option<crate::local::Emulator>,
 }
 
-impl Account {
-    /// The configuration the flags name. With `--local`, the emulator is started if needed and
-    /// its artifact bucket created the first time.
-    pub fn connect(
-        &self,
-        workspace: &crate::workspace::Workspace,
-        progress: crate::progress::Progress,
-    ) -> anyhow::Result<Connection> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let emulator = self
-            .local
-            .then(|| crate::local::Emulator::ensure(workspace, progress))
-            .transpose()?;
-        let sdk = runtime.block_on(async {
-            match &emulator {
-                Some(emulator) => emulator.sdk_config(self.region.as_deref()).await,
-                None => sdk_config(self.region.as_deref()).await,
-            }
-        });
+impl Connection {
+    /// A connection to `sdk`'s region and `bucket` (or the region's default one).
+    pub fn new(
+        runtime: tokio::runtime::Runtime,
+        sdk: aws_config::SdkConfig,
+        bucket: Option<String>,
+    ) -> Connection {
         let region = region_of(&sdk);
-        let bucket = self
-            .bucket
-            .clone()
-            .unwrap_or_else(|| default_bucket(&region));
-        if let Some(emulator) = &emulator {
-            runtime.block_on(emulator.bootstrap(workspace, &sdk, &bucket, progress))?;
-        }
-        Ok(Connection {
+        let bucket = bucket.unwrap_or_else(|| default_bucket(&region));
+        Connection {
             runtime,
             sdk,
             region,
             bucket,
-            emulator,
-        })
+        }
     }
-}
 
-/// An object's bytes; `None` when there is no such key.
-pub async fn read_object(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> anyhow::Result<Option<Vec<u8>>> {
-    let object = match s3.get_object().bucket(bucket).key(key).send().await {
-        Ok(object) => object,
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-            return Ok(None);
-        }
-        Err(error) => {
-            return Err(anyhow::Error::new(error))
-                .with_context(|| format!("reading s3://{bucket}/{key}"));
-        }
-    };
-    let bytes = object
-        .body
-        .collect()
-        .await
-        .with_context(|| format!("reading s3://{bucket}/{key}"))?
-        .into_bytes();
-    Ok(Some(bytes.to_vec()))
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        s3_client(&self.sdk)
+    }
+
+    pub fn cloudformation(&self) -> aws_sdk_cloudformation::Client {
+        aws_sdk_cloudformation::Client::new(&self.sdk)
+    }
 }

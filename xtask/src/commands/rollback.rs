@@ -10,14 +10,16 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 
-use crate::aws::{Account, Connection, s3_client};
-use crate::deploy::{self, Deploy, Deployer, Release};
-use crate::history::{self, Target};
-use crate::manifest::artifact_key_parameter;
-use crate::names::Environment;
-use crate::progress::{Progress, print_json};
-use crate::stack::Template;
-use crate::workspace::Workspace;
+use crate::aws::{cloudformation, s3};
+use crate::cli::{Account, ChangeSet, Output, Stack};
+use crate::names::short;
+use crate::progress::{Progress, print_result};
+use crate::release::deployer::{Deployer, Release};
+use crate::release::history::{self, Target};
+use crate::release::manifest::artifact_key_parameter;
+use crate::release::report::Report;
+use crate::release::stack::Template;
+use crate::workspace::{APIGATEWAY_TEMPLATE, Workspace, service_template};
 
 /// Redeploy an earlier release that is already in the bucket.
 #[derive(Debug, clap::Args)]
@@ -27,72 +29,45 @@ use crate::workspace::Workspace;
     cargo xtask rollback hardware dev --to lambdas/hardware/apigateway-execute/<sha256>.zip\n\n\
     `cargo xtask status <service> <env>` lists the recorded releases.")]
 pub struct Rollback {
-    /// The service.
-    service: String,
-    /// The environment (dev, qa or production).
-    environment: Environment,
+    #[command(flatten)]
+    stack: Stack,
     /// A commit (or its first digits) from the stack's history, or an artifact key in the bucket.
     #[arg(long, value_name = "COMMIT-OR-KEY")]
     to: Option<Target>,
     #[command(flatten)]
     account: Account,
-    /// Create and show the change set, but leave it for review instead of executing it.
-    #[arg(long)]
-    no_execute: bool,
-    /// Fail at once, instead of waiting, when another deploy is changing the stack.
-    #[arg(long)]
-    no_wait: bool,
-    /// The longest to wait for other deploys and for CloudFormation, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
-    timeout: u64,
-    /// Print the result as JSON on stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    change_set: ChangeSet,
+    #[command(flatten)]
+    output: Output,
 }
 
 impl Rollback {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
-        let service = workspace.service(&self.service)?;
-        let Connection {
-            runtime,
-            sdk,
-            region,
-            bucket,
-            emulator,
-        } = self.account.connect(workspace, progress)?;
-        let options = Deploy {
-            names: vec![service.name.clone(), self.environment.to_string()],
-            all: false,
-            account: self.account.clone(),
-            parameters: Vec::new(),
-            no_execute: self.no_execute,
-            no_wait: self.no_wait,
-            recreate: false,
-            timeout: self.timeout,
-            json: self.json,
-            install_tools: false,
-        };
+        let (service, environment) = self.stack.resolve(workspace)?;
+        let session = self.account.connect(workspace, progress)?;
+        let aws = &session.aws;
         let deployer = Deployer::new(
-            &sdk,
-            &region,
-            &bucket,
+            &aws.sdk,
+            &aws.bucket,
             workspace,
-            self.environment,
-            &options,
+            environment,
+            self.change_set.options(Vec::new(), false),
             progress,
         );
         let stack = deployer.stack_name(&service.name);
-        let s3 = s3_client(&sdk);
-        let cloudformation = aws_sdk_cloudformation::Client::new(&sdk);
+        let (s3, bucket) = (aws.s3(), aws.bucket.as_str());
 
-        let release = runtime.block_on(async {
+        let release = aws.runtime.block_on(async {
             deployer.precheck(service).await?;
-            let Some(current) = deploy::describe(&cloudformation, &stack).await? else {
+            let Some(current) = cloudformation::describe(&aws.cloudformation(), &stack).await?
+            else {
                 bail!(
-                    "stack {stack} does not exist in {region}: there is nothing to roll back; \
+                    "stack {stack} does not exist in {}: there is nothing to roll back; \
                      deploy it with `cargo xtask deploy {} {}`",
+                    aws.region,
                     service.name,
-                    self.environment
+                    environment
                 );
             };
             let running: BTreeMap<String, String> = service
@@ -101,7 +76,7 @@ impl Rollback {
                 .map(|f| artifact_key_parameter(&f.name))
                 .filter_map(|p| Some((p.clone(), current.parameters.get(&p)?.clone())))
                 .collect();
-            let history = history::read(&s3, &bucket, &stack).await?;
+            let history = history::read(&s3, bucket, &stack).await?;
             let target = self.to.clone().unwrap_or(Target::Previous);
             let entry = history::pick(&history, &running, &target, &stack)?;
             for key in entry
@@ -109,7 +84,12 @@ impl Rollback {
                 .values()
                 .chain([&entry.template_key, &entry.apigateway_template_key])
             {
-                exists(&s3, &bucket, key).await?;
+                if s3::head_object(&s3, bucket, key).await?.is_none() {
+                    bail!(
+                        "s3://{bucket}/{key} does not exist, so that release cannot be deployed again; \
+                         nothing was changed. Pick another with --to (`cargo xtask status` lists the releases)"
+                    );
+                }
             }
             progress.note(&format!(
                 "rolling {stack} back to the release from commit {} (deployed {} by {})",
@@ -117,12 +97,11 @@ impl Rollback {
                 entry.deployed_at,
                 entry.command
             ));
-            let file = format!("{}-environment.yaml", service.name);
-            let body = text(&s3, &bucket, &entry.template_key).await?;
-            let nested = text(&s3, &bucket, &entry.apigateway_template_key).await?;
-            let template = Template::parse(&file, body, &[&nested])?;
+            let template = read_template(&s3, bucket, &entry.template_key, &service_template(&service.name)).await?;
+            let nested = read_template(&s3, bucket, &entry.apigateway_template_key, APIGATEWAY_TEMPLATE).await?;
             Ok(Release {
                 template,
+                nested,
                 template_key: entry.template_key,
                 apigateway_template_key: entry.apigateway_template_key,
                 artifact_keys: entry.artifact_keys,
@@ -131,43 +110,34 @@ impl Rollback {
                 command: "rollback",
             })
         })?;
-        let stack = runtime.block_on(deployer.release(&service.name, release))?;
-        let report = deploy::Report {
-            region,
-            bucket,
-            endpoint: emulator.as_ref().map(|e| e.endpoint.clone()),
+        let stack = aws
+            .runtime
+            .block_on(deployer.release(&service.name, release))?;
+        let report = Report {
+            region: aws.region.clone(),
+            bucket: aws.bucket.clone(),
+            endpoint: session.emulator.as_ref().map(|e| e.endpoint.clone()),
             uploaded: 0,
             bytes_sent: 0,
             stacks: vec![stack],
         };
-        if self.json {
-            return print_json(&report);
-        }
-        deploy::print(&report, emulator.as_ref())
+        print_result(&report, self.output.json, |report| {
+            report.text() + &session.note()
+        })
     }
 }
 
-/// Refuses a key that is not in the bucket, before anything is sent to CloudFormation.
-async fn exists(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Result<()> {
-    match s3.head_object().bucket(bucket).key(key).send().await {
-        Ok(_) => Ok(()),
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => bail!(
-            "s3://{bucket}/{key} does not exist, so that release cannot be deployed again; \
-             nothing was changed. Pick another with --to (`cargo xtask status` lists the releases)"
-        ),
-        Err(error) => {
-            Err(anyhow::Error::new(error)).with_context(|| format!("checking s3://{bucket}/{key}"))
-        }
-    }
-}
-
-async fn text(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Result<String> {
-    let bytes = crate::aws::read_object(s3, bucket, key)
+/// A release's template, read back from the bucket.
+async fn read_template(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    name: &str,
+) -> anyhow::Result<Template> {
+    let bytes = s3::read_object(s3, bucket, key)
         .await?
         .with_context(|| format!("s3://{bucket}/{key} disappeared while rolling back"))?;
-    String::from_utf8(bytes).with_context(|| format!("s3://{bucket}/{key} is not text"))
-}
-
-pub fn short(commit: &str) -> &str {
-    commit.get(..12).unwrap_or(commit)
+    let body =
+        String::from_utf8(bytes).with_context(|| format!("s3://{bucket}/{key} is not text"))?;
+    Template::parse(name, body)
 }

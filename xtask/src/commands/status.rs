@@ -4,17 +4,17 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::aws::{Account, Connection, s3_client};
-use crate::deploy;
-use crate::history::{self, Entry};
-use crate::manifest::{MANIFEST, Plan, artifact_key_parameter};
-use crate::names::Environment;
-use crate::progress::{Progress, print_json};
-use crate::rollback::short;
+use crate::aws::{cloudformation, s3};
+use crate::cli::{Account, Output, Stack};
+use crate::names::{Environment, short};
+use crate::progress::{Progress, print_result};
+use crate::release::history::{self, Entry};
+use crate::release::manifest::{MANIFEST, Plan, artifact_key_parameter};
+use crate::release::package;
 use crate::workspace::Workspace;
 
 /// Show what is deployed, where it came from, and whether HEAD differs.
@@ -22,18 +22,15 @@ use crate::workspace::Workspace;
 #[command(after_help = "Examples:\n  cargo xtask status hardware dev\n  \
                         cargo xtask status hardware dev --local --json")]
 pub struct Status {
-    /// The service.
-    service: String,
-    /// The environment (dev, qa or production).
-    environment: Environment,
+    #[command(flatten)]
+    stack: Stack,
     #[command(flatten)]
     account: Account,
     /// How many recorded releases to list.
     #[arg(long, default_value_t = 5)]
     history: usize,
-    /// Print the result as JSON on stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: Output,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,20 +70,14 @@ struct Head {
 
 impl Status {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
-        let service = workspace.service(&self.service)?;
-        let Connection {
-            runtime,
-            sdk,
-            region,
-            bucket,
-            ..
-        } = self.account.connect(workspace, progress)?;
-        let stack = format!("{}-{}", service.name, self.environment);
-        let cloudformation = aws_sdk_cloudformation::Client::new(&sdk);
-        let s3 = s3_client(&sdk);
+        let (service, environment) = self.stack.resolve(workspace)?;
+        let session = self.account.connect(workspace, progress)?;
+        let aws = &session.aws;
+        let stack = format!("{}-{environment}", service.name);
+        let (s3, bucket) = (aws.s3(), aws.bucket.as_str());
 
-        let (current, functions, history) = runtime.block_on(async {
-            let current = deploy::describe(&cloudformation, &stack).await?;
+        let (current, functions, history) = aws.runtime.block_on(async {
+            let current = cloudformation::describe(&aws.cloudformation(), &stack).await?;
             let mut functions = Vec::new();
             for function in &service.functions {
                 let parameter = artifact_key_parameter(&function.name);
@@ -102,28 +93,20 @@ impl Status {
                     dirty: None,
                     in_bucket: false,
                 };
-                if let Some(key) = key {
-                    match s3.head_object().bucket(&bucket).key(&key).send().await {
-                        Ok(head) => {
-                            let metadata = head.metadata();
-                            found.in_bucket = true;
-                            found.commit = metadata.and_then(|m| m.get("git-commit")).cloned();
-                            found.dirty = metadata
-                                .and_then(|m| m.get("git-dirty"))
-                                .map(|d| d == "true");
-                        }
-                        Err(error)
-                            if error.as_service_error().is_some_and(|e| e.is_not_found()) => {}
-                        Err(error) => {
-                            return Err(anyhow::Error::new(error))
-                                .with_context(|| format!("checking s3://{bucket}/{key}"));
-                        }
-                    }
+                if let Some(key) = key
+                    && let Some(head) = s3::head_object(&s3, bucket, &key).await?
+                {
+                    let metadata = head.metadata();
+                    found.in_bucket = true;
+                    found.commit = metadata.and_then(|m| m.get("git-commit")).cloned();
+                    found.dirty = metadata
+                        .and_then(|m| m.get("git-dirty"))
+                        .map(|d| d == "true");
                 }
                 functions.push(found);
             }
             let history = if current.is_some() {
-                history::read(&s3, &bucket, &stack).await?
+                history::read(&s3, bucket, &stack).await?
             } else {
                 Vec::new()
             };
@@ -133,7 +116,7 @@ impl Status {
         let head = head(workspace, &service.name, &functions)?;
         let report = Report {
             stack,
-            region,
+            region: aws.region.clone(),
             status: current.as_ref().map(|c| c.status.clone()),
             last_updated: current.as_ref().and_then(|c| c.updated.clone()),
             functions,
@@ -141,18 +124,16 @@ impl Status {
             outputs: current.map(|c| c.outputs).unwrap_or_default(),
             history: history.into_iter().rev().take(self.history).collect(),
         };
-        if self.json {
-            return print_json(&report);
-        }
-        print(&report, &service.name, self.environment);
-        Ok(())
+        print_result(&report, self.output.json, |report| {
+            text(report, &service.name, environment)
+        })
     }
 }
 
 /// HEAD's commit, and whether deploying it would change each function's code: exact when the
 /// last `package` was of HEAD (its manifest has the keys), else from the recorded commits.
 fn head(workspace: &Workspace, service: &str, functions: &[Function]) -> anyhow::Result<Head> {
-    let source = crate::package::source(&Shell::new()?, &workspace.root, "");
+    let source = package::source(&Shell::new()?, &workspace.root, "");
     if source.commit == "unknown" {
         bail!("reading HEAD with git failed: is this a git checkout?");
     }
@@ -214,16 +195,16 @@ fn head(workspace: &Workspace, service: &str, functions: &[Function]) -> anyhow:
     })
 }
 
-fn print(report: &Report, service: &str, environment: Environment) {
+/// What is deployed, as people read it.
+fn text(report: &Report, service: &str, environment: Environment) -> String {
     let Some(status) = &report.status else {
-        println!(
-            "{}: not deployed in {}. Deploy it with `cargo xtask deploy {service} {environment}`.",
+        return format!(
+            "{}: not deployed in {}. Deploy it with `cargo xtask deploy {service} {environment}`.\n",
             report.stack, report.region
         );
-        return;
     };
-    println!(
-        "{} ({}): {status}, last updated {}",
+    let mut out = format!(
+        "{} ({}): {status}, last updated {}\n",
         report.stack,
         report.region,
         report
@@ -240,27 +221,27 @@ fn print(report: &Report, service: &str, environment: Environment) {
             (Some(commit), _, _) => format!("from {}", short(commit)),
             (None, _, true) => "from an unrecorded commit".to_owned(),
         };
-        println!(
-            "  {}: {} ({origin})",
+        out.push_str(&format!(
+            "  {}: {} ({origin})\n",
             f.name,
             f.artifact_key.as_deref().unwrap_or("no artifact")
-        );
+        ));
     }
     let verdict = match report.head.would_change_code {
         Some(true) => "deploying HEAD would change the code",
         Some(false) => "deploying HEAD would not change the code",
         None => "whether deploying HEAD would change the code is unknown",
     };
-    println!(
-        "  HEAD {}: {verdict} ({})",
+    out.push_str(&format!(
+        "  HEAD {}: {verdict} ({})\n",
         short(&report.head.commit),
         report.head.reason
-    );
+    ));
     for (key, value) in &report.outputs {
-        println!("  {key}: {value}");
+        out.push_str(&format!("  {key}: {value}\n"));
     }
     if !report.history.is_empty() {
-        println!("  releases, newest first:");
+        out.push_str("  releases, newest first:\n");
         for entry in &report.history {
             let keys: Vec<&str> = entry
                 .artifact_keys
@@ -268,14 +249,15 @@ fn print(report: &Report, service: &str, environment: Environment) {
                 .map(|k| k.rsplit('/').next().unwrap_or(k))
                 .map(|file| file.get(..12).unwrap_or(file))
                 .collect();
-            println!(
-                "    {}  {:<8}  {}{}  {}",
+            out.push_str(&format!(
+                "    {}  {:<8}  {}{}  {}\n",
                 entry.deployed_at,
                 entry.command,
                 short(&entry.commit),
                 if entry.dirty { "+dirty" } else { "" },
                 keys.join(" ")
-            );
+            ));
         }
     }
+    out
 }

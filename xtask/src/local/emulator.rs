@@ -1,27 +1,27 @@
-//! `--local`: the AWS emulator (moto in server mode) on 127.0.0.1, started once per workspace and
-//! reused, so the whole release pipeline runs with no AWS account.
+//! The local AWS emulator (moto in server mode, `xtask/emulator.py`) on 127.0.0.1, started once
+//! per workspace and reused, so the whole release pipeline runs with no AWS account.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use xshell::{Shell, cmd};
 
+use super::process::{Program, free_port, on_path};
+use super::state;
 use crate::progress::Progress;
 use crate::workspace::Workspace;
 
 /// The pinned emulator; `scripts/test` installs the same file.
-const REQUIREMENTS: &str = include_str!("../requirements-local.txt");
+const REQUIREMENTS: &str = include_str!("../../requirements-local.txt");
 /// moto's server, serialising requests so conditional writes are atomic, as on AWS.
-const LAUNCHER: &str = include_str!("../emulator.py");
+const LAUNCHER: &str = include_str!("../../emulator.py");
 /// Credentials the emulator accepts; they are not secrets and reach nothing real.
-const CREDENTIALS: &str = "testing";
+pub const CREDENTIALS: &str = "testing";
 const READY_WITHIN: Duration = Duration::from_secs(30);
-/// The emulator creates stacks synchronously; this bounds a stuck one.
-const BOOTSTRAP_TIMEOUT_SECONDS: u64 = 600;
 
 /// A running emulator, as recorded in `target/local/emulator.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,45 +32,10 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// Creates the artifact bucket in the emulator the first time, as `cargo xtask bootstrap`
-    /// does in an AWS account.
-    pub async fn bootstrap(
-        &self,
-        workspace: &Workspace,
-        sdk: &aws_config::SdkConfig,
-        bucket: &str,
-        progress: Progress,
-    ) -> anyhow::Result<()> {
-        let exists = crate::aws::s3_client(sdk)
-            .head_bucket()
-            .bucket(bucket)
-            .send()
-            .await;
-        if exists.is_ok() {
-            return Ok(());
-        }
-        let path = workspace.root.join(crate::bootstrap::TEMPLATE);
-        let template = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}, which --local bootstraps", path.display()))?;
-        progress.note(&format!("bootstrapping the local artifact bucket {bucket}"));
-        crate::bootstrap::apply(
-            sdk,
-            &template,
-            "biometrix-infrastructure",
-            Some(bucket),
-            BOOTSTRAP_TIMEOUT_SECONDS,
-            progress,
-        )
-        .await?;
-        Ok(())
-    }
-
     /// The workspace's emulator: the recorded one if it still answers, else a new one.
     pub fn ensure(workspace: &Workspace, progress: Progress) -> anyhow::Result<Emulator> {
-        let state = state_file(workspace);
-        if let Some(emulator) = std::fs::read(&state)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<Emulator>(&bytes).ok())
+        let state = state::path(workspace, "emulator");
+        if let Some(emulator) = state::read::<Emulator>(&state)
             && emulator.answers()
         {
             progress.note(&format!(
@@ -80,58 +45,29 @@ impl Emulator {
             return Ok(emulator);
         }
         let server = moto_server(workspace, progress)?;
-        let dir = state.parent().context("the state file has a directory")?;
+        let dir = state
+            .parent()
+            .expect("the state file is inside target/local");
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let log = dir.join("emulator.log");
         let port = free_port()?;
         let step = progress.step(&format!("starting the local AWS emulator on port {port}"));
-        let output =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         // The Python that has moto, beside its moto_server.
         let python = server.with_file_name("python3");
-        let mut command = Command::new(&python);
-        command
+        let mut running = Program::new(&python)
             .args(["-c", LAUNCHER, "-H", "127.0.0.1", "-p", &port.to_string()])
             // Its request recorder writes into its working directory.
             .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(output.try_clone()?)
-            .stderr(output);
-        #[cfg(unix)]
-        {
-            // Its own process group: a Ctrl-C meant for this command leaves it running.
-            use std::os::unix::process::CommandExt;
-            command.process_group(0);
-        }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("starting the emulator with {}", python.display()))?;
+            .log(&log)?
+            .detached()
+            .start("the local AWS emulator")?;
         let emulator = Emulator {
             endpoint: format!("http://127.0.0.1:{port}"),
-            pid: child.id(),
-            log: log.clone(),
+            pid: running.id(),
+            log,
         };
-        let deadline = Instant::now() + READY_WITHIN;
-        while !emulator.answers() {
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "the local AWS emulator exited ({status}) before it was ready; its log is {}:\n{}",
-                    log.display(),
-                    tail(&log)
-                );
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!(
-                    "the local AWS emulator did not answer within {}s; its log is {}",
-                    READY_WITHIN.as_secs(),
-                    log.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        std::fs::write(&state, serde_json::to_vec_pretty(&emulator)?)
-            .with_context(|| format!("writing {}", state.display()))?;
+        running.wait_until(READY_WITHIN, || emulator.answers())?;
+        state::write(&state, &emulator)?;
         step.done(&format!(
             "started the local AWS emulator at {} (pid {})",
             emulator.endpoint, emulator.pid
@@ -181,10 +117,20 @@ impl Emulator {
             .load()
             .await
     }
-}
 
-pub fn state_file(workspace: &Workspace) -> PathBuf {
-    workspace.target_dir.join("local/emulator.json")
+    /// What a command says after using it: that it keeps running, and how to look and stop it.
+    pub fn note(&self) -> String {
+        format!(
+            "\nThe local AWS emulator keeps running at {} (pid {}, log {}).\n\
+             Look around with `AWS_ENDPOINT_URL={} aws cloudformation describe-stacks`, \
+             stop it with `kill {}`.\n",
+            self.endpoint,
+            self.pid,
+            self.log.display(),
+            self.endpoint,
+            self.pid
+        )
+    }
 }
 
 /// `moto_server` from the workspace's `.venv`, from PATH, or installed into `.venv` now.
@@ -198,44 +144,30 @@ fn moto_server(workspace: &Workspace, progress: Progress) -> anyhow::Result<Path
         return Ok(found);
     }
     let step = progress.step("installing the AWS emulator (moto) into .venv");
+    let sh = Shell::new()?;
     if !venv.join("bin/pip").is_file() {
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+        cmd!(sh, "python3 -m venv {venv}")
+            .quiet()
+            .run()
             .context("creating .venv for the emulator (is python3 with venv installed?)")?;
     }
-    let requirements: Vec<&str> = REQUIREMENTS
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .collect();
-    run(Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check"])
-        .args(&requirements))
+    let pip = venv.join("bin/pip");
+    let requirements = requirements();
+    cmd!(
+        sh,
+        "{pip} install --quiet --disable-pip-version-check {requirements...}"
+    )
+    .quiet()
+    .run()
     .context("installing moto into .venv (PyPI must be reachable)")?;
     step.done("installed the AWS emulator");
     Ok(local)
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-}
-
-fn run(command: &mut Command) -> anyhow::Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("running {command:?}"))?;
-    anyhow::ensure!(status.success(), "{command:?} failed ({status})");
-    Ok(())
-}
-
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free local port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
+fn requirements() -> Vec<&'static str> {
+    REQUIREMENTS
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect()
 }

@@ -3,15 +3,17 @@
 //! `/var/tmp/biometrix-postgres`), started once per workspace and left running like the emulator,
 //! with the legacy schema from `services/kit/migrations` applied.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use xshell::{Cmd, Shell};
 
+use super::process::{free_port, listening};
+use super::state;
 use crate::progress::Progress;
+use crate::wait::{Backoff, poll_blocking};
 use crate::workspace::Workspace;
 
 const MIGRATIONS: &str = "services/kit/migrations";
@@ -27,11 +29,8 @@ pub struct Postgres {
 impl Postgres {
     /// The workspace's server: the recorded one if it answers, else a new cluster, started.
     pub fn ensure(workspace: &Workspace, progress: Progress) -> anyhow::Result<Postgres> {
-        let local = workspace.target_dir.join("local");
-        let state = local.join("postgres.json");
-        if let Some(server) = std::fs::read(&state)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<Postgres>(&bytes).ok())
+        let state = state::path(workspace, "postgres");
+        if let Some(server) = state::read::<Postgres>(&state)
             && server.answers()
         {
             progress.note(&format!(
@@ -42,13 +41,15 @@ impl Postgres {
             server.prepare(workspace, progress)?;
             return Ok(server);
         }
+        let sh = Shell::new()?;
         let bin = binaries()?;
-        let as_postgres = owner_command()?;
+        let as_postgres = owner_command(&sh)?;
         let data = if as_postgres.is_empty() {
-            local.join("postgres")
+            workspace.target_dir.join("local/postgres")
         } else {
             // The `postgres` user may not reach into root's home; its cluster lives where it can.
-            let id = crate::artifact::sha256_hex(workspace.root.to_string_lossy().as_bytes());
+            let id =
+                crate::release::artifact::sha256_hex(workspace.root.to_string_lossy().as_bytes());
             PathBuf::from("/var/tmp/biometrix-postgres").join(&id[..16])
         };
         if !data.join("PG_VERSION").is_file() {
@@ -59,25 +60,25 @@ impl Postgres {
             std::fs::create_dir_all(&data)
                 .with_context(|| format!("creating {}", data.display()))?;
             if !as_postgres.is_empty() {
-                run(Command::new("chown").arg("postgres").arg(&data), "chown")?;
-                run(Command::new("chmod").arg("700").arg(&data), "chmod")?;
+                run(sh.cmd("chown").arg("postgres").arg(&data), "chown")?;
+                run(sh.cmd("chmod").arg("700").arg(&data), "chmod")?;
             }
             run(
-                command(&as_postgres, &bin.join("initdb"))
+                owned(&sh, &as_postgres, &bin.join("initdb"))
                     .args(["--no-sync", "-U", "postgres", "--auth=trust", "-D"])
                     .arg(&data),
                 "initdb",
             )?;
             step.done("created the PostgreSQL cluster");
         }
-        let port = crate::local::free_port()?;
+        let port = free_port()?;
         let step = progress.step(&format!("starting PostgreSQL on 127.0.0.1:{port}"));
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off",
             data.display()
         );
         run(
-            command(&as_postgres, &bin.join("pg_ctl"))
+            owned(&sh, &as_postgres, &bin.join("pg_ctl"))
                 .args(["start", "-w", "-D"])
                 .arg(&data)
                 .arg("-l")
@@ -87,15 +88,13 @@ impl Postgres {
         )
         .with_context(|| format!("see {}", data.join("server.log").display()))?;
         let server = Postgres { port, data };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !server.answers() {
-            if Instant::now() > deadline {
-                bail!("PostgreSQL did not answer on 127.0.0.1:{port} within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        std::fs::write(&state, serde_json::to_vec_pretty(&server)?)
-            .with_context(|| format!("writing {}", state.display()))?;
+        poll_blocking(
+            Instant::now() + Duration::from_secs(30),
+            Backoff::every(Duration::from_millis(100)),
+            || Ok(server.answers().then_some(())),
+            || anyhow::anyhow!("PostgreSQL did not answer on 127.0.0.1:{port} within 30 s"),
+        )?;
+        state::write(&state, &server)?;
         step.done(&format!("PostgreSQL on 127.0.0.1:{port}"));
         server.prepare(workspace, progress)?;
         Ok(server)
@@ -106,20 +105,16 @@ impl Postgres {
     }
 
     fn answers(&self) -> bool {
-        TcpStream::connect_timeout(
-            &std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
-            Duration::from_millis(300),
-        )
-        .is_ok()
+        listening(std::net::SocketAddr::from(([127, 0, 0, 1], self.port)))
     }
 
     /// Creates the database and applies the migrations it has not had, recorded in
     /// `schema_migrations` exactly as `kit::db::migrate` records them.
     fn prepare(&self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
+        let sh = Shell::new()?;
         let port = self.port.to_string();
         let psql = |database: &str| {
-            let mut command = Command::new("psql");
-            command.args([
+            sh.cmd("psql").args([
                 "-X",
                 "-q",
                 "-v",
@@ -132,19 +127,17 @@ impl Postgres {
                 "postgres",
                 "-d",
                 database,
-            ]);
-            command
+            ])
         };
-        let exists = psql("postgres")
-            .args([
+        let exists = run(
+            psql("postgres").args([
                 "-tAc",
                 &format!("SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"),
-            ])
-            .output()
-            .context(
-                "running psql: install PostgreSQL's client (apt-get install postgresql-client)",
-            )?;
-        if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
+            ]),
+            "psql",
+        )
+        .context("install PostgreSQL's client (apt-get install postgresql-client)")?;
+        if exists != "1" {
             run(
                 psql("postgres").args(["-c", &format!("CREATE DATABASE {DATABASE}")]),
                 "psql",
@@ -177,14 +170,14 @@ impl Postgres {
                 .and_then(|n| n.to_str())
                 .context("a migration file name")?
                 .to_owned();
-            let applied = psql(DATABASE)
-                .args([
+            let applied = run(
+                psql(DATABASE).args([
                     "-tAc",
                     &format!("SELECT 1 FROM schema_migrations WHERE name = '{name}'"),
-                ])
-                .output()
-                .context("running psql")?;
-            if String::from_utf8_lossy(&applied.stdout).trim() == "1" {
+                ]),
+                "psql",
+            )?;
+            if applied == "1" {
                 continue;
             }
             progress.note(&format!("applying migration {name}"));
@@ -228,22 +221,14 @@ fn binaries() -> anyhow::Result<PathBuf> {
 }
 
 /// initdb refuses to run as root: as root, the cluster belongs to the `postgres` user.
-fn owner_command() -> anyhow::Result<Vec<String>> {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .context("running id")?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+fn owner_command(sh: &Shell) -> anyhow::Result<Vec<String>> {
+    if run(sh.cmd("id").arg("-u"), "id")? != "0" {
         return Ok(Vec::new());
     }
-    let exists = Command::new("id")
-        .arg("postgres")
-        .output()?
-        .status
-        .success();
-    if !exists {
+    if run(sh.cmd("id").arg("postgres"), "id").is_err() {
         run(
-            Command::new("useradd").args(["--system", "--no-create-home", "postgres"]),
+            sh.cmd("useradd")
+                .args(["--system", "--no-create-home", "postgres"]),
             "useradd",
         )?;
     }
@@ -255,19 +240,19 @@ fn owner_command() -> anyhow::Result<Vec<String>> {
     ])
 }
 
-fn command(prefix: &[String], program: &Path) -> Command {
-    match prefix.split_first() {
-        Some((first, rest)) => {
-            let mut command = Command::new(first);
-            command.args(rest).arg(program);
-            command
-        }
-        None => Command::new(program),
+/// `program`, run as the cluster's owner (`owner` is the prefix that switches user, if any).
+fn owned<'a>(sh: &'a Shell, owner: &[String], program: &Path) -> Cmd<'a> {
+    match owner.split_first() {
+        Some((first, rest)) => sh.cmd(first).args(rest).arg(program),
+        None => sh.cmd(program),
     }
 }
 
-fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
+/// Runs a command to completion; its trimmed stdout, or its stderr in the error.
+fn run(command: Cmd<'_>, what: &str) -> anyhow::Result<String> {
     let output = command
+        .quiet()
+        .ignore_status()
         .output()
         .with_context(|| format!("running {what}"))?;
     if !output.status.success() {
@@ -276,5 +261,5 @@ fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }

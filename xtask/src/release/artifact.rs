@@ -1,4 +1,5 @@
-//! Lambda artifacts: a reproducible zip holding one `bootstrap`, named by its SHA-256.
+//! Lambda artifacts: a reproducible zip holding one `bootstrap`, named by its SHA-256; unpacking
+//! it again as Lambda does; and the atomic writes every file the release tool leaves goes through.
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,22 @@ pub fn zip_bootstrap(binary: &[u8]) -> anyhow::Result<Vec<u8>> {
         .context("starting the zip entry")?;
     zip.write_all(binary).context("compressing the binary")?;
     Ok(zip.finish().context("finishing the zip")?.into_inner())
+}
+
+/// Extracts the zip's `bootstrap` to `to` with the permissions the zip records, as Lambda does.
+pub fn unzip_bootstrap(zip: &[u8], to: &Path) -> anyhow::Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let mut archive = zip::ZipArchive::new(Cursor::new(zip)).context("reading the zip")?;
+    let mut entry = archive.by_name(ENTRY).context("the zip has no bootstrap")?;
+    let mode = entry
+        .unix_mode()
+        .context("the zip records no permissions")?;
+    let mut bytes = Vec::new();
+    entry.read_to_end(&mut bytes)?;
+    write_atomically(to, &bytes)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the zip's permissions on {}", to.display()))
 }
 
 /// Lowercase hex SHA-256.
@@ -107,6 +124,18 @@ mod tests {
             sha256_hex(&zip_bootstrap(&other).unwrap()),
             sha256_hex(&first)
         );
+    }
+
+    #[test]
+    fn unzipping_gives_back_an_executable_bootstrap() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xtask-unzip-{}", std::process::id()));
+        let to = dir.join("bootstrap");
+        unzip_bootstrap(&zip_bootstrap(b"\x7fELF binary").unwrap(), &to).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"\x7fELF binary");
+        let mode = std::fs::metadata(&to).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

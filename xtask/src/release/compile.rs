@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
-use crate::manifest::Builder;
+use super::manifest::Builder;
 use crate::names::MAX_GLIBC;
 
 /// Pinned versions of the Python-packaged build tools, installed by `--install-tools`.

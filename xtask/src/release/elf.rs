@@ -166,12 +166,13 @@ mod tests {
         )
         .unwrap();
         let binary = dir.join("main");
-        let mut cc = std::process::Command::new("cc");
-        cc.arg("-O1").arg("-o").arg(&binary).arg(&source);
-        if strip {
-            cc.arg("-s");
-        }
-        let output = cc.output().expect("these tests need a C compiler (cc)");
+        let sh = xshell::Shell::new().unwrap();
+        let strip = if strip { &["-s"][..] } else { &[] };
+        let output = xshell::cmd!(sh, "cc -O1 -o {binary} {source} {strip...}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .expect("these tests need a C compiler (cc)");
         assert!(
             output.status.success(),
             "cc failed; these tests need glibc 2.36 or newer headers (for arc4random): {}",

@@ -42,7 +42,7 @@ pub async fn read(
     stack: &str,
 ) -> anyhow::Result<Vec<Entry>> {
     let key = key(stack);
-    let Some(bytes) = crate::aws::read_object(s3, bucket, &key).await? else {
+    let Some(bytes) = crate::aws::s3::read_object(s3, bucket, &key).await? else {
         return Ok(Vec::new());
     };
     serde_json::from_slice(&bytes).with_context(|| {
@@ -157,7 +157,7 @@ pub fn pick(
                 return Ok(entry.clone());
             }
             let function = key.split('/').nth(2).unwrap_or_default();
-            let parameter = crate::manifest::artifact_key_parameter(function);
+            let parameter = super::manifest::artifact_key_parameter(function);
             if !newest.artifact_keys.contains_key(&parameter) {
                 bail!(
                     "{key} is not an artifact of a function of stack {stack} (its functions' \

@@ -14,8 +14,7 @@
 //! the same code is measured natively rather than through an instruction-set emulator, which
 //! would measure the emulator.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -24,12 +23,14 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use xshell::Shell;
 
-use crate::artifact::{ENTRY, write_atomically, zip_bootstrap};
-use crate::compile::Tools;
-use crate::local::Emulator;
+use crate::cli::{Install, Output};
+use crate::local::emulator::{CREDENTIALS, Emulator};
+use crate::local::provision::{self, Needs, Seed};
 use crate::progress::{Progress, print_json};
-use crate::serve::{Needs, Seed, provision, put_seed};
-use crate::workspace::{Service, Workspace};
+use crate::release::artifact::{ENTRY, unzip_bootstrap, write_atomically, zip_bootstrap};
+use crate::release::compile::Tools;
+use crate::release::package;
+use crate::workspace::{Probe, Service, Workspace};
 
 use super::{max, median, min, percentile, write_json};
 
@@ -47,12 +48,10 @@ pub struct Options {
     /// Where the figures are written as JSON (default: target/bench/lambda.json).
     #[arg(long, value_name = "PATH")]
     output: Option<PathBuf>,
-    /// Print the figures as JSON on stdout instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Install missing build tools (cargo-zigbuild into .venv, Rust targets with rustup).
-    #[arg(long)]
-    install_tools: bool,
+    #[command(flatten)]
+    format: Output,
+    #[command(flatten)]
+    install: Install,
 }
 
 /// How long a bootstrap may take to poll, and an invocation to answer, before it is refused.
@@ -126,96 +125,31 @@ struct RouteFigures {
     max_ms: f64,
 }
 
-/// A request the benchmark sends, and the status it must get.
-#[derive(Debug, Clone)]
-struct Probe {
-    label: &'static str,
-    path: String,
-    status: u16,
-    store_free: bool,
-}
-
-/// What the benchmark adds to a service's own needs (its template's stores and environment, as
-/// `serve` reads them): values for variables the template builds from stack parameters, items to
-/// seed, and the requests to time.
+/// What the benchmark sends a service and what it gives it, all from the service's own
+/// `[package.metadata.lambda]`: its probes (the requests to time), and for a local run the values
+/// of variables its template builds from stack parameters and the items its store probes read.
 #[derive(Debug)]
 struct Subject {
-    env: Vec<(&'static str, String)>,
-    seed: Seed,
     probes: Vec<Probe>,
+    seed: Seed,
 }
 
-fn subject(service: &str) -> anyhow::Result<Subject> {
-    let someone = "2b8c6e3a-5f0e-4d5b-9a61-1f2d3c4b5a69";
-    let unauthenticated = |label, path: String| Probe {
-        label,
-        path,
-        status: 401,
-        store_free: true,
+fn subject(service: &Service) -> anyhow::Result<Subject> {
+    if !service.probes.iter().any(|p| !p.store) {
+        bail!(
+            "`bench lambda` needs a probe that reads no store for service `{}`: add one to \
+             [[package.metadata.lambda.probes]] in {}",
+            service.name,
+            service.manifest_path.display()
+        );
+    }
+    let seed = match &service.local.seed {
+        Some(path) => provision::read_seed(path)?,
+        None => Seed::new(),
     };
-    Ok(match service {
-        "hardware" => Subject {
-            env: Vec::new(),
-            // The firmware index the store route reads: two releases.
-            seed: Seed::from([(
-                "FirmwareTable".to_owned(),
-                [
-                    ("1.9", "2026-01-10T08:00:00Z"),
-                    ("1.10", "2026-02-01T09:30:00Z"),
-                ]
-                .into_iter()
-                .map(|(version, date)| {
-                    serde_json::Map::from_iter([
-                        ("device_type".to_owned(), json!("accessory")),
-                        ("version".to_owned(), json!(version)),
-                        ("created_date".to_owned(), json!(date)),
-                    ])
-                })
-                .collect(),
-            )]),
-            probes: vec![
-                Probe {
-                    label: "GET /v1/misc/time",
-                    path: "/v1/misc/time".to_owned(),
-                    status: 200,
-                    store_free: true,
-                },
-                Probe {
-                    label: "GET /v1/firmware/accessory/latest",
-                    path: "/v1/firmware/accessory/latest".to_owned(),
-                    status: 200,
-                    store_free: false,
-                },
-            ],
-        },
-        "preprocessing" => Subject {
-            env: vec![("HARDWARE_API_URL", "http://127.0.0.1:9/v1".to_owned())],
-            seed: Seed::new(),
-            probes: vec![unauthenticated(
-                "GET /v1/session/{id}, no token (401)",
-                format!("/v1/session/{someone}"),
-            )],
-        },
-        "users" => Subject {
-            env: Vec::new(),
-            seed: Seed::new(),
-            probes: vec![unauthenticated(
-                "GET /v1/user/{id}, no token (401)",
-                format!("/v1/user/{someone}"),
-            )],
-        },
-        "alerts" => Subject {
-            env: Vec::new(),
-            seed: Seed::new(),
-            probes: vec![unauthenticated(
-                "GET /v1/alerts/{id}, no token (401)",
-                format!("/v1/alerts/{someone}"),
-            )],
-        },
-        other => bail!(
-            "`bench lambda` has no set-up for service `{other}`: add its routes to \
-             xtask/src/bench/lambda.rs"
-        ),
+    Ok(Subject {
+        probes: service.probes.clone(),
+        seed,
     })
 }
 
@@ -231,7 +165,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
     };
     let subjects = services
         .iter()
-        .map(|service| subject(&service.name))
+        .map(|service| subject(service))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let cold_starts = options.cold_starts.max(1);
     let invocations = options.invocations.max(1);
@@ -260,8 +194,14 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
     let mut functions = Vec::new();
     for ((service, subject), packaged) in services.iter().zip(&subjects).zip(&bootstraps) {
         let needs = Needs::for_service(workspace, &service.name)?;
-        let names = runtime.block_on(provision(&sdk, &service.name, &needs, progress))?;
-        runtime.block_on(put_seed(&sdk, &service.name, &subject.seed, progress))?;
+        let names =
+            runtime.block_on(provision::provision(&sdk, &service.name, &needs, progress))?;
+        runtime.block_on(provision::put_seed(
+            &sdk,
+            &service.name,
+            &subject.seed,
+            progress,
+        ))?;
         let (env, _) = needs.environment(&names, Some(&database), Some(&secret));
         for (function, path, zip_bytes) in packaged {
             let mut bootstrap = Bootstrap::new(path)
@@ -269,16 +209,12 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
                 .memory_mb(function.memory.unwrap_or(128))
                 .timeout(Duration::from_secs(function.timeout.unwrap_or(30).into()))
                 .env("AWS_ENDPOINT_URL", &emulator.endpoint)
-                .env("AWS_ACCESS_KEY_ID", "testing")
-                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("AWS_ACCESS_KEY_ID", CREDENTIALS)
+                .env("AWS_SECRET_ACCESS_KEY", CREDENTIALS)
                 .env("AWS_REGION", &region)
                 .env("AWS_DEFAULT_REGION", &region)
                 .env("SERVICE_TOKEN_SECRET", &secret);
-            for (name, value) in env
-                .iter()
-                .map(|(n, v)| (n.as_str(), v))
-                .chain(subject.env.iter().map(|(n, v)| (*n, v)))
-            {
+            for (name, value) in env.iter().chain(&service.local.env) {
                 bootstrap = bootstrap.env(name, value);
             }
             let figures = measure(
@@ -302,7 +238,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
 
     let figures = Figures {
         machine: machine(&tools),
-        commit: crate::package::source(&sh, &workspace.root, &tools.toolchain).commit,
+        commit: package::source(&sh, &workspace.root, &tools.toolchain).commit,
         cold_starts,
         invocations,
         functions,
@@ -312,7 +248,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
         .unwrap_or_else(|| workspace.target_dir.join("bench/lambda.json"));
     write_json(&output, &figures)?;
     progress.note(&format!("figures written to {}", output.display()));
-    if options.json {
+    if options.format.json {
         return print_json(&figures);
     }
     print(&figures);
@@ -335,10 +271,10 @@ fn build<'s>(
         .iter()
         .flat_map(|s| s.functions.iter().map(|f| f.bin.clone()))
         .collect();
-    if options.install_tools {
+    if options.install.tools {
         tools.install(sh, &workspace.root, &[target.as_str()])?;
     }
-    let builder = tools.builder_for(&target, options.install_tools)?;
+    let builder = tools.builder_for(&target, options.install.tools)?;
     let command = tools.command(builder, &workspace.root.join("Cargo.toml"), &target, &bins);
     progress.note(&format!(
         "building {} for {target}, this machine (release profile, as package builds)",
@@ -373,21 +309,6 @@ fn build<'s>(
     Ok(built)
 }
 
-/// Extracts the zip's `bootstrap` with the permissions the zip records, as Lambda does.
-fn unzip_bootstrap(zip: &[u8], to: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))?;
-    let mut entry = archive.by_name(ENTRY).context("the zip has no bootstrap")?;
-    let mode = entry
-        .unix_mode()
-        .context("the zip records no permissions")?;
-    let mut bytes = Vec::new();
-    entry.read_to_end(&mut bytes)?;
-    write_atomically(to, &bytes)?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the zip's permissions on {}", to.display()))
-}
-
 /// Cold starts, then warm invocations of every probe in one process.
 fn measure(
     bootstrap: &Bootstrap,
@@ -399,7 +320,7 @@ fn measure(
 ) -> anyhow::Result<FunctionFigures> {
     let first = subject.probes.first().context("a subject with no routes")?;
     let step = progress.step(&format!("{name}: {cold_starts} cold starts"));
-    let store = subject.probes.iter().find(|p| !p.store_free);
+    let store = subject.probes.iter().find(|p| p.store);
     let (mut cold, mut first_request, mut first_store, mut peak) =
         (Vec::new(), Vec::new(), Vec::new(), 0u64);
     for _ in 0..cold_starts {
@@ -419,7 +340,7 @@ fn measure(
     let mut running = start(bootstrap, name)?;
     let mut routes = Vec::new();
     for probe in &subject.probes {
-        let step = progress.step(&format!("{name}: {invocations} × {}", probe.label));
+        let step = progress.step(&format!("{name}: {invocations} × {}", probe.label()));
         for _ in 0..WARM_UP {
             invoke(&mut running, probe, name)?;
         }
@@ -427,8 +348,8 @@ fn measure(
             .map(|_| invoke(&mut running, probe, name).map(millis))
             .collect::<anyhow::Result<Vec<f64>>>()?;
         let figures = RouteFigures {
-            route: probe.label.to_owned(),
-            store_free: probe.store_free,
+            route: probe.label(),
+            store_free: !probe.store,
             status: probe.status,
             p50_ms: percentile(&latencies, 0.5),
             p99_ms: percentile(&latencies, 0.99),
@@ -436,7 +357,9 @@ fn measure(
         };
         step.done(&format!(
             "{name}: {} p50 {:.3} ms, p99 {:.3} ms",
-            probe.label, figures.p50_ms, figures.p99_ms
+            probe.label(),
+            figures.p50_ms,
+            figures.p99_ms
         ));
         routes.push(figures);
     }
@@ -448,9 +371,9 @@ fn measure(
         measured_on: String::new(),
         zip_bytes: 0,
         cold_init_ms: Spread::of(cold),
-        first_request: first.label.to_owned(),
+        first_request: first.label(),
         first_request_ms: Spread::of(first_request),
-        first_store_request: store.map(|p| p.label.to_owned()),
+        first_store_request: store.map(Probe::label),
         first_store_request_ms: store.map(|_| Spread::of(first_store)),
         peak_rss_mib: peak as f64 / (1024.0 * 1024.0),
         routes,
@@ -466,23 +389,33 @@ fn start(bootstrap: &Bootstrap, name: &str) -> anyhow::Result<Running> {
 /// One invocation of `probe`; its latency, once its status is the expected one.
 fn invoke(running: &mut Running, probe: &Probe, name: &str) -> anyhow::Result<Duration> {
     let invocation = running
-        .invoke(&rest_event(&probe.path), WITHIN)
-        .with_context(|| format!("invoking {name} with {}", probe.label))?;
+        .invoke(&rest_event(&probe.method, &probe.path), WITHIN)
+        .with_context(|| format!("invoking {name} with {}", probe.label()))?;
     let response: Value = serde_json::from_slice(&invocation.response)
-        .with_context(|| format!("{name} answered {} with something not JSON", probe.label))?;
+        .with_context(|| format!("{name} answered {} with something not JSON", probe.label()))?;
     if response["statusCode"] != probe.status {
         bail!(
             "{name} answered {} with {}, not {}: {response}",
-            probe.label,
+            probe.label(),
             response["statusCode"],
             probe.status
         );
     }
+    if !probe.keys.is_empty() {
+        let body: Value =
+            serde_json::from_str(response["body"].as_str().unwrap_or_default()).unwrap_or_default();
+        if let Some(missing) = probe.keys.iter().find(|key| body.get(key).is_none()) {
+            bail!(
+                "{name} answered {} without `{missing}` in its body: {response}",
+                probe.label()
+            );
+        }
+    }
     Ok(invocation.latency)
 }
 
-/// An API Gateway REST proxy event for `GET path` on the service's own domain, stage `dev`.
-fn rest_event(path: &str) -> Vec<u8> {
+/// An API Gateway REST proxy event for `method path` on the service's own domain, stage `dev`.
+fn rest_event(method: &str, path: &str) -> Vec<u8> {
     let headers = json!({
         "Accept": "application/json",
         "Host": "api.dev.biometrix.example",
@@ -498,7 +431,7 @@ fn rest_event(path: &str) -> Vec<u8> {
     let event = json!({
         "resource": "/{proxy+}",
         "path": path,
-        "httpMethod": "GET",
+        "httpMethod": method,
         "headers": headers,
         "multiValueHeaders": multi,
         "queryStringParameters": null,
@@ -507,7 +440,7 @@ fn rest_event(path: &str) -> Vec<u8> {
         "stageVariables": null,
         "requestContext": {
             "resourcePath": "/{proxy+}",
-            "httpMethod": "GET",
+            "httpMethod": method,
             "path": format!("/dev{path}"),
             "stage": "dev",
             "accountId": "000000000000",
@@ -623,8 +556,9 @@ mod tests {
 
     #[test]
     fn events_are_rest_proxy_events_lambda_http_accepts() {
-        let event: Value = serde_json::from_slice(&rest_event("/v1/misc/time")).unwrap();
+        let event: Value = serde_json::from_slice(&rest_event("GET", "/v1/misc/time")).unwrap();
         assert_eq!(event["path"], "/v1/misc/time");
+        assert_eq!(event["httpMethod"], "GET");
         assert_eq!(event["requestContext"]["path"], "/dev/v1/misc/time");
         assert_eq!(event["requestContext"]["stage"], "dev");
         assert_eq!(
@@ -635,28 +569,28 @@ mod tests {
     }
 
     #[test]
-    fn every_service_of_the_workspace_has_a_set_up() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    fn every_service_of_the_workspace_declares_what_the_benchmark_needs() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let workspace = Workspace::load(Some(&root)).unwrap();
         assert!(workspace.services.len() >= 4);
-        for service in workspace.services.iter().map(|s| s.name.as_str()) {
-            let subject = subject(service).unwrap_or_else(|e| panic!("{e}"));
-            assert!(!subject.probes.is_empty(), "{service}");
-            assert!(subject.probes.iter().any(|p| p.store_free), "{service}");
+        for service in &workspace.services {
+            let subject = subject(service).unwrap_or_else(|e| panic!("{e:#}"));
+            assert!(!subject.probes.is_empty(), "{}", service.name);
+            let needs = Needs::for_service(&workspace, &service.name).unwrap();
+            for table in subject.seed.keys() {
+                assert!(
+                    needs.tables.contains_key(table),
+                    "{}: {table}",
+                    service.name
+                );
+            }
         }
-        let error = subject("billing").unwrap_err().to_string();
-        assert!(error.contains("xtask/src/bench/lambda.rs"), "{error}");
-    }
-
-    #[test]
-    fn unzipping_gives_back_an_executable_bootstrap() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("bench-unzip-{}", std::process::id()));
-        let to = dir.join("bootstrap");
-        unzip_bootstrap(&zip_bootstrap(b"\x7fELF binary").unwrap(), &to).unwrap();
-        assert_eq!(std::fs::read(&to).unwrap(), b"\x7fELF binary");
-        let mode = std::fs::metadata(&to).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o755);
-        std::fs::remove_dir_all(&dir).unwrap();
+        let mut bare = workspace.services[0].clone();
+        bare.probes.retain(|p| p.store);
+        let error = subject(&bare).unwrap_err().to_string();
+        assert!(
+            error.contains("[[package.metadata.lambda.probes]]"),
+            "{error}"
+        );
     }
 }

@@ -12,10 +12,9 @@ mod package;
 mod release;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
 
 use crate::progress::Progress;
 use crate::workspace::Workspace;
@@ -45,34 +44,24 @@ impl Bench {
 }
 
 /// One `cargo xtask <args>` on `workspace`, as a user runs it (this very binary), timed from start
-/// to exit; its stdout, which `--json` makes the result.
+/// to exit; its stdout, which `--json` makes the result. Its progress goes to stderr only when
+/// asked (`BENCH_VERBOSE=1`): it would drown the figures.
 fn xtask(workspace: &Workspace, args: &[&str]) -> anyhow::Result<(Duration, Vec<u8>)> {
+    let sh = Shell::new()?;
+    let exe = std::env::current_exe()?;
+    let manifest = workspace.root.join("Cargo.toml");
+    let mut command = cmd!(sh, "{exe} --manifest-path {manifest} {args...}").quiet();
+    if std::env::var_os("BENCH_VERBOSE").is_none() {
+        command = command.ignore_stderr();
+    }
     let started = Instant::now();
-    let output = Command::new(std::env::current_exe()?)
-        .arg("--manifest-path")
-        .arg(workspace.root.join("Cargo.toml"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(child_stderr())
-        .output()
-        .with_context(|| format!("running `cargo xtask {}`", args.join(" ")))?;
-    let took = started.elapsed();
-    if !output.status.success() {
-        bail!(
+    let stdout = command.read().map_err(|_| {
+        anyhow::anyhow!(
             "`cargo xtask {}` failed during the benchmark; run it alone to see why",
             args.join(" ")
-        );
-    }
-    Ok((took, output.stdout))
-}
-
-/// Child progress goes to stderr only when asked (`BENCH_VERBOSE=1`); it would drown the figures.
-fn child_stderr() -> Stdio {
-    if std::env::var_os("BENCH_VERBOSE").is_some() {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
-    }
+        )
+    })?;
+    Ok((started.elapsed(), stdout.into_bytes()))
 }
 
 /// Runs `once` `runs` times as one progress step named `what`; the durations in seconds.
@@ -125,7 +114,7 @@ fn min(values: &[f64]) -> f64 {
 /// Writes `figures` as pretty JSON to `path`, creating its directory.
 fn write_json(path: &Path, figures: &impl serde::Serialize) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec_pretty(figures)?;
-    crate::artifact::write_atomically(path, &bytes)
+    crate::release::artifact::write_atomically(path, &bytes)
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::compile::Tools;
-use crate::names::Environment;
-use crate::package::{self, human_size};
+use crate::cli::Output;
+use crate::names::{Environment, human_size};
 use crate::progress::{Progress, print_json};
+use crate::release::compile::Tools;
+use crate::release::package;
 use crate::workspace::Workspace;
 
 use super::{list, measure, median, xtask};
@@ -21,9 +22,8 @@ pub struct Options {
     /// How many times to repeat each no-op measurement.
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Print the figures as JSON on stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: Output,
 }
 
 #[derive(Debug, Serialize)]
@@ -37,7 +37,12 @@ struct PackageFigures {
 }
 
 pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyhow::Result<()> {
-    bench_package(workspace, progress, options.runs.max(1), options.json)
+    bench_package(
+        workspace,
+        progress,
+        options.runs.max(1),
+        options.output.json,
+    )
 }
 
 fn bench_package(

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cli::{Install, Output};
 use crate::progress::{Progress, print_json};
 use crate::workspace::Workspace;
 
@@ -23,12 +24,10 @@ pub struct Options {
     /// How many times to repeat each no-op measurement.
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Print the figures as JSON on stdout.
-    #[arg(long)]
-    json: bool,
-    /// Install missing build tools for the first deploy (cargo-zigbuild into .venv, Rust targets).
-    #[arg(long)]
-    install_tools: bool,
+    #[command(flatten)]
+    output: Output,
+    #[command(flatten)]
+    install: Install,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,7 +66,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
     let first_deploy = [&all[..], &["--install-tools"]].concat();
     let (first, _) = xtask(
         workspace,
-        if options.install_tools {
+        if options.install.tools {
             &first_deploy
         } else {
             &all
@@ -136,7 +135,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
         change_bytes_sent,
         revert_deploy_seconds: revert_deploy.as_secs_f64(),
     };
-    if options.json {
+    if options.output.json {
         return print_json(&figures);
     }
     print(&figures);

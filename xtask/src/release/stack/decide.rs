@@ -1,12 +1,10 @@
-//! What `deploy` decides before it calls CloudFormation, as pure functions: what to do with a stack
-//! in each state, which parameters to send, which capabilities to ask for, and whether anything
-//! changed at all. The tests below replay recorded stack states the emulator cannot produce.
+//! What a deploy decides before it calls CloudFormation, as pure functions: what to do with a stack
+//! in each state, which parameters to send, and whether anything changed at all. The tests below
+//! replay recorded stack states the emulator cannot produce.
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
-use aws_sdk_cloudformation::types::Capability;
-use yaml_rust2::{Yaml, YamlLoader};
+use super::template::Template;
 
 /// The parameters deploy sets on every service stack, besides one artifact key per function.
 pub const STACK_PARAMETERS: [&str; 3] = ["Environment", "ArtifactBucket", "ApiGatewayTemplateUrl"];
@@ -91,91 +89,6 @@ pub fn succeeded(status: &str) -> bool {
     )
 }
 
-/// A stack template, read far enough to plan a deploy.
-#[derive(Debug, Clone)]
-pub struct Template {
-    pub body: String,
-    /// Each declared parameter, and whether it has a default.
-    pub parameters: BTreeMap<String, bool>,
-    pub capabilities: Vec<Capability>,
-}
-
-impl Template {
-    /// Parses the stack's template; `nested` are the templates its nested stacks use, whose IAM
-    /// resources the parent's change set must also acknowledge.
-    pub fn parse(name: &str, body: String, nested: &[&str]) -> anyhow::Result<Template> {
-        let yaml = load(name, &body)?;
-        let parameters = yaml["Parameters"]
-            .as_hash()
-            .into_iter()
-            .flatten()
-            .filter_map(|(key, value)| {
-                Some((key.as_str()?.to_owned(), !value["Default"].is_badvalue()))
-            })
-            .collect();
-        let mut documents = vec![yaml];
-        for (index, text) in nested.iter().enumerate() {
-            documents.push(load(&format!("{name} (nested template {index})"), text)?);
-        }
-        Ok(Template {
-            body,
-            parameters,
-            capabilities: capabilities(&documents),
-        })
-    }
-}
-
-fn load(name: &str, text: &str) -> anyhow::Result<Yaml> {
-    let mut documents =
-        YamlLoader::load_from_str(text).with_context(|| format!("{name} is not valid YAML"))?;
-    anyhow::ensure!(!documents.is_empty(), "{name} is empty");
-    let yaml = documents.swap_remove(0);
-    anyhow::ensure!(
-        yaml["Resources"].as_hash().is_some(),
-        "{name} is not a CloudFormation template: it has no Resources"
-    );
-    Ok(yaml)
-}
-
-/// The properties that give an IAM resource a fixed name, which needs CAPABILITY_NAMED_IAM.
-const IAM_NAMES: [&str; 5] = [
-    "RoleName",
-    "UserName",
-    "GroupName",
-    "ManagedPolicyName",
-    "InstanceProfileName",
-];
-
-/// Exactly the capabilities the templates need: IAM when they create IAM resources, NAMED_IAM when
-/// one of those has a fixed name, AUTO_EXPAND when a template uses a transform (macro).
-pub fn capabilities(templates: &[Yaml]) -> Vec<Capability> {
-    let (mut iam, mut named, mut expand) = (false, false, false);
-    for template in templates {
-        expand |= !template["Transform"].is_badvalue();
-        for (_, resource) in template["Resources"].as_hash().into_iter().flatten() {
-            if resource["Type"]
-                .as_str()
-                .is_some_and(|kind| kind.starts_with("AWS::IAM::"))
-            {
-                iam = true;
-                named |= IAM_NAMES
-                    .iter()
-                    .any(|name| !resource["Properties"][*name].is_badvalue());
-            }
-        }
-    }
-    let mut needed = Vec::new();
-    if named {
-        needed.push(Capability::CapabilityNamedIam);
-    } else if iam {
-        needed.push(Capability::CapabilityIam);
-    }
-    if expand {
-        needed.push(Capability::CapabilityAutoExpand);
-    }
-    needed
-}
-
 /// One parameter of the change set: a value, or "keep what the stack has".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -195,7 +108,7 @@ pub fn parameters(
 ) -> anyhow::Result<BTreeMap<String, Value>> {
     check_declared(template, set, template_name)?;
     let mut values = BTreeMap::new();
-    for (name, has_default) in &template.parameters {
+    for (name, has_default) in &template.parameters() {
         if let Some(value) = set.get(name) {
             values.insert(name.clone(), Value::Set(value.clone()));
         } else if current.is_some_and(|c| c.contains_key(name)) {
@@ -216,11 +129,11 @@ pub fn check_declared(
     set: &BTreeMap<String, String>,
     template_name: &str,
 ) -> anyhow::Result<()> {
-    if let Some(unknown) = set.keys().find(|k| !template.parameters.contains_key(*k)) {
+    let declared = template.parameters();
+    if let Some(unknown) = set.keys().find(|k| !declared.contains_key(*k)) {
         anyhow::bail!(
             "{template_name} has no parameter {unknown}; its parameters are {}",
-            template
-                .parameters
+            declared
                 .keys()
                 .map(String::as_str)
                 .collect::<Vec<_>>()
@@ -245,7 +158,7 @@ pub fn unchanged(
             Value::Set(value) => current.get(name) == Some(value),
         })
         // A parameter the stack has and the template dropped is a change too.
-        && current.keys().all(|name| template.parameters.contains_key(name))
+        && current.keys().all(|name| template.parameters().contains_key(name))
 }
 
 #[cfg(test)]
@@ -366,7 +279,7 @@ Resources:
 ";
 
     fn template() -> Template {
-        Template::parse("svc.yaml", SERVICE.to_owned(), &[]).unwrap()
+        Template::parse("svc.yaml", SERVICE.to_owned()).unwrap()
     }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -374,45 +287,6 @@ Resources:
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
-    }
-
-    #[test]
-    fn templates_ask_for_exactly_the_capabilities_they_need() {
-        assert_eq!(template().capabilities, [Capability::CapabilityIam]);
-        let none = "Resources:\n  Topic:\n    Type: AWS::SNS::Topic\n";
-        assert!(
-            Template::parse("t", none.to_owned(), &[])
-                .unwrap()
-                .capabilities
-                .is_empty()
-        );
-        // An IAM resource in a nested template counts for the parent's change set.
-        let role =
-            "Resources:\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: fixed\n";
-        assert_eq!(
-            Template::parse("t", none.to_owned(), &[role])
-                .unwrap()
-                .capabilities,
-            [Capability::CapabilityNamedIam]
-        );
-        let macro_ = "Transform: AWS::Serverless-2016-10-31\nResources: {}\n";
-        assert_eq!(
-            Template::parse("t", macro_.to_owned(), &[])
-                .unwrap()
-                .capabilities,
-            [Capability::CapabilityAutoExpand]
-        );
-    }
-
-    #[test]
-    fn malformed_templates_are_named() {
-        let error = Template::parse("bad.yaml", "a: [".to_owned(), &[]).unwrap_err();
-        assert!(format!("{error:#}").starts_with("bad.yaml is not valid YAML"));
-        let error = Template::parse("list.yaml", "- 1".to_owned(), &[]).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "list.yaml is not a CloudFormation template: it has no Resources"
-        );
     }
 
     #[test]

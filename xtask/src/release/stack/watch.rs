@@ -4,17 +4,19 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::primitives::DateTime;
 use aws_sdk_cloudformation::types::StackEvent;
 use serde::Serialize;
 
+use super::decide::is_terminal;
+use crate::aws::cloudformation::{self, NESTED_STACK};
 use crate::progress::Step;
-use crate::stack::is_terminal;
+use crate::wait::{self, Backoff};
 
 const FIRST_POLL: Duration = Duration::from_secs(1);
 const LONGEST_POLL: Duration = Duration::from_secs(10);
-const NESTED_STACK: &str = "AWS::CloudFormation::Stack";
 
 /// A resource that failed, and CloudFormation's reason.
 #[derive(Debug, Clone, Serialize)]
@@ -38,12 +40,14 @@ pub struct Watch<'a> {
     cloudformation: &'a Client,
     stack_id: String,
     stack_name: String,
+    /// Events already shown, or older than the operation. Events come newest first, so the newest
+    /// one seen marks where each listing can stop.
     seen: HashSet<String>,
     /// Nested stacks' ids, with their logical ids in the parent.
     nested: BTreeMap<String, String>,
     started: Instant,
-    /// Events older than this (by CloudFormation's clock) predate the operation.
-    since: aws_sdk_cloudformation::primitives::DateTime,
+    /// Nested stacks' events older than this (by CloudFormation's clock) predate the operation.
+    since: DateTime,
     failures: Vec<Failure>,
 }
 
@@ -61,44 +65,43 @@ impl<'a> Watch<'a> {
             seen: HashSet::new(),
             nested: BTreeMap::new(),
             started: Instant::now(),
-            since: aws_sdk_cloudformation::primitives::DateTime::from(
-                std::time::SystemTime::now() - Duration::from_secs(5),
-            ),
+            since: DateTime::from(std::time::SystemTime::now() - Duration::from_secs(5)),
             failures: Vec::new(),
         };
-        let history = watch.events_of(stack_id, None).await?;
-        watch.seen.extend(
-            history
-                .iter()
-                .filter_map(|e| e.event_id().map(str::to_owned)),
-        );
-        let nested = watch.nested_stacks().await?;
-        for id in nested.keys() {
-            let history = watch.events_of(id, None).await?;
+        watch.nested = watch.nested_stacks().await?;
+        let stacks: Vec<String> = std::iter::once(stack_id.to_owned())
+            .chain(watch.nested.keys().cloned())
+            .collect();
+        for id in stacks {
+            // The newest event is enough: every later listing stops when it reaches it.
+            let mut first = true;
+            let newest =
+                cloudformation::events(cloudformation, &id, |_| !std::mem::take(&mut first))
+                    .await?
+                    .unwrap_or_default();
             watch.seen.extend(
-                history
+                newest
                     .iter()
                     .filter_map(|e| e.event_id().map(str::to_owned)),
             );
         }
-        watch.nested = nested;
         Ok(watch)
     }
 
     /// Prints events as they arrive until the stack itself reports a terminal state.
     pub async fn follow(&mut self, step: &Step, deadline: Instant) -> anyhow::Result<Ended> {
-        let mut interval = FIRST_POLL;
+        let mut backoff = Backoff::new(FIRST_POLL, LONGEST_POLL);
         loop {
-            let mut fresh = self.new_events(&self.stack_id.clone(), None).await?;
+            let stack_id = self.stack_id.clone();
+            let mut fresh = self.new_events(&stack_id, None).await?.unwrap_or_default();
             self.nested.extend(self.nested_stacks().await?);
             for (id, logical) in self.nested.clone() {
-                match self.new_events(&id, Some(&logical)).await {
-                    Ok(events) => fresh.extend(events),
+                match self.new_events(&id, Some(&logical)).await? {
+                    Some(events) => fresh.extend(events),
                     // Replaced by the update (the emulator replaces nested stacks) and gone.
-                    Err(error) if format!("{error:#}").contains("does not exist") => {
+                    None => {
                         self.nested.remove(&id);
                     }
-                    Err(error) => return Err(error),
                 }
             }
             fresh.sort_by_key(|(_, event)| event.timestamp().map(|t| (t.secs(), t.subsec_nanos())));
@@ -127,25 +130,19 @@ impl<'a> Watch<'a> {
                 );
             }
             step.set_message(&format!("deploying {}", self.stack_name));
-            interval = if fresh.is_empty() {
-                (interval * 3 / 2).min(LONGEST_POLL)
-            } else {
-                FIRST_POLL
-            };
-            tokio::time::sleep(interval).await;
+            if !fresh.is_empty() {
+                backoff.reset();
+            }
+            tokio::time::sleep(backoff.pause()).await;
         }
     }
 
     fn line(&self, prefix: Option<&str>, event: &StackEvent) -> String {
-        let resource = event.logical_resource_id().unwrap_or("?");
-        let resource = match prefix {
-            Some(parent) => format!("{parent}/{resource}"),
-            None => resource.to_owned(),
-        };
         let mut line = format!(
-            "{:>6.1}s  {:<44} {resource} ({})",
+            "{:>6.1}s  {:<44} {} ({})",
             self.started.elapsed().as_secs_f64(),
             event.resource_status().map_or("?", |s| s.as_str()),
+            resource_name(prefix, event),
             event.resource_type().unwrap_or("?"),
         );
         if let Some(reason) = event.resource_status_reason().filter(|r| !r.is_empty()) {
@@ -159,12 +156,8 @@ impl<'a> Watch<'a> {
         if !status.ends_with("_FAILED") {
             return;
         }
-        let resource = event.logical_resource_id().unwrap_or("?");
         self.failures.push(Failure {
-            resource: match prefix {
-                Some(parent) => format!("{parent}/{resource}"),
-                None => resource.to_owned(),
-            },
+            resource: resource_name(prefix, event),
             kind: event.resource_type().unwrap_or("?").to_owned(),
             status: status.to_owned(),
             reason: event
@@ -175,82 +168,52 @@ impl<'a> Watch<'a> {
     }
 
     /// Events of `stack_id` not seen before, oldest first, each with the nested stack's logical
-    /// id (or `None` for the stack itself).
+    /// id (or `None` for the stack itself); `None` when that stack is gone.
     async fn new_events(
         &mut self,
         stack_id: &str,
         prefix: Option<&str>,
-    ) -> anyhow::Result<Vec<(Option<String>, StackEvent)>> {
+    ) -> anyhow::Result<Option<Vec<(Option<String>, StackEvent)>>> {
         let since = prefix.is_some().then_some(self.since);
-        let events = self.events_of(stack_id, since).await?;
+        let seen = &self.seen;
+        let Some(events) = cloudformation::events(self.cloudformation, stack_id, |event| {
+            let old = since
+                .is_some_and(|since| event.timestamp().is_some_and(|t| t.secs() < since.secs()));
+            old || event.event_id().is_some_and(|id| seen.contains(id))
+        })
+        .await?
+        else {
+            return Ok(None);
+        };
         let mut fresh = Vec::new();
-        for event in events {
+        for event in events.into_iter().rev() {
             let Some(id) = event.event_id() else { continue };
             if self.seen.insert(id.to_owned()) {
                 fresh.push((prefix.map(str::to_owned), event));
             }
         }
-        fresh.reverse();
-        Ok(fresh)
-    }
-
-    /// Newest first, stopping at the first page that reaches what was seen (or predates `since`).
-    async fn events_of(
-        &self,
-        stack_id: &str,
-        since: Option<aws_sdk_cloudformation::primitives::DateTime>,
-    ) -> anyhow::Result<Vec<StackEvent>> {
-        let mut events = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .cloudformation
-                .describe_stack_events()
-                .stack_name(stack_id)
-                .set_next_token(token)
-                .send()
-                .await
-                .with_context(|| format!("reading the events of {stack_id}"))?;
-            let mut reached_history = false;
-            for event in page.stack_events() {
-                let old = since.is_some_and(|since| {
-                    event.timestamp().is_some_and(|t| t.secs() < since.secs())
-                });
-                let seen = event.event_id().is_some_and(|id| self.seen.contains(id));
-                if old || seen {
-                    reached_history = true;
-                    break;
-                }
-                events.push(event.clone());
-            }
-            token = page.next_token().map(str::to_owned);
-            if reached_history || token.is_none() || self.seen.is_empty() && since.is_none() {
-                // With nothing seen yet (the first look), the newest page is history enough.
-                return Ok(events);
-            }
-        }
+        Ok(Some(fresh))
     }
 
     async fn nested_stacks(&self) -> anyhow::Result<BTreeMap<String, String>> {
-        let resources = self
-            .cloudformation
-            .list_stack_resources()
-            .stack_name(&self.stack_id)
-            .send()
-            .await
-            .with_context(|| format!("listing the resources of {}", self.stack_name))?;
-        Ok(resources
-            .stack_resource_summaries()
-            .iter()
-            .filter(|r| r.resource_type() == Some(NESTED_STACK))
-            .filter_map(|r| {
-                Some((
-                    r.physical_resource_id()?.to_owned(),
-                    r.logical_resource_id()?.to_owned(),
-                ))
-            })
-            .filter(|(id, _)| *id != self.stack_id)
-            .collect())
+        Ok(
+            cloudformation::resources(self.cloudformation, &self.stack_id)
+                .await?
+                .into_iter()
+                .filter(|r| r.kind == NESTED_STACK && r.physical_id != self.stack_id)
+                .filter(|r| !r.physical_id.is_empty())
+                .map(|r| (r.physical_id, r.logical_id))
+                .collect(),
+        )
+    }
+}
+
+/// `Api/RestApi` for a nested stack's resource, `Function` for the stack's own.
+fn resource_name(prefix: Option<&str>, event: &StackEvent) -> String {
+    let resource = event.logical_resource_id().unwrap_or("?");
+    match prefix {
+        Some(parent) => format!("{parent}/{resource}"),
+        None => resource.to_owned(),
     }
 }
 
@@ -262,24 +225,31 @@ pub async fn settle(
     step: &Step,
     deadline: Instant,
 ) -> anyhow::Result<Option<String>> {
-    let mut interval = Duration::from_secs(2);
-    loop {
-        let status = crate::deploy::describe(cloudformation, stack)
-            .await?
-            .map(|current| current.status);
-        match &status {
-            Some(status) if !is_terminal(status) => step.set_message(&format!(
-                "waiting: stack {stack} is {status}, changed by someone else"
-            )),
-            _ => return Ok(status),
-        }
-        if Instant::now() > deadline {
-            bail!(
+    let last = std::cell::RefCell::new(String::new());
+    wait::poll(
+        deadline,
+        Backoff::new(Duration::from_secs(2), LONGEST_POLL),
+        async || {
+            let status = cloudformation::describe(cloudformation, stack)
+                .await?
+                .map(|current| current.status);
+            match status {
+                Some(status) if !is_terminal(&status) => {
+                    step.set_message(&format!(
+                        "waiting: stack {stack} is {status}, changed by someone else"
+                    ));
+                    *last.borrow_mut() = status;
+                    Ok(None)
+                }
+                settled => Ok(Some(settled)),
+            }
+        },
+        || {
+            anyhow::anyhow!(
                 "stack {stack} is still {} after waiting for as long as --timeout allows; try again later",
-                status.unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(interval).await;
-        interval = (interval * 3 / 2).min(LONGEST_POLL);
-    }
+                last.borrow()
+            )
+        },
+    )
+    .await
 }

@@ -1,0 +1,10 @@
+//! AWS, and nothing above it: the SDK's configuration and the queries the release tool makes of S3
+//! and CloudFormation, each with the context a failure needs. Every list follows every page.
+
+pub mod cloudformation;
+pub mod config;
+pub mod s3;
+
+pub use config::{
+    Connection, DEFAULT_REGION, check_credentials, region_of, s3_client, sdk_config, template_url,
+};

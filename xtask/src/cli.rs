@@ -1,0 +1,160 @@
+//! Flags that several commands share, declared once: which services and environment, where the
+//! AWS requests go, and how a change set is run. Only the commands use these; everything below
+//! them takes plain values.
+
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::local::{self, Session};
+use crate::names::Environment;
+use crate::progress::Progress;
+use crate::release::deployer;
+use crate::workspace::{Service, Workspace};
+
+/// `SERVICE... ENV`, or `--all ENV`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Selection {
+    /// The services, then the environment (dev, qa or production).
+    #[arg(value_name = "SERVICE... ENV", required = true)]
+    pub names: Vec<String>,
+    /// Every service of the workspace; then only the environment is given.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl Selection {
+    /// The known services named (each once, in the order given) and the environment.
+    pub fn resolve<'w>(
+        &self,
+        workspace: &'w Workspace,
+    ) -> anyhow::Result<(Vec<&'w Service>, Environment)> {
+        let Some((environment, services)) = self.names.split_last() else {
+            bail!(
+                "name the services and the environment, like `hardware dev`, or pass --all with the environment"
+            );
+        };
+        let environment: Environment = environment.parse()?;
+        let services: Vec<&Service> = match (self.all, services.is_empty()) {
+            (true, true) => workspace.services.iter().collect(),
+            (true, false) => {
+                bail!("--all packages every service: give only the environment, like `--all dev`")
+            }
+            (false, true) => {
+                let example = workspace
+                    .services
+                    .first()
+                    .map_or("hardware", |s| s.name.as_str());
+                bail!(
+                    "name at least one service before the environment, like `{example} {environment}` \
+                     (known services are {}), or pass --all",
+                    workspace.known_services()
+                )
+            }
+            (false, false) => {
+                let mut named: Vec<&Service> = Vec::new();
+                for name in services {
+                    let service = workspace.service(name)?;
+                    if !named.contains(&service) {
+                        named.push(service);
+                    }
+                }
+                named
+            }
+        };
+        if services.is_empty() {
+            bail!("this workspace has no services: no crate declares [package.metadata.lambda]");
+        }
+        Ok((services, environment))
+    }
+}
+
+/// `SERVICE ENV`: one service's stack in one environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Stack {
+    /// The service.
+    pub service: String,
+    /// The environment (dev, qa or production).
+    pub environment: Environment,
+}
+
+impl Stack {
+    /// The known service named, and the environment.
+    pub fn resolve<'w>(
+        &self,
+        workspace: &'w Workspace,
+    ) -> anyhow::Result<(&'w Service, Environment)> {
+        Ok((workspace.service(&self.service)?, self.environment))
+    }
+}
+
+/// Where a command's AWS requests go.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Account {
+    /// The AWS region (default: the standard AWS configuration, else us-west-2).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The artifact bucket (default: biometrix-infrastructure-<region>).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Use the local AWS emulator (started if needed, its bucket bootstrapped): no AWS account.
+    #[arg(long)]
+    pub local: bool,
+}
+
+impl Account {
+    /// The connection the flags name; with `--local`, the emulator started if needed and its
+    /// artifact bucket created the first time.
+    pub fn connect(&self, workspace: &Workspace, progress: Progress) -> anyhow::Result<Session> {
+        local::connect(
+            self.region.as_deref(),
+            self.bucket.as_deref(),
+            self.local,
+            workspace,
+            progress,
+        )
+    }
+}
+
+/// How a change set is run: the flags deploy and rollback share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChangeSet {
+    /// Create and show the change set, but leave it for review instead of executing it.
+    #[arg(long)]
+    pub no_execute: bool,
+    /// Fail at once, instead of waiting, when another deploy is changing the stack.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// The longest to wait for other deploys and for CloudFormation, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub timeout: u64,
+}
+
+impl ChangeSet {
+    /// The deployer's options, with the parameters and the recreate choice of the command.
+    pub fn options(&self, parameters: Vec<(String, String)>, recreate: bool) -> deployer::Options {
+        deployer::Options {
+            parameters,
+            no_execute: self.no_execute,
+            no_wait: self.no_wait,
+            recreate,
+            timeout: Duration::from_secs(self.timeout),
+        }
+    }
+}
+
+/// `--json`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Output {
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--install-tools`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Install {
+    /// Install missing build tools: cargo-zigbuild (with zig) into .venv, and Rust targets with rustup.
+    #[arg(long = "install-tools")]
+    pub tools: bool,
+}

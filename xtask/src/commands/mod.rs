@@ -1,0 +1,12 @@
+//! The commands, one file (or folder) each: each parses its own flags (with the shared ones from
+//! `cli`), calls into `release`, `aws` and `local`, and prints its result. No command imports
+//! another; what two commands share lives in a layer below them.
+
+pub mod bench;
+pub mod bootstrap;
+pub mod deploy;
+pub mod package;
+pub mod publish;
+pub mod rollback;
+pub mod serve;
+pub mod status;

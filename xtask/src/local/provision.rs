@@ -1,0 +1,495 @@
+//! The stores a service's template declares, made real in the local emulator, and the function's
+//! environment in terms of them. There is no second list to keep in sync: every DynamoDB table, S3
+//! bucket and Cognito user pool (with its client) the template declares is created in the
+//! emulator, named `<service>-local-<logical id>`, and each variable of the function's environment
+//! that refers to one (`!Ref FirmwareTable`) gets the local name. A variable that names the
+//! database gets the local PostgreSQL, `SERVICE_TOKEN_SECRET` a secret kept in `target/local`, and
+//! plain values are kept. Variables built from parameters or conditions are left unset for the
+//! caller to fill. Items are seeded only when asked.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use aws_sdk_cognitoidentityprovider::types::{
+    AttributeDataType, ExplicitAuthFlowsType, SchemaAttributeType,
+};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType,
+};
+use yaml_rust2::Yaml;
+
+use crate::progress::Progress;
+use crate::release::stack::Template;
+use crate::workspace::{Workspace, service_template};
+
+/// The stores a template declares, and the function's environment in terms of them.
+#[derive(Debug, Default, PartialEq)]
+pub struct Needs {
+    /// Logical id → the table's definition (plain data in every template).
+    pub tables: BTreeMap<String, Yaml>,
+    pub buckets: Vec<String>,
+    /// Logical id of the pool → its definition; and the client's logical id → its pool's.
+    pub pools: BTreeMap<String, Yaml>,
+    pub clients: BTreeMap<String, (String, Yaml)>,
+    /// Variable → how to get its value.
+    pub env: BTreeMap<String, Source>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Literal(String),
+    /// A `!Ref` to a resource of the template.
+    Resource(String),
+    Database,
+    ServiceSecret,
+    /// Built from parameters or conditions: only `--env` can set it.
+    Unset,
+}
+
+impl Needs {
+    /// Reads a service template: each store it declares, and where each variable of its one
+    /// function's environment gets its value.
+    pub fn of(template: &Template) -> anyhow::Result<Needs> {
+        let mut needs = Needs::default();
+        for (id, table) in template.resources("AWS::DynamoDB::Table") {
+            needs
+                .tables
+                .insert(id.to_owned(), table["Properties"].clone());
+        }
+        for (id, _) in template.resources("AWS::S3::Bucket") {
+            needs.buckets.push(id.to_owned());
+        }
+        for (id, pool) in template.resources("AWS::Cognito::UserPool") {
+            needs
+                .pools
+                .insert(id.to_owned(), pool["Properties"].clone());
+        }
+        for (id, client) in template.resources("AWS::Cognito::UserPoolClient") {
+            let properties = client["Properties"].clone();
+            let pool = properties["UserPoolId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            needs.clients.insert(id.to_owned(), (pool, properties));
+        }
+        let functions = template.resources("AWS::Lambda::Function");
+        let [(_, function)] = functions.as_slice() else {
+            bail!(
+                "serve runs services with exactly one function; this template declares {}",
+                functions.len()
+            );
+        };
+        let variables = function["Properties"]["Environment"]["Variables"]
+            .as_hash()
+            .cloned()
+            .unwrap_or_default();
+        for (name, value) in variables {
+            let Some(name) = name.as_str() else { continue };
+            let source = match (name, value.as_str()) {
+                ("DATABASE_URL", _) => Source::Database,
+                ("SERVICE_TOKEN_SECRET", _) => Source::ServiceSecret,
+                (_, Some(text)) if template.is_resource(text) => Source::Resource(text.to_owned()),
+                (_, Some(text)) if !text.contains("${") => Source::Literal(text.to_owned()),
+                _ => Source::Unset,
+            };
+            needs.env.insert(name.to_owned(), source);
+        }
+        Ok(needs)
+    }
+
+    /// What `service` needs, from `cloudformation/<service>-environment.yaml`.
+    pub fn for_service(workspace: &Workspace, service: &str) -> anyhow::Result<Needs> {
+        let file = service_template(service);
+        let template = Template::parse(&file, workspace.template(&file)?)?;
+        Needs::of(&template).with_context(|| format!("cloudformation/{file}"))
+    }
+
+    /// The function's environment, given the local stores' names (logical id → name), the
+    /// database's URL and the service-token secret; and the variables left unset.
+    pub fn environment(
+        &self,
+        names: &BTreeMap<String, String>,
+        database_url: Option<&str>,
+        service_secret: Option<&str>,
+    ) -> (BTreeMap<String, String>, Vec<String>) {
+        let mut env = BTreeMap::new();
+        let mut unset = Vec::new();
+        for (name, source) in &self.env {
+            let value = match source {
+                Source::Literal(value) => Some(value.as_str()),
+                Source::Resource(id) => names.get(id).map(String::as_str),
+                Source::Database => database_url,
+                Source::ServiceSecret => service_secret,
+                Source::Unset => None,
+            };
+            match value {
+                Some(value) => {
+                    env.insert(name.clone(), value.to_owned());
+                }
+                None => unset.push(name.clone()),
+            }
+        }
+        (env, unset)
+    }
+
+    pub fn uses(&self, source: &Source) -> bool {
+        self.env.values().any(|s| s == source)
+    }
+}
+
+/// The local name of a store: `<service>-local-<logical id in lowercase>`.
+fn local_name(service: &str, id: &str) -> String {
+    format!("{service}-local-{}", id.to_ascii_lowercase())
+}
+
+/// Creates what the template declares, where it does not exist yet; logical id → local name (or
+/// pool id, client id).
+pub async fn provision(
+    sdk: &aws_config::SdkConfig,
+    service: &str,
+    needs: &Needs,
+    progress: Progress,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut names = BTreeMap::new();
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    for (id, table) in &needs.tables {
+        let name = local_name(service, id);
+        create_table(&dynamodb, &name, table).await?;
+        names.insert(id.clone(), name);
+    }
+    let s3 = crate::aws::s3_client(sdk);
+    for id in &needs.buckets {
+        let name = local_name(service, id);
+        if s3.head_bucket().bucket(&name).send().await.is_err() {
+            s3.create_bucket()
+                .bucket(&name)
+                .create_bucket_configuration(
+                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(crate::aws::DEFAULT_REGION.into())
+                        .build(),
+                )
+                .send()
+                .await
+                .with_context(|| format!("creating bucket {name} in the emulator"))?;
+        }
+        names.insert(id.clone(), name);
+    }
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(sdk);
+    for (id, pool) in &needs.pools {
+        let name = local_name(service, id);
+        let pool_id = create_pool(&cognito, &name, pool).await?;
+        for (client_id, (_, client)) in needs.clients.iter().filter(|(_, (of, _))| of == id) {
+            let client_name = local_name(service, client_id);
+            let created = create_client(&cognito, &pool_id, &client_name, client).await?;
+            names.insert(client_id.clone(), created);
+        }
+        names.insert(id.clone(), pool_id);
+    }
+    progress.note(&format!(
+        "stores in the emulator: {}",
+        names
+            .iter()
+            .map(|(id, name)| format!("{id} = {name}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(names)
+}
+
+async fn create_table(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    table: &Yaml,
+) -> anyhow::Result<()> {
+    let key_schema = |keys: &Yaml| -> anyhow::Result<Vec<KeySchemaElement>> {
+        keys.as_vec()
+            .context("a KeySchema that is a list")?
+            .iter()
+            .map(|key| {
+                Ok(KeySchemaElement::builder()
+                    .attribute_name(key["AttributeName"].as_str().unwrap_or_default())
+                    .key_type(KeyType::from(key["KeyType"].as_str().unwrap_or_default()))
+                    .build()?)
+            })
+            .collect()
+    };
+    let mut create = dynamodb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(&table["KeySchema"])?));
+    for attribute in table["AttributeDefinitions"].as_vec().into_iter().flatten() {
+        create = create.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute["AttributeName"].as_str().unwrap_or_default())
+                .attribute_type(ScalarAttributeType::from(
+                    attribute["AttributeType"].as_str().unwrap_or("S"),
+                ))
+                .build()?,
+        );
+    }
+    for index in table["GlobalSecondaryIndexes"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+    {
+        create = create.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index["IndexName"].as_str().unwrap_or_default())
+                .set_key_schema(Some(key_schema(&index["KeySchema"])?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(
+                            index["Projection"]["ProjectionType"]
+                                .as_str()
+                                .unwrap_or("ALL"),
+                        ))
+                        .build(),
+                )
+                .build()?,
+        );
+    }
+    match create.send().await {
+        Ok(_) => Ok(()),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(anyhow::Error::new(error))
+            .with_context(|| format!("creating table {name} in the emulator")),
+    }
+}
+
+async fn create_pool(
+    cognito: &aws_sdk_cognitoidentityprovider::Client,
+    name: &str,
+    pool: &Yaml,
+) -> anyhow::Result<String> {
+    let listed = cognito
+        .list_user_pools()
+        .max_results(60)
+        .send()
+        .await
+        .context("listing the emulator's user pools")?;
+    if let Some(existing) = listed.user_pools().iter().find(|p| p.name() == Some(name)) {
+        return existing
+            .id()
+            .map(str::to_owned)
+            .context("a pool without an id");
+    }
+    let mut create = cognito.create_user_pool().pool_name(name);
+    for attribute in pool["Schema"].as_vec().into_iter().flatten() {
+        create = create.schema(
+            SchemaAttributeType::builder()
+                .name(attribute["Name"].as_str().unwrap_or_default())
+                .attribute_data_type(AttributeDataType::from(
+                    attribute["AttributeDataType"].as_str().unwrap_or("String"),
+                ))
+                .mutable(attribute["Mutable"].as_bool().unwrap_or(true))
+                .build(),
+        );
+    }
+    create
+        .send()
+        .await
+        .with_context(|| format!("creating user pool {name} in the emulator"))?
+        .user_pool
+        .and_then(|p| p.id)
+        .context("the emulator created a pool without an id")
+}
+
+async fn create_client(
+    cognito: &aws_sdk_cognitoidentityprovider::Client,
+    pool_id: &str,
+    name: &str,
+    client: &Yaml,
+) -> anyhow::Result<String> {
+    let listed = cognito
+        .list_user_pool_clients()
+        .user_pool_id(pool_id)
+        .max_results(60)
+        .send()
+        .await
+        .context("listing the pool's clients")?;
+    if let Some(existing) = listed
+        .user_pool_clients()
+        .iter()
+        .find(|c| c.client_name() == Some(name))
+    {
+        return existing
+            .client_id()
+            .map(str::to_owned)
+            .context("a client without an id");
+    }
+    let flows = client["ExplicitAuthFlows"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .filter_map(Yaml::as_str)
+        .map(ExplicitAuthFlowsType::from)
+        .collect();
+    cognito
+        .create_user_pool_client()
+        .user_pool_id(pool_id)
+        .client_name(name)
+        .set_explicit_auth_flows(Some(flows))
+        .send()
+        .await
+        .with_context(|| format!("creating client {name} in the emulator"))?
+        .user_pool_client
+        .and_then(|c| c.client_id)
+        .context("the emulator created a client without an id")
+}
+
+pub type Seed = BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>>;
+
+pub fn read_seed(path: &Path) -> anyhow::Result<Seed> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a seed file: a JSON object mapping a table's logical id to a list of items",
+            path.display()
+        )
+    })
+}
+
+pub async fn put_seed(
+    sdk: &aws_config::SdkConfig,
+    service: &str,
+    seed: &Seed,
+    progress: Progress,
+) -> anyhow::Result<()> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    for (id, items) in seed {
+        let name = local_name(service, id);
+        for item in items {
+            let item = item
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), attribute(v)?)))
+                .collect::<anyhow::Result<_>>()?;
+            dynamodb
+                .put_item()
+                .table_name(&name)
+                .set_item(Some(item))
+                .send()
+                .await
+                .with_context(|| format!("seeding {name}"))?;
+        }
+        progress.note(&format!("seeded {name} with {} items", items.len()));
+    }
+    Ok(())
+}
+
+/// A JSON value as DynamoDB stores it.
+fn attribute(value: &serde_json::Value) -> anyhow::Result<AttributeValue> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::String(s) => AttributeValue::S(s.clone()),
+        Value::Array(items) => {
+            AttributeValue::L(items.iter().map(attribute).collect::<anyhow::Result<_>>()?)
+        }
+        Value::Object(map) => AttributeValue::M(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), attribute(v)?)))
+                .collect::<anyhow::Result<_>>()?,
+        ),
+    })
+}
+
+/// A secret for service tokens, made once per workspace and kept in `target/local`.
+pub fn service_secret(workspace: &Workspace) -> anyhow::Result<String> {
+    let path = workspace.target_dir.join("local/service-token-secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        return Ok(secret.trim().to_owned());
+    }
+    let mut bytes = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)
+        .context("reading /dev/urandom")?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    crate::release::artifact::write_atomically(&path, secret.as_bytes())?;
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(service: &str) -> Template {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../cloudformation")
+            .join(service_template(service));
+        Template::read(&path).unwrap()
+    }
+
+    #[test]
+    fn the_hardware_template_needs_tables_a_bucket_a_pool_and_the_database() {
+        let needs = Needs::of(&template("hardware")).unwrap();
+        assert_eq!(
+            needs.tables.keys().collect::<Vec<_>>(),
+            ["FirmwareTable", "SyncTable"]
+        );
+        assert_eq!(needs.buckets, ["FirmwareBucket"]);
+        assert!(needs.pools.contains_key("AccessoryUserPool"));
+        assert_eq!(needs.clients["AccessoryClient"].0, "AccessoryUserPool");
+        assert_eq!(
+            needs.env["FIRMWARE_TABLE"],
+            Source::Resource("FirmwareTable".into())
+        );
+        assert_eq!(
+            needs.env["ACCESSORY_CLIENT_ID"],
+            Source::Resource("AccessoryClient".into())
+        );
+        assert_eq!(needs.env["DATABASE_URL"], Source::Database);
+        assert_eq!(needs.env["SERVICE_TOKEN_SECRET"], Source::ServiceSecret);
+        assert_eq!(needs.env["RUST_LOG"], Source::Literal("info".into()));
+        assert_eq!(needs.env["ACCESSORY_TOKEN_ISSUER"], Source::Unset);
+    }
+
+    #[test]
+    fn every_service_template_can_be_served() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let workspace = Workspace::load(Some(&root)).unwrap();
+        assert!(workspace.services.len() >= 4);
+        for service in &workspace.services {
+            let needs = Needs::for_service(&workspace, &service.name)
+                .unwrap_or_else(|e| panic!("{}: {e:#}", service.name));
+            assert!(!needs.env.is_empty(), "{}", service.name);
+        }
+        let preprocessing = Needs::of(&template("preprocessing")).unwrap();
+        let sessions = &preprocessing.tables["SessionsTable"];
+        assert_eq!(
+            sessions["GlobalSecondaryIndexes"][0]["IndexName"].as_str(),
+            Some("user_id-event_date")
+        );
+    }
+
+    #[test]
+    fn seed_values_become_dynamodb_attributes() {
+        let value: serde_json::Value =
+            serde_json::from_str(r#"{"s": "x", "n": 1.5, "b": true, "l": [1], "m": {"k": null}}"#)
+                .unwrap();
+        let AttributeValue::M(map) = attribute(&value).unwrap() else {
+            panic!("not a map")
+        };
+        assert_eq!(map["s"], AttributeValue::S("x".into()));
+        assert_eq!(map["n"], AttributeValue::N("1.5".into()));
+        assert_eq!(map["b"], AttributeValue::Bool(true));
+        assert_eq!(
+            map["l"],
+            AttributeValue::L(vec![AttributeValue::N("1".into())])
+        );
+        assert_eq!(
+            map["m"],
+            AttributeValue::M([("k".to_owned(), AttributeValue::Null(true))].into())
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! Brings a service's stack to a release, the path deploy and rollback share: the stack's lock,
+//! the change-set engine, the history entry, and an honest word on Ctrl-C. Driven by a plain
+//! [`Options`] struct, so every caller says exactly what it wants.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use aws_sdk_cloudformation::Client;
+
+use super::history;
+use super::lock::{Contention, Lock};
+use super::manifest::{Plan, artifact_key_parameter};
+use super::report::StackReport;
+use super::stack::decide::STACK_PARAMETERS;
+use super::stack::{Change, Engine, Outcome, Phase, Source, Template};
+use super::upload;
+use crate::aws::cloudformation;
+use crate::aws::{s3_client, template_url};
+use crate::names::Environment;
+use crate::progress::Progress;
+use crate::workspace::{APIGATEWAY_TEMPLATE, Service, Workspace, service_template};
+
+/// How a release is brought to its stack.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Stack parameters the caller sets beyond those the release sets (`--parameter`).
+    pub parameters: Vec<(String, String)>,
+    /// Create and show the change set, but leave it for review.
+    pub no_execute: bool,
+    /// Refuse, instead of waiting, when another deploy is changing the stack.
+    pub no_wait: bool,
+    /// Delete and create again a stack whose first deploy failed.
+    pub recreate: bool,
+    /// The longest to wait for other deploys and for CloudFormation.
+    pub timeout: Duration,
+}
+
+/// What a stack is brought to: its templates and each function's artifact.
+#[derive(Debug)]
+pub struct Release {
+    pub template: Template,
+    /// The nested API Gateway template, whose IAM resources the change set also acknowledges.
+    pub nested: Template,
+    pub template_key: String,
+    pub apigateway_template_key: String,
+    pub artifact_keys: BTreeMap<String, String>,
+    /// Recorded in the stack's history.
+    pub commit: String,
+    pub dirty: bool,
+    /// `deploy` or `rollback`, recorded in the history.
+    pub command: &'static str,
+}
+
+/// Brings the stacks of one environment to their releases.
+pub struct Deployer<'a> {
+    cloudformation: Client,
+    s3: aws_sdk_s3::Client,
+    workspace: &'a Workspace,
+    region: String,
+    bucket: String,
+    environment: Environment,
+    options: Options,
+    progress: Progress,
+}
+
+impl<'a> Deployer<'a> {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        bucket: &str,
+        workspace: &'a Workspace,
+        environment: Environment,
+        options: Options,
+        progress: Progress,
+    ) -> Deployer<'a> {
+        Deployer {
+            cloudformation: Client::new(sdk),
+            s3: s3_client(sdk),
+            workspace,
+            region: crate::aws::region_of(sdk),
+            bucket: bucket.to_owned(),
+            environment,
+            options,
+            progress,
+        }
+    }
+
+    pub fn stack_name(&self, service: &str) -> String {
+        format!("{service}-{}", self.environment)
+    }
+
+    fn engine(&self) -> Engine<'_> {
+        Engine {
+            cloudformation: &self.cloudformation,
+            region: &self.region,
+            progress: self.progress,
+            no_execute: self.options.no_execute,
+            no_wait: self.options.no_wait,
+            recreate: self.options.recreate,
+        }
+    }
+
+    /// Fails before any build on what would fail after it: a parameter the template does not take
+    /// or that deploy sets itself, or a stack in a state deploy refuses.
+    pub async fn precheck(&self, service: &Service) -> anyhow::Result<()> {
+        let (template, _) = self.templates(&service.name)?;
+        for (key, _) in &self.options.parameters {
+            let owned = STACK_PARAMETERS.contains(&key.as_str())
+                || service
+                    .functions
+                    .iter()
+                    .any(|f| artifact_key_parameter(&f.name) == *key);
+            if owned {
+                bail!("deploy sets the parameter {key} itself; leave out --parameter {key}=…");
+            }
+        }
+        let overrides: BTreeMap<String, String> = self.options.parameters.iter().cloned().collect();
+        super::stack::decide::check_declared(&template, &overrides, &template.name)?;
+        self.engine()
+            .precheck(&self.stack_name(&service.name))
+            .await
+    }
+
+    /// A service's stack template from the workspace, and the nested one its change sets cover.
+    pub fn templates(&self, service: &str) -> anyhow::Result<(Template, Template)> {
+        let file = service_template(service);
+        let template = Template::parse(&file, self.workspace.template(&file)?)?;
+        let nested = Template::parse(
+            APIGATEWAY_TEMPLATE,
+            self.workspace.template(APIGATEWAY_TEMPLATE)?,
+        )?;
+        Ok((template, nested))
+    }
+
+    /// The release that `plan` packaged and `published` uploaded for `service`.
+    pub fn packaged(
+        &self,
+        service: &str,
+        plan: &Plan,
+        published: &upload::Report,
+    ) -> anyhow::Result<Release> {
+        let artifact_keys = plan
+            .functions
+            .iter()
+            .filter(|a| a.service == service)
+            .map(|a| {
+                let key = a
+                    .key
+                    .clone()
+                    .expect("a packaged plan has every function's key");
+                (a.parameter.clone(), key)
+            })
+            .collect();
+        let source = plan
+            .source
+            .as_ref()
+            .expect("a packaged plan records its source");
+        let (template, nested) = self.templates(service)?;
+        Ok(Release {
+            template_key: published
+                .template_key(service, &service_template(service))
+                .to_owned(),
+            apigateway_template_key: published
+                .template_key(service, APIGATEWAY_TEMPLATE)
+                .to_owned(),
+            template,
+            nested,
+            artifact_keys,
+            commit: source.commit.clone(),
+            dirty: source.dirty,
+            command: "deploy",
+        })
+    }
+
+    /// Brings the service's stack to `release` under its lock, and records it in the history
+    /// when the stack changed.
+    pub async fn release(&self, service: &str, release: Release) -> anyhow::Result<StackReport> {
+        let stack = self.stack_name(service);
+        let started = Instant::now();
+        let nested_url = template_url(&self.region, &self.bucket, &release.apigateway_template_key);
+        let template_url = template_url(&self.region, &self.bucket, &release.template_key);
+        let mut set: BTreeMap<String, String> = BTreeMap::from([
+            ("Environment".to_owned(), self.environment.to_string()),
+            ("ArtifactBucket".to_owned(), self.bucket.clone()),
+            ("ApiGatewayTemplateUrl".to_owned(), nested_url),
+        ]);
+        set.extend(release.artifact_keys.clone());
+        set.extend(self.options.parameters.iter().cloned());
+        let change = Change {
+            stack: &stack,
+            template: &release.template,
+            nested: std::slice::from_ref(&release.nested),
+            source: Source::Url(template_url.clone()),
+            set,
+            description: "cargo xtask deploy",
+        };
+
+        let deadline = started + self.options.timeout;
+        let contention = if self.options.no_wait {
+            Contention::Refuse
+        } else {
+            Contention::Wait { until: deadline }
+        };
+        // Ctrl-C drops the work wherever it is; the lock is kept outside it, to be released.
+        let lock = RefCell::new(None);
+        let phase = RefCell::new(Phase::Preparing);
+        let work = async {
+            let acquired = Lock::acquire(
+                &self.s3,
+                &self.bucket,
+                &stack,
+                self.options.timeout,
+                contention,
+                self.progress,
+            )
+            .await?;
+            *lock.borrow_mut() = Some(acquired);
+            let applied = self.engine().apply(&change, deadline, &phase).await?;
+            if matches!(applied.0, Outcome::Created | Outcome::Updated) {
+                self.record(&stack, &release).await;
+            }
+            Ok(applied)
+        };
+        let finished = tokio::select! {
+            result = work => Some(result),
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        let result = match finished {
+            Some(result) => result,
+            None => {
+                let phase = phase.borrow().clone();
+                Err(self.interrupted(&stack, phase).await)
+            }
+        };
+        let released = match lock.into_inner() {
+            Some(lock) => lock.release().await,
+            None => Ok(()),
+        };
+        let (outcome, change_set_id) = result?;
+        released?;
+
+        let current = cloudformation::describe(&self.cloudformation, &stack)
+            .await?
+            .with_context(|| format!("stack {stack} disappeared"))?;
+        Ok(StackReport {
+            status: current.status,
+            outcome,
+            change_set_id,
+            template_url,
+            artifact_keys: release.artifact_keys,
+            outputs: current.outputs,
+            resources: cloudformation::resources(&self.cloudformation, &current.id).await?,
+            seconds: started.elapsed().as_secs_f64(),
+            stack,
+        })
+    }
+
+    /// Appends the release to the stack's history. The stack has changed either way; a missing
+    /// record must not read as a failed deploy, only be said.
+    async fn record(&self, stack: &str, release: &Release) {
+        let entry = history::Entry {
+            deployed_at: crate::progress::now_rfc3339(),
+            command: release.command.to_owned(),
+            commit: release.commit.clone(),
+            dirty: release.dirty,
+            artifact_keys: release.artifact_keys.clone(),
+            template_key: release.template_key.clone(),
+            apigateway_template_key: release.apigateway_template_key.clone(),
+        };
+        if let Err(error) = history::append(&self.s3, &self.bucket, stack, entry).await {
+            self.progress.note(&format!(
+                "warning: {stack} is deployed, but the release was not recorded ({error:#}); \
+                 status and rollback will not know it"
+            ));
+        }
+    }
+
+    /// What Ctrl-C leaves behind, and what to do about it.
+    async fn interrupted(&self, stack: &str, phase: Phase) -> anyhow::Error {
+        let region = &self.region;
+        match phase {
+            Phase::Preparing => anyhow::anyhow!(
+                "interrupted before anything was sent to stack {stack}; it is as it was"
+            ),
+            Phase::Reviewing { change_set } => {
+                let _ = cloudformation::delete_change_set(&self.cloudformation, &change_set).await;
+                anyhow::anyhow!(
+                    "interrupted before the change set was executed; it was deleted, and stack {stack} \
+                     is as it was"
+                )
+            }
+            Phase::Executing => anyhow::anyhow!(
+                "interrupted, but the update of stack {stack} goes on in AWS: follow it with \
+                 `aws cloudformation describe-stack-events --stack-name {stack} --region {region}`, \
+                 or run the same deploy again, which waits for it to finish"
+            ),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The release core, with no clap and no printing of its own (results are returned; progress goes
+//! through `Progress`): plan and build the zips, upload them, and bring stacks to them through
+//! change sets, one deploy per stack, with a history of what was released.
+
+pub mod artifact;
+pub mod bootstrap;
+pub mod compile;
+pub mod deployer;
+pub mod elf;
+pub mod history;
+pub mod lock;
+pub mod manifest;
+pub mod package;
+pub mod report;
+pub mod stack;
+pub mod upload;

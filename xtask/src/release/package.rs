@@ -1,0 +1,240 @@
+//! Packaging: the plan (what will be built, computed before any of it), then the build, the ELF
+//! checks and the reproducible zips, and the manifests that publish and deploy read.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use xshell::Shell;
+
+use super::artifact::{sha256_hex, write_atomically, zip_bootstrap};
+use super::compile::Tools;
+use super::elf::ElfFacts;
+use super::manifest::{
+    Artifact, Build, MANIFEST, Plan, Source, artifact_key, artifact_key_parameter,
+};
+use crate::names::{Environment, human_size};
+use crate::progress::Progress;
+use crate::workspace::{Service, Workspace};
+
+/// Plans and builds `services`: a no-op (zips reused) when nothing changed.
+pub fn build(
+    workspace: &Workspace,
+    services: &[&Service],
+    environment: Environment,
+    install_tools: bool,
+    progress: Progress,
+) -> anyhow::Result<Plan> {
+    let sh = Shell::new()?;
+    let mut tools = Tools::detect(&sh, &workspace.root)?;
+    let plan = plan(workspace, services, environment, &tools, install_tools)?;
+    execute(&sh, workspace, plan, &mut tools, install_tools, progress)
+}
+
+/// What `package` will do, computed before doing any of it.
+pub fn plan(
+    workspace: &Workspace,
+    services: &[&Service],
+    environment: Environment,
+    tools: &Tools,
+    will_install: bool,
+) -> anyhow::Result<Plan> {
+    let mut functions = Vec::new();
+    let mut bins_by_target: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for service in services {
+        for function in &service.functions {
+            let target = function.architecture.target();
+            let bins = bins_by_target.entry(target).or_default();
+            if !bins.contains(&function.bin) {
+                bins.push(function.bin.clone());
+            }
+            functions.push(Artifact {
+                service: service.name.clone(),
+                function: function.name.clone(),
+                architecture: function.architecture,
+                target: target.to_owned(),
+                binary: workspace
+                    .target_dir
+                    .join(target)
+                    .join("release")
+                    .join(&function.bin),
+                binary_sha256: None,
+                zip: None,
+                sha256: None,
+                size: None,
+                key: None,
+                parameter: artifact_key_parameter(&function.name),
+            });
+        }
+    }
+    let manifest = workspace.root.join("Cargo.toml");
+    let builds = bins_by_target
+        .into_iter()
+        .map(|(target, bins)| {
+            let builder = tools.builder_for(target, will_install)?;
+            let command = tools.command(builder, &manifest, target, &bins);
+            Ok(Build {
+                target: target.to_owned(),
+                builder,
+                bins,
+                command: command
+                    .iter()
+                    .map(|arg| arg.to_string_lossy().into_owned())
+                    .collect(),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Plan {
+        environment,
+        profile: "release".to_owned(),
+        source: None,
+        builds,
+        functions,
+    })
+}
+
+/// Builds, verifies every binary, then zips and writes manifests. Nothing is written unless every
+/// build and check passed.
+pub fn execute(
+    sh: &Shell,
+    workspace: &Workspace,
+    mut plan: Plan,
+    tools: &mut Tools,
+    install: bool,
+    progress: Progress,
+) -> anyhow::Result<Plan> {
+    let targets: Vec<&str> = plan.builds.iter().map(|b| b.target.as_str()).collect();
+    if install {
+        tools.install(sh, &workspace.root, &targets)?;
+    }
+    for build in &plan.builds {
+        progress.note(&format!(
+            "building {} for {} ({:?})",
+            build.bins.join(", "),
+            build.target,
+            build.builder
+        ));
+        let command = tools.command(
+            build.builder,
+            &workspace.root.join("Cargo.toml"),
+            &build.target,
+            &build.bins,
+        );
+        if let Err(error) = tools.run(sh, &workspace.root, &command) {
+            return Err(match tools.missing_target(sh, &targets) {
+                Some(missing) => anyhow::anyhow!(missing),
+                None => error,
+            });
+        }
+    }
+
+    let step = progress.step("verifying the executables");
+    let mut binaries = Vec::new();
+    let mut refusals = Vec::new();
+    for artifact in &plan.functions {
+        let bytes = std::fs::read(&artifact.binary).with_context(|| {
+            format!(
+                "reading {}, which the build should have produced",
+                artifact.binary.display()
+            )
+        })?;
+        let problems = ElfFacts::read(&bytes)?.problems(artifact.architecture);
+        for problem in problems {
+            refusals.push(format!(
+                "{}/{} ({}): {problem}",
+                artifact.service,
+                artifact.function,
+                artifact.binary.display()
+            ));
+        }
+        binaries.push(bytes);
+    }
+    if !refusals.is_empty() {
+        bail!("refusing to package:\n  {}", refusals.join("\n  "));
+    }
+    step.done("verified the executables");
+
+    plan.source = Some(source(sh, &workspace.root, &tools.toolchain));
+    // What the last run left, read once: a zip whose binary did not change is reused.
+    let mut previous: Vec<Artifact> = Vec::new();
+    for service in plan.services() {
+        if let Ok(manifest) = Plan::read(&workspace.lambda_dir(service).join(MANIFEST)) {
+            previous.extend(manifest.functions);
+        }
+    }
+    for (artifact, binary) in plan.functions.iter_mut().zip(&binaries) {
+        let step = progress.step(&format!(
+            "zipping {}/{}",
+            artifact.service, artifact.function
+        ));
+        let binary_sha256 = sha256_hex(binary);
+        let dir = workspace
+            .lambda_dir(&artifact.service)
+            .join(&artifact.function);
+        let (sha256, size, reused) = match reusable_zip(&previous, artifact, &binary_sha256) {
+            Some((sha256, size)) => (sha256, size, true),
+            None => {
+                let zip = zip_bootstrap(binary)?;
+                let sha256 = sha256_hex(&zip);
+                write_atomically(&dir.join(format!("{sha256}.zip")), &zip)?;
+                (sha256, zip.len() as u64, false)
+            }
+        };
+        artifact.zip = Some(dir.join(format!("{sha256}.zip")));
+        artifact.key = Some(artifact_key(&artifact.service, &artifact.function, &sha256));
+        artifact.binary_sha256 = Some(binary_sha256);
+        artifact.sha256 = Some(sha256);
+        artifact.size = Some(size);
+        step.done(&format!(
+            "{} {}/{} ({})",
+            if reused { "unchanged" } else { "zipped" },
+            artifact.service,
+            artifact.function,
+            human_size(size)
+        ));
+    }
+
+    for service in plan.services() {
+        let manifest = serde_json::to_vec_pretty(&plan.for_service(service))?;
+        write_atomically(&workspace.lambda_dir(service).join(MANIFEST), &manifest)?;
+    }
+    Ok(plan)
+}
+
+/// The zip from the last run, when the binary is the same and the zip is still intact.
+fn reusable_zip(
+    previous: &[Artifact],
+    artifact: &Artifact,
+    binary_sha256: &str,
+) -> Option<(String, u64)> {
+    let before = previous.iter().find(|a| {
+        a.service == artifact.service
+            && a.function == artifact.function
+            && a.target == artifact.target
+    })?;
+    if before.binary_sha256.as_deref() != Some(binary_sha256) {
+        return None;
+    }
+    let zip = std::fs::read(before.zip.as_ref()?).ok()?;
+    let size = zip.len() as u64;
+    let sha256 = sha256_hex(&zip);
+    (Some(&sha256) == before.sha256.as_ref()).then_some((sha256, size))
+}
+
+/// The commit, whether the tree had uncommitted changes, and the compiler: what S3 metadata records.
+pub fn source(sh: &Shell, root: &Path, toolchain: &str) -> Source {
+    let _dir = sh.push_dir(root);
+    let commit = xshell::cmd!(sh, "git rev-parse HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read();
+    let dirty = xshell::cmd!(sh, "git status --porcelain")
+        .quiet()
+        .ignore_stderr()
+        .read();
+    Source {
+        dirty: commit.is_err() || dirty.map_or(true, |status| !status.trim().is_empty()),
+        commit: commit.unwrap_or_else(|_| "unknown".to_owned()),
+        toolchain: toolchain.to_owned(),
+    }
+}

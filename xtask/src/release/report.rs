@@ -1,0 +1,84 @@
+//! What a release did, per stack: the result deploy and rollback print (or give as `--json`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::stack::Outcome;
+use crate::aws::cloudformation::Resource;
+use crate::progress::table;
+
+#[derive(Debug, Serialize)]
+pub struct StackReport {
+    pub stack: String,
+    pub status: String,
+    pub outcome: Outcome,
+    pub change_set_id: Option<String>,
+    pub template_url: String,
+    pub artifact_keys: BTreeMap<String, String>,
+    pub outputs: BTreeMap<String, String>,
+    pub resources: Vec<Resource>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub region: String,
+    pub bucket: String,
+    /// Set with `--local`: where the emulator listens.
+    pub endpoint: Option<String>,
+    pub uploaded: usize,
+    pub bytes_sent: u64,
+    pub stacks: Vec<StackReport>,
+}
+
+impl Report {
+    /// The report as people read it.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "published to s3://{} in {}: {} new objects, {} bytes\n",
+            self.bucket, self.region, self.uploaded, self.bytes_sent
+        );
+        for stack in &self.stacks {
+            let verb = match stack.outcome {
+                Outcome::Created => "created",
+                Outcome::Updated => "updated",
+                Outcome::Unchanged => "unchanged",
+                Outcome::Review => "change set ready for review",
+            };
+            out.push_str(&format!(
+                "{}: {verb}, {} ({:.1}s)\n",
+                stack.stack, stack.status, stack.seconds
+            ));
+            if let Some(change_set) = &stack.change_set_id {
+                out.push_str(&format!("  change set  {change_set}\n"));
+            }
+            for (parameter, key) in &stack.artifact_keys {
+                out.push_str(&format!("  {parameter}  {key}\n"));
+            }
+            for (output, value) in &stack.outputs {
+                out.push_str(&format!("  output {output}  {value}\n"));
+            }
+            let rows: Vec<[String; 4]> = stack
+                .resources
+                .iter()
+                .map(|r| {
+                    [
+                        String::new(),
+                        r.logical_id.clone(),
+                        r.kind.clone(),
+                        r.physical_id.clone(),
+                    ]
+                })
+                .collect();
+            if !rows.is_empty() {
+                out.push_str(&table(
+                    "  resources:",
+                    ["", "LOGICAL ID", "TYPE", "PHYSICAL ID"],
+                    &rows,
+                ));
+            }
+        }
+        out
+    }
+}

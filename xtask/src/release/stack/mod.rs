@@ -1,0 +1,11 @@
+//! One stack brought to a template: the template as read (`template`), the pure decisions about a
+//! stack in each state (`decide`), the change-set engine (`change`) and following an operation's
+//! events (`watch`).
+
+pub mod change;
+pub mod decide;
+pub mod template;
+pub mod watch;
+
+pub use change::{Change, Engine, Outcome, Phase, Source};
+pub use template::Template;

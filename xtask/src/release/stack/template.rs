@@ -1,0 +1,178 @@
+//! The one way the release tool reads a CloudFormation template. YAML short-form tags read as
+//! their values, so `!Ref FirmwareTable` is the text `FirmwareTable` and `!GetAtt Role.Arn` is
+//! `Role.Arn`: a value that is the name of one of the template's resources refers to it. That is
+//! all any reader here needs: the deploy plan (parameters, capabilities), `serve`'s stores and the
+//! tidy checks.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use aws_sdk_cloudformation::types::Capability;
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// A template, parsed once and checked to be one (it has `Resources`).
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// What messages call it: its file name, or where it came from.
+    pub name: String,
+    /// The text, as CloudFormation receives it.
+    pub body: String,
+    yaml: Yaml,
+}
+
+/// The properties that give an IAM resource a fixed name, which needs CAPABILITY_NAMED_IAM.
+const IAM_NAMES: [&str; 5] = [
+    "RoleName",
+    "UserName",
+    "GroupName",
+    "ManagedPolicyName",
+    "InstanceProfileName",
+];
+
+impl Template {
+    pub fn parse(name: &str, body: String) -> anyhow::Result<Template> {
+        let mut documents = YamlLoader::load_from_str(&body)
+            .with_context(|| format!("{name} is not valid YAML"))?;
+        anyhow::ensure!(!documents.is_empty(), "{name} is empty");
+        let yaml = documents.swap_remove(0);
+        anyhow::ensure!(
+            yaml["Resources"].as_hash().is_some(),
+            "{name} is not a CloudFormation template: it has no Resources"
+        );
+        Ok(Template {
+            name: name.to_owned(),
+            body,
+            yaml,
+        })
+    }
+
+    pub fn read(path: &Path) -> anyhow::Result<Template> {
+        let body =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Template::parse(&path.display().to_string(), body)
+    }
+
+    /// Each declared parameter, and whether it has a default.
+    pub fn parameters(&self) -> BTreeMap<String, bool> {
+        self.yaml["Parameters"]
+            .as_hash()
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, value)| {
+                Some((key.as_str()?.to_owned(), !value["Default"].is_badvalue()))
+            })
+            .collect()
+    }
+
+    /// The resources of one type (`AWS::DynamoDB::Table`), with their logical ids, in template order.
+    pub fn resources(&self, kind: &str) -> Vec<(&str, &Yaml)> {
+        self.all_resources()
+            .filter(|(_, resource)| resource["Type"].as_str() == Some(kind))
+            .collect()
+    }
+
+    /// True when `text` is the logical id of one of the template's resources: a `!Ref` to it.
+    pub fn is_resource(&self, text: &str) -> bool {
+        self.all_resources().any(|(id, _)| id == text)
+    }
+
+    fn all_resources(&self) -> impl Iterator<Item = (&str, &Yaml)> {
+        self.yaml["Resources"]
+            .as_hash()
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, resource)| Some((id.as_str()?, resource)))
+    }
+
+    /// Exactly the capabilities a change set of this template needs, counting the templates its
+    /// nested stacks use: IAM when they create IAM resources, NAMED_IAM when one of those has a
+    /// fixed name, AUTO_EXPAND when a template uses a transform (macro).
+    pub fn capabilities(&self, nested: &[Template]) -> Vec<Capability> {
+        let (mut iam, mut named, mut expand) = (false, false, false);
+        for template in std::iter::once(self).chain(nested) {
+            expand |= !template.yaml["Transform"].is_badvalue();
+            for (_, resource) in template.all_resources() {
+                if resource["Type"]
+                    .as_str()
+                    .is_some_and(|kind| kind.starts_with("AWS::IAM::"))
+                {
+                    iam = true;
+                    named |= IAM_NAMES
+                        .iter()
+                        .any(|name| !resource["Properties"][*name].is_badvalue());
+                }
+            }
+        }
+        let mut needed = Vec::new();
+        if named {
+            needed.push(Capability::CapabilityNamedIam);
+        } else if iam {
+            needed.push(Capability::CapabilityIam);
+        }
+        if expand {
+            needed.push(Capability::CapabilityAutoExpand);
+        }
+        needed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Template {
+        Template::parse("t", text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn templates_ask_for_exactly_the_capabilities_they_need() {
+        let role = "Resources:\n  R:\n    Type: AWS::IAM::Role\n    Properties: {}\n";
+        assert_eq!(parse(role).capabilities(&[]), [Capability::CapabilityIam]);
+        let none = parse("Resources:\n  Topic:\n    Type: AWS::SNS::Topic\n");
+        assert!(none.capabilities(&[]).is_empty());
+        // An IAM resource in a nested template counts for the parent's change set.
+        let named = parse(
+            "Resources:\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: fixed\n",
+        );
+        assert_eq!(
+            none.capabilities(&[named]),
+            [Capability::CapabilityNamedIam]
+        );
+        let macro_ = parse("Transform: AWS::Serverless-2016-10-31\nResources: {}\n");
+        assert_eq!(macro_.capabilities(&[]), [Capability::CapabilityAutoExpand]);
+    }
+
+    #[test]
+    fn malformed_templates_are_named() {
+        let error = Template::parse("bad.yaml", "a: [".to_owned()).unwrap_err();
+        assert!(format!("{error:#}").starts_with("bad.yaml is not valid YAML"));
+        let error = Template::parse("list.yaml", "- 1".to_owned()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "list.yaml is not a CloudFormation template: it has no Resources"
+        );
+    }
+
+    #[test]
+    fn references_read_as_the_names_they_refer_to() {
+        let template = parse(
+            "Parameters:\n  Env: {Type: String}\n  Domain: {Type: String, Default: ''}\n\
+             Resources:\n  Table:\n    Type: AWS::DynamoDB::Table\n  Function:\n    Type: AWS::Lambda::Function\n    \
+             Properties:\n      Environment:\n        Variables:\n          TABLE: !Ref Table\n",
+        );
+        assert_eq!(
+            template.parameters(),
+            BTreeMap::from([("Domain".to_owned(), true), ("Env".to_owned(), false)])
+        );
+        let [(id, function)] = template.resources("AWS::Lambda::Function")[..] else {
+            panic!("one function")
+        };
+        assert_eq!(id, "Function");
+        let table = function["Properties"]["Environment"]["Variables"]["TABLE"]
+            .as_str()
+            .unwrap();
+        assert!(template.is_resource(table));
+        assert!(!template.is_resource("Env"));
+    }
+}

@@ -1,0 +1,266 @@
+//! Uploading a release to the artifact bucket: each function zip and the templates its stack needs,
+//! content-addressed, skipping what is already there with the same SHA-256 and refusing what is
+//! there with another.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use aws_sdk_s3::primitives::ByteStream;
+use base64::Engine;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::artifact::sha256_hex;
+use super::manifest::Plan;
+use super::package;
+use crate::aws::{self, check_credentials, s3_client};
+use crate::names::Environment;
+use crate::progress::Progress;
+use crate::workspace::{APIGATEWAY_TEMPLATE, Service, Workspace, service_template};
+
+/// The metadata key holding an object's SHA-256, which publish checks before reusing it.
+const SHA256_METADATA: &str = "sha256";
+
+/// One object to publish.
+#[derive(Debug, Clone, Serialize)]
+pub struct Object {
+    pub key: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub outcome: Outcome,
+    #[serde(skip)]
+    pub metadata: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Uploaded,
+    Unchanged,
+    Planned,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub region: String,
+    pub bucket: String,
+    pub objects: Vec<Object>,
+    pub head_requests: usize,
+    pub put_requests: usize,
+    pub bytes_sent: u64,
+}
+
+/// Packages `services` (a no-op when nothing changed) and uploads what the bucket lacks: the
+/// half of a release that `deploy` shares with `publish`.
+pub fn publish(
+    workspace: &Workspace,
+    services: &[&Service],
+    environment: Environment,
+    target: &Target,
+    runtime: &tokio::runtime::Runtime,
+    install_tools: bool,
+    progress: Progress,
+) -> anyhow::Result<(Plan, Report)> {
+    let plan = package::build(workspace, services, environment, install_tools, progress)?;
+    let objects = objects(workspace, &plan)?;
+    let report = runtime.block_on(target.upload(objects, progress))?;
+    Ok((plan, report))
+}
+
+/// Every zip in the plan and, per service, its stack template and the shared nested one.
+pub fn objects(workspace: &Workspace, plan: &Plan) -> anyhow::Result<Vec<Object>> {
+    let source = plan
+        .source
+        .as_ref()
+        .expect("objects are listed from a packaged plan, which records its source");
+    let provenance = |sha256: &str| {
+        HashMap::from([
+            (SHA256_METADATA.to_owned(), sha256.to_owned()),
+            ("git-commit".to_owned(), source.commit.clone()),
+            ("git-dirty".to_owned(), source.dirty.to_string()),
+        ])
+    };
+    let mut objects = Vec::new();
+    for artifact in &plan.functions {
+        let (Some(key), Some(zip), Some(sha256), Some(size)) = (
+            &artifact.key,
+            &artifact.zip,
+            &artifact.sha256,
+            artifact.size,
+        ) else {
+            unreachable!("a packaged plan has a zip, key, hash and size for every function");
+        };
+        let mut metadata = provenance(sha256);
+        metadata.insert("toolchain".into(), source.toolchain.clone());
+        metadata.insert("target".into(), artifact.target.clone());
+        metadata.insert("profile".into(), plan.profile.clone());
+        objects.push(Object {
+            key: key.clone(),
+            path: zip.clone(),
+            sha256: sha256.clone(),
+            size,
+            outcome: Outcome::Planned,
+            metadata,
+        });
+    }
+    for service in plan.services() {
+        for file in [service_template(service), APIGATEWAY_TEMPLATE.to_owned()] {
+            let path = workspace.root.join("cloudformation").join(&file);
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "reading {}, the template {service}'s stack needs",
+                    path.display()
+                )
+            })?;
+            let sha256 = sha256_hex(&bytes);
+            objects.push(Object {
+                key: template_key(service, &sha256, &file),
+                path,
+                size: bytes.len() as u64,
+                outcome: Outcome::Planned,
+                metadata: provenance(&sha256),
+                sha256,
+            });
+        }
+    }
+    Ok(objects)
+}
+
+/// `cloudformation/<service>/<sha256>/<file>`: a template's content-addressed key.
+pub fn template_key(service: &str, sha256: &str, file: &str) -> String {
+    format!("cloudformation/{service}/{sha256}/{file}")
+}
+
+impl Report {
+    /// The key `file` was published under for `service`.
+    pub fn template_key(&self, service: &str, file: &str) -> &str {
+        let prefix = format!("cloudformation/{service}/");
+        let suffix = format!("/{file}");
+        self.objects
+            .iter()
+            .map(|object| object.key.as_str())
+            .find(|key| key.starts_with(&prefix) && key.ends_with(&suffix))
+            .expect("a published service always has both of its templates among the objects")
+    }
+}
+
+/// A bucket that exists and that the credentials can reach.
+#[derive(Debug)]
+pub struct Target {
+    s3: aws_sdk_s3::Client,
+    region: String,
+    bucket: String,
+}
+
+impl Target {
+    /// Checks the credentials and the bucket, saying what to do when either is missing.
+    pub async fn check(
+        sdk: &aws_config::SdkConfig,
+        region: &str,
+        bucket: &str,
+    ) -> anyhow::Result<Target> {
+        check_credentials(sdk).await?;
+        let s3 = s3_client(sdk);
+        aws::s3::check_bucket(&s3, region, bucket).await?;
+        Ok(Target {
+            s3,
+            region: region.to_owned(),
+            bucket: bucket.to_owned(),
+        })
+    }
+
+    /// Uploads what is not there yet; what is there must have the same SHA-256.
+    pub async fn upload(&self, objects: Vec<Object>, progress: Progress) -> anyhow::Result<Report> {
+        let (s3, bucket) = (&self.s3, self.bucket.as_str());
+        let mut report = Report {
+            region: self.region.clone(),
+            bucket: bucket.to_owned(),
+            objects: Vec::new(),
+            head_requests: 1,
+            put_requests: 0,
+            bytes_sent: 0,
+        };
+        for mut object in objects {
+            let step = progress.step(&format!("publishing {}", object.key));
+            report.head_requests += 1;
+            let outcome = match stored_sha256(s3, bucket, &object.key).await? {
+                Some(stored) if stored == object.sha256 => Outcome::Unchanged,
+                Some(stored) => bail!(
+                    "s3://{bucket}/{} already exists with SHA-256 {stored}, not {}: the object is corrupt or \
+                 was written by something else; delete it (aws s3 rm s3://{bucket}/{}) and publish again",
+                    object.key,
+                    object.sha256,
+                    object.key
+                ),
+                None => {
+                    let body = std::fs::read(&object.path)
+                        .with_context(|| format!("reading {}", object.path.display()))?;
+                    if sha256_hex(&body) != object.sha256 {
+                        bail!(
+                            "{} changed since it was packaged; package again",
+                            object.path.display()
+                        );
+                    }
+                    let checksum =
+                        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body));
+                    report.put_requests += 1;
+                    s3.put_object()
+                    .bucket(bucket)
+                    .key(&object.key)
+                    .body(ByteStream::from(body))
+                    .checksum_sha256(checksum)
+                    .set_metadata(Some(object.metadata.clone()))
+                    .send()
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "uploading s3://{bucket}/{}; S3 stores an object only once it has all of it, \
+                             so nothing partial is left: publish again",
+                            object.key
+                        )
+                    })?;
+                    report.bytes_sent += object.size;
+                    Outcome::Uploaded
+                }
+            };
+            step.done(&format!(
+                "{} {}",
+                if outcome == Outcome::Uploaded {
+                    "uploaded"
+                } else {
+                    "unchanged"
+                },
+                object.key
+            ));
+            object.outcome = outcome;
+            report.objects.push(object);
+        }
+        Ok(report)
+    }
+}
+
+/// The SHA-256 of what is stored at `key`, or `None` when nothing is. S3's own checksum is
+/// preferred; the metadata publish attaches is the fallback (the emulator keeps only that).
+async fn stored_sha256(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<Option<String>> {
+    let Some(head) = aws::s3::head_object(s3, bucket, key).await? else {
+        return Ok(None);
+    };
+    if let Some(checksum) = head.checksum_sha256().filter(|c| !c.contains('-')) {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(checksum)
+            .with_context(|| format!("s3://{bucket}/{key} has a malformed checksum"))?;
+        return Ok(Some(bytes.iter().map(|b| format!("{b:02x}")).collect()));
+    }
+    Ok(Some(
+        head.metadata()
+            .and_then(|m| m.get(SHA256_METADATA))
+            .cloned()
+            .unwrap_or_else(|| "unknown (no checksum or sha256 metadata)".to_owned()),
+    ))
+}

@@ -1,0 +1,114 @@
+//! The one way the release tool waits for something to change: polls spaced by a backoff, up to a
+//! deadline. AWS operations are polled with [`poll`]; local processes with [`poll_blocking`].
+
+use std::time::{Duration, Instant};
+
+/// The pause before each attempt: `first`, growing by half each time, never above `longest`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    first: Duration,
+    next: Duration,
+    longest: Duration,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, longest: Duration) -> Backoff {
+        Backoff {
+            first,
+            next: first,
+            longest,
+        }
+    }
+
+    /// A fixed pause.
+    pub fn every(interval: Duration) -> Backoff {
+        Backoff::new(interval, interval)
+    }
+
+    /// The pause to take now; the one after it is longer.
+    pub fn pause(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (self.next * 3 / 2).min(self.longest);
+        pause
+    }
+
+    /// Back to the first pause, after something happened.
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+/// Calls `attempt` until it gives a value, pausing between calls; past `deadline`, fails with
+/// `timed_out()`. The first attempt is immediate.
+pub async fn poll<T>(
+    deadline: Instant,
+    mut backoff: Backoff,
+    mut attempt: impl AsyncFnMut() -> anyhow::Result<Option<T>>,
+    timed_out: impl FnOnce() -> anyhow::Error,
+) -> anyhow::Result<T> {
+    loop {
+        if let Some(value) = attempt().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            return Err(timed_out());
+        }
+        tokio::time::sleep(backoff.pause()).await;
+    }
+}
+
+/// [`poll`] for a thread that may block: waiting for a local process to listen, say.
+pub fn poll_blocking<T>(
+    deadline: Instant,
+    mut backoff: Backoff,
+    mut attempt: impl FnMut() -> anyhow::Result<Option<T>>,
+    timed_out: impl FnOnce() -> anyhow::Error,
+) -> anyhow::Result<T> {
+    loop {
+        if let Some(value) = attempt()? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            return Err(timed_out());
+        }
+        std::thread::sleep(backoff.pause());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_grow_by_half_up_to_the_longest_and_reset() {
+        let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(4));
+        let pauses: Vec<u64> = (0..4).map(|_| backoff.pause().as_secs()).collect();
+        assert_eq!(pauses, [2, 3, 4, 4]);
+        backoff.reset();
+        assert_eq!(backoff.pause(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn polling_stops_at_the_first_value_or_at_the_deadline() {
+        let mut calls = 0;
+        let value = poll_blocking(
+            Instant::now() + Duration::from_secs(5),
+            Backoff::every(Duration::from_millis(1)),
+            || {
+                calls += 1;
+                Ok((calls == 3).then_some(calls))
+            },
+            || anyhow::anyhow!("too late"),
+        )
+        .unwrap();
+        assert_eq!(value, 3);
+        let error = poll_blocking::<()>(
+            Instant::now(),
+            Backoff::every(Duration::from_millis(1)),
+            || Ok(None),
+            || anyhow::anyhow!("too late"),
+        )
+        .unwrap_err();
+        assert_eq!(error.to_string(), "too late");
+    }
+}
