@@ -8,4 +8,5 @@ mod package;
 mod publish;
 mod release;
 mod serve;
+mod snapshots;
 mod support;

@@ -37,7 +37,7 @@ fn refused(output: &std::process::Output, fragment: &str) {
 }
 
 /// Makes the fixture a git repository with one commit, as a checkout is.
-fn commit(fixture: &Fixture, message: &str) -> String {
+pub fn commit(fixture: &Fixture, message: &str) -> String {
     let git = |args: &[&str]| {
         let output = Command::new("git")
             .current_dir(&fixture.root)
