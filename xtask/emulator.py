@@ -6,12 +6,19 @@ one item can both pass their check before either writes. Serialising requests gi
 the atomicity the real services have, which the concurrency tests (session statuses, the deploy
 lock) rely on. Arguments are moto_server's (-H HOST -p PORT).
 
+It also pages the lists AWS pages and moto returns whole: a stack's resources and its events
+come `EMULATOR_PAGE_SIZE` at a time (default 100) with a NextToken, so the release tool's
+paginators are exercised; a test sets the size to 1.
+
 Used by scripts/test and by `cargo xtask deploy --local`.
 """
 
+import os
 import threading
 
 from moto import server
+from moto.cloudformation.responses import CloudFormationResponse
+from moto.core.responses import ActionResult
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
 _one_at_a_time = threading.Lock()
@@ -25,6 +32,28 @@ def _serialised(self, environ, start_response):
 
 
 DomainDispatcherApplication.__call__ = _serialised
+
+_PAGE_SIZE = int(os.environ.get("EMULATOR_PAGE_SIZE", "100"))
+
+
+def _paged(respond, key):
+    def paged(self):
+        items = list(respond(self).result[key])
+        start = int(self._get_param("NextToken") or 0)
+        end = start + _PAGE_SIZE
+        return ActionResult(
+            {key: items[start:end], "NextToken": str(end) if end < len(items) else None}
+        )
+
+    return paged
+
+
+CloudFormationResponse.list_stack_resources = _paged(
+    CloudFormationResponse.list_stack_resources, "StackResourceSummaries"
+)
+CloudFormationResponse.describe_stack_events = _paged(
+    CloudFormationResponse.describe_stack_events, "StackEvents"
+)
 
 if __name__ == "__main__":
     server.main()

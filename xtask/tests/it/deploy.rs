@@ -35,24 +35,22 @@ pub fn stand_in() -> Fixture {
     fixture
 }
 
-fn deploy(fixture: &Fixture, extra: &[&str]) -> Output {
+/// `deploy hardware dev --local` with a test's timeout, and `extra` flags.
+fn deploy_command(fixture: &Fixture, extra: &[&str]) -> std::process::Command {
     let mut args = vec!["deploy", "hardware", "dev", "--local", "--timeout", "120"];
     args.extend_from_slice(extra);
-    fixture.xtask(&args)
+    fixture.command(&args)
+}
+
+fn deploy(fixture: &Fixture, extra: &[&str]) -> Output {
+    deploy_command(fixture, extra)
+        .output()
+        .expect("the xtask binary runs")
 }
 
 /// Starts `deploy --json` in the background.
 fn spawn_deploy(fixture: &Fixture) -> std::process::Child {
-    fixture
-        .command(&[
-            "deploy",
-            "hardware",
-            "dev",
-            "--local",
-            "--timeout",
-            "120",
-            "--json",
-        ])
+    deploy_command(fixture, &["--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -556,4 +554,34 @@ fn s3(endpoint: &str) -> aws_sdk_s3::Client {
 
 fn cloudformation(endpoint: &str) -> aws_sdk_cloudformation::Client {
     aws_sdk_cloudformation::Client::new(&sdk(endpoint))
+}
+
+#[test]
+fn every_page_of_resources_and_events_is_read() {
+    // An emulator that pages its lists one item at a time: a listing that read only the first page
+    // would see one resource and one event.
+    let fixture = stand_in();
+    let output = deploy_command(&fixture, &["--json"])
+        .env("EMULATOR_PAGE_SIZE", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let resources: Vec<&str> = report["stacks"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["logical_id"].as_str().unwrap())
+        .collect();
+    for expected in ["FirmwareTable", "FunctionRole", "Function", "Api"] {
+        assert!(resources.contains(&expected), "{expected}: {resources:?}");
+    }
+    let log = stderr(&output);
+    for event in [
+        "CREATE_IN_PROGRESS                           hardware-dev (AWS::CloudFormation::Stack)",
+        "CREATE_COMPLETE                              hardware-dev (AWS::CloudFormation::Stack)",
+    ] {
+        assert!(log.contains(event), "{event} is missing:\n{log}");
+    }
+    assert!(log.contains(" Api/"), "the nested stack's events:\n{log}");
 }
