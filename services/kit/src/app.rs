@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
@@ -30,6 +30,9 @@ use crate::error::ApiError;
 
 /// The header each response carries its request id in, for support requests.
 pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The largest request body a service reads: what Lambda accepts in a synchronous invocation.
+pub const BODY_LIMIT: usize = 6 * 1024 * 1024;
 
 const ALLOW_METHODS: &str = "DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT";
 const ALLOW_HEADERS: &str = "Content-Type,Authorization,X-Amz-Date,X-Api-Key,X-Amz-Security-Token";
@@ -82,6 +85,7 @@ pub fn app(service: &str, routes: Router, verifier: Arc<Verifier>) -> Router {
         .nest("/v1", routes.clone())
         .nest(&format!("/{service}"), routes)
         .fallback(unknown_endpoint)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(catch_panic))
         .layer(middleware::from_fn(cors))
         .layer(middleware::from_fn(trace))

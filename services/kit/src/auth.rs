@@ -182,10 +182,15 @@ impl Verifier {
         }
     }
 
-    /// Checks an `Authorization` header value (`Bearer ` optional) and says who sent it.
+    /// Checks an `Authorization` header value (`Bearer `, in any case, optional) and says who
+    /// sent it.
     pub async fn verify(&self, authorization: &str) -> Result<Principal, ApiError> {
         let token = authorization.trim();
-        let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
+        let token = match token.get(..7) {
+            // RFC 7235: the scheme is case-insensitive.
+            Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => token[7..].trim(),
+            _ => token,
+        };
         if token.is_empty() {
             return Err(unauthorized("the Authorization header holds no token"));
         }

@@ -14,9 +14,9 @@ pub struct Env(HashMap<String, String>);
 /// A variable that is missing or malformed; start-up stops with this message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("environment variable {name} is not set: {hint}")]
+    #[error("missing environment variable {name}: {hint}")]
     Missing { name: String, hint: String },
-    #[error("environment variable {name} is malformed: {problem}")]
+    #[error("malformed environment variable {name}: {problem}")]
     Malformed { name: String, problem: String },
 }
 
@@ -97,7 +97,7 @@ mod tests {
         let error = env.required("EMPTY", "the table of firmware").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "environment variable EMPTY is not set: the table of firmware"
+            "missing environment variable EMPTY: the table of firmware"
         );
     }
 
@@ -107,7 +107,7 @@ mod tests {
         let error = env.required_parsed::<u16>("PORT", "port").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "environment variable PORT is malformed: invalid digit found in string"
+            "malformed environment variable PORT: invalid digit found in string"
         );
         assert_eq!(env.optional_parsed::<u16>("ABSENT"), Ok(None));
     }

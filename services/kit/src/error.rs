@@ -30,6 +30,9 @@ pub enum ApiError {
     DuplicateEntity(String),
     #[error("{0}")]
     UnsupportedContentType(String),
+    /// A body over what Lambda accepts ([`crate::BODY_LIMIT`]).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("internal server error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A `500 ServerError` that stopped part way and tells the client how far it got (how many
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::UnsupportedMethod => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::DuplicateEntity(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) | ApiError::Unfinished(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -70,6 +74,7 @@ impl ApiError {
             ApiError::UnsupportedMethod => "UnsupportedMethod",
             ApiError::DuplicateEntity(_) => "DuplicateEntity",
             ApiError::UnsupportedContentType(_) => "UnsupportedContentType",
+            ApiError::PayloadTooLarge(_) => "PayloadTooLarge",
             ApiError::Internal(_) | ApiError::Unfinished(_) => "ServerError",
         }
     }
@@ -90,7 +95,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Displays an error with all its sources, for the logs (SDK errors hide the useful part in a source).
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

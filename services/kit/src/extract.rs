@@ -20,10 +20,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|_| ApiError::InvalidSchema("the request body could not be read".into()))?;
+        let Body(bytes) = Body::from_request(request, state).await?;
         parse_json(&bytes).map(Json)
+    }
+}
+
+/// A request body as bytes, up to [`crate::BODY_LIMIT`]; a larger one is a `413 PayloadTooLarge`.
+#[derive(Debug, Clone, Default)]
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(|rejection| {
+                if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(format!(
+                        "the request body is larger than the {} MB an API accepts",
+                        crate::BODY_LIMIT / (1024 * 1024)
+                    ))
+                } else {
+                    ApiError::InvalidSchema("the request body could not be read".into())
+                }
+            })
     }
 }
 

@@ -17,13 +17,13 @@ mod serve;
 pub mod testing;
 mod types;
 
-pub use app::{REQUEST_ID_HEADER, Routes, app};
+pub use app::{BODY_LIMIT, REQUEST_ID_HEADER, Routes, app};
 pub use auth::{AuthConfig, IssuerConfig, IssuerKind, Principal, ServiceSecret, Verifier};
 pub use config::{ConfigError, Env};
 pub use error::{ApiError, STATUS_HEADER};
-pub use extract::{Json, Path, Query, parse_json};
+pub use extract::{Body, Json, Path, Query, parse_json};
 pub use lazy::Lazy;
-pub use serve::{Mode, aws_config, init_tracing, lambda_handler, run};
+pub use serve::{BoxError, Mode, aws_config, exit, init_tracing, lambda_handler, run};
 /// An S3 client; path-style addressing when a custom endpoint (the local emulator) is set, since
 /// that has no per-bucket host names.
 #[cfg(feature = "s3")]

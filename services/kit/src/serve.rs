@@ -2,13 +2,33 @@
 //! Both run the very same `Router`; only the transport differs.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use axum::Router;
 use lambda_http::request::LambdaRequest;
+use lambda_http::tower::ServiceExt as _;
+use lambda_http::tower::util::MapRequest;
 use lambda_http::{LambdaEvent, Service};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{ConfigError, Env};
+use crate::error::ErrorChain;
+
+/// Whatever stopped a service: a start-up error (a missing variable, say) or the runtime's.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The end of a service's `main`: success exits 0; an error is printed to stderr as a sentence
+/// with its causes (never as debug output) and exits 1. In Lambda, that line is the init error
+/// CloudWatch shows.
+pub fn exit(result: Result<(), BoxError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", ErrorChain(error.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// How the process was started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,8 +74,9 @@ pub fn init_tracing(mode: &Mode, env: &Env) {
 
 /// The Lambda handler: API Gateway event in, API Gateway response out, through `router`.
 ///
-/// `lambda_http::run`, which [`run`] calls, wraps the router in this same adapter, so tests that
-/// feed recorded events through it exercise the production conversion.
+/// [`run`] serves exactly this, so tests that feed recorded events through it exercise the
+/// production conversion. Before `lambda_http` turns the event into a request, [`as_sent`] makes
+/// the event's path and `Host` safe to build a URI from.
 pub fn lambda_handler(
     router: Router,
 ) -> impl Service<
@@ -63,13 +84,91 @@ pub fn lambda_handler(
     Response = impl serde::Serialize + Send,
     Error = std::convert::Infallible,
 > {
-    lambda_http::Adapter::from(router)
+    handler(router)
+}
+
+/// What Lambda runs: the router behind `lambda_http`'s adapter, each event made [`as_sent`] first.
+type Handler = MapRequest<
+    lambda_http::Adapter<'static, axum::response::Response, Router>,
+    fn(LambdaEvent<LambdaRequest>) -> LambdaEvent<LambdaRequest>,
+>;
+
+fn handler(router: Router) -> Handler {
+    fn prepare(mut event: LambdaEvent<LambdaRequest>) -> LambdaEvent<LambdaRequest> {
+        as_sent(&mut event.payload);
+        event
+    }
+    lambda_http::Adapter::from(router).map_request(prepare as fn(_) -> _)
+}
+
+/// The request as the client sent it, whatever the event holds:
+/// - the path API Gateway hands over is decoded, so a `?`, `#` or `%` in it is part of the path, not
+///   the start of a query, a fragment or an escape; they are escaped again, and such a path is
+///   routed as the literal text it is (usually to a 404), as the local server routes it;
+/// - `lambda_http` builds the request's URI from `X-Forwarded-Proto`, `Host` (or the domain name)
+///   and the path, and fails (an invocation error, which API Gateway turns into a bare 502) when
+///   they make no URL. Nothing routes on them, so whichever would break it is dropped.
+pub fn as_sent(request: &mut LambdaRequest) {
+    let LambdaRequest::ApiGatewayV1(event) = request else {
+        return;
+    };
+    let path = event.path.as_deref().unwrap_or_default();
+    let path = escape_path(path);
+    let path = if path.starts_with('/') {
+        path
+    } else {
+        format!("/{path}")
+    };
+    let proto = http::HeaderName::from_static("x-forwarded-proto");
+    let scheme = event
+        .headers
+        .get(&proto)
+        .map(|value| value.to_str().unwrap_or_default().to_owned());
+    if scheme
+        .as_deref()
+        .is_some_and(|scheme| !matches!(scheme, "http" | "https"))
+    {
+        event.headers.remove(&proto);
+        event.multi_value_headers.remove(&proto);
+    }
+    let builds = |host: &str| url::Url::parse(&format!("https://{host}{path}")).is_ok();
+    let host_builds = event
+        .headers
+        .get(http::header::HOST)
+        .is_none_or(|host| host.to_str().is_ok_and(builds));
+    if !host_builds {
+        event.headers.remove(http::header::HOST);
+        event.multi_value_headers.remove(http::header::HOST);
+    }
+    if event
+        .request_context
+        .domain_name
+        .as_deref()
+        .is_some_and(|name| !builds(name))
+    {
+        event.request_context.domain_name = None;
+    }
+    event.path = Some(path);
+}
+
+/// `%`, `?` and `#` percent-encoded: the characters a decoded path may hold that a URI path may not.
+fn escape_path(path: &str) -> String {
+    let mut escaped = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '%' => escaped.push_str("%25"),
+            '?' => escaped.push_str("%3F"),
+            '#' => escaped.push_str("%23"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
 }
 
 /// Serves `router` until the process is stopped.
 pub async fn run(router: Router, mode: Mode) -> Result<(), lambda_http::Error> {
     match mode {
-        Mode::Lambda => lambda_http::run(router).await,
+        Mode::Lambda => lambda_http::lambda_runtime::run(handler(router)).await,
         Mode::Local { addr } => {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!("listening on http://{}", listener.local_addr()?);
@@ -99,5 +198,17 @@ pub async fn aws_config(mode: &Mode) -> aws_config::SdkConfig {
                 .await
         }
         Mode::Local { .. } => loader.load().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_characters_a_decoded_path_may_hold_are_escaped_again() {
+        assert_eq!(escape_path("/v1/misc/time?x#y"), "/v1/misc/time%3Fx%23y");
+        assert_eq!(escape_path("/v1/a/50%"), "/v1/a/50%25");
+        assert_eq!(escape_path("/v1/accessory/0a:1b"), "/v1/accessory/0a:1b");
     }
 }

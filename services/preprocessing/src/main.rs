@@ -1,9 +1,15 @@
 //! The preprocessing Lambda function, or `cargo run -p preprocessing` for a local server.
 
+use std::process::ExitCode;
+
 use kit::{Env, Mode};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn main() -> ExitCode {
+    kit::exit(serve().await)
+}
+
+async fn serve() -> Result<(), kit::BoxError> {
     let env = Env::from_process();
     let mode = Mode::from_env(&env)?;
     kit::init_tracing(&mode, &env);

@@ -369,7 +369,7 @@ pub async fn upload(
     principal: Principal,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    body: Bytes,
+    kit::Body(body): kit::Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let content_type = headers
         .get("content-type")

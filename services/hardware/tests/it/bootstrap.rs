@@ -93,5 +93,11 @@ fn without_its_configuration_the_binary_exits_naming_what_is_missing() {
         panic!("not refused as exited: {error}")
     };
     assert!(!status.success());
-    assert!(output.contains("FIRMWARE_TABLE"), "{output}");
+    assert!(
+        output.contains(
+            "error: missing environment variable FIRMWARE_TABLE: the DynamoDB table of released firmware"
+        ),
+        "{output}"
+    );
+    assert!(!output.contains("Missing {"), "no debug output: {output}");
 }

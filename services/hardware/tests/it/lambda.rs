@@ -7,14 +7,20 @@ use serde_json::{Value, json};
 
 use crate::support::{accessory_1_10_binary, seeded};
 
-/// Feeds a fixture event to the Lambda handler and returns the response as API Gateway reads it.
-async fn invoke(router: &Router, fixture: &str) -> Value {
-    let path = format!(
-        "{}/tests/fixtures/apigw/{fixture}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+/// A recorded event, as JSON.
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/apigw/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let request: LambdaRequest = serde_json::from_str(&text).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Feeds a fixture event to the Lambda handler and returns the response as API Gateway reads it.
+async fn invoke(router: &Router, name: &str) -> Value {
+    invoke_event(router, fixture(name)).await
+}
+
+async fn invoke_event(router: &Router, event: Value) -> Value {
+    let request: LambdaRequest = serde_json::from_value(event).unwrap();
     let event = LambdaEvent::new(request, Context::default());
     let response = kit::lambda_handler(router.clone())
         .call(event)
@@ -111,6 +117,41 @@ async fn errors_keep_the_contract_through_lambda() {
         assert_eq!(header(&response, "status"), name);
         assert_eq!(header(&response, "access-control-allow-origin"), "*");
         assert_eq!(json_body(&response), json!({ "message": message }));
+    }
+}
+
+#[tokio::test]
+async fn a_decoded_question_mark_or_hash_in_the_path_is_part_of_the_path() {
+    // API Gateway hands over the path decoded: `/v1/misc/time%3Fx` arrives as `/v1/misc/time?x`.
+    let router = seeded().await.router().await;
+    for path in [
+        "/v1/misc/time?x",
+        "/v1/misc/time#x",
+        "/v1/misc/time%",
+        "/v1/misc/%3F",
+    ] {
+        let mut event = fixture("misc-time.apis-domain.trailing-slash.json");
+        event["path"] = json!(path);
+        event["pathParameters"]["proxy"] = json!(path.trim_start_matches('/'));
+        let response = invoke_event(&router, event).await;
+        assert_eq!(response["statusCode"], 404, "{path}: {response}");
+        assert_eq!(header(&response, "status"), "UnknownEndpoint", "{path}");
+        assert_eq!(header(&response, "access-control-allow-origin"), "*");
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_host_header_still_gets_the_contract_answer() {
+    let router = seeded().await.router().await;
+    for host in ["bad host", "a@b", "[::1", "x:port", ""] {
+        let mut event = fixture("misc-time.apis-domain.trailing-slash.json");
+        event["headers"]["Host"] = json!(host);
+        event["multiValueHeaders"]["Host"] = json!([host]);
+        event["requestContext"]["domainName"] = json!(host);
+        let response = invoke_event(&router, event).await;
+        assert_eq!(response["statusCode"], 200, "{host:?}: {response}");
+        assert_eq!(header(&response, "access-control-allow-origin"), "*");
+        assert!(json_body(&response)["current_date"].is_string());
     }
 }
 

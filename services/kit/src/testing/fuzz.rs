@@ -143,6 +143,10 @@ impl Fuzz {
         if path.is_empty() || rng.below(8) == 0 {
             path.push('/');
         }
+        // API Gateway decodes the path: what a client escaped arrives as itself.
+        if rng.below(10) == 0 {
+            path.push_str(rng.pick::<&str>(&["?", "#", "%", "?x=1", "#top", "%3F", "%%"]));
+        }
         let mut headers = serde_json::Map::new();
         if rng.below(3) > 0 {
             headers.insert(
@@ -160,11 +164,8 @@ impl Fuzz {
         match rng.below(6) {
             0 | 1 if !self.tokens.is_empty() => {
                 let token = rng.pick(&self.tokens).clone();
-                let token = if rng.below(2) == 0 {
-                    format!("Bearer {token}")
-                } else {
-                    token
-                };
+                let scheme = *rng.pick(&["Bearer ", "bearer ", "BEARER ", "bEaReR  ", ""]);
+                let token = format!("{scheme}{token}");
                 headers.insert("Authorization".into(), json!(token));
             }
             2 => {
@@ -183,6 +184,13 @@ impl Fuzz {
                 );
             }
             _ => {}
+        }
+        if rng.below(8) == 0 {
+            // A Host that is no authority at all.
+            headers.insert(
+                "Host".into(),
+                json!(*rng.pick(&["bad host", "a@b", "[::1", "x:port", "", "ü.example"])),
+            );
         }
         if rng.below(4) == 0 {
             let name: String = (0..1 + rng.below(10))
@@ -266,7 +274,19 @@ impl Fuzz {
             }
             // API Gateway sets isBase64Encoded only on base64 it made itself.
             6 => (json!(rng.token()), false),
-            _ => (json!("{".repeat(rng.below(2000))), false),
+            // Deeply nested, and now and then larger than Lambda takes.
+            _ => match rng.below(80) {
+                0 => (json!(" ".repeat(crate::BODY_LIMIT + 1)), false),
+                1..=10 => (json!("[".repeat(rng.below(20_000))), false),
+                11..=20 => {
+                    let depth = rng.below(5000);
+                    (
+                        json!(format!("{}1{}", "[".repeat(depth), "]".repeat(depth))),
+                        false,
+                    )
+                }
+                _ => (json!("{".repeat(rng.below(2000))), false),
+            },
         }
     }
 }
@@ -292,6 +312,7 @@ fn check(response: &Value, event: &Value) -> Result<(), String> {
         404 => Some(&["NoSuchEntity", "UnknownEndpoint"][..]),
         405 => Some(&["UnsupportedMethod"][..]),
         409 => Some(&["DuplicateEntity"][..]),
+        413 => Some(&["PayloadTooLarge"][..]),
         415 => Some(&["UnsupportedContentType"][..]),
         500 => Some(&["ServerError"][..]),
         other => return Err(format!("{other} is not a status of the contract")),

@@ -157,13 +157,17 @@ async fn valid_tokens_of_each_kind_are_accepted() {
         verifier.verify(&accessory).await.unwrap(),
         Principal::Accessory(mac())
     );
-    assert_eq!(
-        verifier
-            .verify(&format!("Bearer {accessory}"))
-            .await
-            .unwrap(),
-        Principal::Accessory(mac())
-    );
+    // The scheme is case-insensitive (RFC 7235).
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        assert_eq!(
+            verifier
+                .verify(&format!("{scheme} {accessory}"))
+                .await
+                .unwrap(),
+            Principal::Accessory(mac()),
+            "{scheme}"
+        );
+    }
 
     let access_token = rs256(
         &first(),
@@ -447,14 +451,14 @@ fn config_comes_in_pairs_and_needs_at_least_one_issuer() {
     let half = Env::from_iter([("ACCESSORY_TOKEN_ISSUER", ACCESSORY_ISSUER)]);
     assert_eq!(
         AuthConfig::from_env(&half).unwrap_err().to_string(),
-        "environment variable ACCESSORY_JWKS_URL is not set: ACCESSORY_TOKEN_ISSUER is set, and the two go together"
+        "missing environment variable ACCESSORY_JWKS_URL: ACCESSORY_TOKEN_ISSUER is set, and the two go together"
     );
 
     let short = Env::from_iter([("SERVICE_TOKEN_SECRET", "short")]);
     let error = AuthConfig::from_env(&short).unwrap_err().to_string();
     assert_eq!(
         error,
-        "environment variable SERVICE_TOKEN_SECRET is malformed: must be at least 32 bytes long"
+        "malformed environment variable SERVICE_TOKEN_SECRET: must be at least 32 bytes long"
     );
     assert!(
         !error.contains("short"),

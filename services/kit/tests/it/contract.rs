@@ -70,6 +70,29 @@ fn widgets() -> Router {
 }
 
 #[tokio::test]
+async fn a_body_over_what_lambda_accepts_is_payload_too_large_in_the_contract_shape() {
+    let app = widgets();
+    let limit = kit::BODY_LIMIT;
+    let padding = " ".repeat(limit);
+    let too_large = format!("{{\"name\": \"w\", \"sizes\": []}}{padding}");
+    let answer = call(&app, Method::POST, "/v1/widgets", Some(&too_large)).await;
+    let message = answer.assert_error(413, "PayloadTooLarge");
+    answer.assert_cors();
+    assert_eq!(
+        message,
+        "the request body is larger than the 6 MB an API accepts"
+    );
+    // Just under the limit is read (and here answered, since the JSON is fine).
+    let fits = format!(
+        "{{\"name\": \"w\", \"sizes\": []}}{}",
+        " ".repeat(limit - 40)
+    );
+    call(&app, Method::POST, "/v1/widgets", Some(&fits))
+        .await
+        .assert_status(201);
+}
+
+#[tokio::test]
 async fn every_error_row_has_its_status_header_and_message() {
     let rows = [
         (400, "InvalidSchema"),
