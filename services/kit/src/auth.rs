@@ -52,7 +52,13 @@ pub struct IssuerConfig {
     /// How long after a fetch an unknown `kid` may trigger another one; it bounds what a flood of
     /// made-up key ids can cost.
     pub refetch_cooldown: Duration,
+    /// How long after a failed fetch no other is tried; it doubles with each failure in a row, up
+    /// to [`LONGEST_FAILURE_BACKOFF`], so a failing key endpoint is not hit by every request.
+    pub failure_backoff: Duration,
 }
+
+/// The longest a failing key endpoint is left alone between fetches.
+pub const LONGEST_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The HS256 secret of service-to-service tokens. Never printed.
 #[derive(Clone)]
@@ -104,6 +110,7 @@ pub struct AuthConfig {
 }
 
 const DEFAULT_REFETCH_COOLDOWN: Duration = Duration::from_secs(30);
+const DEFAULT_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 
 impl AuthConfig {
     /// Reads `ACCESSORY_TOKEN_ISSUER`/`ACCESSORY_JWKS_URL`, `USER_TOKEN_ISSUER`/`USER_JWKS_URL`
@@ -125,6 +132,7 @@ impl AuthConfig {
                     jwks_url,
                     audience: env.optional(&format!("{prefix}_TOKEN_AUDIENCE")),
                     refetch_cooldown: DEFAULT_REFETCH_COOLDOWN,
+                    failure_backoff: DEFAULT_FAILURE_BACKOFF,
                 }),
                 (Some(_), None) => return Err(missing_pair(&jwks_var, &issuer_var)),
                 (None, Some(_)) => return Err(missing_pair(&issuer_var, &jwks_var)),
@@ -287,6 +295,11 @@ struct Claims {
     username: Option<String>,
 }
 
+/// The key endpoint failed just now; the cause was logged when it did.
+fn keys_unavailable() -> ApiError {
+    ApiError::internal("the issuer's signing keys could not be fetched a moment ago")
+}
+
 fn unauthorized(message: &str) -> ApiError {
     ApiError::Unauthorized(message.to_owned())
 }
@@ -316,6 +329,16 @@ struct JwksIssuer {
 struct KeyCache {
     keys: HashMap<String, DecodingKey>,
     fetched_at: Option<Instant>,
+    /// The last fetch failed: when, and how long to leave the endpoint alone.
+    failed: Option<(Instant, Duration)>,
+}
+
+impl KeyCache {
+    /// True while a failed fetch's backoff lasts.
+    fn backing_off(&self) -> bool {
+        self.failed
+            .is_some_and(|(at, backoff)| at.elapsed() < backoff)
+    }
 }
 
 impl fmt::Debug for JwksIssuer {
@@ -328,29 +351,52 @@ impl fmt::Debug for JwksIssuer {
 
 impl JwksIssuer {
     async fn key(&self, kid: &str) -> Result<DecodingKey, ApiError> {
-        if let Some(key) = self.keys.read().await.keys.get(kid) {
-            return Ok(key.clone());
-        }
-        // One fetch at a time; whoever waited re-checks what the previous fetch brought.
-        let _refetch = self.refetch.lock().await;
-        let recently = {
+        {
             let cache = self.keys.read().await;
             if let Some(key) = cache.keys.get(kid) {
                 return Ok(key.clone());
             }
-            cache
+            // The endpoint failed a moment ago: answer now, without queueing for another try.
+            if cache.backing_off() {
+                return Err(keys_unavailable());
+            }
+        }
+        // One fetch at a time; whoever waited re-checks what the previous fetch brought.
+        let _refetch = self.refetch.lock().await;
+        let (recently, failed) = {
+            let cache = self.keys.read().await;
+            if let Some(key) = cache.keys.get(kid) {
+                return Ok(key.clone());
+            }
+            if cache.backing_off() {
+                return Err(keys_unavailable());
+            }
+            let recently = cache
                 .fetched_at
-                .is_some_and(|at| at.elapsed() < self.config.refetch_cooldown)
+                .is_some_and(|at| at.elapsed() < self.config.refetch_cooldown);
+            (recently, cache.failed)
         };
         if recently {
             return Err(unauthorized("the token is signed with an unknown key"));
         }
-        let keys = self.fetch().await?;
+        let fetched = self.fetch().await;
         let mut cache = self.keys.write().await;
-        *cache = KeyCache {
-            keys,
-            fetched_at: Some(Instant::now()),
-        };
+        match fetched {
+            Ok(keys) => {
+                *cache = KeyCache {
+                    keys,
+                    fetched_at: Some(Instant::now()),
+                    failed: None,
+                };
+            }
+            Err(error) => {
+                let backoff = failed.map_or(self.config.failure_backoff, |(_, last)| {
+                    (last * 2).min(LONGEST_FAILURE_BACKOFF)
+                });
+                cache.failed = Some((Instant::now(), backoff));
+                return Err(error);
+            }
+        }
         cache
             .keys
             .get(kid)

@@ -18,7 +18,10 @@ pub mod testing;
 mod types;
 
 pub use app::{BODY_LIMIT, REQUEST_ID_HEADER, Routes, app};
-pub use auth::{AuthConfig, IssuerConfig, IssuerKind, Principal, ServiceSecret, Verifier};
+pub use auth::{
+    AuthConfig, IssuerConfig, IssuerKind, LONGEST_FAILURE_BACKOFF, Principal, ServiceSecret,
+    Verifier,
+};
 pub use config::{ConfigError, Env};
 pub use error::{ApiError, STATUS_HEADER};
 pub use extract::{Body, Json, Path, Query, parse_json};

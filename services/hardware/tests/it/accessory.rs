@@ -32,6 +32,7 @@ pub async fn world(pool: &Pool) -> World {
         jwks_url: format!("{endpoint}/{}/.well-known/jwks.json", pool.id),
         audience: None,
         refetch_cooldown: std::time::Duration::ZERO,
+        failure_backoff: std::time::Duration::ZERO,
     });
     let router = router_with(|config| {
         config.accessory_pool_id = pool.id.clone();

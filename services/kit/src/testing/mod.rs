@@ -173,6 +173,7 @@ impl Tokens {
             jwks_url: self.jwks_url.clone(),
             audience: None,
             refetch_cooldown: std::time::Duration::ZERO,
+            failure_backoff: std::time::Duration::ZERO,
         };
         crate::AuthConfig {
             issuers: vec![

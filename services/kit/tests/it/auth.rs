@@ -48,6 +48,8 @@ fn jwk(key: &Key) -> Jwk {
 struct Jwks {
     set: Arc<Mutex<JwkSet>>,
     fetches: Arc<AtomicUsize>,
+    /// While set, the endpoint answers 500.
+    failing: Arc<std::sync::atomic::AtomicBool>,
     url: String,
 }
 
@@ -63,15 +65,20 @@ impl Jwks {
                 keys: keys.iter().map(|k| jwk(k)).collect(),
             })),
             fetches: Arc::default(),
+            failing: Arc::default(),
             url,
         };
         let app = Router::new()
             .route(
                 "/.well-known/jwks.json",
                 get(|State(jwks): State<Jwks>| async move {
+                    use axum::response::IntoResponse;
                     jwks.fetches.fetch_add(1, Ordering::SeqCst);
+                    if jwks.failing.load(Ordering::SeqCst) {
+                        return http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                    }
                     let set = jwks.set.lock().unwrap().clone();
-                    axum::Json(set)
+                    axum::Json(set).into_response()
                 }),
             )
             .with_state(jwks.clone());
@@ -95,6 +102,7 @@ fn issuer(kind: IssuerKind, issuer: &str, jwks: &Jwks, audience: Option<&str>) -
         jwks_url: jwks.url.clone(),
         audience: audience.map(str::to_owned),
         refetch_cooldown: Duration::ZERO,
+        failure_backoff: Duration::ZERO,
     }
 }
 
@@ -421,6 +429,71 @@ async fn other_algorithms_and_garbage_are_rejected() {
 }
 
 #[tokio::test]
+async fn a_failing_key_endpoint_is_fetched_once_per_backoff_not_once_per_request() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    jwks.failing.store(true, Ordering::SeqCst);
+    let mut config = issuer(IssuerKind::Accessory, ACCESSORY_ISSUER, &jwks, None);
+    config.failure_backoff = Duration::from_secs(5);
+    let verifier = Arc::new(Verifier::new(AuthConfig {
+        issuers: vec![config],
+        ..AuthConfig::default()
+    }));
+    // 200 tokens with made-up key ids, all at once.
+    let started = std::time::Instant::now();
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..200 {
+        let verifier = Arc::clone(&verifier);
+        let kid: &'static str = Box::leak(format!("random-{n}").into_boxed_str());
+        let token = rs256(
+            &Key {
+                kid,
+                encoding: first().encoding,
+            },
+            accessory_claims(),
+        );
+        requests.spawn(async move { verifier.verify(&token).await });
+    }
+    while let Some(result) = requests.join_next().await {
+        let result = result.unwrap();
+        assert!(matches!(result, Err(ApiError::Internal(_))), "{result:?}");
+    }
+    assert_eq!(jwks.fetches(), 1, "one fetch for 200 requests");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "nobody waited out the backoff: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_failure_backoff_doubles_and_ends_when_the_endpoint_recovers() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    jwks.failing.store(true, Ordering::SeqCst);
+    let mut config = issuer(IssuerKind::Accessory, ACCESSORY_ISSUER, &jwks, None);
+    config.failure_backoff = Duration::from_millis(200);
+    let verifier = Verifier::new(AuthConfig {
+        issuers: vec![config],
+        ..AuthConfig::default()
+    });
+    let token = rs256(&first(), accessory_claims());
+    let attempt = || async { verifier.verify(&token).await };
+    assert!(attempt().await.is_err());
+    assert!(attempt().await.is_err());
+    assert_eq!(jwks.fetches(), 1, "within the first 200 ms backoff");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(attempt().await.is_err());
+    assert_eq!(jwks.fetches(), 2, "the first backoff is over");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(attempt().await.is_err());
+    assert_eq!(jwks.fetches(), 2, "the second backoff is 400 ms");
+    jwks.failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(attempt().await.unwrap(), Principal::Accessory(mac()));
+    assert_eq!(jwks.fetches(), 3);
+    assert_eq!(kit::LONGEST_FAILURE_BACKOFF, Duration::from_secs(60));
+}
+
+#[tokio::test]
 async fn an_unreachable_jwks_endpoint_is_a_server_error_not_a_rejection() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
@@ -432,6 +505,7 @@ async fn an_unreachable_jwks_endpoint_is_a_server_error_not_a_rejection() {
             jwks_url: url,
             audience: None,
             refetch_cooldown: Duration::ZERO,
+            failure_backoff: Duration::ZERO,
         }],
         ..AuthConfig::default()
     });
