@@ -26,7 +26,7 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
         Ok(Config {
             alerts_table: env.required("ALERTS_TABLE", "the DynamoDB table of alerts")?,
-            auth: AuthConfig::from_env(env)?,
+            auth: AuthConfig::from_env(env, "alerts")?,
         })
     }
 }

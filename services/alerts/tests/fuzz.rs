@@ -10,7 +10,7 @@ async fn random_events_keep_the_contract() {
     let router = alerts::router(alerts::Alerts::new(
         alerts::Config {
             alerts_table: "fuzz-no-such-table".into(),
-            auth: tokens.auth_config(),
+            auth: tokens.auth_config("alerts"),
         },
         emulator().await,
     ));
@@ -19,7 +19,7 @@ async fn random_events_keep_the_contract() {
         tokens: vec![
             tokens.accessory("0a:1b:2c:3d:4e:5f"),
             tokens.user(uuid::Uuid::nil()),
-            service_token("fuzz"),
+            service_token("fuzz", "alerts"),
         ],
         words: vec!["00000000-0000-0000-0000-000000000000"],
         routes: alerts::routes().paths().to_vec(),

@@ -37,7 +37,7 @@ impl Config {
                 "ACCESSORY_CLIENT_ID",
                 "the accessory pool's app client, allowed ADMIN_USER_PASSWORD_AUTH",
             )?,
-            auth: AuthConfig::from_env(env)?,
+            auth: AuthConfig::from_env(env, "hardware")?,
         })
     }
 }

@@ -15,7 +15,7 @@ async fn random_events_keep_the_contract() {
             database_url: "postgres://nobody@127.0.0.1:1/none".into(),
             accessory_pool_id: "us-west-2_fuzznopool".into(),
             accessory_client_id: "fuzz-no-client".into(),
-            auth: tokens.auth_config(),
+            auth: tokens.auth_config("hardware"),
         },
         emulator().await,
     ));
@@ -24,7 +24,7 @@ async fn random_events_keep_the_contract() {
         tokens: vec![
             tokens.accessory("0a:1b:2c:3d:4e:5f"),
             tokens.user(uuid::Uuid::new_v4()),
-            service_token("fuzz"),
+            service_token("fuzz", "hardware"),
         ],
         words: vec!["latest", "1.10"],
         routes: hardware::routes().paths().to_vec(),

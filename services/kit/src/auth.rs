@@ -4,7 +4,8 @@
 //! verify a token of another (no HS/RS confusion, no `alg: none`):
 //! - accessory tokens from the accessory user pool: RS256, keys from its JWKS URL;
 //! - user tokens from the users' identity provider: RS256, keys from its JWKS URL;
-//! - service-to-service tokens: HS256 with a secret held by the deployment.
+//! - service-to-service tokens: HS256 with a secret held by the deployment, each naming the one
+//!   service it is for as its `aud`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -67,11 +68,13 @@ pub struct ServiceSecret(Vec<u8>);
 impl ServiceSecret {
     pub const MIN_LEN: usize = 32;
 
-    /// A service token for calling another service: HS256, `sub` = `subject`, valid for five
-    /// minutes, with `iss` when the deployment names one.
-    pub fn issue(&self, subject: &str, issuer: Option<&str>) -> String {
+    /// A service token for calling the service `audience`, and only it: HS256, `sub` = `subject`,
+    /// `aud` = `audience`, valid for five minutes, with `iss` when the deployment names one.
+    pub fn issue(&self, subject: &str, audience: &str, issuer: Option<&str>) -> String {
         let now = jsonwebtoken::get_current_timestamp();
-        let mut claims = serde_json::json!({ "sub": subject, "iat": now, "exp": now + 300 });
+        let mut claims = serde_json::json!({
+            "sub": subject, "aud": audience, "iat": now, "exp": now + 300,
+        });
         if let Some(issuer) = issuer {
             claims["iss"] = serde_json::Value::from(issuer);
         }
@@ -107,6 +110,9 @@ pub struct AuthConfig {
     pub issuers: Vec<IssuerConfig>,
     pub service_secret: Option<ServiceSecret>,
     pub service_issuer: Option<String>,
+    /// The `aud` a service token must name: this service. Without one, no service token is
+    /// accepted, so a token minted for one service never works on another.
+    pub service_audience: Option<String>,
 }
 
 const DEFAULT_REFETCH_COOLDOWN: Duration = Duration::from_secs(30);
@@ -116,7 +122,8 @@ impl AuthConfig {
     /// Reads `ACCESSORY_TOKEN_ISSUER`/`ACCESSORY_JWKS_URL`, `USER_TOKEN_ISSUER`/`USER_JWKS_URL`
     /// (each pair all or nothing, each with an optional `*_TOKEN_AUDIENCE`), and
     /// `SERVICE_TOKEN_SECRET` with an optional `SERVICE_TOKEN_ISSUER`. At least one must be set.
-    pub fn from_env(env: &Env) -> Result<AuthConfig, ConfigError> {
+    /// Service tokens must name `service` (the service reading its configuration) as their `aud`.
+    pub fn from_env(env: &Env, service: &str) -> Result<AuthConfig, ConfigError> {
         let mut issuers = Vec::new();
         for (kind, prefix) in [
             (IssuerKind::Accessory, "ACCESSORY"),
@@ -142,6 +149,7 @@ impl AuthConfig {
             issuers,
             service_secret: env.optional_parsed("SERVICE_TOKEN_SECRET")?,
             service_issuer: env.optional("SERVICE_TOKEN_ISSUER"),
+            service_audience: Some(service.to_owned()),
         };
         if config.issuers.is_empty() && config.service_secret.is_none() {
             return Err(ConfigError::Missing {
@@ -168,6 +176,7 @@ pub struct Verifier {
     issuers: Vec<JwksIssuer>,
     service_secret: Option<ServiceSecret>,
     service_issuer: Option<String>,
+    service_audience: Option<String>,
 }
 
 impl Verifier {
@@ -187,6 +196,7 @@ impl Verifier {
                 .collect(),
             service_secret: config.service_secret,
             service_issuer: config.service_issuer,
+            service_audience: config.service_audience,
         }
     }
 
@@ -237,10 +247,20 @@ impl Verifier {
             .map_err(rejection)?
             .claims;
 
+        // The contract accepts ID and access tokens; a refresh token, or one that says nothing of
+        // its use, is neither. An ID token names its accessory in `cognito:username`, an access
+        // token in `username`.
+        let name = match claims.token_use.as_deref() {
+            Some("id") => claims.cognito_username,
+            Some("access") => claims.username,
+            _ => {
+                return Err(unauthorized(
+                    "the token is neither an ID nor an access token",
+                ));
+            }
+        };
         match issuer.config.kind {
-            IssuerKind::Accessory => claims
-                .cognito_username
-                .or(claims.username)
+            IssuerKind::Accessory => name
                 .and_then(|name| name.parse().ok())
                 .map(Principal::Accessory)
                 .ok_or_else(|| unauthorized("the token names no accessory")),
@@ -255,19 +275,18 @@ impl Verifier {
     }
 
     fn verify_service(&self, token: &str) -> Result<Principal, ApiError> {
-        let secret = self
-            .service_secret
-            .as_ref()
-            .ok_or_else(|| unauthorized("service tokens are not accepted here"))?;
+        let (Some(secret), Some(audience)) = (&self.service_secret, &self.service_audience) else {
+            return Err(unauthorized("service tokens are not accepted here"));
+        };
         let mut validation = Validation::new(Algorithm::HS256);
         validation.validate_nbf = true;
-        validation.validate_aud = false;
+        validation.set_audience(&[audience]);
         match &self.service_issuer {
             Some(issuer) => {
                 validation.set_issuer(&[issuer]);
-                validation.set_required_spec_claims(&["exp", "iss"]);
+                validation.set_required_spec_claims(&["exp", "iss", "aud"]);
             }
-            None => validation.set_required_spec_claims(&["exp"]),
+            None => validation.set_required_spec_claims(&["exp", "aud"]),
         }
         let claims = jsonwebtoken::decode::<Claims>(
             token,
@@ -290,6 +309,7 @@ struct IssuerClaim {
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
+    token_use: Option<String>,
     #[serde(rename = "cognito:username")]
     cognito_username: Option<String>,
     username: Option<String>,
@@ -312,7 +332,7 @@ fn rejection(error: jsonwebtoken::errors::Error) -> ApiError {
         ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
         ErrorKind::InvalidAudience => "the token's audience is not accepted",
         ErrorKind::InvalidSignature => "the token's signature does not verify",
-        ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp, iss)",
+        ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp, iss, aud)",
         _ => "the token is not valid",
     })
 }

@@ -32,7 +32,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
-        let auth = AuthConfig::from_env(env)?;
+        let auth = AuthConfig::from_env(env, "preprocessing")?;
         let service_secret = auth
             .service_secret
             .clone()

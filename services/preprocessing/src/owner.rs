@@ -36,7 +36,8 @@ impl Owners {
             .get(format!("{}/accessory/{mac}", self.hardware_url))
             .header(
                 "authorization",
-                self.secret.issue("preprocessing", self.issuer.as_deref()),
+                self.secret
+                    .issue("preprocessing", "hardware", self.issuer.as_deref()),
             )
             .send()
             .await

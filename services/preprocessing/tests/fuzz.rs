@@ -13,7 +13,7 @@ async fn random_events_keep_the_contract() {
             sessions_table: "fuzz-no-such-table".into(),
             ingest_bucket: "fuzz-no-such-bucket".into(),
             hardware_url: "http://127.0.0.1:1/v1".into(),
-            auth: tokens.auth_config(),
+            auth: tokens.auth_config("preprocessing"),
             service_secret: SERVICE_SECRET.parse().unwrap(),
         },
         emulator().await,
@@ -23,7 +23,7 @@ async fn random_events_keep_the_contract() {
         tokens: vec![
             tokens.accessory("0a:1b:2c:3d:4e:5f"),
             tokens.user(uuid::Uuid::nil()),
-            service_token("fuzz"),
+            service_token("fuzz", "preprocessing"),
         ],
         words: vec!["00000000-0000-0000-0000-000000000000"],
         routes: preprocessing::routes().paths().to_vec(),

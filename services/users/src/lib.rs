@@ -22,7 +22,7 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
         Ok(Config {
             database_url: env.required("DATABASE_URL", "the legacy PostgreSQL database")?,
-            auth: AuthConfig::from_env(env)?,
+            auth: AuthConfig::from_env(env, "users")?,
         })
     }
 }

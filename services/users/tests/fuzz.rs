@@ -8,14 +8,14 @@ async fn random_events_keep_the_contract() {
     let tokens = Tokens::serve().await;
     let router = users::router(users::Users::new(users::Config {
         database_url: database().await,
-        auth: tokens.auth_config(),
+        auth: tokens.auth_config("users"),
     }));
     let report = Fuzz {
         service: "users",
         tokens: vec![
             tokens.accessory("0a:1b:2c:3d:4e:5f"),
             tokens.user(uuid::Uuid::nil()),
-            service_token("fuzz"),
+            service_token("fuzz", "users"),
         ],
         words: vec!["00000000-0000-0000-0000-000000000000"],
         routes: users::routes().paths().to_vec(),

@@ -17,7 +17,7 @@ async fn world() -> World {
     let router = alerts::router(alerts::Alerts::new(
         alerts::Config {
             alerts_table: table,
-            auth: tokens.auth_config(),
+            auth: tokens.auth_config("alerts"),
         },
         sdk,
     ));
@@ -64,7 +64,7 @@ async fn a_hundred_alerts_are_stored_and_read_back_newest_first_page_by_page() {
         .collect();
     let answer = post(
         &world,
-        &service_token("pipeline"),
+        &service_token("pipeline", "alerts"),
         &json!({ "alerts": alerts }),
     )
     .await;
@@ -122,13 +122,13 @@ async fn the_range_bounds_what_is_listed() {
     let alerts: Vec<Value> = (1..=10).map(|day| alert(user, day, 1.0)).collect();
     post(
         &world,
-        &service_token("pipeline"),
+        &service_token("pipeline", "alerts"),
         &json!({ "alerts": alerts }),
     )
     .await;
     let answer = list(
         &world,
-        &service_token("app-backend"),
+        &service_token("app-backend", "alerts"),
         user,
         "start_date=2026-03-03T08:00:00Z&end_date=2026-03-05T08:00:00Z",
     )
@@ -172,7 +172,7 @@ async fn only_services_store_and_only_the_user_or_a_service_reads() {
 #[tokio::test]
 async fn malformed_requests_name_what_is_wrong() {
     let world = world().await;
-    let service = service_token("pipeline");
+    let service = service_token("pipeline", "alerts");
     let user = Uuid::new_v4();
     let many: Vec<Value> = (0..101).map(|_| alert(user, 1, 1.0)).collect();
     let cases = [
@@ -236,14 +236,14 @@ async fn a_store_that_refuses_writes_is_a_500_with_the_count_stored() {
     let router = alerts::router(alerts::Alerts::new(
         alerts::Config {
             alerts_table: "no-such-table".into(),
-            auth: tokens.auth_config(),
+            auth: tokens.auth_config("alerts"),
         },
         emulator().await,
     ));
     let user = Uuid::new_v4();
     let answer = call_as(
         &router,
-        &service_token("pipeline"),
+        &service_token("pipeline", "alerts"),
         Method::POST,
         "/v1/alerts",
         Some(&json!({ "alerts": [alert(user, 1, 1.0)] }).to_string()),

@@ -25,7 +25,7 @@ pub struct World {
 pub async fn world(pool: &Pool) -> World {
     let tokens = Tokens::serve().await;
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
-    let mut auth = tokens.auth_config();
+    let mut auth = tokens.auth_config("hardware");
     auth.issuers.push(IssuerConfig {
         kind: IssuerKind::Accessory,
         issuer: format!("https://cognito-idp.us-west-2.amazonaws.com/{}", pool.id),
@@ -189,7 +189,7 @@ async fn a_merge_patch_sets_and_removes_fields() {
     let world = world(&pool).await;
     register(&world, MAC).await;
     let owner = Uuid::new_v4();
-    let service = service_token("fuzz");
+    let service = service_token("fuzz", "hardware");
     let patch = |body: Value, token: String| {
         let router = world.router.clone();
         async move {

@@ -16,7 +16,7 @@ async fn world() -> World {
     let url = database().await;
     let tokens = Tokens::serve().await;
     let client = kit::testing::connect(&url).await;
-    let auth = tokens.auth_config();
+    let auth = tokens.auth_config("hardware");
     let router = router_with(|config| {
         config.database_url = url;
         config.auth = auth;
@@ -199,7 +199,7 @@ async fn many_sensors_change_in_one_transaction_or_not_at_all() {
     }
     let answer = call_as(
         &world.router,
-        &service_token("x"),
+        &service_token("x", "hardware"),
         Method::PATCH,
         "/v1/sensor",
         Some(&json!({"sensors": [{"mac_address": "aa:bb:cc:dd:ee:04"}]}).to_string()),

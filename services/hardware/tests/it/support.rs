@@ -100,6 +100,7 @@ pub fn test_config(firmware_table: String, firmware_bucket: String) -> Config {
         accessory_client_id: "no-client".into(),
         auth: AuthConfig {
             service_secret: Some("a service secret of at least 32 bytes".parse().unwrap()),
+            service_audience: Some("hardware".into()),
             ..AuthConfig::default()
         },
     }

@@ -16,7 +16,7 @@ async fn a_sync_stores_everything_and_answers_with_the_latest_firmware() {
     let table = table("sync", "mac_address", Some("event_date"), &[]).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(emulator().await);
     let tokens = kit::testing::Tokens::serve().await;
-    let auth = tokens.auth_config();
+    let auth = tokens.auth_config("hardware");
     let router = router_with(|config| {
         config.firmware_table = firmware.table.clone();
         config.firmware_bucket = firmware.bucket.clone();
@@ -107,7 +107,7 @@ async fn a_sync_stores_everything_and_answers_with_the_latest_firmware() {
     other.assert_error(403, "Forbidden");
     let unknown = call_as(
         &router,
-        &kit::testing::service_token("x"),
+        &kit::testing::service_token("x", "hardware"),
         Method::POST,
         "/v1/accessory/aa:aa:aa:aa:aa:aa/sync",
         Some(&body.to_string()),

@@ -165,8 +165,8 @@ impl Tokens {
         }
     }
 
-    /// Accepts accessory, user and service tokens from this issuer.
-    pub fn auth_config(&self) -> crate::AuthConfig {
+    /// What `service` accepts: accessory and user tokens from this issuer, and service tokens for it.
+    pub fn auth_config(&self, service: &str) -> crate::AuthConfig {
         let issuer = |kind, issuer: &str| crate::IssuerConfig {
             kind,
             issuer: issuer.to_owned(),
@@ -182,6 +182,7 @@ impl Tokens {
             ],
             service_secret: Some(SERVICE_SECRET.parse().expect("long enough")),
             service_issuer: None,
+            service_audience: Some(service.to_owned()),
         }
     }
 
@@ -198,17 +199,20 @@ impl Tokens {
         }))
     }
 
-    /// A user's token.
+    /// A user's ID token.
     pub fn user(&self, user: uuid::Uuid) -> String {
-        self.rs256(&serde_json::json!({ "iss": USER_ISSUER, "exp": in_an_hour(), "sub": user }))
+        self.rs256(&serde_json::json!({
+            "iss": USER_ISSUER, "exp": in_an_hour(), "sub": user, "token_use": "id",
+        }))
     }
 }
 
-/// A service-to-service token signed with [`SERVICE_SECRET`].
-pub fn service_token(subject: &str) -> String {
+/// A service-to-service token from `subject` for the service `audience`, signed with
+/// [`SERVICE_SECRET`].
+pub fn service_token(subject: &str, audience: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &serde_json::json!({ "sub": subject, "exp": in_an_hour() }),
+        &serde_json::json!({ "sub": subject, "aud": audience, "exp": in_an_hour() }),
         &jsonwebtoken::EncodingKey::from_secret(SERVICE_SECRET.as_bytes()),
     )
     .expect("the token signs")

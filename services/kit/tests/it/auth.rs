@@ -114,6 +114,7 @@ fn verifier(jwks: &Jwks) -> Verifier {
         ],
         service_secret: Some(SERVICE_SECRET.parse().unwrap()),
         service_issuer: None,
+        service_audience: Some("hardware".into()),
     })
 }
 
@@ -179,7 +180,7 @@ async fn valid_tokens_of_each_kind_are_accepted() {
 
     let access_token = rs256(
         &first(),
-        json!({ "iss": ACCESSORY_ISSUER, "exp": in_an_hour(), "username": "0a:1b:2c:3d:4e:5f" }),
+        json!({ "iss": ACCESSORY_ISSUER, "exp": in_an_hour(), "username": "0a:1b:2c:3d:4e:5f", "token_use": "access" }),
     );
     assert_eq!(
         verifier.verify(&access_token).await.unwrap(),
@@ -189,7 +190,7 @@ async fn valid_tokens_of_each_kind_are_accepted() {
     let user = Uuid::new_v4();
     let user_token = rs256(
         &first(),
-        json!({ "iss": USER_ISSUER, "aud": "mobile-app", "exp": in_an_hour(), "sub": format!("us-west-2:{user}") }),
+        json!({ "iss": USER_ISSUER, "aud": "mobile-app", "exp": in_an_hour(), "sub": format!("us-west-2:{user}"), "token_use": "id" }),
     );
     assert_eq!(
         verifier.verify(&user_token).await.unwrap(),
@@ -198,7 +199,7 @@ async fn valid_tokens_of_each_kind_are_accepted() {
 
     let service = hs256(
         SERVICE_SECRET.as_bytes(),
-        json!({ "exp": in_an_hour(), "sub": "preprocessing" }),
+        json!({ "exp": in_an_hour(), "sub": "preprocessing", "aud": "hardware" }),
     );
     assert_eq!(
         verifier.verify(&service).await.unwrap(),
@@ -222,7 +223,7 @@ async fn an_expired_token_is_rejected() {
 
     let service = hs256(
         SERVICE_SECRET.as_bytes(),
-        json!({ "exp": chrono_now() - 3600 }),
+        json!({ "exp": chrono_now() - 3600, "aud": "hardware" }),
     );
     assert_eq!(
         rejection(verifier(&jwks).verify(&service).await),
@@ -239,7 +240,70 @@ async fn a_token_without_expiry_is_rejected() {
     );
     assert_eq!(
         rejection(verifier(&jwks).verify(&token).await),
-        "the token lacks a required claim (exp, iss)"
+        "the token lacks a required claim (exp, iss, aud)"
+    );
+}
+
+#[tokio::test]
+async fn a_service_token_works_only_on_the_service_it_names() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    let hardware = verifier(&jwks);
+    let secret: kit::ServiceSecret = SERVICE_SECRET.parse().unwrap();
+    let for_hardware = secret.issue("preprocessing", "hardware", None);
+    assert_eq!(
+        hardware.verify(&for_hardware).await.unwrap(),
+        Principal::Service {
+            subject: "preprocessing".into()
+        }
+    );
+    let for_users = secret.issue("preprocessing", "users", None);
+    assert_eq!(
+        rejection(hardware.verify(&for_users).await),
+        "the token's audience is not accepted"
+    );
+    let for_nobody = hs256(
+        SERVICE_SECRET.as_bytes(),
+        json!({ "exp": in_an_hour(), "sub": "preprocessing" }),
+    );
+    assert_eq!(
+        rejection(hardware.verify(&for_nobody).await),
+        "the token lacks a required claim (exp, iss, aud)"
+    );
+    // A service that names no audience of its own takes no service token at all.
+    let anonymous = Verifier::new(AuthConfig {
+        service_secret: Some(secret),
+        ..AuthConfig::default()
+    });
+    assert_eq!(
+        rejection(anonymous.verify(&for_hardware).await),
+        "service tokens are not accepted here"
+    );
+}
+
+#[tokio::test]
+async fn only_id_and_access_tokens_are_accepted() {
+    let jwks = Jwks::serve(&[&first()]).await;
+    let verifier = verifier(&jwks);
+    for token_use in [None, Some("refresh"), Some("ID")] {
+        let mut claims = accessory_claims();
+        match token_use {
+            Some(token_use) => claims["token_use"] = json!(token_use),
+            None => {
+                claims.as_object_mut().unwrap().remove("token_use");
+            }
+        }
+        assert_eq!(
+            rejection(verifier.verify(&rs256(&first(), claims)).await),
+            "the token is neither an ID nor an access token",
+            "{token_use:?}"
+        );
+    }
+    // An access token names its accessory in `username`, not `cognito:username`.
+    let mut claims = accessory_claims();
+    claims["token_use"] = json!("access");
+    assert_eq!(
+        rejection(verifier.verify(&rs256(&first(), claims)).await),
+        "the token names no accessory"
     );
 }
 
@@ -516,7 +580,7 @@ async fn an_unreachable_jwks_endpoint_is_a_server_error_not_a_rejection() {
 #[test]
 fn config_comes_in_pairs_and_needs_at_least_one_issuer() {
     use kit::Env;
-    let error = AuthConfig::from_env(&Env::default()).unwrap_err();
+    let error = AuthConfig::from_env(&Env::default(), "hardware").unwrap_err();
     assert!(
         error.to_string().contains("no token issuer is configured"),
         "{error}"
@@ -524,12 +588,16 @@ fn config_comes_in_pairs_and_needs_at_least_one_issuer() {
 
     let half = Env::from_iter([("ACCESSORY_TOKEN_ISSUER", ACCESSORY_ISSUER)]);
     assert_eq!(
-        AuthConfig::from_env(&half).unwrap_err().to_string(),
+        AuthConfig::from_env(&half, "hardware")
+            .unwrap_err()
+            .to_string(),
         "missing environment variable ACCESSORY_JWKS_URL: ACCESSORY_TOKEN_ISSUER is set, and the two go together"
     );
 
     let short = Env::from_iter([("SERVICE_TOKEN_SECRET", "short")]);
-    let error = AuthConfig::from_env(&short).unwrap_err().to_string();
+    let error = AuthConfig::from_env(&short, "hardware")
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         error,
         "malformed environment variable SERVICE_TOKEN_SECRET: must be at least 32 bytes long"
@@ -544,8 +612,9 @@ fn config_comes_in_pairs_and_needs_at_least_one_issuer() {
         ("ACCESSORY_JWKS_URL", "https://example.test/jwks.json"),
         ("SERVICE_TOKEN_SECRET", SERVICE_SECRET),
     ]);
-    let config = AuthConfig::from_env(&full).unwrap();
+    let config = AuthConfig::from_env(&full, "hardware").unwrap();
     assert_eq!(config.issuers.len(), 1);
+    assert_eq!(config.service_audience.as_deref(), Some("hardware"));
     assert!(
         !format!("{config:?}").contains(SERVICE_SECRET),
         "Debug redacts the secret"

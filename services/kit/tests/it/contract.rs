@@ -64,6 +64,7 @@ fn widgets() -> Router {
         );
     let auth = AuthConfig {
         service_secret: Some("s".repeat(32).parse().unwrap()),
+        service_audience: Some("widgets".into()),
         ..AuthConfig::default()
     };
     kit::app("widgets", routes, Arc::new(Verifier::new(auth)))

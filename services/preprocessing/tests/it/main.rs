@@ -53,7 +53,7 @@ async fn world() -> World {
             database_url: "postgres://nobody@127.0.0.1:1/none".into(),
             accessory_pool_id: pool.id.clone(),
             accessory_client_id: pool.client_id.clone(),
-            auth: tokens.auth_config(),
+            auth: tokens.auth_config("hardware"),
         },
         sdk,
     ));
@@ -67,7 +67,7 @@ async fn world() -> World {
         assert_eq!(registered.status, 201);
         let patched = call_as(
             &hardware,
-            &service_token("setup"),
+            &service_token("setup", "hardware"),
             Method::PATCH,
             &format!("/v1/accessory/{mac}"),
             Some(&patch.to_string()),
@@ -84,7 +84,7 @@ async fn world() -> World {
             sessions_table: table,
             ingest_bucket: bucket.clone(),
             hardware_url,
-            auth: tokens.auth_config(),
+            auth: tokens.auth_config("preprocessing"),
             service_secret: SERVICE_SECRET.parse().unwrap(),
         },
         sdk,
@@ -187,7 +187,7 @@ async fn a_session_is_created_uploaded_to_and_completed() {
     for token in [
         world.tokens.accessory(MAC),
         world.tokens.user(world.owner),
-        service_token("x"),
+        service_token("x", "preprocessing"),
     ] {
         let answer = send(
             &world,
@@ -502,7 +502,7 @@ async fn refusals() {
     .await
     .assert_error(400, "InvalidSchema");
 
-    let service = service_token("x");
+    let service = service_token("x", "preprocessing");
     let message = send(
         &world,
         &service,

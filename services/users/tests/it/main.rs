@@ -17,7 +17,7 @@ async fn world() -> World {
     let client = kit::testing::connect(&url).await;
     let router = users::router(users::Users::new(users::Config {
         database_url: url,
-        auth: tokens.auth_config(),
+        auth: tokens.auth_config("users"),
     }));
     World {
         router,
@@ -87,7 +87,7 @@ async fn a_service_reads_anyone_and_absent_facts_are_null() {
     seed(&world).await;
     let answer = call_as(
         &world.router,
-        &service_token("alerts"),
+        &service_token("alerts", "users"),
         Method::GET,
         &format!("/v1/user/{COACH}"),
         None,
@@ -152,7 +152,7 @@ async fn unknown_malformed_and_unauthenticated_requests() {
 
     let answer = call_as(
         &world.router,
-        &service_token("alerts"),
+        &service_token("alerts", "users"),
         Method::GET,
         "/v1/user/not-a-uuid",
         None,
@@ -185,11 +185,11 @@ async fn a_database_that_is_down_is_a_500_without_details() {
     let tokens = Tokens::serve().await;
     let router = users::router(users::Users::new(users::Config {
         database_url: "postgres://nobody@127.0.0.1:1/nothing".into(),
-        auth: tokens.auth_config(),
+        auth: tokens.auth_config("users"),
     }));
     let answer = call_as(
         &router,
-        &service_token("alerts"),
+        &service_token("alerts", "users"),
         Method::GET,
         &format!("/v1/user/{ATHLETE}"),
         None,
