@@ -156,13 +156,16 @@ impl AccessoryStore {
         }
     }
 
+    /// Registers the accessory with its password as the permanent one, all or nothing: when the
+    /// pool refuses the password, the identity just created is deleted again, so registering can
+    /// be retried and no accessory is left that could never log in.
     pub async fn register(&self, mac: &MacAddress, body: &Registration) -> Result<(), ApiError> {
         let created = self
             .cognito
             .admin_create_user()
             .user_pool_id(&self.pool_id)
             .username(mac.as_str())
-            .temporary_password(&body.password)
+            // No temporary password: Cognito makes a throwaway one, replaced below.
             .message_action(MessageActionType::Suppress)
             .user_attributes(attribute("hardware_model", &body.hardware_model))
             .user_attributes(attribute("firmware_version", &body.firmware_version))
@@ -170,21 +173,48 @@ impl AccessoryStore {
             .send()
             .await;
         match created {
-            Ok(_) => Ok(()),
-            Err(error) if code(&error) == Some("UsernameExistsException") => Err(
-                ApiError::DuplicateEntity(format!("accessory {mac} is registered already")),
-            ),
-            Err(error) if code(&error) == Some("InvalidPasswordException") => {
-                Err(ApiError::InvalidSchema(
-                    "password: not accepted by the accessory pool's policy".into(),
-                ))
+            Ok(_) => {}
+            Err(error) if code(&error) == Some("UsernameExistsException") => {
+                return Err(ApiError::DuplicateEntity(format!(
+                    "accessory {mac} is registered already"
+                )));
             }
-            Err(error) => Err(ApiError::internal(error)),
+            Err(error) => return Err(ApiError::internal(error)),
         }
+        // The pool checks the password against its policy here.
+        let set = self
+            .cognito
+            .admin_set_user_password()
+            .user_pool_id(&self.pool_id)
+            .username(mac.as_str())
+            .password(&body.password)
+            .permanent(true)
+            .send()
+            .await;
+        let Err(error) = set else {
+            return Ok(());
+        };
+        let refused = code(&error) == Some("InvalidPasswordException");
+        self.cognito
+            .admin_delete_user()
+            .user_pool_id(&self.pool_id)
+            .username(mac.as_str())
+            .send()
+            .await
+            .map_err(ApiError::internal)?;
+        Err(if refused {
+            ApiError::InvalidSchema(format!(
+                "password: not accepted by the accessory pool's policy ({})",
+                Password::RULE
+            ))
+        } else {
+            ApiError::internal(error)
+        })
     }
 
-    /// Logs in; the first login answers the pool's new-password challenge with the same password,
-    /// as the legacy service did. Returns the ID token and its lifetime in seconds.
+    /// Logs in. Returns the ID token and its lifetime in seconds. Registration sets the permanent
+    /// password, so no challenge comes; an accessory registered before it did (with a temporary
+    /// password) meets the pool's new-password challenge once, answered with the same password.
     pub async fn login(&self, mac: &MacAddress, password: &str) -> Result<(String, i32), ApiError> {
         let refused = |error: &SdkError<_, _>| match code(error) {
             Some("NotAuthorizedException") => Some(ApiError::Unauthorized("wrong password".into())),
@@ -290,15 +320,24 @@ impl AccessoryStore {
     }
 }
 
-/// A password: at least 8 characters, no leading or trailing spaces.
+/// A password: 8 to 256 characters (Cognito's longest), no leading or trailing spaces.
 #[derive(Debug)]
 pub struct Password(String);
+
+impl Password {
+    /// The rule, as messages name it.
+    pub const RULE: &'static str = "8 to 256 characters, no leading or trailing spaces";
+}
 
 impl<'de> Deserialize<'de> for Password {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        if text.chars().count() < 8 {
+        let length = text.chars().count();
+        if length < 8 {
             return Err(serde::de::Error::custom("expected at least 8 characters"));
+        }
+        if length > 256 {
+            return Err(serde::de::Error::custom("expected at most 256 characters"));
         }
         if text.trim() != text {
             return Err(serde::de::Error::custom(

@@ -16,11 +16,23 @@ pub struct Pool {
 
 /// A pool of its own with the accessory attributes and the contract's password rule (8+ characters).
 pub async fn pool() -> Pool {
+    create_pool(true).await
+}
+
+/// A pool like [`pool`] but with Cognito's default password policy (upper and lower case, digits,
+/// symbols), which refuses passwords the contract allows: what a pool made without the template's
+/// policy does.
+pub async fn strict_pool() -> Pool {
+    create_pool(false).await
+}
+
+async fn create_pool(contract_policy: bool) -> Pool {
     let cognito = aws_sdk_cognitoidentityprovider::Client::new(emulator().await);
     let mut create = cognito
         .create_user_pool()
-        .pool_name(format!("accessories-{}", Uuid::new_v4().simple()))
-        .policies(
+        .pool_name(format!("accessories-{}", Uuid::new_v4().simple()));
+    if contract_policy {
+        create = create.policies(
             UserPoolPolicyType::builder()
                 .password_policy(
                     PasswordPolicyType::builder()
@@ -33,6 +45,7 @@ pub async fn pool() -> Pool {
                 )
                 .build(),
         );
+    }
     for name in [
         "hardware_model",
         "firmware_version",

@@ -12,7 +12,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use aws_sdk_cognitoidentityprovider::types::{
-    AttributeDataType, ExplicitAuthFlowsType, SchemaAttributeType,
+    AttributeDataType, ExplicitAuthFlowsType, PasswordPolicyType, SchemaAttributeType,
+    UserPoolPolicyType,
 };
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
@@ -283,6 +284,29 @@ async fn create_pool(
             .context("a pool without an id");
     }
     let mut create = cognito.create_user_pool().pool_name(name);
+    let policy = &pool["Policies"]["PasswordPolicy"];
+    if !policy.is_badvalue() {
+        // Without it the emulator (like Cognito) demands upper case, digits and symbols, and a
+        // local run would refuse passwords a deployed one accepts.
+        let flag = |name: &str| policy[name].as_bool();
+        create = create.policies(
+            UserPoolPolicyType::builder()
+                .password_policy(
+                    PasswordPolicyType::builder()
+                        .set_minimum_length(
+                            policy["MinimumLength"]
+                                .as_i64()
+                                .and_then(|n| i32::try_from(n).ok()),
+                        )
+                        .set_require_lowercase(flag("RequireLowercase"))
+                        .set_require_uppercase(flag("RequireUppercase"))
+                        .set_require_numbers(flag("RequireNumbers"))
+                        .set_require_symbols(flag("RequireSymbols"))
+                        .build(),
+                )
+                .build(),
+        );
+    }
     for attribute in pool["Schema"].as_vec().into_iter().flatten() {
         create = create.schema(
             SchemaAttributeType::builder()
@@ -439,6 +463,9 @@ mod tests {
         );
         assert_eq!(needs.buckets, ["FirmwareBucket"]);
         assert!(needs.pools.contains_key("AccessoryUserPool"));
+        let policy = &needs.pools["AccessoryUserPool"]["Policies"]["PasswordPolicy"];
+        assert_eq!(policy["MinimumLength"].as_i64(), Some(8));
+        assert_eq!(policy["RequireUppercase"].as_bool(), Some(false));
         assert_eq!(needs.clients["AccessoryClient"].0, "AccessoryUserPool");
         assert_eq!(
             needs.env["FIRMWARE_TABLE"],

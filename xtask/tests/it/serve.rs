@@ -80,14 +80,25 @@ fn get(address: &str, path: &str) -> String {
 
 /// One DynamoDB call to the fixture's emulator, unsigned (it reads only the credential scope).
 fn dynamodb(endpoint: &str, action: &str, body: &Value) -> Value {
-    let host = endpoint.trim_start_matches("http://");
+    json_api(
+        endpoint,
+        &format!("DynamoDB_20120810.{action}"),
+        "dynamodb",
+        body,
+    )
+}
+
+/// One call of an AWS JSON API (`target` is its X-Amz-Target) on the emulator, which routes by the
+/// signature's service and does not check the signature.
+fn json_api(endpoint: &str, target: &str, service: &str, body: &Value) -> Value {
+    let (host, action) = (endpoint.trim_start_matches("http://"), target);
     let body = body.to_string();
     let mut stream = TcpStream::connect(host).unwrap();
     write!(
         stream,
-        "POST / HTTP/1.0\r\nHost: {host}\r\nX-Amz-Target: DynamoDB_20120810.{action}\r\n\
-         Content-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-west-2/dynamodb/aws4_request, SignedHeaders=host, Signature=0\r\n\r\n{body}",
+        "POST / HTTP/1.0\r\nHost: {host}\r\nX-Amz-Target: {target}\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-west-2/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -161,6 +172,18 @@ fn serve_runs_the_service_against_its_stores_and_answers() {
         &json!({"TableName": "hardware-local-synctable"}),
     );
     assert_eq!(sync["Count"], 0, "serve seeds nothing unless asked: {sync}");
+
+    // The accessory pool has the template's password policy, not the emulator's strict default.
+    let pool = json_api(
+        &endpoint,
+        "AWSCognitoIdentityProviderService.DescribeUserPool",
+        "cognito-idp",
+        &json!({"UserPoolId": config["ACCESSORY_USER_POOL_ID"]}),
+    );
+    let policy = &pool["UserPool"]["Policies"]["PasswordPolicy"];
+    assert_eq!(policy["MinimumLength"], 8, "{pool}");
+    assert_eq!(policy["RequireUppercase"], false, "{pool}");
+    assert_eq!(policy["RequireSymbols"], false, "{pool}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use kit::{IssuerConfig, IssuerKind};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use hardware::testing::{Pool, pool};
+use hardware::testing::{Pool, pool, strict_pool};
 
 use crate::support::router_with;
 
@@ -113,6 +113,64 @@ async fn register_login_and_call_with_the_pools_own_token() {
     )
     .await;
     answer.assert_error(404, "NoSuchEntity");
+}
+
+#[tokio::test]
+async fn a_password_the_pool_refuses_registers_nothing() {
+    let pool = strict_pool().await;
+    let world = world(&pool).await;
+    // The contract allows it; this pool's policy (upper case, digits, symbols) does not.
+    let answer = register(&world, MAC).await;
+    assert_eq!(
+        answer.assert_error(400, "InvalidSchema"),
+        "password: not accepted by the accessory pool's policy (8 to 256 characters, no leading or \
+         trailing spaces)"
+    );
+    // Nothing half-made is left: the same accessory registers with a password the pool takes,
+    // and logs in with it at once.
+    let strong = json!({"password": "Correct-Horse-1", "hardware_model": "v2", "firmware_version": "1.10", "settings_key": "k1"});
+    call(
+        &world.router,
+        Method::POST,
+        &format!("/v1/accessory/{MAC}/register"),
+        Some(&strong.to_string()),
+    )
+    .await
+    .assert_status(201);
+    login(&world, MAC, "Correct-Horse-1")
+        .await
+        .assert_status(200);
+
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(kit::testing::emulator().await);
+    let user = cognito
+        .admin_get_user()
+        .user_pool_id(&pool.id)
+        .username(MAC_LOWER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        user.user_status().map(|s| s.as_str()),
+        Some("CONFIRMED"),
+        "the password is permanent from registration on"
+    );
+}
+
+#[tokio::test]
+async fn a_password_over_256_characters_is_refused_before_the_pool_sees_it() {
+    let world = world(&pool().await).await;
+    let long = json!({"password": "x".repeat(257), "hardware_model": "v2", "firmware_version": "1.10", "settings_key": "k1"});
+    let answer = call(
+        &world.router,
+        Method::POST,
+        &format!("/v1/accessory/{MAC}/register"),
+        Some(&long.to_string()),
+    )
+    .await;
+    assert_eq!(
+        answer.assert_error(400, "InvalidSchema"),
+        "password: expected at most 256 characters"
+    );
 }
 
 #[tokio::test]
