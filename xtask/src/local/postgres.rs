@@ -1,7 +1,7 @@
 //! The local PostgreSQL server `serve` runs services against: Debian's server binaries, a cluster
-//! in `target/local/postgres` (as root, owned by the `postgres` user under
-//! `/var/tmp/biometrix-postgres`), started once per workspace and left running like the emulator,
-//! with the legacy schema from `services/kit/migrations` applied.
+//! in a fresh 0700 directory under `target/local` (as root, owned by the `postgres` user under
+//! `/var/tmp`), started once per workspace and left running like the emulator, with the legacy
+//! schema from `services/kit/migrations` applied.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -44,46 +44,48 @@ impl Postgres {
         let sh = Shell::new()?;
         let bin = binaries()?;
         let as_postgres = owner_command(&sh)?;
-        let data = if as_postgres.is_empty() {
-            workspace.target_dir.join("local/postgres")
-        } else {
-            // The `postgres` user may not reach into root's home; its cluster lives where it can.
-            let id =
-                crate::release::artifact::sha256_hex(workspace.root.to_string_lossy().as_bytes());
-            PathBuf::from("/var/tmp/biometrix-postgres").join(&id[..16])
-        };
-        if !data.join("PG_VERSION").is_file() {
-            let step = progress.step(&format!(
-                "creating a PostgreSQL cluster in {}",
-                data.display()
-            ));
-            std::fs::create_dir_all(&data)
-                .with_context(|| format!("creating {}", data.display()))?;
-            if !as_postgres.is_empty() {
-                run(sh.cmd("chown").arg("postgres").arg(&data), "chown")?;
-                run(sh.cmd("chmod").arg("700").arg(&data), "chmod")?;
+        // A cluster recorded earlier is started again, if it is still the directory we made.
+        let data = match state::read::<Postgres>(&state) {
+            Some(old) if is_our_cluster(&old.data, !as_postgres.is_empty()) => old.data,
+            _ => {
+                let data = fresh_directory(workspace, &sh, !as_postgres.is_empty())?;
+                let step = progress.step(&format!(
+                    "creating a PostgreSQL cluster in {}",
+                    data.display()
+                ));
+                run(
+                    owned(&sh, &as_postgres, &bin.join("initdb"))
+                        .args(["--no-sync", "-U", "postgres", "--auth=trust", "-D"])
+                        .arg(&data),
+                    "initdb",
+                )?;
+                // Settings go into the cluster's own configuration, never through a shell string.
+                let mut conf = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(data.join("postgresql.conf"))
+                    .context("opening the new cluster's postgresql.conf")?;
+                std::io::Write::write_all(
+                    &mut conf,
+                    format!(
+                        "\n# cargo xtask serve\nlisten_addresses = '127.0.0.1'\n\
+                         unix_socket_directories = '{}'\nfsync = off\n",
+                        data.display()
+                    )
+                    .as_bytes(),
+                )?;
+                step.done("created the PostgreSQL cluster");
+                data
             }
-            run(
-                owned(&sh, &as_postgres, &bin.join("initdb"))
-                    .args(["--no-sync", "-U", "postgres", "--auth=trust", "-D"])
-                    .arg(&data),
-                "initdb",
-            )?;
-            step.done("created the PostgreSQL cluster");
-        }
+        };
         let port = free_port()?;
         let step = progress.step(&format!("starting PostgreSQL on 127.0.0.1:{port}"));
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off",
-            data.display()
-        );
         run(
             owned(&sh, &as_postgres, &bin.join("pg_ctl"))
                 .args(["start", "-w", "-D"])
                 .arg(&data)
                 .arg("-l")
                 .arg(data.join("server.log"))
-                .args(["-o", &options]),
+                .env("PGPORT", port.to_string()),
             "pg_ctl start",
         )
         .with_context(|| format!("see {}", data.join("server.log").display()))?;
@@ -195,6 +197,54 @@ impl Postgres {
         }
         Ok(())
     }
+}
+
+/// A new, empty directory of a name nobody can guess, made with mode 0700 (and failing if anything,
+/// a symbolic link included, is already there). Not as root: under the workspace's target
+/// directory. As root, the cluster belongs to the `postgres` user, which may not reach into root's
+/// home (where CI's target directory is), so it goes under /var/tmp, handed to that user without
+/// following links.
+fn fresh_directory(workspace: &Workspace, sh: &Shell, as_root: bool) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut random = [0u8; 8];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)
+        .context("reading /dev/urandom")?;
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let data = if as_root {
+        PathBuf::from(format!("/var/tmp/biometrix-postgres-{suffix}"))
+    } else {
+        let parent = workspace.target_dir.join("local");
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        parent.join(format!("postgres-{suffix}"))
+    };
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&data)
+        .with_context(|| format!("creating {}", data.display()))?;
+    if as_root {
+        let id = |flag: &str| -> anyhow::Result<u32> {
+            run(sh.cmd("id").arg(flag).arg("postgres"), "id")?
+                .parse()
+                .context("reading the postgres user's ids")
+        };
+        std::os::unix::fs::lchown(&data, Some(id("-u")?), Some(id("-g")?))
+            .with_context(|| format!("handing {} to the postgres user", data.display()))?;
+    }
+    Ok(data)
+}
+
+/// True when `data` is a real directory (not a link) with a cluster in it, of mode 0700, owned by
+/// the `postgres` user when running as root: the directory [`fresh_directory`] made.
+fn is_our_cluster(data: &Path, as_root: bool) -> bool {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(metadata) = std::fs::symlink_metadata(data) else {
+        return false;
+    };
+    metadata.is_dir()
+        && metadata.permissions().mode() & 0o777 == 0o700
+        && (!as_root || metadata.uid() != 0)
+        && data.join("PG_VERSION").is_file()
 }
 
 /// The newest installed server's binaries.

@@ -429,17 +429,34 @@ fn attribute(value: &serde_json::Value) -> anyhow::Result<AttributeValue> {
     })
 }
 
-/// A secret for service tokens, made once per workspace and kept in `target/local`.
+/// A secret for service tokens, made once per workspace and kept in `target/local`, readable by
+/// its owner only.
 pub fn service_secret(workspace: &Workspace) -> anyhow::Result<String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let path = workspace.target_dir.join("local/service-token-secret");
     if let Ok(secret) = std::fs::read_to_string(&path) {
+        // One written before it was kept private is made private now.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private", path.display()))?;
         return Ok(secret.trim().to_owned());
     }
     let mut bytes = [0u8; 32];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)
         .context("reading /dev/urandom")?;
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    crate::release::artifact::write_atomically(&path, secret.as_bytes())?;
+    let dir = path.parent().expect("the secret is inside target/local");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Created 0600 under a temporary name, then renamed: never readable by others, never partial.
+    let temporary = dir.join(format!(".service-token-secret.{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)
+        .with_context(|| format!("creating {}", temporary.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())?;
+    std::fs::rename(&temporary, &path)
+        .with_context(|| format!("moving {} into place", path.display()))?;
     Ok(secret)
 }
 
@@ -497,6 +514,27 @@ mod tests {
             sessions["GlobalSecondaryIndexes"][0]["IndexName"].as_str(),
             Some("user_id-event_date")
         );
+    }
+
+    #[test]
+    fn the_local_service_secret_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("xtask-secret-{}", std::process::id()));
+        let workspace = Workspace {
+            root: root.clone(),
+            target_dir: root.join("target"),
+            services: Vec::new(),
+        };
+        let first = service_secret(&workspace).unwrap();
+        assert_eq!(first.len(), 64);
+        let path = root.join("target/local/service-token-secret");
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        // One left world-readable by an older serve is made private, and kept.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(service_secret(&workspace).unwrap(), first);
+        assert_eq!(mode(&path), 0o600);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -157,6 +157,29 @@ fn serve_runs_the_service_against_its_stores_and_answers() {
     assert!(database.starts_with("postgres://"), "{database}");
     TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
         .unwrap_or_else(|e| panic!("nothing listens for {database}: {e}"));
+    // Its cluster is in a directory of an unguessable name, made 0700, and a real directory.
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(fixture.root.join("target/local/postgres.json")).unwrap(),
+    )
+    .unwrap();
+    let data = std::path::PathBuf::from(state["data"].as_str().unwrap());
+    let metadata = std::fs::symlink_metadata(&data).unwrap();
+    assert!(metadata.is_dir(), "{}", data.display());
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777,
+        0o700
+    );
+    let name = data.file_name().unwrap().to_string_lossy().into_owned();
+    let suffix = name.rsplit('-').next().unwrap();
+    assert_eq!(suffix.len(), 16, "a random suffix: {name}");
+    assert!(suffix.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
+    // The service-token secret is its owner's only.
+    let secret = fixture.root.join("target/local/service-token-secret");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&secret).unwrap().permissions())
+            & 0o777,
+        0o600
+    );
 
     // The tables exist, with the seeded item and nothing else.
     let scanned = dynamodb(
