@@ -12,29 +12,70 @@ use crate::workspace::{Workspace, service_template};
 /// Services whose data an over-broad grant would expose.
 const DATA_STORES: [&str; 4] = ["dynamodb", "s3", "cognito-idp", "cognito-identity"];
 
-/// Every `Allow` in an inline role policy that names a wildcard action on a data store.
-fn wildcard_grants(template: &Template) -> Vec<String> {
-    let mut found = Vec::new();
+/// EC2 actions that take no resource-level permissions, so `"*"` is the only resource they accept,
+/// with why each is granted.
+const RESOURCE_WILDCARD_EXCEPTIONS: [(&str, &str); 1] = [(
+    "ec2:DescribeNetworkInterfaces",
+    "Lambda lists a function's network interfaces in its VPC; EC2's Describe calls are resource-less",
+)];
+
+/// Every policy document of a template's roles and policies: inline role policies, and
+/// `AWS::IAM::Policy` resources (under an `!If`, both branches), each with its owner's name.
+fn policy_documents(template: &Template) -> Vec<(&str, &Yaml)> {
+    let mut documents = Vec::new();
     for (role, resource) in template.resources("AWS::IAM::Role") {
         for policy in one_or_many(&resource["Properties"]["Policies"]) {
-            for statement in one_or_many(&policy["PolicyDocument"]["Statement"]) {
-                if statement["Effect"].as_str() != Some("Allow") {
-                    continue;
-                }
-                if !statement["NotAction"].is_badvalue() {
-                    found.push(format!(
-                        "{role} allows NotAction, which grants everything else"
-                    ));
-                }
-                for action in one_or_many(&statement["Action"])
-                    .into_iter()
-                    .filter_map(Yaml::as_str)
+            documents.push((role, policy));
+        }
+    }
+    for (name, resource) in template.resources("AWS::IAM::Policy") {
+        documents.push((name, &resource["Properties"]));
+    }
+    documents
+        .into_iter()
+        .flat_map(|(name, policy)| match policy {
+            Yaml::Array(branches) => branches
+                .iter()
+                .filter(|b| b.as_hash().is_some())
+                .map(|b| (name, b))
+                .collect::<Vec<_>>(),
+            single => vec![(name, single)],
+        })
+        .collect()
+}
+
+/// Every `Allow` that names a wildcard action on a data store or EC2, or grants an EC2 action on
+/// every resource (`"*"`) where EC2 can scope it.
+fn wildcard_grants(template: &Template) -> Vec<String> {
+    let mut found = Vec::new();
+    for (owner, policy) in policy_documents(template) {
+        for statement in one_or_many(&policy["PolicyDocument"]["Statement"]) {
+            if statement["Effect"].as_str() != Some("Allow") {
+                continue;
+            }
+            if !statement["NotAction"].is_badvalue() {
+                found.push(format!(
+                    "{owner} allows NotAction, which grants everything else"
+                ));
+            }
+            let every_resource = one_or_many(&statement["Resource"])
+                .iter()
+                .any(|r| r.as_str() == Some("*"));
+            for action in one_or_many(&statement["Action"])
+                .into_iter()
+                .filter_map(Yaml::as_str)
+            {
+                let (service, name) = action.split_once(':').unwrap_or(("*", action));
+                let watched = service == "*" || service == "ec2" || DATA_STORES.contains(&service);
+                if watched && (name.contains('*') || service.contains('*')) {
+                    found.push(format!("{owner} allows {action}"));
+                } else if service == "ec2"
+                    && every_resource
+                    && !RESOURCE_WILDCARD_EXCEPTIONS
+                        .iter()
+                        .any(|(a, _)| *a == action)
                 {
-                    let (service, name) = action.split_once(':').unwrap_or(("*", action));
-                    let store = service == "*" || DATA_STORES.contains(&service);
-                    if store && (name.contains('*') || service.contains('*')) {
-                        found.push(format!("{role} allows {action}"));
-                    }
+                    found.push(format!("{owner} allows {action} on every resource"));
                 }
             }
         }
@@ -43,7 +84,7 @@ fn wildcard_grants(template: &Template) -> Vec<String> {
 }
 
 #[test]
-fn no_role_grants_a_wildcard_on_a_data_store() {
+fn no_role_grants_a_wildcard_on_a_data_store_or_ec2() {
     let mut found = Vec::new();
     for path in templates() {
         for grant in wildcard_grants(&load(&path)) {
@@ -63,13 +104,27 @@ fn the_wildcard_check_catches_wildcards() {
         "t",
         "Resources:\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      Policies:\n        - PolicyDocument:\n            \
          Statement:\n              - Effect: Allow\n                Action: [dynamodb:Get*, logs:*, s3:GetObject]\n              \
-         - Effect: Allow\n                Action: \"*\"\n              - Effect: Deny\n                Action: s3:*\n"
+         - Effect: Allow\n                Action: \"*\"\n              - Effect: Deny\n                Action: s3:*\n  \
+         P:\n    Type: AWS::IAM::Policy\n    Properties:\n      PolicyDocument:\n        Statement:\n          \
+         - Effect: Allow\n            Action: [ec2:*NetworkInterface*]\n            Resource: x\n          \
+         - Effect: Allow\n            Action: [ec2:CreateNetworkInterface, ec2:DescribeNetworkInterfaces]\n            \
+         Resource: \"*\"\n"
             .to_owned(),
     )
     .unwrap();
     assert_eq!(
         wildcard_grants(&template),
-        ["R allows dynamodb:Get*", "R allows *"]
+        [
+            "R allows dynamodb:Get*",
+            "R allows *",
+            "P allows ec2:*NetworkInterface*",
+            "P allows ec2:CreateNetworkInterface on every resource",
+        ]
+    );
+    assert!(
+        RESOURCE_WILDCARD_EXCEPTIONS
+            .iter()
+            .all(|(_, why)| !why.is_empty())
     );
 }
 
@@ -150,35 +205,16 @@ fn called_actions(
 /// The actions a template's roles grant, platform actions left out.
 fn granted_actions(template: &Template) -> std::collections::BTreeSet<String> {
     let mut granted = std::collections::BTreeSet::new();
-    let mut documents: Vec<&Yaml> = template
-        .resources("AWS::IAM::Role")
-        .into_iter()
-        .flat_map(|(_, role)| one_or_many(&role["Properties"]["Policies"]))
-        .collect();
-    // A policy of its own (`AWS::IAM::Policy`) reads like one in a role's list.
-    documents.extend(
-        template
-            .resources("AWS::IAM::Policy")
-            .into_iter()
-            .map(|(_, policy)| &policy["Properties"]),
-    );
-    for policy in documents {
-        // A policy under `!If [condition, policy, !Ref AWS::NoValue]` reads as that list.
-        let policies: Vec<&Yaml> = match policy {
-            Yaml::Array(branches) => branches.iter().filter(|b| b.as_hash().is_some()).collect(),
-            single => vec![single],
-        };
-        for policy in policies {
-            for statement in one_or_many(&policy["PolicyDocument"]["Statement"]) {
-                if statement["Effect"].as_str() == Some("Allow") {
-                    granted.extend(
-                        one_or_many(&statement["Action"])
-                            .into_iter()
-                            .filter_map(Yaml::as_str)
-                            .filter(|a| !PLATFORM_ACTIONS.contains(a))
-                            .map(str::to_owned),
-                    );
-                }
+    for (_, policy) in policy_documents(template) {
+        for statement in one_or_many(&policy["PolicyDocument"]["Statement"]) {
+            if statement["Effect"].as_str() == Some("Allow") {
+                granted.extend(
+                    one_or_many(&statement["Action"])
+                        .into_iter()
+                        .filter_map(Yaml::as_str)
+                        .filter(|a| !PLATFORM_ACTIONS.contains(a))
+                        .map(str::to_owned),
+                );
             }
         }
     }

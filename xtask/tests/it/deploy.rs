@@ -457,7 +457,8 @@ fn parameters_are_checked_before_anything_is_built() {
         &output,
         "hardware-environment.yaml has no parameter DomainNmae; its parameters are \
          ApiGatewayTemplateUrl, ApigatewayExecuteArtifactKey, ArtifactBucket, DatabaseSecretId, \
-         DomainName, Environment, LogRetentionDays, SecurityGroupIds, ServiceTokenSecretId, SubnetIds",
+         DomainName, Environment, LogRetentionDays, ReservedConcurrency, SecurityGroupIds, \
+         ServiceTokenSecretId, SubnetIds, ThrottlingBurstLimit, ThrottlingRateLimit",
     );
     let output = deploy(&fixture, &["--parameter", "ApigatewayExecuteArtifactKey=x"]);
     assert_refused(
