@@ -1,5 +1,6 @@
 //! The hardware service's configuration, as the template sets it.
 
+use kit::db::DatabaseUrl;
 use kit::{AuthConfig, ConfigError, Env};
 
 #[derive(Debug, Clone)]
@@ -11,7 +12,7 @@ pub struct Config {
     /// DynamoDB table of accessory syncs, keyed by `mac_address` and `event_date`.
     pub sync_table: String,
     /// The legacy PostgreSQL database, where sensors live.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// The Cognito user pool of accessories (username = MAC address).
     pub accessory_pool_id: String,
     /// Its app client, allowed the admin password flow.
@@ -28,7 +29,7 @@ impl Config {
                 .required("FIRMWARE_BUCKET", "the S3 bucket of firmware binaries")?,
             sync_table: env.required("SYNC_TABLE", "the DynamoDB table of accessory syncs")?,
             database_url: env
-                .required("DATABASE_URL", "the legacy PostgreSQL database (sensors)")?,
+                .required_parsed("DATABASE_URL", "the legacy PostgreSQL database (sensors)")?,
             accessory_pool_id: env.required(
                 "ACCESSORY_USER_POOL_ID",
                 "the Cognito user pool of accessories",

@@ -12,7 +12,7 @@ async fn random_events_keep_the_contract() {
             firmware_table: "fuzz-no-such-table".into(),
             firmware_bucket: "fuzz-no-such-bucket".into(),
             sync_table: "fuzz-no-such-table".into(),
-            database_url: "postgres://nobody@127.0.0.1:1/none".into(),
+            database_url: "postgres://nobody@127.0.0.1:1/none".parse().unwrap(),
             accessory_pool_id: "us-west-2_fuzznopool".into(),
             accessory_client_id: "fuzz-no-client".into(),
             auth: tokens.auth_config("hardware"),

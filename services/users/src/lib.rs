@@ -14,14 +14,14 @@ use kit::{AuthConfig, ConfigError, Env, Verifier};
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The legacy database, `postgres://…`.
-    pub database_url: String,
+    pub database_url: kit::db::DatabaseUrl,
     pub auth: AuthConfig,
 }
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
         Ok(Config {
-            database_url: env.required("DATABASE_URL", "the legacy PostgreSQL database")?,
+            database_url: env.required_parsed("DATABASE_URL", "the legacy PostgreSQL database")?,
             auth: AuthConfig::from_env(env, "users")?,
         })
     }

@@ -7,7 +7,7 @@ use kit::testing::{Fuzz, Tokens, database, service_token};
 async fn random_events_keep_the_contract() {
     let tokens = Tokens::serve().await;
     let router = users::router(users::Users::new(users::Config {
-        database_url: database().await,
+        database_url: database().await.parse().unwrap(),
         auth: tokens.auth_config("users"),
     }));
     let report = Fuzz {

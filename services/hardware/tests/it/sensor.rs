@@ -18,7 +18,7 @@ async fn world() -> World {
     let client = kit::testing::connect(&url).await;
     let auth = tokens.auth_config("hardware");
     let router = router_with(|config| {
-        config.database_url = url;
+        config.database_url = url.parse().unwrap();
         config.auth = auth;
     })
     .await;

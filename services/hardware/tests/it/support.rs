@@ -95,7 +95,7 @@ pub fn test_config(firmware_table: String, firmware_bucket: String) -> Config {
         firmware_table,
         firmware_bucket,
         sync_table: "sync-unused".into(),
-        database_url: "postgres://nobody@127.0.0.1:1/none".into(),
+        database_url: "postgres://nobody@127.0.0.1:1/none".parse().unwrap(),
         accessory_pool_id: "us-west-2_nopool".into(),
         accessory_client_id: "no-client".into(),
         auth: AuthConfig {

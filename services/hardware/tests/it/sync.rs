@@ -22,7 +22,7 @@ async fn a_sync_stores_everything_and_answers_with_the_latest_firmware() {
         config.firmware_bucket = firmware.bucket.clone();
         config.accessory_pool_id = pool.id.clone();
         config.accessory_client_id = pool.client_id.clone();
-        config.database_url = url;
+        config.database_url = url.parse().unwrap();
         config.sync_table = table.clone();
         config.auth = auth;
     })

@@ -50,7 +50,7 @@ async fn world() -> World {
             firmware_table: "unused".into(),
             firmware_bucket: "unused".into(),
             sync_table: "unused".into(),
-            database_url: "postgres://nobody@127.0.0.1:1/none".into(),
+            database_url: "postgres://nobody@127.0.0.1:1/none".parse().unwrap(),
             accessory_pool_id: pool.id.clone(),
             accessory_client_id: pool.client_id.clone(),
             auth: tokens.auth_config("hardware"),

@@ -16,7 +16,7 @@ async fn world() -> World {
     let tokens = Tokens::serve().await;
     let client = kit::testing::connect(&url).await;
     let router = users::router(users::Users::new(users::Config {
-        database_url: url,
+        database_url: url.parse().unwrap(),
         auth: tokens.auth_config("users"),
     }));
     World {
@@ -184,7 +184,7 @@ async fn unknown_malformed_and_unauthenticated_requests() {
 async fn a_database_that_is_down_is_a_500_without_details() {
     let tokens = Tokens::serve().await;
     let router = users::router(users::Users::new(users::Config {
-        database_url: "postgres://nobody@127.0.0.1:1/nothing".into(),
+        database_url: "postgres://nobody@127.0.0.1:1/nothing".parse().unwrap(),
         auth: tokens.auth_config("users"),
     }));
     let answer = call_as(

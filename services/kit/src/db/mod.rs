@@ -1,0 +1,239 @@
+//! The legacy PostgreSQL database (feature `postgres`): one connection per process, opened on the
+//! first request that needs it and reopened after it drops, and the schema's migrations.
+//!
+//! A Lambda container serves one request at a time, so one connection, behind a mutex, is all a
+//! function needs; it also lets a handler hold it for a transaction.
+//!
+//! TLS follows libpq's URL parameters: `sslmode=verify-full` with `sslrootcert=<PEM file>` verifies
+//! the server's certificate against that CA and its name against the URL's host (rustls); without
+//! `sslmode` (or with `disable`) the connection is plain, as to the local test database. The modes
+//! that encrypt without verifying (`require`, `prefer`, `allow`) are refused: they protect against
+//! nobody who can intercept the traffic.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use tokio_postgres::{Client, NoTls};
+
+use crate::ApiError;
+
+mod tls;
+
+/// A database URL, checked: what tokio-postgres connects to, and the CA the server must prove
+/// itself against (when the URL asks for TLS). Never printed, since it may carry a password.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    /// The URL without libpq's TLS parameters, which tokio-postgres does not take.
+    url: String,
+    /// `Some` for `sslmode=verify-full` (or `verify-ca`, verified as fully): the CA bundle.
+    root_cert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseUrl")
+            .field("tls", &self.root_cert.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<DatabaseUrl, String> {
+        let (base, query) = text.split_once('?').unwrap_or((text, ""));
+        let (mut mode, mut root_cert, mut rest) = (None, None, Vec::new());
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=').unwrap_or((pair, "")) {
+                ("sslmode", value) => mode = Some(value.to_owned()),
+                ("sslrootcert", value) => root_cert = Some(PathBuf::from(value)),
+                _ => rest.push(pair),
+            }
+        }
+        let root_cert = match mode.as_deref() {
+            None | Some("disable") => None,
+            Some("verify-full" | "verify-ca") => Some(root_cert.ok_or(
+                "sslmode=verify-full needs sslrootcert=<the CA's PEM file> to verify the server with",
+            )?),
+            Some(other @ ("require" | "prefer" | "allow")) => {
+                return Err(format!(
+                    "sslmode={other} encrypts without verifying the server; use sslmode=verify-full \
+                     with sslrootcert=<the CA's PEM file>"
+                ));
+            }
+            Some(other) => return Err(format!("sslmode={other} is not a TLS mode libpq knows")),
+        };
+        if root_cert.is_some() {
+            rest.push("sslmode=require");
+        }
+        let url = if rest.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", rest.join("&"))
+        };
+        // Checked now, so a malformed URL stops start-up; the message never repeats the URL.
+        tokio_postgres::Config::from_str(&url)
+            .map_err(|error| format!("not a PostgreSQL URL ({error})"))?;
+        Ok(DatabaseUrl { url, root_cert })
+    }
+}
+
+impl DatabaseUrl {
+    /// Whether the connection is TLS, verified.
+    pub fn is_verified(&self) -> bool {
+        self.root_cert.is_some()
+    }
+
+    /// The rustls configuration that trusts exactly the CAs of the bundle.
+    fn tls(&self, root_cert: &std::path::Path) -> Result<rustls::ClientConfig, ApiError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        let certificates = CertificateDer::pem_file_iter(root_cert)
+            .map_err(|error| ApiError::internal(format!("reading the database's CA: {error}")))?;
+        for certificate in certificates {
+            let certificate = certificate
+                .map_err(|error| ApiError::internal(format!("the database's CA: {error}")))?;
+            roots.add(certificate).map_err(ApiError::internal)?;
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(ApiError::internal)?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
+    }
+}
+
+/// The database's migrations, in order; each runs once, in a transaction.
+pub const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_legacy_schema",
+    include_str!("../../migrations/0001_legacy_schema.sql"),
+)];
+
+/// A lazily opened connection to the database at a URL (`postgres://user@host:port/db`).
+pub struct Database {
+    url: DatabaseUrl,
+    client: Mutex<Option<Client>>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL can carry a password.
+        f.debug_struct("Database").finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Cheap: nothing connects until [`Database::connection`] is called.
+    pub fn new(url: DatabaseUrl) -> Database {
+        Database {
+            url,
+            client: Mutex::new(None),
+        }
+    }
+
+    /// The connection, opened (or reopened) if needed; a failure is a logged 500.
+    pub async fn connection(&self) -> Result<MappedMutexGuard<'_, Client>, ApiError> {
+        let mut guard = self.client.lock().await;
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            let url = &self.url.url;
+            let client = match &self.url.root_cert {
+                None => {
+                    let (client, connection) = tokio_postgres::connect(url, NoTls)
+                        .await
+                        .map_err(ApiError::internal)?;
+                    tokio::spawn(watch(connection));
+                    client
+                }
+                Some(root_cert) => {
+                    let tls = tls::MakeRustls::new(self.url.tls(root_cert)?);
+                    let (client, connection) = tokio_postgres::connect(url, tls)
+                        .await
+                        .map_err(ApiError::internal)?;
+                    tokio::spawn(watch(connection));
+                    client
+                }
+            };
+            *guard = Some(client);
+        }
+        Ok(MutexGuard::map(guard, |client| {
+            client.as_mut().expect("connected just above")
+        }))
+    }
+}
+
+/// Drives a connection until it closes, and says so.
+async fn watch(connection: impl Future<Output = Result<(), tokio_postgres::Error>>) {
+    if let Err(error) = connection.await {
+        tracing::warn!(%error, "the PostgreSQL connection closed");
+    }
+}
+
+/// Applies the migrations `client`'s database has not had yet, under an advisory lock so that two
+/// processes never apply one twice.
+pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "SELECT pg_advisory_lock(7263849);
+             CREATE TABLE IF NOT EXISTS schema_migrations (
+                 name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+    let result = async {
+        for (name, sql) in MIGRATIONS {
+            let applied = client
+                .query_opt("SELECT 1 FROM schema_migrations WHERE name = $1", &[name])
+                .await?
+                .is_some();
+            if applied {
+                continue;
+            }
+            let transaction = client.transaction().await?;
+            transaction.batch_execute(sql).await?;
+            transaction
+                .execute("INSERT INTO schema_migrations (name) VALUES ($1)", &[name])
+                .await?;
+            transaction.commit().await?;
+        }
+        Ok(())
+    }
+    .await;
+    client
+        .batch_execute("SELECT pg_advisory_unlock(7263849)")
+        .await?;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_take_libpq_tls_parameters_and_refuse_unverified_tls() {
+        let plain: DatabaseUrl = "postgres://u:secret@db:5432/legacy".parse().unwrap();
+        assert!(!plain.is_verified());
+        let verified: DatabaseUrl =
+            "postgres://u:secret@db/legacy?sslmode=verify-full&sslrootcert=/var/task/ca.pem&application_name=x"
+                .parse()
+                .unwrap();
+        assert!(verified.is_verified());
+        assert_eq!(
+            verified.url,
+            "postgres://u:secret@db/legacy?application_name=x&sslmode=require"
+        );
+        assert!(!format!("{verified:?}").contains("secret"), "{verified:?}");
+        let error = "postgres://db/x?sslmode=require"
+            .parse::<DatabaseUrl>()
+            .unwrap_err();
+        assert!(error.contains("use sslmode=verify-full"), "{error}");
+        let error = "postgres://db/x?sslmode=verify-full"
+            .parse::<DatabaseUrl>()
+            .unwrap_err();
+        assert!(error.contains("needs sslrootcert"), "{error}");
+        let error = "mysql://u:secret@db".parse::<DatabaseUrl>().unwrap_err();
+        assert!(!error.contains("secret"), "{error}");
+    }
+}

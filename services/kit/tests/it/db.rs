@@ -1,0 +1,53 @@
+//! TLS to PostgreSQL with `sslmode=verify-full`, against the TLS server `scripts/test` starts with a
+//! certificate for `localhost` from a CA it made: that CA and that name connect (and the session is
+//! encrypted); another CA, or another name for the same server, are refused.
+
+use kit::db::{Database, DatabaseUrl};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: the TLS test needs scripts/test's TLS PostgreSQL; run it with scripts/test")
+    })
+}
+
+fn verified(url: &str, ca: &str) -> Database {
+    let url: DatabaseUrl = format!("{url}?sslmode=verify-full&sslrootcert={ca}")
+        .parse()
+        .unwrap();
+    assert!(url.is_verified());
+    Database::new(url)
+}
+
+#[tokio::test]
+async fn verify_full_connects_over_tls_with_the_right_ca_and_host_only() {
+    let url = env("DATABASE_TLS_URL");
+    let database = verified(&url, &env("DATABASE_TLS_CA"));
+    let client = database
+        .connection()
+        .await
+        .unwrap_or_else(|e| panic!("verify-full with the server's CA: {e:?}"));
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "the session is encrypted");
+    drop(client);
+
+    let other_ca = verified(&url, &env("DATABASE_TLS_OTHER_CA"));
+    assert!(
+        other_ca.connection().await.is_err(),
+        "a certificate from another CA is refused"
+    );
+
+    // The same server under a name its certificate does not carry.
+    let by_address = url.replace("@localhost:", "@127.0.0.1:");
+    assert_ne!(by_address, url);
+    let wrong_name = verified(&by_address, &env("DATABASE_TLS_CA"));
+    assert!(
+        wrong_name.connection().await.is_err(),
+        "a host name the certificate does not name is refused"
+    );
+}
