@@ -56,14 +56,7 @@ impl Deploy {
             .runtime
             .block_on(Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
         let options = self.change_set.options(self.parameters, self.recreate);
-        let deployer = Deployer::new(
-            &aws.sdk,
-            &aws.bucket,
-            workspace,
-            environment,
-            options,
-            progress,
-        );
+        let deployer = Deployer::new(aws, workspace, environment, options, progress);
         for service in &services {
             aws.runtime.block_on(deployer.precheck(service))?;
         }

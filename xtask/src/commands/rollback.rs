@@ -48,8 +48,7 @@ impl Rollback {
         let session = self.account.connect(workspace, progress)?;
         let aws = &session.aws;
         let deployer = Deployer::new(
-            &aws.sdk,
-            &aws.bucket,
+            aws,
             workspace,
             environment,
             self.change_set.options(Vec::new(), false),

@@ -10,3 +10,12 @@ pub mod provision;
 pub mod state;
 
 pub use account::{Session, connect};
+
+/// `count` random bytes from the kernel, as hex: names and secrets nobody can guess.
+pub fn random_hex(count: usize) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let mut bytes = vec![0u8; count];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)
+        .context("reading /dev/urandom")?;
+    Ok(crate::release::artifact::hex(&bytes))
+}

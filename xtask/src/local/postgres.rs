@@ -206,10 +206,7 @@ impl Postgres {
 /// following links.
 fn fresh_directory(workspace: &Workspace, sh: &Shell, as_root: bool) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
-    let mut random = [0u8; 8];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)
-        .context("reading /dev/urandom")?;
-    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let suffix = super::random_hex(8)?;
     let data = if as_root {
         PathBuf::from(format!("/var/tmp/biometrix-postgres-{suffix}"))
     } else {

@@ -440,10 +440,7 @@ pub fn service_secret(workspace: &Workspace) -> anyhow::Result<String> {
             .with_context(|| format!("making {} private", path.display()))?;
         return Ok(secret.trim().to_owned());
     }
-    let mut bytes = [0u8; 32];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)
-        .context("reading /dev/urandom")?;
-    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = super::random_hex(32)?;
     let dir = path.parent().expect("the secret is inside target/local");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // Created 0600 under a temporary name, then renamed: never readable by others, never partial.

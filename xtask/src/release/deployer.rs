@@ -17,7 +17,7 @@ use super::stack::decide::STACK_PARAMETERS;
 use super::stack::{Change, Engine, Outcome, Phase, Source, Template};
 use super::upload;
 use crate::aws::cloudformation;
-use crate::aws::{s3_client, template_url};
+use crate::aws::{Connection, template_url};
 use crate::names::Environment;
 use crate::progress::Progress;
 use crate::workspace::{APIGATEWAY_TEMPLATE, Service, Workspace, service_template};
@@ -66,20 +66,20 @@ pub struct Deployer<'a> {
 }
 
 impl<'a> Deployer<'a> {
+    /// Deploys through `aws`: its region, its artifact bucket.
     pub fn new(
-        sdk: &aws_config::SdkConfig,
-        bucket: &str,
+        aws: &Connection,
         workspace: &'a Workspace,
         environment: Environment,
         options: Options,
         progress: Progress,
     ) -> Deployer<'a> {
         Deployer {
-            cloudformation: Client::new(sdk),
-            s3: s3_client(sdk),
+            cloudformation: aws.cloudformation(),
+            s3: aws.s3(),
             workspace,
-            region: crate::aws::region_of(sdk),
-            bucket: bucket.to_owned(),
+            region: aws.region.clone(),
+            bucket: aws.bucket.clone(),
             environment,
             options,
             progress,

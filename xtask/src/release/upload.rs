@@ -11,7 +11,7 @@ use base64::Engine;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::artifact::sha256_hex;
+use super::artifact::{hex, sha256_hex};
 use super::manifest::Plan;
 use super::package;
 use crate::aws::{self, check_credentials, s3_client};
@@ -255,7 +255,7 @@ async fn stored_sha256(
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(checksum)
             .with_context(|| format!("s3://{bucket}/{key} has a malformed checksum"))?;
-        return Ok(Some(bytes.iter().map(|b| format!("{b:02x}")).collect()));
+        return Ok(Some(hex(&bytes)));
     }
     Ok(Some(
         head.metadata()
