@@ -10,6 +10,9 @@ It also pages the lists AWS pages and moto returns whole: a stack's resources an
 come `EMULATOR_PAGE_SIZE` at a time (default 100) with a NextToken, so the release tool's
 paginators are exercised; a test sets the size to 1.
 
+And it leaves alone, on a stack update, a resource whose `Condition` is false, as CloudFormation
+does: moto tries to update such a resource although it never created it, and fails the update.
+
 Used by scripts/test and by `cargo xtask deploy --local`.
 """
 
@@ -17,6 +20,7 @@ import os
 import threading
 
 from moto import server
+from moto.cloudformation import parsing
 from moto.cloudformation.responses import CloudFormationResponse
 from moto.core.responses import ActionResult
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
@@ -54,6 +58,19 @@ CloudFormationResponse.list_stack_resources = _paged(
 CloudFormationResponse.describe_stack_events = _paged(
     CloudFormationResponse.describe_stack_events, "StackEvents"
 )
+
+_update_resource = parsing.parse_and_update_resource
+
+
+def _update_unless_absent(logical_id, resource_json, resources_map, **where):
+    condition = resource_json.get("Condition")
+    never_created = resources_map._parsed_resources.get(logical_id) is None
+    if condition and never_created and not resources_map.lazy_condition_map[condition]:
+        return None
+    return _update_resource(logical_id, resource_json, resources_map, **where)
+
+
+parsing.parse_and_update_resource = _update_unless_absent
 
 if __name__ == "__main__":
     server.main()
