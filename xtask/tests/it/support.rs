@@ -74,7 +74,10 @@ impl Drop for Fixture {
             }
             let _ = std::fs::remove_dir_all(&data);
         }
-        let _ = std::fs::remove_dir_all(&self.root);
+        // XTASK_KEEP_FIXTURE=1 keeps the fixture (and its emulator log) for a look after a failure.
+        if std::env::var_os("XTASK_KEEP_FIXTURE").is_none() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
     }
 }
 
