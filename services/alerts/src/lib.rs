@@ -42,7 +42,7 @@ impl Alerts {
     pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Alerts {
         Alerts {
             store: Arc::new(AlertStore::new(sdk, config.alerts_table)),
-            verifier: Arc::new(Verifier::new(config.auth)),
+            verifier: Arc::new(Verifier::new(config.auth, &kit::SecretStore::new(sdk))),
         }
     }
 }

@@ -10,7 +10,7 @@ async fn random_events_keep_the_contract() {
     let router = alerts::router(alerts::Alerts::new(
         alerts::Config {
             alerts_table: "fuzz-no-such-table".into(),
-            auth: tokens.auth_config("alerts"),
+            auth: tokens.auth_config("alerts").await,
         },
         emulator().await,
     ));

@@ -1,7 +1,6 @@
 //! The hardware service's configuration, as the template sets it.
 
-use kit::db::DatabaseUrl;
-use kit::{AuthConfig, ConfigError, Env};
+use kit::{AuthConfig, ConfigError, Env, SecretArn};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -11,8 +10,8 @@ pub struct Config {
     pub firmware_bucket: String,
     /// DynamoDB table of accessory syncs, keyed by `mac_address` and `event_date`.
     pub sync_table: String,
-    /// The legacy PostgreSQL database, where sensors live.
-    pub database_url: DatabaseUrl,
+    /// The secret holding the URL of the legacy PostgreSQL database, where sensors live.
+    pub database: SecretArn,
     /// The Cognito user pool of accessories (username = MAC address).
     pub accessory_pool_id: String,
     /// Its app client, allowed the admin password flow.
@@ -28,8 +27,10 @@ impl Config {
             firmware_bucket: env
                 .required("FIRMWARE_BUCKET", "the S3 bucket of firmware binaries")?,
             sync_table: env.required("SYNC_TABLE", "the DynamoDB table of accessory syncs")?,
-            database_url: env
-                .required_parsed("DATABASE_URL", "the legacy PostgreSQL database (sensors)")?,
+            database: env.required_parsed(
+                "DATABASE_SECRET_ARN",
+                "the secret holding the URL of the legacy PostgreSQL database (sensors)",
+            )?,
             accessory_pool_id: env.required(
                 "ACCESSORY_USER_POOL_ID",
                 "the Cognito user pool of accessories",

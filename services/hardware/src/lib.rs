@@ -40,20 +40,21 @@ pub struct Hardware {
 impl Hardware {
     /// Builds the clients; cheap, as nothing is fetched until a request needs it.
     pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Hardware {
+        let secrets = kit::SecretStore::new(sdk);
         Hardware {
             accessories: Arc::new(AccessoryStore::new(
                 sdk,
                 config.accessory_pool_id,
                 config.accessory_client_id,
             )),
-            database: Arc::new(Database::new(config.database_url)),
+            database: Arc::new(Database::new(&secrets, config.database)),
             sync_log: Arc::new(SyncLog::new(sdk, config.sync_table)),
             firmware: Arc::new(FirmwareStore::new(
                 sdk,
                 config.firmware_table,
                 config.firmware_bucket,
             )),
-            verifier: Arc::new(Verifier::new(config.auth)),
+            verifier: Arc::new(Verifier::new(config.auth, &secrets)),
         }
     }
 }

@@ -12,10 +12,10 @@ async fn random_events_keep_the_contract() {
             firmware_table: "fuzz-no-such-table".into(),
             firmware_bucket: "fuzz-no-such-bucket".into(),
             sync_table: "fuzz-no-such-table".into(),
-            database_url: "postgres://nobody@127.0.0.1:1/none".parse().unwrap(),
+            database: kit::testing::no_database().await,
             accessory_pool_id: "us-west-2_fuzznopool".into(),
             accessory_client_id: "fuzz-no-client".into(),
-            auth: tokens.auth_config("hardware"),
+            auth: tokens.auth_config("hardware").await,
         },
         emulator().await,
     ));

@@ -4,8 +4,8 @@
 //! verify a token of another (no HS/RS confusion, no `alg: none`):
 //! - accessory tokens from the accessory user pool: RS256, keys from its JWKS URL;
 //! - user tokens from the users' identity provider: RS256, keys from its JWKS URL;
-//! - service-to-service tokens: HS256 with a secret held by the deployment, each naming the one
-//!   service it is for as its `aud`.
+//! - service-to-service tokens: HS256 with a secret the deployment keeps in Secrets Manager (read at
+//!   run time, see [`crate::secrets`]), each naming the one service it is for as its `aud`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::config::{ConfigError, Env};
 use crate::error::ApiError;
+use crate::secrets::{Secret, SecretArn, SecretStore};
 use crate::types::MacAddress;
 
 /// Who made a request, as proven by a verified token.
@@ -61,7 +62,7 @@ pub struct IssuerConfig {
 /// The longest a failing key endpoint is left alone between fetches.
 pub const LONGEST_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
 
-/// The HS256 secret of service-to-service tokens. Never printed.
+/// The HS256 secret of service-to-service tokens, as read from its secret. Never printed.
 #[derive(Clone)]
 pub struct ServiceSecret(Vec<u8>);
 
@@ -108,7 +109,8 @@ impl fmt::Debug for ServiceSecret {
 #[derive(Debug, Clone, Default)]
 pub struct AuthConfig {
     pub issuers: Vec<IssuerConfig>,
-    pub service_secret: Option<ServiceSecret>,
+    /// The secret whose value is the HS256 secret of service tokens (not the value itself).
+    pub service_secret: Option<SecretArn>,
     pub service_issuer: Option<String>,
     /// The `aud` a service token must name: this service. Without one, no service token is
     /// accepted, so a token minted for one service never works on another.
@@ -121,7 +123,7 @@ const DEFAULT_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 impl AuthConfig {
     /// Reads `ACCESSORY_TOKEN_ISSUER`/`ACCESSORY_JWKS_URL`, `USER_TOKEN_ISSUER`/`USER_JWKS_URL`
     /// (each pair all or nothing, each with an optional `*_TOKEN_AUDIENCE`), and
-    /// `SERVICE_TOKEN_SECRET` with an optional `SERVICE_TOKEN_ISSUER`. At least one must be set.
+    /// `SERVICE_TOKEN_SECRET_ARN` with an optional `SERVICE_TOKEN_ISSUER`. At least one must be set.
     /// Service tokens must name `service` (the service reading its configuration) as their `aud`.
     pub fn from_env(env: &Env, service: &str) -> Result<AuthConfig, ConfigError> {
         let mut issuers = Vec::new();
@@ -147,14 +149,14 @@ impl AuthConfig {
         }
         let config = AuthConfig {
             issuers,
-            service_secret: env.optional_parsed("SERVICE_TOKEN_SECRET")?,
+            service_secret: env.optional_parsed("SERVICE_TOKEN_SECRET_ARN")?,
             service_issuer: env.optional("SERVICE_TOKEN_ISSUER"),
             service_audience: Some(service.to_owned()),
         };
         if config.issuers.is_empty() && config.service_secret.is_none() {
             return Err(ConfigError::Missing {
-                name: "SERVICE_TOKEN_SECRET".into(),
-                hint: "no token issuer is configured; set SERVICE_TOKEN_SECRET, or ACCESSORY_TOKEN_ISSUER \
+                name: "SERVICE_TOKEN_SECRET_ARN".into(),
+                hint: "no token issuer is configured; set SERVICE_TOKEN_SECRET_ARN, or ACCESSORY_TOKEN_ISSUER \
                        with ACCESSORY_JWKS_URL, or USER_TOKEN_ISSUER with USER_JWKS_URL"
                     .into(),
             });
@@ -174,14 +176,16 @@ fn missing_pair(missing: &str, present: &str) -> ConfigError {
 #[derive(Debug)]
 pub struct Verifier {
     issuers: Vec<JwksIssuer>,
-    service_secret: Option<ServiceSecret>,
+    service_secret: Option<Secret<ServiceSecret>>,
     service_issuer: Option<String>,
     service_audience: Option<String>,
 }
 
 impl Verifier {
-    /// Cheap: no key is fetched until the first token of an issuer arrives.
-    pub fn new(config: AuthConfig) -> Verifier {
+    /// Cheap: no key or secret is read until the first token that needs it arrives. The service
+    /// secret is read from `secrets`, its previous version too, so that tokens signed before a
+    /// rotation keep verifying.
+    pub fn new(config: AuthConfig, secrets: &SecretStore) -> Verifier {
         let http = Arc::new(OnceCell::new());
         Verifier {
             issuers: config
@@ -194,7 +198,9 @@ impl Verifier {
                     refetch: Mutex::default(),
                 })
                 .collect(),
-            service_secret: config.service_secret,
+            service_secret: config
+                .service_secret
+                .map(|arn| secrets.secret_with_previous(arn)),
             service_issuer: config.service_issuer,
             service_audience: config.service_audience,
         }
@@ -216,7 +222,7 @@ impl Verifier {
             jsonwebtoken::decode_header(token).map_err(|_| unauthorized("malformed token"))?;
         match header.alg {
             Algorithm::RS256 => self.verify_issued(token, header.kid).await,
-            Algorithm::HS256 => self.verify_service(token),
+            Algorithm::HS256 => self.verify_service(token).await,
             other => Err(unauthorized(&format!(
                 "tokens signed with {other:?} are not accepted"
             ))),
@@ -274,7 +280,7 @@ impl Verifier {
         }
     }
 
-    fn verify_service(&self, token: &str) -> Result<Principal, ApiError> {
+    async fn verify_service(&self, token: &str) -> Result<Principal, ApiError> {
         let (Some(secret), Some(audience)) = (&self.service_secret, &self.service_audience) else {
             return Err(unauthorized("service tokens are not accepted here"));
         };
@@ -288,13 +294,23 @@ impl Verifier {
             }
             None => validation.set_required_spec_claims(&["exp", "aud"]),
         }
-        let claims = jsonwebtoken::decode::<Claims>(
-            token,
-            &DecodingKey::from_secret(&secret.0),
-            &validation,
-        )
-        .map_err(rejection)?
-        .claims;
+        let versions = secret.get().await?;
+        let decode = |secret: &ServiceSecret| {
+            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&secret.0), &validation)
+        };
+        // During a rotation, a caller may still sign with the previous value for a few minutes.
+        let decoded = match (decode(&versions.current), &versions.previous) {
+            (Err(error), Some(previous))
+                if matches!(
+                    error.kind(),
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature
+                ) =>
+            {
+                decode(previous)
+            }
+            (decoded, _) => decoded,
+        };
+        let claims = decoded.map_err(rejection)?.claims;
         Ok(Principal::Service {
             subject: claims.sub.unwrap_or_default(),
         })

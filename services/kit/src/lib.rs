@@ -12,6 +12,7 @@ pub mod db;
 mod error;
 mod extract;
 mod lazy;
+mod secrets;
 mod serve;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -26,6 +27,7 @@ pub use config::{ConfigError, Env};
 pub use error::{ApiError, STATUS_HEADER};
 pub use extract::{Body, Json, Path, Query, parse_json};
 pub use lazy::Lazy;
+pub use secrets::{SECRET_TTL, Secret, SecretArn, SecretStore, Versions};
 pub use serve::{BoxError, Mode, aws_config, exit, init_tracing, lambda_handler, run};
 /// An S3 client; path-style addressing when a custom endpoint (the local emulator) is set, since
 /// that has no per-bucket host names.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use kit::{AuthConfig, ConfigError, Env, ServiceSecret, Verifier};
+use kit::{AuthConfig, ConfigError, Env, SecretArn, SecretStore, Verifier};
 
 pub use owner::Owners;
 pub use session::{SessionStatus, Sessions, USER_INDEX};
@@ -25,23 +25,21 @@ pub struct Config {
     pub ingest_bucket: String,
     /// The hardware API, with its version prefix (`https://hardware.dev.example.com/v1`).
     pub hardware_url: String,
+    /// Its service secret also signs the tokens this service calls the hardware API with.
     pub auth: AuthConfig,
-    /// Signs the service tokens this service calls the hardware API with.
-    pub service_secret: ServiceSecret,
 }
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
         let auth = AuthConfig::from_env(env, "preprocessing")?;
-        let service_secret = auth
-            .service_secret
-            .clone()
-            .ok_or_else(|| ConfigError::Missing {
-                name: "SERVICE_TOKEN_SECRET".into(),
+        if auth.service_secret.is_none() {
+            return Err(ConfigError::Missing {
+                name: "SERVICE_TOKEN_SECRET_ARN".into(),
                 hint:
                     "preprocessing signs service tokens to look accessories up in the hardware API"
                         .into(),
-            })?;
+            });
+        }
         Ok(Config {
             sessions_table: env.required("SESSIONS_TABLE", "the DynamoDB table of sessions")?,
             ingest_bucket: env
@@ -51,7 +49,6 @@ impl Config {
                 "the hardware API's base URL, with its /v1 prefix",
             )?,
             auth,
-            service_secret,
         })
     }
 }
@@ -66,7 +63,9 @@ pub struct Preprocessing {
 
 impl Preprocessing {
     pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Preprocessing {
+        let secrets = SecretStore::new(sdk);
         let issuer = config.auth.service_issuer.clone();
+        let signer: Option<SecretArn> = config.auth.service_secret.clone();
         Preprocessing {
             sessions: Arc::new(Sessions::new(
                 sdk,
@@ -75,10 +74,10 @@ impl Preprocessing {
             )),
             owners: Arc::new(Owners::new(
                 config.hardware_url,
-                config.service_secret,
+                signer.map(|arn| secrets.secret(arn)),
                 issuer,
             )),
-            verifier: Arc::new(Verifier::new(config.auth)),
+            verifier: Arc::new(Verifier::new(config.auth, &secrets)),
         }
     }
 }

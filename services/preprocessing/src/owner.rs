@@ -1,6 +1,6 @@
 //! Who owns an accessory, asked of the hardware API with a service token.
 
-use kit::{ApiError, MacAddress, ServiceSecret};
+use kit::{ApiError, MacAddress, Secret, ServiceSecret};
 use uuid::Uuid;
 
 #[derive(Debug)]
@@ -9,12 +9,17 @@ pub struct Owners {
     /// otherwise cost every cold start, including those that never look an owner up.
     http: std::sync::OnceLock<reqwest::Client>,
     hardware_url: String,
-    secret: ServiceSecret,
+    /// The service secret, read from Secrets Manager; `None` when the configuration has none.
+    secret: Option<Secret<ServiceSecret>>,
     issuer: Option<String>,
 }
 
 impl Owners {
-    pub fn new(hardware_url: String, secret: ServiceSecret, issuer: Option<String>) -> Owners {
+    pub fn new(
+        hardware_url: String,
+        secret: Option<Secret<ServiceSecret>>,
+        issuer: Option<String>,
+    ) -> Owners {
         Owners {
             http: std::sync::OnceLock::new(),
             hardware_url: hardware_url.trim_end_matches('/').to_owned(),
@@ -26,6 +31,14 @@ impl Owners {
     /// The owner of `mac`; an accessory the hardware API does not know, or one without an owner,
     /// may not record sessions.
     pub async fn of(&self, mac: &MacAddress) -> Result<Uuid, ApiError> {
+        let secret = self
+            .secret
+            .as_ref()
+            .ok_or_else(|| {
+                ApiError::internal("no service secret to sign a token for the hardware API with")
+            })?
+            .get()
+            .await?;
         let http = self.http.get_or_init(|| {
             reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))
@@ -36,7 +49,8 @@ impl Owners {
             .get(format!("{}/accessory/{mac}", self.hardware_url))
             .header(
                 "authorization",
-                self.secret
+                secret
+                    .current
                     .issue("preprocessing", "hardware", self.issuer.as_deref()),
             )
             .send()

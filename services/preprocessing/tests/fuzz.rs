@@ -1,7 +1,7 @@
 //! 10,000 random API Gateway events through the preprocessing function's Lambda path (more with
 //! `FUZZ_CASES`, one run again with `FUZZ_SEED`): nothing panics, every response keeps the contract.
 
-use kit::testing::{Fuzz, SERVICE_SECRET, Tokens, emulator, service_token};
+use kit::testing::{Fuzz, Tokens, emulator, service_token};
 
 #[tokio::test]
 async fn random_events_keep_the_contract() {
@@ -13,8 +13,7 @@ async fn random_events_keep_the_contract() {
             sessions_table: "fuzz-no-such-table".into(),
             ingest_bucket: "fuzz-no-such-bucket".into(),
             hardware_url: "http://127.0.0.1:1/v1".into(),
-            auth: tokens.auth_config("preprocessing"),
-            service_secret: SERVICE_SECRET.parse().unwrap(),
+            auth: tokens.auth_config("preprocessing").await,
         },
         emulator().await,
     ));

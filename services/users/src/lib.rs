@@ -13,15 +13,18 @@ use kit::{AuthConfig, ConfigError, Env, Verifier};
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The legacy database, `postgres://…`.
-    pub database_url: kit::db::DatabaseUrl,
+    /// The secret holding the legacy database's URL, `postgres://…`.
+    pub database: kit::SecretArn,
     pub auth: AuthConfig,
 }
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
         Ok(Config {
-            database_url: env.required_parsed("DATABASE_URL", "the legacy PostgreSQL database")?,
+            database: env.required_parsed(
+                "DATABASE_SECRET_ARN",
+                "the secret holding the URL of the legacy PostgreSQL database",
+            )?,
             auth: AuthConfig::from_env(env, "users")?,
         })
     }
@@ -35,10 +38,11 @@ pub struct Users {
 }
 
 impl Users {
-    pub fn new(config: Config) -> Users {
+    pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Users {
+        let secrets = kit::SecretStore::new(sdk);
         Users {
-            database: Arc::new(Database::new(config.database_url)),
-            verifier: Arc::new(Verifier::new(config.auth)),
+            database: Arc::new(Database::new(&secrets, config.database)),
+            verifier: Arc::new(Verifier::new(config.auth, &secrets)),
         }
     }
 }

@@ -14,5 +14,6 @@ async fn serve() -> Result<(), kit::BoxError> {
     let mode = Mode::from_env(&env)?;
     kit::init_tracing(&mode, &env);
     let config = users::Config::from_env(&env)?;
-    kit::run(users::router(users::Users::new(config)), mode).await
+    let sdk = kit::aws_config(&mode).await;
+    kit::run(users::router(users::Users::new(config, &sdk)), mode).await
 }

@@ -6,10 +6,13 @@ use kit::testing::{Fuzz, Tokens, database, service_token};
 #[tokio::test]
 async fn random_events_keep_the_contract() {
     let tokens = Tokens::serve().await;
-    let router = users::router(users::Users::new(users::Config {
-        database_url: database().await.parse().unwrap(),
-        auth: tokens.auth_config("users"),
-    }));
+    let router = users::router(users::Users::new(
+        users::Config {
+            database: kit::testing::secret(&database().await).await,
+            auth: tokens.auth_config("users").await,
+        },
+        kit::testing::emulator().await,
+    ));
     let report = Fuzz {
         service: "users",
         tokens: vec![

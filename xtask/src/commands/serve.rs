@@ -87,14 +87,27 @@ impl Serve {
             runtime.block_on(provision::provision(&sdk, &service.name, &needs, progress))?;
         runtime.block_on(provision::put_seed(&sdk, &service.name, &seed, progress))?;
 
-        let secret = needs
-            .uses(&Source::ServiceSecret)
-            .then(|| provision::service_secret(workspace))
-            .transpose()?;
+        // The function reads its secrets from the emulator's Secrets Manager, as it would in AWS.
+        let database_secret = match &database {
+            Some(database) => Some(runtime.block_on(provision::put_secret(
+                &sdk,
+                "biometrix/local/database",
+                &database.url(),
+            ))?),
+            None => None,
+        };
+        let service_secret = match needs.uses(&Source::ServiceSecret) {
+            true => Some(runtime.block_on(provision::put_secret(
+                &sdk,
+                "biometrix/local/service-token",
+                &provision::service_secret(workspace)?,
+            ))?),
+            false => None,
+        };
         let (mut env, mut unset) = needs.environment(
             &names,
-            database.as_ref().map(Postgres::url).as_deref(),
-            secret.as_deref(),
+            database_secret.as_deref(),
+            service_secret.as_deref(),
         );
         for (name, value) in service
             .local

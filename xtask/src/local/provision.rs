@@ -2,9 +2,10 @@
 //! environment in terms of them. There is no second list to keep in sync: every DynamoDB table, S3
 //! bucket and Cognito user pool (with its client) the template declares is created in the
 //! emulator, named `<service>-local-<logical id>`, and each variable of the function's environment
-//! that refers to one (`!Ref FirmwareTable`) gets the local name. A variable that names the
-//! database gets the local PostgreSQL, `SERVICE_TOKEN_SECRET` a secret kept in `target/local`, and
-//! plain values are kept. Variables built from parameters or conditions are left unset for the
+//! that refers to one (`!Ref FirmwareTable`) gets the local name. The secrets a function reads at
+//! run time are put in the emulator's Secrets Manager, as a deployment keeps them:
+//! `DATABASE_SECRET_ARN` names one holding the local PostgreSQL's URL, `SERVICE_TOKEN_SECRET_ARN`
+//! one holding a service-token secret kept in `target/local`. Plain values are kept. Variables built from parameters or conditions are left unset for the
 //! caller to fill. Items are seeded only when asked.
 
 use std::collections::BTreeMap;
@@ -89,8 +90,8 @@ impl Needs {
         for (name, value) in variables {
             let Some(name) = name.as_str() else { continue };
             let source = match (name, value.as_str()) {
-                ("DATABASE_URL", _) => Source::Database,
-                ("SERVICE_TOKEN_SECRET", _) => Source::ServiceSecret,
+                ("DATABASE_SECRET_ARN", _) => Source::Database,
+                ("SERVICE_TOKEN_SECRET_ARN", _) => Source::ServiceSecret,
                 (_, Some(text)) if template.is_resource(text) => Source::Resource(text.to_owned()),
                 (_, Some(text)) if !text.contains("${") => Source::Literal(text.to_owned()),
                 _ => Source::Unset,
@@ -107,12 +108,13 @@ impl Needs {
         Needs::of(&template).with_context(|| format!("cloudformation/{file}"))
     }
 
-    /// The function's environment, given the local stores' names (logical id → name), the
-    /// database's URL and the service-token secret; and the variables left unset.
+    /// The function's environment, given the local stores' names (logical id → name) and the
+    /// ARNs of the secrets holding the database's URL and the service-token secret; and the
+    /// variables left unset.
     pub fn environment(
         &self,
         names: &BTreeMap<String, String>,
-        database_url: Option<&str>,
+        database_secret: Option<&str>,
         service_secret: Option<&str>,
     ) -> (BTreeMap<String, String>, Vec<String>) {
         let mut env = BTreeMap::new();
@@ -121,7 +123,7 @@ impl Needs {
             let value = match source {
                 Source::Literal(value) => Some(value.as_str()),
                 Source::Resource(id) => names.get(id).map(String::as_str),
-                Source::Database => database_url,
+                Source::Database => database_secret,
                 Source::ServiceSecret => service_secret,
                 Source::Unset => None,
             };
@@ -429,6 +431,45 @@ fn attribute(value: &serde_json::Value) -> anyhow::Result<AttributeValue> {
     })
 }
 
+/// The emulator's secret `name`, holding `value`: created, or given `value` as its new current
+/// version when it holds another; returns its ARN.
+pub async fn put_secret(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+    value: &str,
+) -> anyhow::Result<String> {
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let context = || format!("putting the secret {name} in the emulator's Secrets Manager");
+    match secrets.get_secret_value().secret_id(name).send().await {
+        Ok(held) => {
+            if held.secret_string() != Some(value) {
+                secrets
+                    .put_secret_value()
+                    .secret_id(name)
+                    .secret_string(value)
+                    .send()
+                    .await
+                    .with_context(context)?;
+            }
+            held.arn().map(str::to_owned).with_context(context)
+        }
+        Err(error)
+            if aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&error)
+                == Some("ResourceNotFoundException") =>
+        {
+            let created = secrets
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .with_context(context)?;
+            created.arn().map(str::to_owned).with_context(context)
+        }
+        Err(error) => Err(anyhow::Error::new(error).context(context())),
+    }
+}
+
 /// A secret for service tokens, made once per workspace and kept in `target/local`, readable by
 /// its owner only.
 pub fn service_secret(workspace: &Workspace) -> anyhow::Result<String> {
@@ -489,8 +530,8 @@ mod tests {
             needs.env["ACCESSORY_CLIENT_ID"],
             Source::Resource("AccessoryClient".into())
         );
-        assert_eq!(needs.env["DATABASE_URL"], Source::Database);
-        assert_eq!(needs.env["SERVICE_TOKEN_SECRET"], Source::ServiceSecret);
+        assert_eq!(needs.env["DATABASE_SECRET_ARN"], Source::Database);
+        assert_eq!(needs.env["SERVICE_TOKEN_SECRET_ARN"], Source::ServiceSecret);
         assert_eq!(needs.env["RUST_LOG"], Source::Literal("info".into()));
         assert_eq!(needs.env["ACCESSORY_TOKEN_ISSUER"], Source::Unset);
     }

@@ -456,9 +456,9 @@ fn parameters_are_checked_before_anything_is_built() {
     assert_refused(
         &output,
         "hardware-environment.yaml has no parameter DomainNmae; its parameters are \
-         ApiGatewayTemplateUrl, ApigatewayExecuteArtifactKey, ArtifactBucket, DatabaseSecretId, \
+         ApiGatewayTemplateUrl, ApigatewayExecuteArtifactKey, ArtifactBucket, DatabaseSecretArn, \
          DomainName, Environment, LogRetentionDays, ReservedConcurrency, SecurityGroupIds, \
-         ServiceTokenSecretId, SubnetIds, ThrottlingBurstLimit, ThrottlingRateLimit",
+         ServiceTokenSecretArn, SubnetIds, ThrottlingBurstLimit, ThrottlingRateLimit",
     );
     let output = deploy(&fixture, &["--parameter", "ApigatewayExecuteArtifactKey=x"]);
     assert_refused(
@@ -526,14 +526,14 @@ fn deploy_to_aws_checks_the_bucket_before_building() {
     );
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
 }
 
-fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+pub fn sdk(endpoint: &str) -> aws_config::SdkConfig {
     let credentials =
         aws_credential_types::Credentials::new("testing", "testing", None, None, "tests");
     runtime().block_on(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::deploy::stand_in;
+use crate::deploy::{runtime, sdk, stand_in};
 use crate::support::{Fixture, stderr};
 
 fn free_port() -> u16 {
@@ -144,12 +144,37 @@ fn serve_runs_the_service_against_its_stores_and_answers() {
     );
     assert!(!config["ACCESSORY_CLIENT_ID"].is_empty());
     assert_eq!(config["RUST_LOG"], "info");
-    assert_eq!(config["SERVICE_TOKEN_SECRET"].len(), 64);
     let (endpoint, _) = fixture.emulator().expect("serve started the emulator");
     assert_eq!(config["AWS_ENDPOINT_URL"], endpoint);
 
+    // Secrets are ARNs in the environment, and their values are in the emulator's Secrets Manager,
+    // as a deployed function reads them.
+    let secret = |arn: &str| {
+        assert!(
+            arn.starts_with("arn:aws:secretsmanager:us-west-2:"),
+            "{arn}"
+        );
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk(&endpoint));
+        runtime()
+            .block_on(secrets.get_secret_value().secret_id(arn).send())
+            .unwrap_or_else(|e| panic!("{arn}: {e:?}"))
+            .secret_string()
+            .unwrap()
+            .to_owned()
+    };
+    let token_secret = secret(config["SERVICE_TOKEN_SECRET_ARN"]);
+    assert_eq!(token_secret.len(), 64);
+    assert!(
+        !body.contains(&token_secret),
+        "no secret value in the environment"
+    );
+
     // The database is a live PostgreSQL.
-    let database = config["DATABASE_URL"];
+    let database = &secret(config["DATABASE_SECRET_ARN"]);
+    assert!(
+        !body.contains(database.as_str()),
+        "no secret value in the environment"
+    );
     let port = database
         .rsplit_once(':')
         .and_then(|(_, rest)| rest.split('/').next())

@@ -17,7 +17,7 @@ async fn world() -> World {
     let router = alerts::router(alerts::Alerts::new(
         alerts::Config {
             alerts_table: table,
-            auth: tokens.auth_config("alerts"),
+            auth: tokens.auth_config("alerts").await,
         },
         sdk,
     ));
@@ -236,7 +236,7 @@ async fn a_store_that_refuses_writes_is_a_500_with_the_count_stored() {
     let router = alerts::router(alerts::Alerts::new(
         alerts::Config {
             alerts_table: "no-such-table".into(),
-            auth: tokens.auth_config("alerts"),
+            auth: tokens.auth_config("alerts").await,
         },
         emulator().await,
     ));

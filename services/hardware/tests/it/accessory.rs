@@ -25,7 +25,7 @@ pub struct World {
 pub async fn world(pool: &Pool) -> World {
     let tokens = Tokens::serve().await;
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
-    let mut auth = tokens.auth_config("hardware");
+    let mut auth = tokens.auth_config("hardware").await;
     auth.issuers.push(IssuerConfig {
         kind: IssuerKind::Accessory,
         issuer: format!("https://cognito-idp.us-west-2.amazonaws.com/{}", pool.id),

@@ -1,6 +1,7 @@
 //! The hardware binary run the way Lambda runs it: a process polling the Runtime API, fed recorded
 //! API Gateway events by the harness that `cargo xtask bench lambda` measures with.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use lambda_harness::{Bootstrap, Error};
@@ -48,16 +49,20 @@ fn body(invocation: &lambda_harness::Invocation) -> (u64, Value) {
 #[tokio::test]
 async fn the_binary_answers_events_through_the_runtime_api() {
     let stores = seeded().await;
+    let pool = hardware::testing::pool().await;
     let mut running = hardware()
         .env("FIRMWARE_TABLE", &stores.table)
         .env("FIRMWARE_BUCKET", &stores.bucket)
         .env("SYNC_TABLE", "sync-unused")
-        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
-        .env("ACCESSORY_USER_POOL_ID", "us-west-2_nopool")
-        .env("ACCESSORY_CLIENT_ID", "no-client")
         .env(
-            "SERVICE_TOKEN_SECRET",
-            "a service secret of at least 32 bytes",
+            "DATABASE_SECRET_ARN",
+            kit::testing::no_database().await.as_str(),
+        )
+        .env("ACCESSORY_USER_POOL_ID", &pool.id)
+        .env("ACCESSORY_CLIENT_ID", &pool.client_id)
+        .env(
+            "SERVICE_TOKEN_SECRET_ARN",
+            kit::testing::service_secret().await.as_str(),
         )
         .start(WITHIN)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -77,6 +82,35 @@ async fn the_binary_answers_events_through_the_runtime_api() {
         assert_eq!(status, 200, "{latest}");
         assert_eq!(latest["firmware"]["version"], "1.10", "{latest}");
     }
+    // The function holds only the secret's ARN, and reads the value from Secrets Manager: a token
+    // signed with it gets past authentication (to a 404 from the pool), another is refused.
+    let lookup = |token: &str| {
+        let mut event: Value =
+            serde_json::from_slice(&event("firmware-latest.service-domain.json")).unwrap();
+        event["path"] = "/v1/accessory/0a:1b:2c:3d:4e:5f".into();
+        event["resource"] = "/{proxy+}".into();
+        event["headers"]["Authorization"] = format!("Bearer {token}").into();
+        event["multiValueHeaders"]["Authorization"] =
+            serde_json::json!([format!("Bearer {token}")]);
+        serde_json::to_vec(&event).unwrap()
+    };
+    let known = running
+        .invoke(
+            &lookup(&kit::testing::service_token("tests", "hardware")),
+            WITHIN,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, known) = body(&known);
+    assert_eq!(status, 404, "{known}");
+    let forged = kit::ServiceSecret::from_str("another secret of at least 32 bytes!")
+        .unwrap()
+        .issue("tests", "hardware", None);
+    let forged = running
+        .invoke(&lookup(&forged), WITHIN)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, forged) = body(&forged);
+    assert_eq!(status, 401, "{forged}");
+
     // In Lambda mode every log line is one JSON object, which CloudWatch Logs Insights can query.
     let output = running.output();
     assert!(!output.trim().is_empty(), "the function logged nothing");

@@ -16,9 +16,10 @@ async fn world() -> World {
     let url = database().await;
     let tokens = Tokens::serve().await;
     let client = kit::testing::connect(&url).await;
-    let auth = tokens.auth_config("hardware");
+    let auth = tokens.auth_config("hardware").await;
+    let database = kit::testing::secret(&url).await;
     let router = router_with(|config| {
-        config.database_url = url.parse().unwrap();
+        config.database = database;
         config.auth = auth;
     })
     .await;

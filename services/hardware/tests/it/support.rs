@@ -85,21 +85,21 @@ impl FirmwareStores {
 
 /// The hardware router with the test configuration, adjusted by `adjust`.
 pub async fn router_with(adjust: impl FnOnce(&mut Config)) -> Router {
-    let mut config = test_config("firmware-unused".into(), "firmware-unused".into());
+    let mut config = test_config("firmware-unused".into(), "firmware-unused".into()).await;
     adjust(&mut config);
     hardware::router(Hardware::new(config, emulator().await))
 }
 
-pub fn test_config(firmware_table: String, firmware_bucket: String) -> Config {
+pub async fn test_config(firmware_table: String, firmware_bucket: String) -> Config {
     Config {
         firmware_table,
         firmware_bucket,
         sync_table: "sync-unused".into(),
-        database_url: "postgres://nobody@127.0.0.1:1/none".parse().unwrap(),
+        database: kit::testing::no_database().await,
         accessory_pool_id: "us-west-2_nopool".into(),
         accessory_client_id: "no-client".into(),
         auth: AuthConfig {
-            service_secret: Some("a service secret of at least 32 bytes".parse().unwrap()),
+            service_secret: Some(kit::testing::service_secret().await),
             service_audience: Some("hardware".into()),
             ..AuthConfig::default()
         },
@@ -107,7 +107,8 @@ pub fn test_config(firmware_table: String, firmware_bucket: String) -> Config {
 }
 
 pub async fn router_for(firmware_table: String, firmware_bucket: String) -> Router {
-    router_with(|config| *config = test_config(firmware_table, firmware_bucket)).await
+    let config = test_config(firmware_table, firmware_bucket).await;
+    router_with(|adjusted| *adjusted = config).await
 }
 
 /// The binary of accessory firmware 1.10: every byte value, so any text mangling shows.

@@ -16,13 +16,14 @@ async fn a_sync_stores_everything_and_answers_with_the_latest_firmware() {
     let table = table("sync", "mac_address", Some("event_date"), &[]).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(emulator().await);
     let tokens = kit::testing::Tokens::serve().await;
-    let auth = tokens.auth_config("hardware");
+    let auth = tokens.auth_config("hardware").await;
+    let database = kit::testing::secret(&url).await;
     let router = router_with(|config| {
         config.firmware_table = firmware.table.clone();
         config.firmware_bucket = firmware.bucket.clone();
         config.accessory_pool_id = pool.id.clone();
         config.accessory_client_id = pool.client_id.clone();
-        config.database_url = url.parse().unwrap();
+        config.database = database;
         config.sync_table = table.clone();
         config.auth = auth;
     })

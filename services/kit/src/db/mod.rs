@@ -4,6 +4,12 @@
 //! A Lambda container serves one request at a time, so one connection, behind a mutex, is all a
 //! function needs; it also lets a handler hold it for a transaction.
 //!
+//! The URL is a secret's value ([`crate::secrets`]), read when a connection opens: after a rotation,
+//! the next connection uses the new password, and a connection that fails has the secret read
+//! again. The value is a URL (`postgres://user:password@host:5432/db`), or the JSON object that
+//! RDS and its rotation functions keep (`username`, `password`, `host`, `port`, `dbname`), which
+//! may carry `sslmode` and `sslrootcert` as the URL's parameters.
+//!
 //! TLS follows libpq's URL parameters: `sslmode=verify-full` with `sslrootcert=<PEM file>` verifies
 //! the server's certificate against that CA and its name against the URL's host (rustls); without
 //! `sslmode` (or with `disable`) the connection is plain, as to the local test database. The modes
@@ -15,9 +21,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
 use crate::ApiError;
+use crate::secrets::{Secret, SecretArn, SecretStore};
 
 mod tls;
 
@@ -25,8 +33,8 @@ mod tls;
 /// itself against (when the URL asks for TLS). Never printed, since it may carry a password.
 #[derive(Clone)]
 pub struct DatabaseUrl {
-    /// The URL without libpq's TLS parameters, which tokio-postgres does not take.
-    url: String,
+    /// The connection without libpq's TLS parameters, which tokio-postgres does not take.
+    config: tokio_postgres::Config,
     /// `Some` for `sslmode=verify-full` (or `verify-ca`, verified as fully): the CA bundle.
     root_cert: Option<PathBuf>,
 }
@@ -43,6 +51,9 @@ impl FromStr for DatabaseUrl {
     type Err = String;
 
     fn from_str(text: &str) -> Result<DatabaseUrl, String> {
+        if text.trim_start().starts_with('{') {
+            return DatabaseUrl::from_rds_json(text);
+        }
         let (base, query) = text.split_once('?').unwrap_or((text, ""));
         let (mut mode, mut root_cert, mut rest) = (None, None, Vec::new());
         for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -52,35 +63,73 @@ impl FromStr for DatabaseUrl {
                 _ => rest.push(pair),
             }
         }
-        let root_cert = match mode.as_deref() {
-            None | Some("disable") => None,
-            Some("verify-full" | "verify-ca") => Some(root_cert.ok_or(
-                "sslmode=verify-full needs sslrootcert=<the CA's PEM file> to verify the server with",
-            )?),
-            Some(other @ ("require" | "prefer" | "allow")) => {
-                return Err(format!(
-                    "sslmode={other} encrypts without verifying the server; use sslmode=verify-full \
-                     with sslrootcert=<the CA's PEM file>"
-                ));
-            }
-            Some(other) => return Err(format!("sslmode={other} is not a TLS mode libpq knows")),
-        };
-        if root_cert.is_some() {
-            rest.push("sslmode=require");
-        }
+        let root_cert = root_cert_for(mode.as_deref(), root_cert)?;
         let url = if rest.is_empty() {
             base.to_owned()
         } else {
             format!("{base}?{}", rest.join("&"))
         };
-        // Checked now, so a malformed URL stops start-up; the message never repeats the URL.
-        tokio_postgres::Config::from_str(&url)
+        // Checked now, so a malformed URL is refused at once; the message never repeats the URL.
+        let mut config = tokio_postgres::Config::from_str(&url)
             .map_err(|error| format!("not a PostgreSQL URL ({error})"))?;
-        Ok(DatabaseUrl { url, root_cert })
+        if root_cert.is_some() {
+            config.ssl_mode(SslMode::Require);
+        }
+        Ok(DatabaseUrl { config, root_cert })
     }
 }
 
+/// The CA bundle that `sslmode` asks to verify with, if any; the unverified modes are refused.
+fn root_cert_for(
+    mode: Option<&str>,
+    root_cert: Option<PathBuf>,
+) -> Result<Option<PathBuf>, String> {
+    Ok(match mode {
+        None | Some("disable") => None,
+        Some("verify-full" | "verify-ca") => Some(root_cert.ok_or(
+            "sslmode=verify-full needs sslrootcert=<the CA's PEM file> to verify the server with",
+        )?),
+        Some(other @ ("require" | "prefer" | "allow")) => {
+            return Err(format!(
+                "sslmode={other} encrypts without verifying the server; use sslmode=verify-full \
+                     with sslrootcert=<the CA's PEM file>"
+            ));
+        }
+        Some(other) => return Err(format!("sslmode={other} is not a TLS mode libpq knows")),
+    })
+}
+
+/// The secret RDS keeps for a database, with libpq's TLS parameters as optional extra keys.
+#[derive(serde::Deserialize)]
+struct RdsSecret {
+    username: String,
+    password: String,
+    host: String,
+    port: Option<u16>,
+    dbname: Option<String>,
+    sslmode: Option<String>,
+    sslrootcert: Option<PathBuf>,
+}
+
 impl DatabaseUrl {
+    fn from_rds_json(text: &str) -> Result<DatabaseUrl, String> {
+        // serde_json's message names the field or position, never the value.
+        let secret: RdsSecret = serde_json::from_str(text)
+            .map_err(|error| format!("not a database secret of RDS's shape ({error})"))?;
+        let root_cert = root_cert_for(secret.sslmode.as_deref(), secret.sslrootcert)?;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .user(&secret.username)
+            .password(secret.password)
+            .host(&secret.host)
+            .port(secret.port.unwrap_or(5432))
+            .dbname(secret.dbname.as_deref().unwrap_or("postgres"));
+        if root_cert.is_some() {
+            config.ssl_mode(SslMode::Require);
+        }
+        Ok(DatabaseUrl { config, root_cert })
+    }
+
     /// Whether the connection is TLS, verified.
     pub fn is_verified(&self) -> bool {
         self.root_cert.is_some()
@@ -113,9 +162,9 @@ pub const MIGRATIONS: &[(&str, &str)] = &[(
     include_str!("../../migrations/0001_legacy_schema.sql"),
 )];
 
-/// A lazily opened connection to the database at a URL (`postgres://user@host:port/db`).
+/// A lazily opened connection to the database whose URL a secret holds.
 pub struct Database {
-    url: DatabaseUrl,
+    url: Secret<DatabaseUrl>,
     client: Mutex<Option<Client>>,
 }
 
@@ -127,10 +176,10 @@ impl std::fmt::Debug for Database {
 }
 
 impl Database {
-    /// Cheap: nothing connects until [`Database::connection`] is called.
-    pub fn new(url: DatabaseUrl) -> Database {
+    /// Cheap: neither the secret nor the database is reached until [`Database::connection`].
+    pub fn new(secrets: &SecretStore, url: SecretArn) -> Database {
         Database {
-            url,
+            url: secrets.secret(url),
             client: Mutex::new(None),
         }
     }
@@ -139,30 +188,39 @@ impl Database {
     pub async fn connection(&self) -> Result<MappedMutexGuard<'_, Client>, ApiError> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(Client::is_closed) {
-            let url = &self.url.url;
-            let client = match &self.url.root_cert {
-                None => {
-                    let (client, connection) = tokio_postgres::connect(url, NoTls)
-                        .await
-                        .map_err(ApiError::internal)?;
-                    tokio::spawn(watch(connection));
-                    client
-                }
-                Some(root_cert) => {
-                    let tls = tls::MakeRustls::new(self.url.tls(root_cert)?);
-                    let (client, connection) = tokio_postgres::connect(url, tls)
-                        .await
-                        .map_err(ApiError::internal)?;
-                    tokio::spawn(watch(connection));
-                    client
-                }
-            };
-            *guard = Some(client);
+            let url = self.url.get().await?;
+            let opened = open(&url.current).await;
+            if opened.is_err() {
+                // A password that no longer works may have been rotated: read it again next time.
+                self.url.expire().await;
+            }
+            *guard = Some(opened?);
         }
         Ok(MutexGuard::map(guard, |client| {
             client.as_mut().expect("connected just above")
         }))
     }
+}
+
+async fn open(url: &DatabaseUrl) -> Result<Client, ApiError> {
+    let client = match &url.root_cert {
+        None => {
+            let (client, connection) = url
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(ApiError::internal)?;
+            tokio::spawn(watch(connection));
+            client
+        }
+        Some(root_cert) => {
+            let tls = tls::MakeRustls::new(url.tls(root_cert)?);
+            let (client, connection) = url.config.connect(tls).await.map_err(ApiError::internal)?;
+            tokio::spawn(watch(connection));
+            client
+        }
+    };
+    Ok(client)
 }
 
 /// Drives a connection until it closes, and says so.
@@ -220,10 +278,8 @@ mod tests {
                 .parse()
                 .unwrap();
         assert!(verified.is_verified());
-        assert_eq!(
-            verified.url,
-            "postgres://u:secret@db/legacy?application_name=x&sslmode=require"
-        );
+        assert_eq!(verified.config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(verified.config.get_application_name(), Some("x"));
         assert!(!format!("{verified:?}").contains("secret"), "{verified:?}");
         let error = "postgres://db/x?sslmode=require"
             .parse::<DatabaseUrl>()
@@ -235,5 +291,30 @@ mod tests {
         assert!(error.contains("needs sslrootcert"), "{error}");
         let error = "mysql://u:secret@db".parse::<DatabaseUrl>().unwrap_err();
         assert!(!error.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn rds_secrets_are_read_too() {
+        let rds: DatabaseUrl =
+            r#"{"engine": "postgres", "username": "legacy", "password": "p@ss:/word",
+            "host": "db.internal", "port": 5433, "dbname": "biometrix",
+            "sslmode": "verify-full", "sslrootcert": "/opt/rds/global-bundle.pem"}"#
+                .parse()
+                .unwrap();
+        assert!(rds.is_verified());
+        assert_eq!(rds.config.get_user(), Some("legacy"));
+        assert_eq!(rds.config.get_password(), Some(&b"p@ss:/word"[..]));
+        assert_eq!(rds.config.get_ports(), &[5433]);
+        assert_eq!(rds.config.get_dbname(), Some("biometrix"));
+        assert!(!format!("{rds:?}").contains("p@ss"));
+        let error = r#"{"username": "legacy", "password": "hunter2"}"#
+            .parse::<DatabaseUrl>()
+            .unwrap_err();
+        assert!(error.contains("missing field `host`"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        let error = r#"{"username": "u", "password": "hunter2", "host": "h", "sslmode": "prefer"}"#
+            .parse::<DatabaseUrl>()
+            .unwrap_err();
+        assert!(error.contains("use sslmode=verify-full"), "{error}");
     }
 }

@@ -165,8 +165,9 @@ impl Tokens {
         }
     }
 
-    /// What `service` accepts: accessory and user tokens from this issuer, and service tokens for it.
-    pub fn auth_config(&self, service: &str) -> crate::AuthConfig {
+    /// What `service` accepts: accessory and user tokens from this issuer, and service tokens for it
+    /// (signed with [`SERVICE_SECRET`], which the emulator's Secrets Manager holds).
+    pub async fn auth_config(&self, service: &str) -> crate::AuthConfig {
         let issuer = |kind, issuer: &str| crate::IssuerConfig {
             kind,
             issuer: issuer.to_owned(),
@@ -180,7 +181,7 @@ impl Tokens {
                 issuer(crate::IssuerKind::Accessory, ACCESSORY_ISSUER),
                 issuer(crate::IssuerKind::User, USER_ISSUER),
             ],
-            service_secret: Some(SERVICE_SECRET.parse().expect("long enough")),
+            service_secret: Some(service_secret().await),
             service_issuer: None,
             service_audience: Some(service.to_owned()),
         }
@@ -205,6 +206,42 @@ impl Tokens {
             "iss": USER_ISSUER, "exp": in_an_hour(), "sub": user, "token_use": "id",
         }))
     }
+}
+
+/// The emulator's secret holding [`SERVICE_SECRET`], created once per test process.
+pub async fn service_secret() -> crate::SecretArn {
+    static ARN: tokio::sync::OnceCell<crate::SecretArn> = tokio::sync::OnceCell::const_new();
+    ARN.get_or_init(|| secret(SERVICE_SECRET)).await.clone()
+}
+
+/// A secret of its own in the emulator's Secrets Manager, holding `value`; returns its ARN.
+pub async fn secret(value: &str) -> crate::SecretArn {
+    let created = aws_sdk_secretsmanager::Client::new(emulator().await)
+        .create_secret()
+        .name(format!("test/{}", uuid::Uuid::new_v4().simple()))
+        .secret_string(value)
+        .send()
+        .await
+        .expect("the emulator creates the secret");
+    created
+        .arn()
+        .expect("a created secret has an ARN")
+        .parse()
+        .expect("the emulator's ARNs are secrets' ARNs")
+}
+
+/// A secret holding the URL of a database that is not there (nothing listens on port 1), for
+/// services whose tests never reach it.
+pub async fn no_database() -> crate::SecretArn {
+    static ARN: tokio::sync::OnceCell<crate::SecretArn> = tokio::sync::OnceCell::const_new();
+    ARN.get_or_init(|| secret("postgres://nobody@127.0.0.1:1/none"))
+        .await
+        .clone()
+}
+
+/// Where services under test read their secrets: the emulator's Secrets Manager.
+pub async fn secrets() -> crate::SecretStore {
+    crate::SecretStore::new(emulator().await)
 }
 
 /// A service-to-service token from `subject` for the service `audience`, signed with

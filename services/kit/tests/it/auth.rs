@@ -9,13 +9,13 @@ use axum::extract::State;
 use axum::routing::get;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use kit::testing::SERVICE_SECRET;
 use kit::{ApiError, AuthConfig, IssuerConfig, IssuerKind, MacAddress, Principal, Verifier};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 const ACCESSORY_ISSUER: &str = "https://cognito-idp.us-west-2.amazonaws.com/us-west-2_accessory";
 const USER_ISSUER: &str = "https://users.biometrix.test";
-const SERVICE_SECRET: &str = "a service secret of at least 32 bytes";
 
 struct Key {
     kid: &'static str,
@@ -106,16 +106,19 @@ fn issuer(kind: IssuerKind, issuer: &str, jwks: &Jwks, audience: Option<&str>) -
     }
 }
 
-fn verifier(jwks: &Jwks) -> Verifier {
-    Verifier::new(AuthConfig {
-        issuers: vec![
-            issuer(IssuerKind::Accessory, ACCESSORY_ISSUER, jwks, None),
-            issuer(IssuerKind::User, USER_ISSUER, jwks, Some("mobile-app")),
-        ],
-        service_secret: Some(SERVICE_SECRET.parse().unwrap()),
-        service_issuer: None,
-        service_audience: Some("hardware".into()),
-    })
+async fn verifier(jwks: &Jwks) -> Verifier {
+    Verifier::new(
+        AuthConfig {
+            issuers: vec![
+                issuer(IssuerKind::Accessory, ACCESSORY_ISSUER, jwks, None),
+                issuer(IssuerKind::User, USER_ISSUER, jwks, Some("mobile-app")),
+            ],
+            service_secret: Some(kit::testing::service_secret().await),
+            service_issuer: None,
+            service_audience: Some("hardware".into()),
+        },
+        &kit::testing::secrets().await,
+    )
 }
 
 fn in_an_hour() -> i64 {
@@ -159,7 +162,7 @@ fn mac() -> MacAddress {
 #[tokio::test]
 async fn valid_tokens_of_each_kind_are_accepted() {
     let jwks = Jwks::serve(&[&first()]).await;
-    let verifier = verifier(&jwks);
+    let verifier = verifier(&jwks).await;
 
     let accessory = rs256(&first(), accessory_claims());
     assert_eq!(
@@ -218,7 +221,7 @@ async fn an_expired_token_is_rejected() {
     let jwks = Jwks::serve(&[&first()]).await;
     let mut claims = accessory_claims();
     claims["exp"] = json!(chrono_now() - 3600);
-    let message = rejection(verifier(&jwks).verify(&rs256(&first(), claims)).await);
+    let message = rejection(verifier(&jwks).await.verify(&rs256(&first(), claims)).await);
     assert_eq!(message, "the token has expired");
 
     let service = hs256(
@@ -226,7 +229,7 @@ async fn an_expired_token_is_rejected() {
         json!({ "exp": chrono_now() - 3600, "aud": "hardware" }),
     );
     assert_eq!(
-        rejection(verifier(&jwks).verify(&service).await),
+        rejection(verifier(&jwks).await.verify(&service).await),
         "the token has expired"
     );
 }
@@ -239,7 +242,7 @@ async fn a_token_without_expiry_is_rejected() {
         json!({ "iss": ACCESSORY_ISSUER, "cognito:username": "0a:1b:2c:3d:4e:5f" }),
     );
     assert_eq!(
-        rejection(verifier(&jwks).verify(&token).await),
+        rejection(verifier(&jwks).await.verify(&token).await),
         "the token lacks a required claim (exp, iss, aud)"
     );
 }
@@ -247,7 +250,7 @@ async fn a_token_without_expiry_is_rejected() {
 #[tokio::test]
 async fn a_service_token_works_only_on_the_service_it_names() {
     let jwks = Jwks::serve(&[&first()]).await;
-    let hardware = verifier(&jwks);
+    let hardware = verifier(&jwks).await;
     let secret: kit::ServiceSecret = SERVICE_SECRET.parse().unwrap();
     let for_hardware = secret.issue("preprocessing", "hardware", None);
     assert_eq!(
@@ -270,10 +273,13 @@ async fn a_service_token_works_only_on_the_service_it_names() {
         "the token lacks a required claim (exp, iss, aud)"
     );
     // A service that names no audience of its own takes no service token at all.
-    let anonymous = Verifier::new(AuthConfig {
-        service_secret: Some(secret),
-        ..AuthConfig::default()
-    });
+    let anonymous = Verifier::new(
+        AuthConfig {
+            service_secret: Some(kit::testing::service_secret().await),
+            ..AuthConfig::default()
+        },
+        &kit::testing::secrets().await,
+    );
     assert_eq!(
         rejection(anonymous.verify(&for_hardware).await),
         "service tokens are not accepted here"
@@ -283,7 +289,7 @@ async fn a_service_token_works_only_on_the_service_it_names() {
 #[tokio::test]
 async fn only_id_and_access_tokens_are_accepted() {
     let jwks = Jwks::serve(&[&first()]).await;
-    let verifier = verifier(&jwks);
+    let verifier = verifier(&jwks).await;
     for token_use in [None, Some("refresh"), Some("ID")] {
         let mut claims = accessory_claims();
         match token_use {
@@ -313,7 +319,7 @@ async fn a_wrong_issuer_is_rejected() {
     let mut claims = accessory_claims();
     claims["iss"] = json!("https://cognito-idp.us-west-2.amazonaws.com/us-west-2_someoneelse");
     assert_eq!(
-        rejection(verifier(&jwks).verify(&rs256(&first(), claims)).await),
+        rejection(verifier(&jwks).await.verify(&rs256(&first(), claims)).await),
         "the token's issuer is not accepted"
     );
     assert_eq!(
@@ -331,7 +337,7 @@ async fn a_wrong_audience_is_rejected_where_one_is_configured() {
         json!({ "iss": USER_ISSUER, "aud": "someone-else", "exp": in_an_hour(), "sub": Uuid::new_v4() }),
     );
     assert_eq!(
-        rejection(verifier(&jwks).verify(&token).await),
+        rejection(verifier(&jwks).await.verify(&token).await),
         "the token's audience is not accepted"
     );
 }
@@ -347,6 +353,7 @@ async fn a_token_signed_by_the_wrong_key_is_rejected() {
     assert_eq!(
         rejection(
             verifier(&jwks)
+                .await
                 .verify(&rs256(&forged, accessory_claims()))
                 .await
         ),
@@ -361,7 +368,7 @@ async fn a_token_signed_by_the_wrong_key_is_rejected() {
         parts.join(".")
     };
     assert_eq!(
-        rejection(verifier(&jwks).verify(&tampered).await),
+        rejection(verifier(&jwks).await.verify(&tampered).await),
         "the token's signature does not verify"
     );
 }
@@ -369,7 +376,7 @@ async fn a_token_signed_by_the_wrong_key_is_rejected() {
 #[tokio::test]
 async fn an_unknown_kid_refetches_the_keys_once_then_rejects() {
     let jwks = Jwks::serve(&[&first()]).await;
-    let verifier = verifier(&jwks);
+    let verifier = verifier(&jwks).await;
     verifier
         .verify(&rs256(&first(), accessory_claims()))
         .await
@@ -390,7 +397,7 @@ async fn an_unknown_kid_refetches_the_keys_once_then_rejects() {
 #[tokio::test]
 async fn a_rotated_key_is_picked_up_by_refetching() {
     let jwks = Jwks::serve(&[&first()]).await;
-    let verifier = verifier(&jwks);
+    let verifier = verifier(&jwks).await;
     verifier
         .verify(&rs256(&first(), accessory_claims()))
         .await
@@ -412,10 +419,13 @@ async fn unknown_kids_cannot_force_a_fetch_per_request() {
     let jwks = Jwks::serve(&[&first()]).await;
     let mut config = issuer(IssuerKind::Accessory, ACCESSORY_ISSUER, &jwks, None);
     config.refetch_cooldown = Duration::from_secs(3600);
-    let verifier = Verifier::new(AuthConfig {
-        issuers: vec![config],
-        ..AuthConfig::default()
-    });
+    let verifier = Verifier::new(
+        AuthConfig {
+            issuers: vec![config],
+            ..AuthConfig::default()
+        },
+        &kit::testing::secrets().await,
+    );
     verifier
         .verify(&rs256(&first(), accessory_claims()))
         .await
@@ -437,7 +447,7 @@ async fn alg_none_is_rejected() {
     let claims = base64url(&accessory_claims().to_string());
     for token in [format!("{header}.{claims}."), format!("{header}.{claims}")] {
         assert_eq!(
-            rejection(verifier(&jwks).verify(&token).await),
+            rejection(verifier(&jwks).await.verify(&token).await),
             "malformed token"
         );
     }
@@ -459,14 +469,17 @@ async fn hs256_signed_with_the_public_key_is_rejected() {
         .unwrap()
     };
     assert_eq!(
-        rejection(verifier(&jwks).verify(&forged).await),
+        rejection(verifier(&jwks).await.verify(&forged).await),
         "the token's signature does not verify"
     );
 
-    let without_service_tokens = Verifier::new(AuthConfig {
-        issuers: vec![issuer(IssuerKind::Accessory, ACCESSORY_ISSUER, &jwks, None)],
-        ..AuthConfig::default()
-    });
+    let without_service_tokens = Verifier::new(
+        AuthConfig {
+            issuers: vec![issuer(IssuerKind::Accessory, ACCESSORY_ISSUER, &jwks, None)],
+            ..AuthConfig::default()
+        },
+        &kit::testing::secrets().await,
+    );
     assert_eq!(
         rejection(without_service_tokens.verify(&forged).await),
         "service tokens are not accepted here"
@@ -476,7 +489,7 @@ async fn hs256_signed_with_the_public_key_is_rejected() {
 #[tokio::test]
 async fn other_algorithms_and_garbage_are_rejected() {
     let jwks = Jwks::serve(&[&first()]).await;
-    let verifier = verifier(&jwks);
+    let verifier = verifier(&jwks).await;
     let hs512 = jsonwebtoken::encode(
         &Header::new(Algorithm::HS512),
         &json!({ "exp": in_an_hour() }),
@@ -498,10 +511,13 @@ async fn a_failing_key_endpoint_is_fetched_once_per_backoff_not_once_per_request
     jwks.failing.store(true, Ordering::SeqCst);
     let mut config = issuer(IssuerKind::Accessory, ACCESSORY_ISSUER, &jwks, None);
     config.failure_backoff = Duration::from_secs(5);
-    let verifier = Arc::new(Verifier::new(AuthConfig {
-        issuers: vec![config],
-        ..AuthConfig::default()
-    }));
+    let verifier = Arc::new(Verifier::new(
+        AuthConfig {
+            issuers: vec![config],
+            ..AuthConfig::default()
+        },
+        &kit::testing::secrets().await,
+    ));
     // 200 tokens with made-up key ids, all at once.
     let started = std::time::Instant::now();
     let mut requests = tokio::task::JoinSet::new();
@@ -535,10 +551,13 @@ async fn the_failure_backoff_doubles_and_ends_when_the_endpoint_recovers() {
     jwks.failing.store(true, Ordering::SeqCst);
     let mut config = issuer(IssuerKind::Accessory, ACCESSORY_ISSUER, &jwks, None);
     config.failure_backoff = Duration::from_millis(200);
-    let verifier = Verifier::new(AuthConfig {
-        issuers: vec![config],
-        ..AuthConfig::default()
-    });
+    let verifier = Verifier::new(
+        AuthConfig {
+            issuers: vec![config],
+            ..AuthConfig::default()
+        },
+        &kit::testing::secrets().await,
+    );
     let token = rs256(&first(), accessory_claims());
     let attempt = || async { verifier.verify(&token).await };
     assert!(attempt().await.is_err());
@@ -562,17 +581,20 @@ async fn an_unreachable_jwks_endpoint_is_a_server_error_not_a_rejection() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
     drop(listener);
-    let verifier = Verifier::new(AuthConfig {
-        issuers: vec![IssuerConfig {
-            kind: IssuerKind::Accessory,
-            issuer: ACCESSORY_ISSUER.into(),
-            jwks_url: url,
-            audience: None,
-            refetch_cooldown: Duration::ZERO,
-            failure_backoff: Duration::ZERO,
-        }],
-        ..AuthConfig::default()
-    });
+    let verifier = Verifier::new(
+        AuthConfig {
+            issuers: vec![IssuerConfig {
+                kind: IssuerKind::Accessory,
+                issuer: ACCESSORY_ISSUER.into(),
+                jwks_url: url,
+                audience: None,
+                refetch_cooldown: Duration::ZERO,
+                failure_backoff: Duration::ZERO,
+            }],
+            ..AuthConfig::default()
+        },
+        &kit::testing::secrets().await,
+    );
     let result = verifier.verify(&rs256(&first(), accessory_claims())).await;
     assert!(matches!(result, Err(ApiError::Internal(_))), "{result:?}");
 }
@@ -594,23 +616,23 @@ fn config_comes_in_pairs_and_needs_at_least_one_issuer() {
         "missing environment variable ACCESSORY_JWKS_URL: ACCESSORY_TOKEN_ISSUER is set, and the two go together"
     );
 
-    let short = Env::from_iter([("SERVICE_TOKEN_SECRET", "short")]);
-    let error = AuthConfig::from_env(&short, "hardware")
+    let value = Env::from_iter([("SERVICE_TOKEN_SECRET_ARN", SERVICE_SECRET)]);
+    let error = AuthConfig::from_env(&value, "hardware")
         .unwrap_err()
         .to_string();
-    assert_eq!(
-        error,
-        "malformed environment variable SERVICE_TOKEN_SECRET: must be at least 32 bytes long"
-    );
     assert!(
-        !error.contains("short"),
-        "the secret never appears in messages"
+        error.starts_with("malformed environment variable SERVICE_TOKEN_SECRET_ARN: "),
+        "{error}"
     );
+    assert!(error.contains("is not a secret's ARN"), "{error}");
 
     let full = Env::from_iter([
         ("ACCESSORY_TOKEN_ISSUER", ACCESSORY_ISSUER),
         ("ACCESSORY_JWKS_URL", "https://example.test/jwks.json"),
-        ("SERVICE_TOKEN_SECRET", SERVICE_SECRET),
+        (
+            "SERVICE_TOKEN_SECRET_ARN",
+            "arn:aws:secretsmanager:us-west-2:123456789012:secret:biometrix/dev/service-tokens-AbCdEf",
+        ),
     ]);
     let config = AuthConfig::from_env(&full, "hardware").unwrap();
     assert_eq!(config.issuers.len(), 1);

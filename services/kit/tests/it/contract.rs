@@ -34,7 +34,7 @@ async fn fail(Path(name): Path<String>) -> ApiError {
     }
 }
 
-fn widgets() -> Router {
+async fn widgets() -> Router {
     let routes = Router::new()
         .route(
             "/widgets",
@@ -63,16 +63,17 @@ fn widgets() -> Router {
             get(|principal: Principal| async move { Json(json!(format!("{principal:?}"))) }),
         );
     let auth = AuthConfig {
-        service_secret: Some("s".repeat(32).parse().unwrap()),
+        service_secret: Some(kit::testing::service_secret().await),
         service_audience: Some("widgets".into()),
         ..AuthConfig::default()
     };
-    kit::app("widgets", routes, Arc::new(Verifier::new(auth)))
+    let verifier = Verifier::new(auth, &kit::testing::secrets().await);
+    kit::app("widgets", routes, Arc::new(verifier))
 }
 
 #[tokio::test]
 async fn a_body_over_what_lambda_accepts_is_payload_too_large_in_the_contract_shape() {
-    let app = widgets();
+    let app = widgets().await;
     let limit = kit::BODY_LIMIT;
     let padding = " ".repeat(limit);
     let too_large = format!("{{\"name\": \"w\", \"sizes\": []}}{padding}");
@@ -106,7 +107,7 @@ async fn every_error_row_has_its_status_header_and_message() {
         (415, "UnsupportedContentType"),
         (500, "ServerError"),
     ];
-    let app = widgets();
+    let app = widgets().await;
     for (status, name) in rows {
         let answer = call(&app, Method::GET, &format!("/v1/fail/{name}"), None).await;
         let message = answer.assert_error(status, name);
@@ -124,7 +125,7 @@ async fn every_error_row_has_its_status_header_and_message() {
 
 #[tokio::test]
 async fn a_server_error_never_echoes_its_cause() {
-    let app = widgets();
+    let app = widgets().await;
     let answer = call(&app, Method::GET, "/v1/fail/anything-else", None).await;
     assert_eq!(
         answer.assert_error(500, "ServerError"),
@@ -139,7 +140,7 @@ async fn a_server_error_never_echoes_its_cause() {
 
 #[tokio::test]
 async fn a_panic_is_a_silent_500_and_the_service_keeps_serving() {
-    let app = widgets();
+    let app = widgets().await;
     let answer = call(&app, Method::GET, "/v1/panic", None).await;
     assert_eq!(
         answer.assert_error(500, "ServerError"),
@@ -153,7 +154,7 @@ async fn a_panic_is_a_silent_500_and_the_service_keeps_serving() {
 
 #[tokio::test]
 async fn unknown_paths_are_unknown_endpoints() {
-    let app = widgets();
+    let app = widgets().await;
     for path in [
         "/",
         "/v1",
@@ -174,7 +175,7 @@ async fn unknown_paths_are_unknown_endpoints() {
 
 #[tokio::test]
 async fn a_known_path_with_another_method_is_unsupported() {
-    let app = widgets();
+    let app = widgets().await;
     for (method, path) in [
         (Method::DELETE, "/v1/widgets"),
         (Method::PUT, "/widgets/widgets/0a:1b:2c:3d:4e:5f"),
@@ -187,7 +188,7 @@ async fn a_known_path_with_another_method_is_unsupported() {
 
 #[tokio::test]
 async fn options_answers_200_with_cors_on_any_path() {
-    let app = widgets();
+    let app = widgets().await;
     for path in ["/v1/widgets", "/widgets/fail/x", "/not/a/route", "/"] {
         let answer = call(&app, Method::OPTIONS, path, None).await;
         assert_eq!(answer.status, StatusCode::OK, "{path}");
@@ -197,7 +198,7 @@ async fn options_answers_200_with_cors_on_any_path() {
 
 #[tokio::test]
 async fn both_prefixes_and_a_trailing_slash_reach_the_same_route() {
-    let app = widgets();
+    let app = widgets().await;
     for path in [
         "/v1/widgets/0A:1B:2C:3D:4E:5F",
         "/v1/widgets/0A:1B:2C:3D:4E:5F/",
@@ -219,7 +220,7 @@ async fn both_prefixes_and_a_trailing_slash_reach_the_same_route() {
 
 #[tokio::test]
 async fn a_malformed_path_parameter_is_invalid_schema() {
-    let app = widgets();
+    let app = widgets().await;
     let answer = call(&app, Method::GET, "/v1/widgets/0a:1b:2c:3d:4e", None).await;
     let message = answer.assert_error(400, "InvalidSchema");
     assert!(message.contains("invalid MAC address"), "{message}");
@@ -227,7 +228,7 @@ async fn a_malformed_path_parameter_is_invalid_schema() {
 
 #[tokio::test]
 async fn json_errors_name_the_offending_field() {
-    let app = widgets();
+    let app = widgets().await;
     let cases = [
         (
             "{\"name\": \"a\", \"sizes\": [1]",
@@ -278,7 +279,7 @@ async fn json_errors_name_the_offending_field() {
 
 #[tokio::test]
 async fn a_route_behind_a_token_refuses_requests_without_one() {
-    let app = widgets();
+    let app = widgets().await;
     let answer = call(&app, Method::GET, "/v1/whoami", None).await;
     let message = answer.assert_error(401, "Unauthorized");
     assert_eq!(

@@ -10,18 +10,19 @@ fn env(name: &str) -> String {
     })
 }
 
-fn verified(url: &str, ca: &str) -> Database {
-    let url: DatabaseUrl = format!("{url}?sslmode=verify-full&sslrootcert={ca}")
-        .parse()
-        .unwrap();
-    assert!(url.is_verified());
-    Database::new(url)
+async fn verified(url: &str, ca: &str) -> Database {
+    let url = format!("{url}?sslmode=verify-full&sslrootcert={ca}");
+    assert!(url.parse::<DatabaseUrl>().unwrap().is_verified());
+    Database::new(
+        &kit::testing::secrets().await,
+        kit::testing::secret(&url).await,
+    )
 }
 
 #[tokio::test]
 async fn verify_full_connects_over_tls_with_the_right_ca_and_host_only() {
     let url = env("DATABASE_TLS_URL");
-    let database = verified(&url, &env("DATABASE_TLS_CA"));
+    let database = verified(&url, &env("DATABASE_TLS_CA")).await;
     let client = database
         .connection()
         .await
@@ -36,7 +37,7 @@ async fn verify_full_connects_over_tls_with_the_right_ca_and_host_only() {
     assert!(row.get::<_, bool>(0), "the session is encrypted");
     drop(client);
 
-    let other_ca = verified(&url, &env("DATABASE_TLS_OTHER_CA"));
+    let other_ca = verified(&url, &env("DATABASE_TLS_OTHER_CA")).await;
     assert!(
         other_ca.connection().await.is_err(),
         "a certificate from another CA is refused"
@@ -45,7 +46,7 @@ async fn verify_full_connects_over_tls_with_the_right_ca_and_host_only() {
     // The same server under a name its certificate does not carry.
     let by_address = url.replace("@localhost:", "@127.0.0.1:");
     assert_ne!(by_address, url);
-    let wrong_name = verified(&by_address, &env("DATABASE_TLS_CA"));
+    let wrong_name = verified(&by_address, &env("DATABASE_TLS_CA")).await;
     assert!(
         wrong_name.connection().await.is_err(),
         "a host name the certificate does not name is refused"

@@ -3,3 +3,4 @@
 mod auth;
 mod contract;
 mod db;
+mod secrets;

@@ -4,7 +4,7 @@
 
 use axum::Router;
 use http::Method;
-use kit::testing::{Answer, SERVICE_SECRET, Tokens, call_as, emulator, service_token, table};
+use kit::testing::{Answer, Tokens, call_as, emulator, service_token, table};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -50,10 +50,10 @@ async fn world() -> World {
             firmware_table: "unused".into(),
             firmware_bucket: "unused".into(),
             sync_table: "unused".into(),
-            database_url: "postgres://nobody@127.0.0.1:1/none".parse().unwrap(),
+            database: kit::testing::no_database().await,
             accessory_pool_id: pool.id.clone(),
             accessory_client_id: pool.client_id.clone(),
-            auth: tokens.auth_config("hardware"),
+            auth: tokens.auth_config("hardware").await,
         },
         sdk,
     ));
@@ -84,8 +84,7 @@ async fn world() -> World {
             sessions_table: table,
             ingest_bucket: bucket.clone(),
             hardware_url,
-            auth: tokens.auth_config("preprocessing"),
-            service_secret: SERVICE_SECRET.parse().unwrap(),
+            auth: tokens.auth_config("preprocessing").await,
         },
         sdk,
     ));

@@ -15,10 +15,13 @@ async fn world() -> World {
     let url = database().await;
     let tokens = Tokens::serve().await;
     let client = kit::testing::connect(&url).await;
-    let router = users::router(users::Users::new(users::Config {
-        database_url: url.parse().unwrap(),
-        auth: tokens.auth_config("users"),
-    }));
+    let router = users::router(users::Users::new(
+        users::Config {
+            database: kit::testing::secret(&url).await,
+            auth: tokens.auth_config("users").await,
+        },
+        kit::testing::emulator().await,
+    ));
     World {
         router,
         tokens,
@@ -183,10 +186,13 @@ async fn unknown_malformed_and_unauthenticated_requests() {
 #[tokio::test]
 async fn a_database_that_is_down_is_a_500_without_details() {
     let tokens = Tokens::serve().await;
-    let router = users::router(users::Users::new(users::Config {
-        database_url: "postgres://nobody@127.0.0.1:1/nothing".parse().unwrap(),
-        auth: tokens.auth_config("users"),
-    }));
+    let router = users::router(users::Users::new(
+        users::Config {
+            database: kit::testing::no_database().await,
+            auth: tokens.auth_config("users").await,
+        },
+        kit::testing::emulator().await,
+    ));
     let answer = call_as(
         &router,
         &service_token("alerts", "users"),

@@ -179,9 +179,11 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
         .enable_all()
         .build()?;
     let sdk = runtime.block_on(emulator.sdk_config(None));
-    // Connections open lazily, and the measured routes never reach the database.
+    // Connections open lazily, and the measured routes never reach the database. The functions
+    // read both secrets from the emulator's Secrets Manager, as they would in AWS.
     let database = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://bench@127.0.0.1:9/bench".to_owned());
+    let database = runtime.block_on(provision::put_secret(&sdk, "bench/database", &database))?;
     let secret = format!(
         "bench-only-{:032}",
         std::time::SystemTime::now()
@@ -189,6 +191,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
             .unwrap_or_default()
             .as_nanos()
     );
+    let secret = runtime.block_on(provision::put_secret(&sdk, "bench/service-token", &secret))?;
     let region = crate::aws::region_of(&sdk);
 
     let mut functions = Vec::new();
@@ -212,8 +215,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
                 .env("AWS_ACCESS_KEY_ID", CREDENTIALS)
                 .env("AWS_SECRET_ACCESS_KEY", CREDENTIALS)
                 .env("AWS_REGION", &region)
-                .env("AWS_DEFAULT_REGION", &region)
-                .env("SERVICE_TOKEN_SECRET", &secret);
+                .env("AWS_DEFAULT_REGION", &region);
             for (name, value) in env.iter().chain(&service.local.env) {
                 bootstrap = bootstrap.env(name, value);
             }
