@@ -6,7 +6,7 @@
 //! It knows nothing about HTTP APIs or services: events and responses are bytes. The benchmark
 //! (`cargo xtask bench lambda`) and the services' tests build the API Gateway events.
 
-mod http;
+pub mod http;
 mod output;
 mod server;
 
@@ -30,6 +30,9 @@ const TICK: Duration = Duration::from_millis(5);
 pub struct Bootstrap {
     program: PathBuf,
     args: Vec<OsString>,
+    /// Where the function's code is (`LAMBDA_TASK_ROOT`, and the working directory); the
+    /// program's directory unless an interpreter runs it.
+    task_root: Option<PathBuf>,
     env: BTreeMap<String, String>,
     function_name: String,
     memory_mb: u32,
@@ -156,6 +159,7 @@ impl Bootstrap {
         Bootstrap {
             program,
             args: Vec::new(),
+            task_root: None,
             env: BTreeMap::new(),
             function_name,
             memory_mb: 128,
@@ -167,6 +171,20 @@ impl Bootstrap {
     pub fn arg(mut self, arg: impl Into<OsString>) -> Bootstrap {
         self.args.push(arg.into());
         self
+    }
+
+    /// The directory of the function's code, when the program is an interpreter (an emulator)
+    /// that runs it.
+    pub fn task_root(mut self, dir: impl Into<PathBuf>) -> Bootstrap {
+        self.task_root = Some(dir.into());
+        self
+    }
+
+    /// The directory of the function's code.
+    fn code_dir(&self) -> &Path {
+        self.task_root
+            .as_deref()
+            .unwrap_or_else(|| self.program.parent().unwrap_or(Path::new(".")))
     }
 
     /// A variable of the function's configuration; it overrides Lambda's own of the same name.
@@ -193,12 +211,7 @@ impl Bootstrap {
 
     /// The environment Lambda gives a function, then the function's own variables.
     fn environment(&self, runtime_api: &str) -> BTreeMap<String, String> {
-        let task_root = self
-            .program
-            .parent()
-            .unwrap_or(Path::new("."))
-            .to_string_lossy()
-            .into_owned();
+        let task_root = self.code_dir().to_string_lossy().into_owned();
         let name = &self.function_name;
         let mut env: BTreeMap<String, String> = [
             ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
@@ -243,7 +256,8 @@ impl Bootstrap {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(dir) = self.program.parent().filter(|d| d.is_dir()) {
+        let dir = self.code_dir();
+        if dir.is_dir() {
             command.current_dir(dir);
         }
         let exec = Instant::now();
@@ -385,7 +399,8 @@ impl Running {
         self.child.try_wait().ok().flatten()
     }
 
-    fn stop(&mut self) {
+    /// Stops the process now (dropping it does too).
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{bench, bootstrap, deploy, package, publish, rollback, serve, status};
+use crate::commands::{bench, bootstrap, deploy, package, publish, rollback, serve, status, up};
 use crate::progress::Progress;
 use crate::workspace::Workspace;
 
@@ -43,6 +43,7 @@ enum Command {
     Rollback(rollback::Rollback),
     Bootstrap(bootstrap::Bootstrap),
     Bench(bench::Bench),
+    Up(up::Up),
 }
 
 fn main() -> ExitCode {
@@ -68,5 +69,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rollback(rollback) => rollback.run(&workspace, progress),
         Command::Bootstrap(bootstrap) => bootstrap.run(&workspace, progress),
         Command::Bench(bench) => bench.run(&workspace, progress),
+        Command::Up(up) => up.run(&workspace, progress),
     }
 }

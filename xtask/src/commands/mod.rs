@@ -10,3 +10,4 @@ pub mod publish;
 pub mod rollback;
 pub mod serve;
 pub mod status;
+pub mod up;

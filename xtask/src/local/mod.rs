@@ -3,7 +3,9 @@
 //! below the commands that starts long-running processes (through `process`).
 
 pub mod account;
+pub mod deployed;
 pub mod emulator;
+pub mod gateway;
 pub mod postgres;
 pub mod process;
 pub mod provision;

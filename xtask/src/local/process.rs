@@ -143,25 +143,41 @@ impl Running {
     pub fn stop_on_signal(&self) {
         let pid = self.id();
         std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async {
-                use tokio::signal::unix::{SignalKind, signal};
-                let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-                    return;
-                };
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-            });
+            wait_for_signal();
             let _ = Command::new("kill").arg(pid.to_string()).status();
         });
     }
+}
+
+/// A flag that turns true at Ctrl-C or a termination request, for a command that stops cleanly.
+pub fn stop_requested() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let set = std::sync::Arc::clone(&flag);
+    std::thread::spawn(move || {
+        wait_for_signal();
+        set.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    flag
+}
+
+/// Blocks until Ctrl-C (SIGINT) or SIGTERM arrives.
+fn wait_for_signal() {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    });
 }
 
 /// Where to look for what a program said: the tail of its log, or the terminal it wrote to.

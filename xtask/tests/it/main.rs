@@ -10,3 +10,4 @@ mod release;
 mod serve;
 mod snapshots;
 mod support;
+mod up;

@@ -1,0 +1,274 @@
+//! `cargo xtask up [<service>...] <env> --local`: what an environment runs on the local emulator,
+//! run here. For each deployed service it reads the function as Lambda knows it, fetches the exact
+//! zip its stack names (checked against its SHA-256), and serves it behind a local API Gateway
+//! (`local::gateway`) on a port of its own, under both custom domains' prefixes. A redeploy is
+//! picked up by the next request, without a restart.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::aws::Connection;
+use crate::cli::Account;
+use crate::local::deployed::Deployed;
+use crate::local::emulator::CREDENTIALS;
+use crate::local::gateway::event::Stage;
+use crate::local::gateway::{self, Instances, Launch};
+use crate::names::Environment;
+use crate::progress::Progress;
+use crate::release::stack::Template;
+use crate::workspace::{Service, Workspace};
+
+/// Serve what an environment runs on the local emulator: the published zips, behind a local API
+/// Gateway.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    cargo xtask deploy hardware dev --local && cargo xtask up hardware dev --local\n  \
+    cargo xtask up dev --local                       # every service deployed to dev\n  \
+    cargo xtask up hardware users dev --local --port 8000 --concurrency 8\n\n\
+    Each service gets a port of its own, from --port on, in the order given (or the workspace's\n\
+    order), and answers both custom domains' paths there: /v1/... as <service>.<env>.<domain>/v1\n\
+    delivers them, and /<service>/... as apis.<env>.<domain>/<service> does. arm64 functions run\n\
+    under qemu-aarch64-static (apt-get install -y qemu-user-static libc6-arm64-cross).")]
+pub struct Up {
+    /// The services (default: every one deployed), then the environment.
+    #[arg(value_name = "[SERVICE...] ENV", required = true)]
+    names: Vec<String>,
+    #[command(flatten)]
+    account: Account,
+    /// The first service's port on 127.0.0.1; the next service gets the next port.
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    /// The most instances of one function at once; more requests than that wait.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+/// One service being served.
+struct Served {
+    deployed: Deployed,
+    instances: Arc<Instances>,
+}
+
+impl Up {
+    pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
+        let Some((environment, names)) = self.names.split_last() else {
+            bail!("name the environment, like `up dev --local`, and optionally services before it");
+        };
+        let environment: Environment = environment.parse()?;
+        let services: Vec<&Service> = if names.is_empty() {
+            workspace.services.iter().collect()
+        } else {
+            names
+                .iter()
+                .map(|name| workspace.service(name))
+                .collect::<anyhow::Result<_>>()?
+        };
+        if !self.account.local {
+            bail!("up runs what the local emulator holds: pass --local");
+        }
+        // Ports first: a taken one stops everything before anything is fetched.
+        let mut listeners = Vec::new();
+        for offset in 0..services.len() {
+            let port = self.port + offset as u16;
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let listener = TcpListener::bind(address).with_context(|| {
+                format!("port {port} is taken on 127.0.0.1: pick other ports with --port")
+            })?;
+            listeners.push(listener);
+        }
+        let session = self.account.connect(workspace, progress)?;
+        let aws = &session.aws;
+        let endpoint = session
+            .emulator
+            .as_ref()
+            .map(|e| e.endpoint.clone())
+            .context("the local emulator is not running")?;
+        let scratch = workspace.target_dir.join("local/up");
+        let binary_media_types = binary_media_types(workspace)?;
+
+        let mut served = Vec::new();
+        let mut missing = Vec::new();
+        for (service, listener) in services.iter().zip(listeners) {
+            let functions = match aws
+                .runtime
+                .block_on(Deployed::read(aws, service, environment))
+            {
+                Ok(functions) => functions,
+                Err(error) if names.is_empty() => {
+                    missing.push(format!("{}: {error:#}", service.name));
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let [deployed] = functions.as_slice() else {
+                bail!(
+                    "up serves services with one function; {} has {}",
+                    service.name,
+                    functions.len()
+                );
+            };
+            let step = progress.step(&format!("fetching {}", deployed.key));
+            let launch = launch(aws, deployed, &scratch, &endpoint)?;
+            step.done(&format!("{} is {}", deployed.name, launch.version));
+            let stack = format!("{}-{environment}", service.name);
+            let api_id = aws
+                .runtime
+                .block_on(crate::aws::cloudformation::describe(
+                    &aws.cloudformation(),
+                    &stack,
+                ))?
+                .and_then(|current| current.outputs.get("RestApiId").cloned())
+                .unwrap_or_else(|| "local".to_owned());
+            let stage = Stage {
+                name: "v1".to_owned(),
+                api_id,
+                account_id: "123456789012".to_owned(),
+                binary_media_types: binary_media_types.clone(),
+            };
+            let instances = Arc::new(Instances::new(&service.name, launch, self.concurrency));
+            let port = listener.local_addr()?.port();
+            let serving = Arc::clone(&instances);
+            std::thread::spawn(move || gateway::serve(listener, stage, serving));
+            println!(
+                "{:<14} http://127.0.0.1:{port}/v1  http://127.0.0.1:{port}/{}  ({})",
+                service.name,
+                service.name,
+                instances.version()
+            );
+            served.push(Served {
+                deployed: deployed.clone(),
+                instances,
+            });
+        }
+        if served.is_empty() {
+            bail!(
+                "nothing is deployed to {environment} on the emulator: deploy first, like \
+                 `cargo xtask deploy hardware {environment} --local`\n{}",
+                missing.join("\n")
+            );
+        }
+        for note in &missing {
+            progress.note(&format!("not served: {note}"));
+        }
+        println!(
+            "serving the deployed zips; a redeploy is picked up by the next request; Ctrl-C stops"
+        );
+        let stop = crate::local::process::stop_requested();
+        follow(
+            aws,
+            &mut served,
+            &scratch,
+            &endpoint,
+            environment,
+            workspace,
+            &stop,
+        )?;
+        for one in &served {
+            one.instances.stop();
+        }
+        Ok(())
+    }
+}
+
+/// How to start the function `deployed` describes: its zip fetched and unpacked, run natively or
+/// under qemu, with Lambda's environment, the emulator's endpoint, and its own variables.
+fn launch(
+    aws: &Connection,
+    deployed: &Deployed,
+    scratch: &std::path::Path,
+    endpoint: &str,
+) -> anyhow::Result<Launch> {
+    let (bootstrap, architecture) = aws.runtime.block_on(deployed.fetch(aws, scratch))?;
+    let mut runner = gateway::runner(&bootstrap, architecture)?
+        .function_name(&deployed.name)
+        .memory_mb(deployed.memory_mb)
+        .timeout(Duration::from_secs(deployed.timeout_s.into()))
+        .env("AWS_REGION", &aws.region)
+        .env("AWS_DEFAULT_REGION", &aws.region)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", CREDENTIALS)
+        .env("AWS_SECRET_ACCESS_KEY", CREDENTIALS);
+    for (name, value) in &deployed.environment {
+        runner = runner.env(name, value);
+    }
+    let hash = deployed.sha256()?;
+    Ok(Launch {
+        bootstrap: runner,
+        timeout: Duration::from_secs(deployed.timeout_s.into()),
+        version: format!("{architecture} {}", &hash[..12]),
+    })
+}
+
+/// Checks each served function once a second; a new key or configuration is fetched and served
+/// from the next request on. A failed check is said and tried again.
+fn follow(
+    aws: &Connection,
+    served: &mut [Served],
+    scratch: &std::path::Path,
+    endpoint: &str,
+    environment: Environment,
+    workspace: &Workspace,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<()> {
+    loop {
+        for _ in 0..10 {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for one in served.iter_mut() {
+            let service = workspace.service(&one.deployed.service)?;
+            let now = match aws
+                .runtime
+                .block_on(Deployed::read(aws, service, environment))
+            {
+                Ok(functions) => functions.into_iter().next(),
+                Err(error) => {
+                    eprintln!(
+                        "[{}] could not read the deployed function: {error:#}",
+                        service.name
+                    );
+                    continue;
+                }
+            };
+            let Some(now) = now.filter(|now| *now != one.deployed) else {
+                continue;
+            };
+            match launch(aws, &now, scratch, endpoint) {
+                Ok(launch) => {
+                    eprintln!(
+                        "[{}] redeployed: now serving {}",
+                        service.name, launch.version
+                    );
+                    one.instances.replace(launch);
+                    one.deployed = now;
+                }
+                Err(error) => eprintln!(
+                    "[{}] the new deploy cannot be served ({error:#}); the previous one still is",
+                    service.name
+                ),
+            }
+        }
+    }
+}
+
+/// The content types whose bodies API Gateway passes base64-encoded, as `apigateway.yaml` declares.
+fn binary_media_types(workspace: &Workspace) -> anyhow::Result<Vec<String>> {
+    let template = Template::parse("apigateway.yaml", workspace.template("apigateway.yaml")?)?;
+    let apis = template.resources("AWS::ApiGateway::RestApi");
+    let types = apis
+        .first()
+        .and_then(|(_, api)| api["Properties"]["BinaryMediaTypes"].as_vec())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(types)
+}

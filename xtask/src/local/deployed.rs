@@ -1,0 +1,141 @@
+//! A function as it is deployed: what Lambda knows of it (its environment, memory and timeout as
+//! CloudFormation resolved them) and the exact zip its stack names, fetched from the artifact
+//! bucket, checked against the SHA-256 in its key, and unpacked. Nothing is read from the
+//! templates and nothing is built from source.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::aws::Connection;
+use crate::names::{Architecture, Environment};
+use crate::release::artifact::{sha256_hex, unzip_bootstrap};
+use crate::release::elf::ElfFacts;
+use crate::release::manifest::artifact_key_parameter;
+use crate::workspace::Service;
+
+/// One deployed function, as the emulator's Lambda and its stack describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    pub service: String,
+    /// Lambda's name for it: `<service>-<env>-<function>`.
+    pub name: String,
+    /// The artifact key its stack passes: `lambdas/<service>/<function>/<sha256>.zip`.
+    pub key: String,
+    pub memory_mb: u32,
+    pub timeout_s: u32,
+    pub environment: BTreeMap<String, String>,
+}
+
+impl Deployed {
+    /// Every function of `service` in `environment`; an error that says how to deploy when there
+    /// is no stack.
+    pub async fn read(
+        aws: &Connection,
+        service: &Service,
+        environment: Environment,
+    ) -> anyhow::Result<Vec<Deployed>> {
+        let stack = format!("{}-{environment}", service.name);
+        let current = crate::aws::cloudformation::describe(&aws.cloudformation(), &stack)
+            .await?
+            .with_context(|| {
+                format!(
+                    "{stack} is not deployed on the emulator: deploy it first with \
+                     `cargo xtask deploy {} {environment} --local`",
+                    service.name
+                )
+            })?;
+        let lambda = aws_sdk_lambda::Client::new(&aws.sdk);
+        let mut functions = Vec::new();
+        for function in &service.functions {
+            let parameter = artifact_key_parameter(&function.name);
+            let key = current.parameters.get(&parameter).with_context(|| {
+                format!("stack {stack} has no parameter {parameter}: was it deployed by this tool?")
+            })?;
+            let name = format!("{}-{environment}-{}", service.name, function.name);
+            let configuration = lambda
+                .get_function_configuration()
+                .function_name(&name)
+                .send()
+                .await
+                .with_context(|| format!("reading the configuration of function {name}"))?;
+            let environment = configuration
+                .environment()
+                .and_then(|e| e.variables())
+                .map(|variables| {
+                    variables
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            functions.push(Deployed {
+                service: service.name.clone(),
+                name,
+                key: key.clone(),
+                memory_mb: configuration.memory_size().unwrap_or(128).max(128) as u32,
+                timeout_s: configuration.timeout().unwrap_or(3).max(1) as u32,
+                environment,
+            });
+        }
+        Ok(functions)
+    }
+
+    /// The SHA-256 the key names.
+    pub fn sha256(&self) -> anyhow::Result<&str> {
+        self.key
+            .rsplit('/')
+            .next()
+            .and_then(|file| file.strip_suffix(".zip"))
+            .filter(|hash| hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+            .with_context(|| format!("{} is not a content-addressed artifact key", self.key))
+    }
+
+    /// Fetches the zip, checks it against its key, and unpacks `bootstrap` into
+    /// `<scratch>/<sha256>/` (kept: the same key is never fetched twice); returns the executable
+    /// and the architecture its ELF header names.
+    pub async fn fetch(
+        &self,
+        aws: &Connection,
+        scratch: &Path,
+    ) -> anyhow::Result<(PathBuf, Architecture)> {
+        let sha256 = self.sha256()?;
+        let bootstrap = scratch.join(sha256).join("bootstrap");
+        if !bootstrap.is_file() {
+            let zip = crate::aws::s3::read_object(&aws.s3(), &aws.bucket, &self.key)
+                .await?
+                .with_context(|| {
+                    format!(
+                        "the code of {} is missing: s3://{}/{} does not exist; publish it again \
+                         with `cargo xtask deploy {} <env> --local`",
+                        self.name, aws.bucket, self.key, self.service
+                    )
+                })?;
+            let actual = sha256_hex(&zip);
+            if actual != sha256 {
+                bail!(
+                    "s3://{}/{} holds other bytes than its name says (SHA-256 {actual}); it will \
+                     not be run: publish the function again",
+                    aws.bucket,
+                    self.key
+                );
+            }
+            let dir = bootstrap.parent().expect("the bootstrap is in a directory");
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            unzip_bootstrap(&zip, &bootstrap)
+                .with_context(|| format!("unpacking {} from {}", bootstrap.display(), self.key))?;
+        }
+        let facts = ElfFacts::read(&std::fs::read(&bootstrap)?)
+            .with_context(|| format!("the bootstrap of {}", self.name))?;
+        let architecture = match facts.machine {
+            goblin::elf::header::EM_AARCH64 => Architecture::Arm64,
+            goblin::elf::header::EM_X86_64 => Architecture::X86_64,
+            other => bail!(
+                "the bootstrap of {} is for machine {other}, not arm64 or x86_64",
+                self.name
+            ),
+        };
+        Ok((bootstrap, architecture))
+    }
+}

@@ -1,0 +1,355 @@
+//! A local API Gateway in front of local Lambda instances: HTTP on 127.0.0.1, one port per
+//! service, each request made a REST proxy event ([`event`]) and handed to an instance of the
+//! deployed `bootstrap` through `lambda-harness`'s Runtime API. It fails as API Gateway and Lambda
+//! do: a function that fails init or exits mid-request is a `502 {"message": "Internal server
+//! error"}` and the next request starts a fresh instance; one that runs past its timeout is a 504;
+//! a response over 6 MB is a 502. Requests at once get instances of their own, up to a limit;
+//! beyond it they wait. A new `Launch` (after a redeploy) retires the instances of the old one.
+
+pub mod event;
+
+use std::io::BufReader;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use lambda_harness::http::{read_request, write_response};
+use lambda_harness::{Bootstrap, Error, Running};
+
+use self::event::{Answer, Stage};
+
+/// The most a Lambda function's response may hold.
+pub const RESPONSE_LIMIT: usize = 6 * 1024 * 1024;
+
+/// How to start an instance of one version of a function.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub bootstrap: Bootstrap,
+    pub timeout: Duration,
+    /// What the terminal shows for this version (the artifact key's short hash).
+    pub version: String,
+}
+
+/// A function's instances, started on demand up to `limit`, and the version they run.
+#[derive(Debug)]
+pub struct Instances {
+    name: String,
+    limit: usize,
+    state: Mutex<Pool>,
+    freed: Condvar,
+    requests: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Pool {
+    launch: Arc<Launch>,
+    generation: u64,
+    idle: Vec<(u64, Running)>,
+    /// Instances that exist (idle or busy) or are starting.
+    count: usize,
+    /// The command is stopping: no instance starts any more.
+    stopped: bool,
+}
+
+impl Instances {
+    pub fn new(name: &str, launch: Launch, limit: usize) -> Instances {
+        Instances {
+            name: name.to_owned(),
+            limit: limit.max(1),
+            state: Mutex::new(Pool {
+                launch: Arc::new(launch),
+                generation: 0,
+                idle: Vec::new(),
+                count: 0,
+                stopped: false,
+            }),
+            freed: Condvar::new(),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// From now on requests run `launch`; idle instances of the old version stop.
+    pub fn replace(&self, launch: Launch) {
+        let mut pool = self.state.lock().expect("the pool's lock");
+        pool.generation += 1;
+        pool.launch = Arc::new(launch);
+        let retired = pool.idle.len();
+        for (_, mut running) in pool.idle.drain(..) {
+            running.stop();
+        }
+        pool.count -= retired;
+        self.freed.notify_all();
+    }
+
+    /// Stops every idle instance, and keeps new ones from starting.
+    pub fn stop(&self) {
+        let mut pool = self.state.lock().expect("the pool's lock");
+        let stopped = pool.idle.len();
+        for (_, mut running) in pool.idle.drain(..) {
+            running.stop();
+        }
+        pool.count -= stopped;
+        pool.stopped = true;
+    }
+
+    pub fn version(&self) -> String {
+        self.state
+            .lock()
+            .expect("the pool's lock")
+            .launch
+            .version
+            .clone()
+    }
+
+    /// Runs one event on an idle instance, or a new one; what API Gateway would answer.
+    pub fn invoke(&self, event: &[u8]) -> Answer {
+        let (generation, launch, mut running) = match self.take() {
+            Ok(taken) => taken,
+            Err(error) => {
+                eprintln!("[{}] init failed: {error}", self.name);
+                return bad_gateway();
+            }
+        };
+        let number = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let before = running.output().len();
+        let started = Instant::now();
+        let result = running.invoke(event, launch.timeout);
+        let took = started.elapsed();
+        let output = running.output();
+        for line in output.get(before..).unwrap_or_default().lines() {
+            eprintln!("[{}] {line}", self.name);
+        }
+        let answer = match result {
+            Ok(invocation) if invocation.response.len() > RESPONSE_LIMIT => {
+                eprintln!(
+                    "[{}] the response ({} bytes) is over Lambda's 6 MB",
+                    self.name,
+                    invocation.response.len()
+                );
+                Some(bad_gateway())
+            }
+            Ok(invocation) => Some(
+                event::answer(&invocation.response).unwrap_or_else(|problem| {
+                    eprintln!("[{}] {problem}", self.name);
+                    bad_gateway()
+                }),
+            ),
+            Err(Error::Function { body, .. }) => {
+                eprintln!("[{}] the function failed: {body}", self.name);
+                Some(bad_gateway())
+            }
+            Err(Error::TimedOut { .. }) => {
+                eprintln!("[{}] timed out after {:?}", self.name, launch.timeout);
+                self.discard(running);
+                return gateway_timeout();
+            }
+            Err(error) => {
+                eprintln!("[{}] the instance died: {error}", self.name);
+                self.discard(running);
+                return bad_gateway();
+            }
+        };
+        eprintln!(
+            "[{}] REPORT request {number} ({}): {:.2} ms",
+            self.name,
+            launch.version,
+            took.as_secs_f64() * 1000.0
+        );
+        self.give_back(generation, running);
+        answer.unwrap_or_else(bad_gateway)
+    }
+
+    /// An idle instance of the current version, a new one if there is room, else waits.
+    fn take(&self) -> Result<(u64, Arc<Launch>, Running), Error> {
+        let mut pool = self.state.lock().expect("the pool's lock");
+        loop {
+            if pool.stopped {
+                return Err(Error::Io {
+                    doing: "starting an instance".into(),
+                    error: std::io::Error::other("the gateway is stopping"),
+                });
+            }
+            let generation = pool.generation;
+            if let Some(index) = pool.idle.iter().position(|(g, _)| *g == generation) {
+                let (_, running) = pool.idle.swap_remove(index);
+                return Ok((generation, Arc::clone(&pool.launch), running));
+            }
+            if pool.count < self.limit {
+                pool.count += 1;
+                let launch = Arc::clone(&pool.launch);
+                drop(pool);
+                let started = launch
+                    .bootstrap
+                    .start(Duration::from_secs(30).max(launch.timeout));
+                return match started {
+                    Ok(running) => {
+                        for line in running.output().lines() {
+                            eprintln!("[{}] {line}", self.name);
+                        }
+                        eprintln!(
+                            "[{}] START instance ({}): init {:.1} ms",
+                            self.name,
+                            launch.version,
+                            running.cold_init.as_secs_f64() * 1000.0
+                        );
+                        Ok((generation, launch, running))
+                    }
+                    Err(error) => {
+                        self.state.lock().expect("the pool's lock").count -= 1;
+                        self.freed.notify_one();
+                        Err(error)
+                    }
+                };
+            }
+            pool = self.freed.wait(pool).expect("the pool's lock");
+        }
+    }
+
+    fn give_back(&self, generation: u64, mut running: Running) {
+        let mut pool = self.state.lock().expect("the pool's lock");
+        if generation == pool.generation {
+            pool.idle.push((generation, running));
+        } else {
+            running.stop();
+            pool.count -= 1;
+        }
+        self.freed.notify_one();
+    }
+
+    fn discard(&self, mut running: Running) {
+        running.stop();
+        self.state.lock().expect("the pool's lock").count -= 1;
+        self.freed.notify_one();
+    }
+}
+
+fn bad_gateway() -> Answer {
+    gateway_error(502, "Internal server error")
+}
+
+fn gateway_timeout() -> Answer {
+    gateway_error(504, "Endpoint request timed out")
+}
+
+fn gateway_error(status: u16, message: &str) -> Answer {
+    Answer {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: serde_json::json!({ "message": message })
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+/// Serves `listener` until the process stops: each connection on a thread of its own, each
+/// request an event for `instances`.
+pub fn serve(listener: TcpListener, stage: Stage, instances: Arc<Instances>) {
+    let stage = Arc::new(stage);
+    for stream in listener.incoming().flatten() {
+        let (stage, instances) = (Arc::clone(&stage), Arc::clone(&instances));
+        std::thread::spawn(move || connection(stream, &stage, &instances));
+    }
+}
+
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+fn connection(stream: TcpStream, stage: &Stage, instances: &Instances) {
+    let source_ip = stream
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
+    let mut writer = writer;
+    let mut reader = BufReader::new(stream);
+    while let Ok(Some(request)) = read_request(&mut reader) {
+        let request_id = format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            std::process::id(),
+            REQUESTS.fetch_add(1, Ordering::Relaxed)
+        );
+        let answer = match event::event(&request, stage, &request_id, &source_ip) {
+            Ok(event) => match serde_json::to_vec(&event) {
+                Ok(bytes) => instances.invoke(&bytes),
+                Err(_) => bad_gateway(),
+            },
+            Err(error) => gateway_error(400, &error.to_string()),
+        };
+        let status = format!("{} {}", answer.status, reason(answer.status));
+        let mut headers: Vec<(&str, &str)> = answer
+            .headers
+            .iter()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        headers.push(("x-amzn-requestid", &request_id));
+        let close = request
+            .header("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        if close {
+            headers.push(("connection", "close"));
+        }
+        if write_response(&mut writer, &status, &headers, &answer.body).is_err() || close {
+            return;
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+/// The program that runs a `bootstrap` of `architecture` on this machine: the bootstrap itself
+/// where the machine is the same, else `qemu-aarch64-static` with the arm64 loader's path.
+pub fn runner(
+    bootstrap: &std::path::Path,
+    architecture: crate::names::Architecture,
+) -> anyhow::Result<Bootstrap> {
+    use crate::names::Architecture;
+    let native = match std::env::consts::ARCH {
+        "aarch64" => Architecture::Arm64,
+        _ => Architecture::X86_64,
+    };
+    if architecture == native {
+        return Ok(Bootstrap::new(bootstrap));
+    }
+    let qemu = match architecture {
+        Architecture::Arm64 => "qemu-aarch64-static",
+        Architecture::X86_64 => "qemu-x86_64-static",
+    };
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<PathBuf>>())
+        .map(|dir| dir.join(qemu))
+        .find(|candidate| candidate.is_file());
+    let Some(qemu) = found else {
+        anyhow::bail!(
+            "running an {architecture} function here needs {qemu}: install it with \
+             `apt-get install -y qemu-user-static libc6-arm64-cross`, or pass --install-tools"
+        );
+    };
+    Ok(Bootstrap::new(qemu)
+        .arg("-L")
+        .arg("/usr/aarch64-linux-gnu")
+        .arg(bootstrap)
+        .task_root(bootstrap.parent().unwrap_or(std::path::Path::new("."))))
+}

@@ -1,0 +1,270 @@
+//! `up`: the stand-in's published arm64 zip, deployed to the emulator, run under qemu behind the
+//! local API Gateway: both prefixes, a crash, parallel requests, redeploys picked up without a
+//! restart, and the bad inputs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::deploy::{deployed, release, stand_in};
+use crate::support::{Fixture, stderr};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `up hardware dev --local` on `port`, once it says it is serving; its stderr lines go to `log`.
+fn up(fixture: &Fixture, port: u16) -> (Child, mpsc::Receiver<String>) {
+    let mut child = fixture
+        .command(&[
+            "up",
+            "hardware",
+            "dev",
+            "--local",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (sender, lines) = mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+    }
+    let mut seen = String::new();
+    loop {
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(120)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("up never said it was serving; it printed:\n{seen}");
+        };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("serving the deployed zips") {
+            assert!(
+                seen.contains(&format!(
+                    "http://127.0.0.1:{port}/v1  http://127.0.0.1:{port}/hardware  (arm64 "
+                )),
+                "{seen}"
+            );
+            return (child, lines);
+        }
+    }
+}
+
+/// One request; the status and the body.
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: hardware.dev.biometrix.example\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
+}
+
+/// The first line of a 200's body: the release that answered and the path it was given.
+fn answered(port: u16, path: &str) -> String {
+    let (status, body) = get(port, path);
+    assert_eq!(status, 200, "{path}: {body}");
+    body.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Waits (up to a minute) until `path` is answered by `release`: up checks for deploys each second.
+fn until_answered_by(port: u16, path: &str, release: &str) {
+    for _ in 0..120 {
+        let (status, body) = get(port, path);
+        if status == 200 && body.starts_with(&format!("{release} ")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!(
+        "{path} was never answered by {release}: {:?}",
+        get(port, path)
+    );
+}
+
+fn stop(mut child: Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "up ended with {status}");
+}
+
+#[test]
+fn up_serves_the_deployed_zip_and_follows_redeploys() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+    let port = free_port();
+    let (child, log) = up(&fixture, port);
+
+    // Both custom domains' paths, as API Gateway delivers them, to the published code.
+    assert_eq!(answered(port, "/v1/misc/time"), "first /v1/misc/time");
+    assert_eq!(
+        answered(port, "/hardware/misc/time/"),
+        "first /hardware/misc/time/"
+    );
+    let (_, body) = get(port, "/v1/misc/time");
+    assert!(
+        body.contains("AWS_LAMBDA_FUNCTION_NAME=hardware-dev-apigateway-execute"),
+        "{body}"
+    );
+    assert!(
+        body.contains("FIRMWARE_TABLE=hardware-dev-firmware"),
+        "Lambda's environment: {body}"
+    );
+
+    // A crash mid-request is API Gateway's 502; the next request gets a fresh instance.
+    let (status, body) = get(port, "/v1/crash");
+    assert_eq!(
+        (status, body.as_str()),
+        (502, r#"{"message":"Internal server error"}"#)
+    );
+    assert_eq!(answered(port, "/v1/after"), "first /v1/after");
+
+    // Requests at once get instances of their own.
+    let parallel: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || answered(port, "/v1/slow")))
+        .collect();
+    for request in parallel {
+        assert_eq!(request.join().unwrap(), "first /v1/slow");
+    }
+
+    // A redeploy switches the code that answers, without restarting up.
+    release(&fixture, "second");
+    deployed(&fixture, &[]);
+    until_answered_by(port, "/v1/x", "second");
+
+    // A function that fails init is a 502 on every request, until a fixed deploy.
+    release(&fixture, "broken-init");
+    deployed(&fixture, &[]);
+    let mut broken = false;
+    for _ in 0..120 {
+        if get(port, "/v1/x").0 == 502 {
+            broken = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(broken, "the broken release was never served");
+    release(&fixture, "fixed");
+    deployed(&fixture, &[]);
+    until_answered_by(port, "/v1/x", "fixed");
+
+    stop(child);
+    let log: Vec<String> = log.try_iter().collect();
+    let starts = log.iter().filter(|l| l.contains("START instance")).count();
+    assert!(
+        starts >= 4,
+        "fresh instances after the crash, for parallel requests and each release:\n{}",
+        log.join("\n")
+    );
+    assert!(
+        log.iter().any(|l| l.contains("REPORT request")),
+        "{}",
+        log.join("\n")
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("init failed: the broken-init release never starts")),
+        "{}",
+        log.join("\n")
+    );
+}
+
+#[test]
+fn up_refuses_what_it_cannot_serve() {
+    let fixture = stand_in();
+    // Nothing deployed yet.
+    let output = fixture.xtask(&[
+        "up",
+        "hardware",
+        "dev",
+        "--local",
+        "--port",
+        &free_port().to_string(),
+    ]);
+    assert!(!output.status.success());
+    let log = stderr(&output);
+    assert!(log.contains("hardware-dev is not deployed on the emulator: deploy it first with `cargo xtask deploy hardware dev --local`"), "{log}");
+
+    // A port in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = fixture.xtask(&["up", "hardware", "dev", "--local", "--port", &port]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(&format!(
+            "port {port} is taken on 127.0.0.1: pick other ports with --port"
+        )),
+        "{}",
+        stderr(&output)
+    );
+
+    // Bytes that do not match their key are never run.
+    let (stack, _) = deployed(&fixture, &[]);
+    let key = crate::deploy::key(&stack);
+    let (endpoint, _) = fixture.emulator().unwrap();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&crate::deploy::sdk(&endpoint))
+            .force_path_style(true)
+            .build(),
+    );
+    crate::deploy::runtime()
+        .block_on(
+            s3.put_object()
+                .bucket("biometrix-infrastructure-us-west-2")
+                .key(&key)
+                .body(b"not the zip".to_vec().into())
+                .send(),
+        )
+        .unwrap();
+    let output = fixture.xtask(&[
+        "up",
+        "hardware",
+        "dev",
+        "--local",
+        "--port",
+        &free_port().to_string(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("holds other bytes than its name says"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Without --local there is nothing to run.
+    let output = fixture.xtask(&["up", "hardware", "dev"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("up runs what the local emulator holds: pass --local"),
+        "{}",
+        stderr(&output)
+    );
+}
