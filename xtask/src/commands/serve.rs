@@ -15,6 +15,7 @@ use crate::local::emulator::{CREDENTIALS, Emulator};
 use crate::local::postgres::Postgres;
 use crate::local::process::{Program, listening};
 use crate::local::provision::{self, Needs, Source};
+use crate::local::secrets;
 use crate::names::parse_key_value;
 use crate::progress::Progress;
 use crate::workspace::Workspace;
@@ -89,7 +90,7 @@ impl Serve {
 
         // The function reads its secrets from the emulator's Secrets Manager, as it would in AWS.
         let database_secret = match &database {
-            Some(database) => Some(runtime.block_on(provision::put_secret(
+            Some(database) => Some(runtime.block_on(secrets::put_secret(
                 &sdk,
                 "biometrix/local/database",
                 &database.url(),
@@ -97,10 +98,10 @@ impl Serve {
             None => None,
         };
         let service_secret = match needs.uses(&Source::ServiceSecret) {
-            true => Some(runtime.block_on(provision::put_secret(
+            true => Some(runtime.block_on(secrets::put_secret(
                 &sdk,
                 "biometrix/local/service-token",
-                &provision::service_secret(workspace)?,
+                &secrets::service_secret(workspace)?,
             ))?),
             false => None,
         };

@@ -4,6 +4,7 @@
 //! (`local::gateway`) on a port of its own, under both custom domains' prefixes. A redeploy is
 //! picked up by the next request, without a restart.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +14,13 @@ use anyhow::{Context, bail};
 use crate::aws::Connection;
 use crate::cli::Account;
 use crate::local::deployed::Deployed;
+use crate::local::deployed::{self, is_unresolved};
 use crate::local::emulator::CREDENTIALS;
 use crate::local::gateway::event::Stage;
 use crate::local::gateway::{self, Instances, Launch};
+use crate::local::postgres::Postgres;
+use crate::local::provision::{self, Needs, Source};
+use crate::local::secrets;
 use crate::names::Environment;
 use crate::progress::Progress;
 use crate::release::stack::Template;
@@ -49,7 +54,81 @@ pub struct Up {
 /// One service being served.
 struct Served {
     deployed: Deployed,
+    local: Local,
     instances: Arc<Instances>,
+}
+
+/// What this machine provides for what the emulator could not resolve in a function's
+/// environment: the user pools it accepted without creating, and the secrets `deploy --local`
+/// leaves empty (the local PostgreSQL's URL, the local service-token secret).
+struct Local {
+    needs: Needs,
+    pools: BTreeMap<String, String>,
+    database: Option<String>,
+    service_secret: Option<String>,
+}
+
+impl Local {
+    fn prepare(
+        aws: &Connection,
+        workspace: &Workspace,
+        service: &Service,
+        deployed: &Deployed,
+        progress: Progress,
+    ) -> anyhow::Result<Local> {
+        let needs = Needs::for_service(workspace, &service.name)?;
+        let unresolved: Vec<&Source> = needs
+            .env
+            .iter()
+            .filter(|(name, _)| is_unresolved(deployed.environment.get(*name).map(String::as_str)))
+            .map(|(_, source)| source)
+            .collect();
+        let mut local = Local {
+            pools: BTreeMap::new(),
+            database: None,
+            service_secret: None,
+            needs: Needs::default(),
+        };
+        if unresolved
+            .iter()
+            .any(|s| matches!(s, Source::Resource(_) | Source::Unset))
+        {
+            local.pools = aws.runtime.block_on(provision::provision_pools(
+                &aws.sdk,
+                &service.name,
+                &needs,
+            ))?;
+        }
+        if unresolved.contains(&&Source::Database) {
+            let url = Postgres::ensure(workspace, progress)?.url();
+            local.database = Some(aws.runtime.block_on(secrets::put_secret(
+                &aws.sdk,
+                "biometrix/local/database",
+                &url,
+            ))?);
+        }
+        if unresolved.contains(&&Source::ServiceSecret) {
+            let secret = secrets::service_secret(workspace)?;
+            local.service_secret = Some(aws.runtime.block_on(secrets::put_secret(
+                &aws.sdk,
+                "biometrix/local/service-token",
+                &secret,
+            ))?);
+        }
+        local.needs = needs;
+        Ok(local)
+    }
+
+    /// `environment` with what the emulator left unresolved filled in; the names filled.
+    fn complete(&self, environment: &mut BTreeMap<String, String>, endpoint: &str) -> Vec<String> {
+        deployed::complete(
+            &self.needs,
+            environment,
+            &self.pools,
+            (self.database.as_deref(), self.service_secret.as_deref()),
+            endpoint,
+        )
+    }
 }
 
 impl Up {
@@ -110,8 +189,9 @@ impl Up {
                     functions.len()
                 );
             };
+            let local = Local::prepare(aws, workspace, service, deployed, progress)?;
             let step = progress.step(&format!("fetching {}", deployed.key));
-            let launch = launch(aws, deployed, &scratch, &endpoint)?;
+            let launch = launch(aws, deployed, &local, &scratch, &endpoint)?;
             step.done(&format!("{} is {}", deployed.name, launch.version));
             let stack = format!("{}-{environment}", service.name);
             let api_id = aws
@@ -140,6 +220,7 @@ impl Up {
             );
             served.push(Served {
                 deployed: deployed.clone(),
+                local,
                 instances,
             });
         }
@@ -178,6 +259,7 @@ impl Up {
 fn launch(
     aws: &Connection,
     deployed: &Deployed,
+    local: &Local,
     scratch: &std::path::Path,
     endpoint: &str,
 ) -> anyhow::Result<Launch> {
@@ -191,7 +273,16 @@ fn launch(
         .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ACCESS_KEY_ID", CREDENTIALS)
         .env("AWS_SECRET_ACCESS_KEY", CREDENTIALS);
-    for (name, value) in &deployed.environment {
+    let mut environment = deployed.environment.clone();
+    let filled = local.complete(&mut environment, endpoint);
+    if !filled.is_empty() {
+        eprintln!(
+            "[{}] filled in locally, since the emulator could not resolve them: {}",
+            deployed.service,
+            filled.join(", ")
+        );
+    }
+    for (name, value) in &environment {
         runner = runner.env(name, value);
     }
     let hash = deployed.sha256()?;
@@ -238,7 +329,7 @@ fn follow(
             let Some(now) = now.filter(|now| *now != one.deployed) else {
                 continue;
             };
-            match launch(aws, &now, scratch, endpoint) {
+            match launch(aws, &now, &one.local, scratch, endpoint) {
                 Ok(launch) => {
                     eprintln!(
                         "[{}] redeployed: now serving {}",

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::aws::Connection;
+use crate::local::provision::{Needs, Source};
 use crate::names::{Architecture, Environment};
 use crate::release::artifact::{sha256_hex, unzip_bootstrap};
 use crate::release::elf::ElfFacts;
@@ -137,5 +138,130 @@ impl Deployed {
             ),
         };
         Ok((bootstrap, architecture))
+    }
+}
+
+/// Whether a deployed variable holds what CloudFormation would have resolved: the emulator leaves
+/// out what refers to a resource it accepts without creating, or keeps its `${…}` inside.
+pub fn is_unresolved(value: Option<&str>) -> bool {
+    value.is_none_or(|v| v.trim().is_empty() || v.contains("${"))
+}
+
+/// The deployed environment `env` completed where the emulator could not resolve it: each such
+/// variable the template fills from a user pool or client gets the one [`provision_pools`] made,
+/// from the database or service secret the given ARNs, and a `${Pool}` inside a URL the pool's
+/// id. A key-set URL on Cognito's AWS host is mapped to the emulator's (`endpoint`), whose pools
+/// serve their keys there. Returns the variables filled in, by name.
+pub fn complete(
+    needs: &Needs,
+    env: &mut BTreeMap<String, String>,
+    pools: &BTreeMap<String, String>,
+    secrets: (Option<&str>, Option<&str>),
+    endpoint: &str,
+) -> Vec<String> {
+    let mut filled = Vec::new();
+    for (name, source) in &needs.env {
+        if !is_unresolved(env.get(name).map(String::as_str)) {
+            continue;
+        }
+        let value = match source {
+            Source::Resource(id) => pools.get(id).cloned(),
+            Source::Database => secrets.0.map(str::to_owned),
+            Source::ServiceSecret => secrets.1.map(str::to_owned),
+            Source::Literal(value) => Some(value.clone()),
+            Source::Unset => env.get(name).map(|text| {
+                let mut text = text.clone();
+                for (id, value) in pools {
+                    text = text.replace(&format!("${{{id}}}"), value);
+                }
+                text
+            }),
+        };
+        let Some(mut value) = value.filter(|v| !is_unresolved(Some(v))) else {
+            continue;
+        };
+        if name.ends_with("_JWKS_URL")
+            && let Some(rest) = value.strip_prefix("https://cognito-idp.")
+            && let Some((_, path)) = rest.split_once(".amazonaws.com")
+        {
+            value = format!("{}{path}", endpoint.trim_end_matches('/'));
+        }
+        env.insert(name.clone(), value);
+        filled.push(name.clone());
+    }
+    filled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(service: &str) -> crate::release::stack::Template {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../cloudformation")
+            .join(crate::workspace::service_template(service));
+        crate::release::stack::Template::read(&path).unwrap()
+    }
+
+    #[test]
+    fn what_the_emulator_leaves_unresolved_is_filled_in() {
+        let needs = Needs::of(&template("hardware")).unwrap();
+        let mut env: BTreeMap<String, String> = [
+            ("FIRMWARE_TABLE", "hardware-dev-firmware"),
+            ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true"),
+            ("RUST_LOG", "info"),
+            ("DATABASE_SECRET_ARN", ""),
+            (
+                "ACCESSORY_JWKS_URL",
+                "https://cognito-idp.us-west-2.amazonaws.com/${AccessoryUserPool}/.well-known/jwks.json",
+            ),
+            (
+                "ACCESSORY_TOKEN_ISSUER",
+                "https://cognito-idp.us-west-2.amazonaws.com/${AccessoryUserPool}",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let pools = BTreeMap::from([
+            ("AccessoryUserPool".to_owned(), "us-west-2_local".to_owned()),
+            ("AccessoryClient".to_owned(), "client".to_owned()),
+        ]);
+        let filled = complete(
+            &needs,
+            &mut env,
+            &pools,
+            (Some("arn:db"), None),
+            "http://127.0.0.1:5000",
+        );
+        assert_eq!(
+            filled,
+            [
+                "ACCESSORY_CLIENT_ID",
+                "ACCESSORY_JWKS_URL",
+                "ACCESSORY_TOKEN_ISSUER",
+                "ACCESSORY_USER_POOL_ID",
+                "DATABASE_SECRET_ARN"
+            ]
+        );
+        assert_eq!(
+            env["FIRMWARE_TABLE"], "hardware-dev-firmware",
+            "resolved: kept"
+        );
+        assert_eq!(env["ACCESSORY_USER_POOL_ID"], "us-west-2_local");
+        assert_eq!(env["DATABASE_SECRET_ARN"], "arn:db");
+        // The issuer stays the one the pool's tokens name; its keys come from the emulator.
+        assert_eq!(
+            env["ACCESSORY_TOKEN_ISSUER"],
+            "https://cognito-idp.us-west-2.amazonaws.com/us-west-2_local"
+        );
+        assert_eq!(
+            env["ACCESSORY_JWKS_URL"],
+            "http://127.0.0.1:5000/us-west-2_local/.well-known/jwks.json"
+        );
+        assert!(
+            !env.contains_key("SERVICE_TOKEN_SECRET_ARN"),
+            "no secret to give"
+        );
     }
 }

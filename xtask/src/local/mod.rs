@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod postgres;
 pub mod process;
 pub mod provision;
+pub mod secrets;
 pub mod state;
 
 pub use account::{Session, connect};

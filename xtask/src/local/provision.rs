@@ -142,6 +142,28 @@ impl Needs {
     }
 }
 
+/// Creates the template's user pools and their clients where they do not exist yet; logical id →
+/// pool id or client id.
+pub async fn provision_pools(
+    sdk: &aws_config::SdkConfig,
+    service: &str,
+    needs: &Needs,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut names = BTreeMap::new();
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(sdk);
+    for (id, pool) in &needs.pools {
+        let name = local_name(service, id);
+        let pool_id = create_pool(&cognito, &name, pool).await?;
+        for (client_id, (_, client)) in needs.clients.iter().filter(|(_, (of, _))| of == id) {
+            let client_name = local_name(service, client_id);
+            let created = create_client(&cognito, &pool_id, &client_name, client).await?;
+            names.insert(client_id.clone(), created);
+        }
+        names.insert(id.clone(), pool_id);
+    }
+    Ok(names)
+}
+
 /// The local name of a store: `<service>-local-<logical id in lowercase>`.
 fn local_name(service: &str, id: &str) -> String {
     format!("{service}-local-{}", id.to_ascii_lowercase())
@@ -179,17 +201,7 @@ pub async fn provision(
         }
         names.insert(id.clone(), name);
     }
-    let cognito = aws_sdk_cognitoidentityprovider::Client::new(sdk);
-    for (id, pool) in &needs.pools {
-        let name = local_name(service, id);
-        let pool_id = create_pool(&cognito, &name, pool).await?;
-        for (client_id, (_, client)) in needs.clients.iter().filter(|(_, (of, _))| of == id) {
-            let client_name = local_name(service, client_id);
-            let created = create_client(&cognito, &pool_id, &client_name, client).await?;
-            names.insert(client_id.clone(), created);
-        }
-        names.insert(id.clone(), pool_id);
-    }
+    names.extend(provision_pools(sdk, service, needs).await?);
     progress.note(&format!(
         "stores in the emulator: {}",
         names
@@ -431,73 +443,6 @@ fn attribute(value: &serde_json::Value) -> anyhow::Result<AttributeValue> {
     })
 }
 
-/// The emulator's secret `name`, holding `value`: created, or given `value` as its new current
-/// version when it holds another; returns its ARN.
-pub async fn put_secret(
-    sdk: &aws_config::SdkConfig,
-    name: &str,
-    value: &str,
-) -> anyhow::Result<String> {
-    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
-    let context = || format!("putting the secret {name} in the emulator's Secrets Manager");
-    match secrets.get_secret_value().secret_id(name).send().await {
-        Ok(held) => {
-            if held.secret_string() != Some(value) {
-                secrets
-                    .put_secret_value()
-                    .secret_id(name)
-                    .secret_string(value)
-                    .send()
-                    .await
-                    .with_context(context)?;
-            }
-            held.arn().map(str::to_owned).with_context(context)
-        }
-        Err(error)
-            if aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&error)
-                == Some("ResourceNotFoundException") =>
-        {
-            let created = secrets
-                .create_secret()
-                .name(name)
-                .secret_string(value)
-                .send()
-                .await
-                .with_context(context)?;
-            created.arn().map(str::to_owned).with_context(context)
-        }
-        Err(error) => Err(anyhow::Error::new(error).context(context())),
-    }
-}
-
-/// A secret for service tokens, made once per workspace and kept in `target/local`, readable by
-/// its owner only.
-pub fn service_secret(workspace: &Workspace) -> anyhow::Result<String> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let path = workspace.target_dir.join("local/service-token-secret");
-    if let Ok(secret) = std::fs::read_to_string(&path) {
-        // One written before it was kept private is made private now.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("making {} private", path.display()))?;
-        return Ok(secret.trim().to_owned());
-    }
-    let secret = super::random_hex(32)?;
-    let dir = path.parent().expect("the secret is inside target/local");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    // Created 0600 under a temporary name, then renamed: never readable by others, never partial.
-    let temporary = dir.join(format!(".service-token-secret.{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)
-        .with_context(|| format!("creating {}", temporary.display()))?;
-    std::io::Write::write_all(&mut file, secret.as_bytes())?;
-    std::fs::rename(&temporary, &path)
-        .with_context(|| format!("moving {} into place", path.display()))?;
-    Ok(secret)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,27 +497,6 @@ mod tests {
             sessions["GlobalSecondaryIndexes"][0]["IndexName"].as_str(),
             Some("user_id-event_date")
         );
-    }
-
-    #[test]
-    fn the_local_service_secret_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let root = std::env::temp_dir().join(format!("xtask-secret-{}", std::process::id()));
-        let workspace = Workspace {
-            root: root.clone(),
-            target_dir: root.join("target"),
-            services: Vec::new(),
-        };
-        let first = service_secret(&workspace).unwrap();
-        assert_eq!(first.len(), 64);
-        let path = root.join("target/local/service-token-secret");
-        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&path), 0o600);
-        // One left world-readable by an older serve is made private, and kept.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert_eq!(service_secret(&workspace).unwrap(), first);
-        assert_eq!(mode(&path), 0o600);
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

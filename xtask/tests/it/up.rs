@@ -134,6 +134,15 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
         body.contains("AWS_LAMBDA_FUNCTION_NAME=hardware-dev-apigateway-execute"),
         "{body}"
     );
+    // What the emulator could not resolve is filled in, the secrets as ARNs of the emulator's.
+    for filled in [
+        "ACCESSORY_USER_POOL_ID=us-west-2_",
+        "DATABASE_SECRET_ARN=arn:aws:secretsmanager:us-west-2:",
+        "SERVICE_TOKEN_SECRET_ARN=arn:aws:secretsmanager:us-west-2:",
+    ] {
+        assert!(body.contains(filled), "{filled} in {body}");
+    }
+    assert!(!body.contains("ACCESSORY_CLIENT_ID=\n"), "{body}");
     assert!(
         body.contains("FIRMWARE_TABLE=hardware-dev-firmware"),
         "Lambda's environment: {body}"
@@ -185,6 +194,15 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
         log.join("\n")
     );
     assert!(
+        log.iter().any(|l| l.contains(
+            "filled in locally, since the emulator could not resolve them: ACCESSORY_CLIENT_ID, \
+             ACCESSORY_JWKS_URL, ACCESSORY_TOKEN_ISSUER, ACCESSORY_USER_POOL_ID, DATABASE_SECRET_ARN, \
+             SERVICE_TOKEN_SECRET_ARN"
+        )),
+        "{}",
+        log.join("\n")
+    );
+    assert!(
         log.iter().any(|l| l.contains("REPORT request")),
         "{}",
         log.join("\n")
@@ -197,74 +215,61 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
     );
 }
 
+/// Runs `up` with `args` and returns what it said on stderr, having checked it failed.
+fn refused(fixture: &Fixture, args: &[&str]) -> String {
+    let output = fixture.xtask(&[&["up", "hardware", "dev"], args].concat());
+    assert!(!output.status.success(), "up {args:?} did not fail");
+    stderr(&output)
+}
+
 #[test]
 fn up_refuses_what_it_cannot_serve() {
     let fixture = stand_in();
-    // Nothing deployed yet.
-    let output = fixture.xtask(&[
-        "up",
-        "hardware",
-        "dev",
-        "--local",
-        "--port",
-        &free_port().to_string(),
-    ]);
-    assert!(!output.status.success());
-    let log = stderr(&output);
-    assert!(log.contains("hardware-dev is not deployed on the emulator: deploy it first with `cargo xtask deploy hardware dev --local`"), "{log}");
+    let port = free_port().to_string();
+    let log = refused(&fixture, &["--local", "--port", &port]);
+    assert!(
+        log.contains(
+            "hardware-dev is not deployed on the emulator: deploy it first with \
+             `cargo xtask deploy hardware dev --local`"
+        ),
+        "{log}"
+    );
 
-    // A port in use.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let output = fixture.xtask(&["up", "hardware", "dev", "--local", "--port", &port]);
-    assert!(!output.status.success());
+    let log = refused(&fixture, &["--local", "--port", &port]);
     assert!(
-        stderr(&output).contains(&format!(
+        log.contains(&format!(
             "port {port} is taken on 127.0.0.1: pick other ports with --port"
         )),
-        "{}",
-        stderr(&output)
+        "{log}"
     );
 
     // Bytes that do not match their key are never run.
     let (stack, _) = deployed(&fixture, &[]);
-    let key = crate::deploy::key(&stack);
     let (endpoint, _) = fixture.emulator().unwrap();
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&crate::deploy::sdk(&endpoint))
             .force_path_style(true)
             .build(),
     );
-    crate::deploy::runtime()
-        .block_on(
-            s3.put_object()
-                .bucket("biometrix-infrastructure-us-west-2")
-                .key(&key)
-                .body(b"not the zip".to_vec().into())
-                .send(),
-        )
-        .unwrap();
-    let output = fixture.xtask(&[
-        "up",
-        "hardware",
-        "dev",
-        "--local",
-        "--port",
-        &free_port().to_string(),
-    ]);
-    assert!(!output.status.success());
+    let replace = s3
+        .put_object()
+        .bucket("biometrix-infrastructure-us-west-2")
+        .key(crate::deploy::key(&stack))
+        .body(b"not the zip".to_vec().into())
+        .send();
+    crate::deploy::runtime().block_on(replace).unwrap();
+    let port = free_port().to_string();
+    let log = refused(&fixture, &["--local", "--port", &port]);
     assert!(
-        stderr(&output).contains("holds other bytes than its name says"),
-        "{}",
-        stderr(&output)
+        log.contains("holds other bytes than its name says"),
+        "{log}"
     );
 
-    // Without --local there is nothing to run.
-    let output = fixture.xtask(&["up", "hardware", "dev"]);
-    assert!(!output.status.success());
+    let log = refused(&fixture, &[]);
     assert!(
-        stderr(&output).contains("up runs what the local emulator holds: pass --local"),
-        "{}",
-        stderr(&output)
+        log.contains("up runs what the local emulator holds: pass --local"),
+        "{log}"
     );
 }

@@ -26,6 +26,7 @@ use xshell::Shell;
 use crate::cli::{Install, Output};
 use crate::local::emulator::{CREDENTIALS, Emulator};
 use crate::local::provision::{self, Needs, Seed};
+use crate::local::secrets;
 use crate::progress::{Progress, print_json};
 use crate::release::artifact::{ENTRY, unzip_bootstrap, write_atomically, zip_bootstrap};
 use crate::release::compile::Tools;
@@ -183,7 +184,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
     // read both secrets from the emulator's Secrets Manager, as they would in AWS.
     let database = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://bench@127.0.0.1:9/bench".to_owned());
-    let database = runtime.block_on(provision::put_secret(&sdk, "bench/database", &database))?;
+    let database = runtime.block_on(secrets::put_secret(&sdk, "bench/database", &database))?;
     let secret = format!(
         "bench-only-{:032}",
         std::time::SystemTime::now()
@@ -191,7 +192,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
             .unwrap_or_default()
             .as_nanos()
     );
-    let secret = runtime.block_on(provision::put_secret(&sdk, "bench/service-token", &secret))?;
+    let secret = runtime.block_on(secrets::put_secret(&sdk, "bench/service-token", &secret))?;
     let region = crate::aws::region_of(&sdk);
 
     let mut functions = Vec::new();

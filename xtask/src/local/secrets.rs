@@ -1,0 +1,101 @@
+//! The secrets local runs give their functions, kept where a deployment keeps them: in the
+//! emulator's Secrets Manager, named by ARN in the function's environment. The service-token
+//! secret's value is made once per workspace and kept in `target/local`, readable by its owner only.
+
+use anyhow::Context;
+
+use crate::workspace::Workspace;
+
+/// The emulator's secret `name`, holding `value`: created, or given `value` as its new current
+/// version when it holds another; returns its ARN.
+pub async fn put_secret(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+    value: &str,
+) -> anyhow::Result<String> {
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let context = || format!("putting the secret {name} in the emulator's Secrets Manager");
+    match secrets.get_secret_value().secret_id(name).send().await {
+        Ok(held) => {
+            if held.secret_string() != Some(value) {
+                secrets
+                    .put_secret_value()
+                    .secret_id(name)
+                    .secret_string(value)
+                    .send()
+                    .await
+                    .with_context(context)?;
+            }
+            held.arn().map(str::to_owned).with_context(context)
+        }
+        Err(error)
+            if aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&error)
+                == Some("ResourceNotFoundException") =>
+        {
+            let created = secrets
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .with_context(context)?;
+            created.arn().map(str::to_owned).with_context(context)
+        }
+        Err(error) => Err(anyhow::Error::new(error).context(context())),
+    }
+}
+
+/// A secret for service tokens, made once per workspace and kept in `target/local`, readable by
+/// its owner only.
+pub fn service_secret(workspace: &Workspace) -> anyhow::Result<String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = workspace.target_dir.join("local/service-token-secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        // One written before it was kept private is made private now.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private", path.display()))?;
+        return Ok(secret.trim().to_owned());
+    }
+    let secret = super::random_hex(32)?;
+    let dir = path.parent().expect("the secret is inside target/local");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Created 0600 under a temporary name, then renamed: never readable by others, never partial.
+    let temporary = dir.join(format!(".service-token-secret.{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)
+        .with_context(|| format!("creating {}", temporary.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())?;
+    std::fs::rename(&temporary, &path)
+        .with_context(|| format!("moving {} into place", path.display()))?;
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_service_secret_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("xtask-secret-{}", std::process::id()));
+        let workspace = Workspace {
+            root: root.clone(),
+            target_dir: root.join("target"),
+            services: Vec::new(),
+        };
+        let first = service_secret(&workspace).unwrap();
+        assert_eq!(first.len(), 64);
+        let path = root.join("target/local/service-token-secret");
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        // One left world-readable by an older serve is made private, and kept.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(service_secret(&workspace).unwrap(), first);
+        assert_eq!(mode(&path), 0o600);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
