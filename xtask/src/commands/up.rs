@@ -36,7 +36,8 @@ use crate::workspace::{Service, Workspace};
     Each service gets a port of its own, from --port on, in the order given (or the workspace's\n\
     order), and answers both custom domains' paths there: /v1/... as <service>.<env>.<domain>/v1\n\
     delivers them, and /<service>/... as apis.<env>.<domain>/<service> does. arm64 functions run\n\
-    under qemu-aarch64-static (apt-get install -y qemu-user-static libc6-arm64-cross).")]
+    under qemu-aarch64-static: --install-tools installs it (apt-get install qemu-user-static\n\
+    libc6-arm64-cross).")]
 pub struct Up {
     /// The services (default: every one deployed), then the environment.
     #[arg(value_name = "[SERVICE...] ENV", required = true)]
@@ -49,6 +50,9 @@ pub struct Up {
     /// The most instances of one function at once; more requests than that wait.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Install qemu for arm64 functions when it is missing (apt-get, as root).
+    #[arg(long = "install-tools")]
+    install_tools: bool,
 }
 
 /// One service being served.
@@ -191,7 +195,14 @@ impl Up {
             };
             let local = Local::prepare(aws, workspace, service, deployed, progress)?;
             let step = progress.step(&format!("fetching {}", deployed.key));
-            let launch = launch(aws, deployed, &local, &scratch, &endpoint)?;
+            let launch = launch(
+                aws,
+                deployed,
+                &local,
+                &scratch,
+                &endpoint,
+                self.install_tools,
+            )?;
             step.done(&format!("{} is {}", deployed.name, launch.version));
             let stack = format!("{}-{environment}", service.name);
             let api_id = aws
@@ -262,9 +273,10 @@ fn launch(
     local: &Local,
     scratch: &std::path::Path,
     endpoint: &str,
+    install: bool,
 ) -> anyhow::Result<Launch> {
     let (bootstrap, architecture) = aws.runtime.block_on(deployed.fetch(aws, scratch))?;
-    let mut runner = gateway::runner(&bootstrap, architecture)?
+    let mut runner = gateway::runner(&bootstrap, architecture, install)?
         .function_name(&deployed.name)
         .memory_mb(deployed.memory_mb)
         .timeout(Duration::from_secs(deployed.timeout_s.into()))
@@ -329,7 +341,7 @@ fn follow(
             let Some(now) = now.filter(|now| *now != one.deployed) else {
                 continue;
             };
-            match launch(aws, &now, &one.local, scratch, endpoint) {
+            match launch(aws, &now, &one.local, scratch, endpoint, false) {
                 Ok(launch) => {
                     eprintln!(
                         "[{}] redeployed: now serving {}",

@@ -319,10 +319,12 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// The program that runs a `bootstrap` of `architecture` on this machine: the bootstrap itself
-/// where the machine is the same, else `qemu-aarch64-static` with the arm64 loader's path.
+/// where the machine is the same, else `qemu-aarch64-static` with the arm64 loader's path
+/// (installed from Debian's packages first when `install` and it is missing).
 pub fn runner(
     bootstrap: &std::path::Path,
     architecture: crate::names::Architecture,
+    install: bool,
 ) -> anyhow::Result<Bootstrap> {
     use crate::names::Architecture;
     let native = match std::env::consts::ARCH {
@@ -332,24 +334,45 @@ pub fn runner(
     if architecture == native {
         return Ok(Bootstrap::new(bootstrap));
     }
-    let qemu = match architecture {
-        Architecture::Arm64 => "qemu-aarch64-static",
-        Architecture::X86_64 => "qemu-x86_64-static",
+    let (qemu, loader) = match architecture {
+        Architecture::Arm64 => ("qemu-aarch64-static", "/usr/aarch64-linux-gnu"),
+        Architecture::X86_64 => ("qemu-x86_64-static", "/usr/x86_64-linux-gnu"),
     };
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<PathBuf>>())
-        .map(|dir| dir.join(qemu))
-        .find(|candidate| candidate.is_file());
-    let Some(qemu) = found else {
+    let packages = "qemu-user-static libc6-arm64-cross";
+    let find = || {
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|path| std::env::split_paths(&path).collect::<Vec<PathBuf>>())
+            .map(|dir| dir.join(qemu))
+            .find(|candidate| candidate.is_file())
+            .filter(|_| std::path::Path::new(loader).is_dir())
+    };
+    if find().is_none() && install {
+        let sh = xshell::Shell::new()?;
+        eprintln!("installing {packages} from Debian's packages");
+        xshell::cmd!(
+            sh,
+            "apt-get install -y -qq qemu-user-static libc6-arm64-cross"
+        )
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .quiet()
+        .run()
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "apt-get could not install {packages}; as root, run `apt-get update` first, or \
+                     install them with `sudo apt-get install -y {packages}`"
+            )
+        })?;
+    }
+    let Some(program) = find() else {
         anyhow::bail!(
-            "running an {architecture} function here needs {qemu}: install it with \
-             `apt-get install -y qemu-user-static libc6-arm64-cross`, or pass --install-tools"
+            "running an {architecture} function here needs {qemu} and the loader in {loader}: \
+             install them with `sudo apt-get install -y {packages}`, or pass --install-tools"
         );
     };
-    Ok(Bootstrap::new(qemu)
+    Ok(Bootstrap::new(program)
         .arg("-L")
-        .arg("/usr/aarch64-linux-gnu")
+        .arg(loader)
         .arg(bootstrap)
         .task_root(bootstrap.parent().unwrap_or(std::path::Path::new("."))))
 }
