@@ -171,6 +171,7 @@ impl Up {
             .context("the local emulator is not running")?;
         let scratch = workspace.target_dir.join("local/up");
         let binary_media_types = binary_media_types(workspace)?;
+        let logs = gateway::logs::Logs::start(&aws.sdk);
 
         let mut served = Vec::new();
         let mut missing = Vec::new();
@@ -219,7 +220,12 @@ impl Up {
                 account_id: "123456789012".to_owned(),
                 binary_media_types: binary_media_types.clone(),
             };
-            let instances = Arc::new(Instances::new(&service.name, launch, self.concurrency));
+            let instances = Arc::new(Instances::new(
+                &service.name,
+                launch,
+                self.concurrency,
+                logs.clone(),
+            ));
             let port = listener.local_addr()?.port();
             let serving = Arc::clone(&instances);
             std::thread::spawn(move || gateway::serve(listener, stage, serving));
@@ -299,8 +305,10 @@ fn launch(
     }
     let hash = deployed.sha256()?;
     Ok(Launch {
+        function: deployed.name.clone(),
         bootstrap: runner,
         timeout: Duration::from_secs(deployed.timeout_s.into()),
+        memory_mb: deployed.memory_mb,
         version: format!("{architecture} {}", &hash[..12]),
     })
 }

@@ -108,6 +108,32 @@ fn until_answered_by(port: u16, path: &str, release: &str) {
     );
 }
 
+/// The messages of a log group in the fixture's emulator, once one contains `awaited` (up sends
+/// them from a thread of its own).
+fn logged(fixture: &Fixture, group: &str, awaited: &str) -> Vec<String> {
+    let (endpoint, _) = fixture.emulator().unwrap();
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&crate::deploy::sdk(&endpoint));
+    let runtime = crate::deploy::runtime();
+    let mut messages = Vec::new();
+    for _ in 0..50 {
+        messages = runtime
+            .block_on(logs.filter_log_events().log_group_name(group).send())
+            .map(|found| {
+                found
+                    .events()
+                    .iter()
+                    .filter_map(|e| e.message().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if messages.iter().any(|m: &String| m.contains(awaited)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    messages
+}
+
 fn stop(mut child: Child) {
     let _ = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -147,6 +173,26 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
         body.contains("FIRMWARE_TABLE=hardware-dev-firmware"),
         "Lambda's environment: {body}"
     );
+
+    // Lambda's log lines and the function's own are in the emulator's log group.
+    let logged = logged(
+        &fixture,
+        "/aws/lambda/hardware-dev-apigateway-execute",
+        "REPORT RequestId",
+    );
+    for expected in [
+        "START RequestId: ",
+        "END RequestId: ",
+        "REPORT RequestId: ",
+        "Billed Duration: ",
+        "Init Duration: ",
+        r#"{"message": "first started"}"#,
+    ] {
+        assert!(
+            logged.iter().any(|line| line.contains(expected)),
+            "{expected} in {logged:#?}"
+        );
+    }
 
     // A crash mid-request is API Gateway's 502; the next request gets a fresh instance.
     let (status, body) = get(port, "/v1/crash");
@@ -203,7 +249,7 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
         log.join("\n")
     );
     assert!(
-        log.iter().any(|l| l.contains("REPORT request")),
+        log.iter().any(|l| l.contains("REPORT RequestId: ")),
         "{}",
         log.join("\n")
     );

@@ -7,6 +7,7 @@
 //! beyond it they wait. A new `Launch` (after a redeploy) retires the instances of the old one.
 
 pub mod event;
+pub mod logs;
 
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
@@ -19,6 +20,7 @@ use lambda_harness::http::{read_request, write_response};
 use lambda_harness::{Bootstrap, Error, Running};
 
 use self::event::{Answer, Stage};
+use self::logs::Logs;
 
 /// The most a Lambda function's response may hold.
 pub const RESPONSE_LIMIT: usize = 6 * 1024 * 1024;
@@ -26,8 +28,11 @@ pub const RESPONSE_LIMIT: usize = 6 * 1024 * 1024;
 /// How to start an instance of one version of a function.
 #[derive(Debug, Clone)]
 pub struct Launch {
+    /// Lambda's name for the function: its log group is `/aws/lambda/<function>`.
+    pub function: String,
     pub bootstrap: Bootstrap,
     pub timeout: Duration,
+    pub memory_mb: u32,
     /// What the terminal shows for this version (the artifact key's short hash).
     pub version: String,
 }
@@ -37,6 +42,7 @@ pub struct Launch {
 pub struct Instances {
     name: String,
     limit: usize,
+    logs: Logs,
     state: Mutex<Pool>,
     freed: Condvar,
     requests: AtomicU64,
@@ -46,18 +52,29 @@ pub struct Instances {
 struct Pool {
     launch: Arc<Launch>,
     generation: u64,
-    idle: Vec<(u64, Running)>,
+    idle: Vec<Instance>,
     /// Instances that exist (idle or busy) or are starting.
     count: usize,
     /// The command is stopping: no instance starts any more.
     stopped: bool,
 }
 
+/// One running instance: the version it runs, its log stream, and its init time until its first
+/// `REPORT` has said it.
+#[derive(Debug)]
+struct Instance {
+    generation: u64,
+    running: Running,
+    stream: String,
+    init: Option<Duration>,
+}
+
 impl Instances {
-    pub fn new(name: &str, launch: Launch, limit: usize) -> Instances {
+    pub fn new(name: &str, launch: Launch, limit: usize, logs: Logs) -> Instances {
         Instances {
             name: name.to_owned(),
             limit: limit.max(1),
+            logs,
             state: Mutex::new(Pool {
                 launch: Arc::new(launch),
                 generation: 0,
@@ -76,8 +93,8 @@ impl Instances {
         pool.generation += 1;
         pool.launch = Arc::new(launch);
         let retired = pool.idle.len();
-        for (_, mut running) in pool.idle.drain(..) {
-            running.stop();
+        for mut instance in pool.idle.drain(..) {
+            instance.running.stop();
         }
         pool.count -= retired;
         self.freed.notify_all();
@@ -87,8 +104,8 @@ impl Instances {
     pub fn stop(&self) {
         let mut pool = self.state.lock().expect("the pool's lock");
         let stopped = pool.idle.len();
-        for (_, mut running) in pool.idle.drain(..) {
-            running.stop();
+        for mut instance in pool.idle.drain(..) {
+            instance.running.stop();
         }
         pool.count -= stopped;
         pool.stopped = true;
@@ -105,7 +122,7 @@ impl Instances {
 
     /// Runs one event on an idle instance, or a new one; what API Gateway would answer.
     pub fn invoke(&self, event: &[u8]) -> Answer {
-        let (generation, launch, mut running) = match self.take() {
+        let (launch, mut instance) = match self.take() {
             Ok(taken) => taken,
             Err(error) => {
                 eprintln!("[{}] init failed: {error}", self.name);
@@ -113,14 +130,40 @@ impl Instances {
             }
         };
         let number = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        let before = running.output().len();
+        let before = instance.running.output().len();
         let started = Instant::now();
-        let result = running.invoke(event, launch.timeout);
+        let result = instance.running.invoke(event, launch.timeout);
         let took = started.elapsed();
-        let output = running.output();
+        let request_id = match &result {
+            Ok(invocation) => invocation.request_id.clone(),
+            Err(Error::Function { request_id, .. } | Error::TimedOut { request_id, .. }) => {
+                request_id.clone()
+            }
+            Err(_) => format!("request-{number}"),
+        };
+        let output = instance.running.output();
+        let mut lines = vec![format!("START RequestId: {request_id} Version: $LATEST")];
         for line in output.get(before..).unwrap_or_default().lines() {
             eprintln!("[{}] {line}", self.name);
+            lines.push(line.to_owned());
         }
+        let billed = took.as_millis().max(1);
+        let memory = instance.running.peak_rss().unwrap_or(0) / (1024 * 1024);
+        let mut report = format!(
+            "REPORT RequestId: {request_id}\tDuration: {:.2} ms\tBilled Duration: {billed} ms\t\
+             Memory Size: {} MB\tMax Memory Used: {memory} MB",
+            took.as_secs_f64() * 1000.0,
+            launch.memory_mb
+        );
+        if let Some(init) = instance.init.take() {
+            report.push_str(&format!(
+                "\tInit Duration: {:.2} ms",
+                init.as_secs_f64() * 1000.0
+            ));
+        }
+        lines.push(format!("END RequestId: {request_id}"));
+        lines.push(report.clone());
+        self.logs.write(&launch.function, &instance.stream, lines);
         let answer = match result {
             Ok(invocation) if invocation.response.len() > RESPONSE_LIMIT => {
                 eprintln!(
@@ -142,27 +185,22 @@ impl Instances {
             }
             Err(Error::TimedOut { .. }) => {
                 eprintln!("[{}] timed out after {:?}", self.name, launch.timeout);
-                self.discard(running);
+                self.discard(instance);
                 return gateway_timeout();
             }
             Err(error) => {
                 eprintln!("[{}] the instance died: {error}", self.name);
-                self.discard(running);
+                self.discard(instance);
                 return bad_gateway();
             }
         };
-        eprintln!(
-            "[{}] REPORT request {number} ({}): {:.2} ms",
-            self.name,
-            launch.version,
-            took.as_secs_f64() * 1000.0
-        );
-        self.give_back(generation, running);
+        eprintln!("[{}] {report} ({})", self.name, launch.version);
+        self.give_back(instance);
         answer.unwrap_or_else(bad_gateway)
     }
 
     /// An idle instance of the current version, a new one if there is room, else waits.
-    fn take(&self) -> Result<(u64, Arc<Launch>, Running), Error> {
+    fn take(&self) -> Result<(Arc<Launch>, Instance), Error> {
         let mut pool = self.state.lock().expect("the pool's lock");
         loop {
             if pool.stopped {
@@ -172,9 +210,9 @@ impl Instances {
                 });
             }
             let generation = pool.generation;
-            if let Some(index) = pool.idle.iter().position(|(g, _)| *g == generation) {
-                let (_, running) = pool.idle.swap_remove(index);
-                return Ok((generation, Arc::clone(&pool.launch), running));
+            if let Some(index) = pool.idle.iter().position(|i| i.generation == generation) {
+                let instance = pool.idle.swap_remove(index);
+                return Ok((Arc::clone(&pool.launch), instance));
             }
             if pool.count < self.limit {
                 pool.count += 1;
@@ -185,16 +223,29 @@ impl Instances {
                     .start(Duration::from_secs(30).max(launch.timeout));
                 return match started {
                     Ok(running) => {
-                        for line in running.output().lines() {
+                        let stream = logs::stream_name();
+                        let init: Vec<String> =
+                            running.output().lines().map(str::to_owned).collect();
+                        for line in &init {
                             eprintln!("[{}] {line}", self.name);
                         }
+                        self.logs.write(&launch.function, &stream, init);
                         eprintln!(
                             "[{}] START instance ({}): init {:.1} ms",
                             self.name,
                             launch.version,
                             running.cold_init.as_secs_f64() * 1000.0
                         );
-                        Ok((generation, launch, running))
+                        let init = Some(running.cold_init);
+                        Ok((
+                            launch,
+                            Instance {
+                                generation,
+                                running,
+                                stream,
+                                init,
+                            },
+                        ))
                     }
                     Err(error) => {
                         self.state.lock().expect("the pool's lock").count -= 1;
@@ -207,19 +258,19 @@ impl Instances {
         }
     }
 
-    fn give_back(&self, generation: u64, mut running: Running) {
+    fn give_back(&self, mut instance: Instance) {
         let mut pool = self.state.lock().expect("the pool's lock");
-        if generation == pool.generation {
-            pool.idle.push((generation, running));
+        if instance.generation == pool.generation {
+            pool.idle.push(instance);
         } else {
-            running.stop();
+            instance.running.stop();
             pool.count -= 1;
         }
         self.freed.notify_one();
     }
 
-    fn discard(&self, mut running: Running) {
-        running.stop();
+    fn discard(&self, mut instance: Instance) {
+        instance.running.stop();
         self.state.lock().expect("the pool's lock").count -= 1;
         self.freed.notify_one();
     }

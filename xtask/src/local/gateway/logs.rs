@@ -1,0 +1,126 @@
+//! Lambda's logs, as a function's instances write them: each instance's lines, framed by `START`,
+//! `END` and `REPORT` lines, go to the emulator's CloudWatch Logs group `/aws/lambda/<function>`,
+//! a stream per instance (`YYYY/MM/DD/[$LATEST]<id>`). One thread sends them, in order, so a slow
+//! or failing Logs API never holds up a request; a failure is said once on the terminal.
+
+use std::sync::mpsc::{Sender, channel};
+
+/// Where an instance's lines go; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Logs {
+    sender: Sender<Batch>,
+}
+
+#[derive(Debug)]
+struct Batch {
+    group: String,
+    stream: String,
+    lines: Vec<String>,
+}
+
+impl Logs {
+    /// Starts the sending thread for the emulator behind `sdk`.
+    pub fn start(sdk: &aws_config::SdkConfig) -> Logs {
+        let client = aws_sdk_cloudwatchlogs::Client::new(sdk);
+        let (sender, batches) = channel::<Batch>();
+        std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            let mut streams = std::collections::BTreeSet::new();
+            let mut warned = false;
+            for batch in batches {
+                let sent = runtime.block_on(send(&client, &mut streams, &batch));
+                if let Err(error) = sent
+                    && !warned
+                {
+                    eprintln!(
+                        "[logs] could not write to {} in the emulator's CloudWatch Logs: {error:#}",
+                        batch.group
+                    );
+                    warned = true;
+                }
+            }
+        });
+        Logs { sender }
+    }
+
+    /// Queues `lines` for `function`'s stream `stream`.
+    pub fn write(&self, function: &str, stream: &str, lines: Vec<String>) {
+        let _ = self.sender.send(Batch {
+            group: format!("/aws/lambda/{function}"),
+            stream: stream.to_owned(),
+            lines,
+        });
+    }
+}
+
+/// A new instance's stream name, as Lambda names them.
+pub fn stream_name() -> String {
+    let date = crate::progress::now_rfc3339();
+    let id = crate::local::random_hex(16).unwrap_or_else(|_| "0".repeat(32));
+    format!(
+        "{}/{}/{}/[$LATEST]{id}",
+        &date[0..4],
+        &date[5..7],
+        &date[8..10]
+    )
+}
+
+async fn send(
+    client: &aws_sdk_cloudwatchlogs::Client,
+    streams: &mut std::collections::BTreeSet<(String, String)>,
+    batch: &Batch,
+) -> anyhow::Result<()> {
+    use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata;
+    use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+    let key = (batch.group.clone(), batch.stream.clone());
+    if !streams.contains(&key) {
+        // The template's log group may not exist in the emulator; one that does is fine.
+        if let Err(error) = client
+            .create_log_group()
+            .log_group_name(&batch.group)
+            .send()
+            .await
+            && error.code() != Some("ResourceAlreadyExistsException")
+        {
+            return Err(error.into());
+        }
+        client
+            .create_log_stream()
+            .log_group_name(&batch.group)
+            .log_stream_name(&batch.stream)
+            .send()
+            .await?;
+        streams.insert(key);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64;
+    let events: Vec<InputLogEvent> = batch
+        .lines
+        .iter()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            InputLogEvent::builder()
+                .timestamp(now)
+                .message(line)
+                .build()
+        })
+        .collect::<Result<_, _>>()?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    client
+        .put_log_events()
+        .log_group_name(&batch.group)
+        .log_stream_name(&batch.stream)
+        .set_log_events(Some(events))
+        .send()
+        .await?;
+    Ok(())
+}
