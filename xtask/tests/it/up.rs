@@ -174,6 +174,18 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
         "Lambda's environment: {body}"
     );
 
+    // A base64 body arrives as its bytes; one over Lambda's 6 MB is API Gateway's 502.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET /v1/binary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    assert!(response.ends_with(b"\r\n\r\n\x00\x9f\xff"), "{response:?}");
+    assert_eq!(get(port, "/v1/big").0, 502);
+
     // Lambda's log lines and the function's own are in the emulator's log group.
     let logged = logged(
         &fixture,
