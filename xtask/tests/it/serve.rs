@@ -2,16 +2,15 @@
 //! request with the configuration serve gave it.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::process::Child;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::deploy::{runtime, sdk, stand_in};
-use crate::support::{Fixture, stderr};
+use crate::support::{Fixture, spawn_until, stderr};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -23,36 +22,16 @@ fn free_port() -> u16 {
 
 /// Starts serve and waits for the line that says it is serving.
 fn serve(fixture: &Fixture, args: &[&str]) -> (Child, String) {
-    let mut command = fixture.command(&[&["serve", "hardware"], args].concat());
-    command.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (sender, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        // Read to the end even once nobody listens, so serve never writes into a closed pipe.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let mut seen = String::new();
-    loop {
-        let Ok(line) = lines.recv_timeout(Duration::from_secs(300)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve never said it was serving; it printed:\n{seen}");
-        };
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("is serving at") {
-            // The rest of the banner: the sample curl.
-            seen.push_str(
-                &lines
-                    .recv_timeout(Duration::from_secs(5))
-                    .unwrap_or_default(),
-            );
-            return (child, seen);
-        }
-    }
+    let command = fixture.command(&[&["serve", "hardware"], args].concat());
+    let (child, mut seen, lines) =
+        spawn_until(command, false, "is serving at", Duration::from_secs(300));
+    // The rest of the banner: the sample curl.
+    seen.push_str(
+        &lines
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default(),
+    );
+    (child, seen)
 }
 
 /// Ctrl-C, as a user stops it: serve stops the service and exits.

@@ -141,3 +141,54 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A long-running command, started with its stdout (and its stderr, when `with_stderr`) read line
+/// by line to the end, so it never writes into a closed pipe; returns once a line contains
+/// `marker`, with the lines so far and the channel of the rest. Fails, showing what it printed,
+/// when no such line comes within `within`.
+pub fn spawn_until(
+    mut command: Command,
+    with_stderr: bool,
+    marker: &str,
+    within: std::time::Duration,
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    command.stdout(Stdio::piped());
+    command.stderr(if with_stderr {
+        Stdio::piped()
+    } else {
+        Stdio::inherit()
+    });
+    let mut child = command.spawn().expect("the xtask binary runs");
+    let (sender, lines) = std::sync::mpsc::channel();
+    let mut streams: Vec<Box<dyn Read + Send>> = vec![Box::new(child.stdout.take().unwrap())];
+    if with_stderr {
+        streams.push(Box::new(child.stderr.take().unwrap()));
+    }
+    for stream in streams {
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+    }
+    let mut seen = String::new();
+    loop {
+        let Ok(line) = lines.recv_timeout(within) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no line with {marker:?} within {within:?}; it printed:\n{seen}");
+        };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(marker) {
+            return (child, seen, lines);
+        }
+    }
+}

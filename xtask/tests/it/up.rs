@@ -2,14 +2,14 @@
 //! local API Gateway: both prefixes, a crash, parallel requests, redeploys picked up without a
 //! restart, and the bad inputs.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::deploy::{deployed, release, stand_in};
-use crate::support::{Fixture, stderr};
+use crate::support::{Fixture, spawn_until, stderr};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -19,52 +19,24 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `up hardware dev --local` on `port`, once it says it is serving; its stderr lines go to `log`.
+/// `up hardware dev --local` on `port`, once it says it is serving; the channel of its later
+/// stdout and stderr lines.
 fn up(fixture: &Fixture, port: u16) -> (Child, mpsc::Receiver<String>) {
-    let mut child = fixture
-        .command(&[
-            "up",
-            "hardware",
-            "dev",
-            "--local",
-            "--port",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (sender, lines) = mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let sender = sender.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
-    }
-    let mut seen = String::new();
-    loop {
-        let Ok(line) = lines.recv_timeout(Duration::from_secs(120)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("up never said it was serving; it printed:\n{seen}");
-        };
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.starts_with("serving the deployed zips") {
-            assert!(
-                seen.contains(&format!(
-                    "http://127.0.0.1:{port}/v1  http://127.0.0.1:{port}/hardware  (arm64 "
-                )),
-                "{seen}"
-            );
-            return (child, lines);
-        }
-    }
+    let port_text = port.to_string();
+    let command = fixture.command(&["up", "hardware", "dev", "--local", "--port", &port_text]);
+    let (child, seen, lines) = spawn_until(
+        command,
+        true,
+        "serving the deployed zips",
+        Duration::from_secs(120),
+    );
+    assert!(
+        seen.contains(&format!(
+            "http://127.0.0.1:{port}/v1  http://127.0.0.1:{port}/hardware  (arm64 "
+        )),
+        "{seen}"
+    );
+    (child, lines)
 }
 
 /// One request; the status and the body.
