@@ -90,19 +90,13 @@ impl Serve {
 
         // The function reads its secrets from the emulator's Secrets Manager, as it would in AWS.
         let database_secret = match &database {
-            Some(database) => Some(runtime.block_on(secrets::put_secret(
-                &sdk,
-                "biometrix/local/database",
-                &database.url(),
-            ))?),
+            Some(database) => {
+                Some(runtime.block_on(secrets::database_secret(&sdk, &database.url()))?)
+            }
             None => None,
         };
         let service_secret = match needs.uses(&Source::ServiceSecret) {
-            true => Some(runtime.block_on(secrets::put_secret(
-                &sdk,
-                "biometrix/local/service-token",
-                &secrets::service_secret(workspace)?,
-            ))?),
+            true => Some(runtime.block_on(secrets::service_token_secret(&sdk, workspace))?),
             false => None,
         };
         let (mut env, mut unset) = needs.environment(

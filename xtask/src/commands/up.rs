@@ -87,40 +87,38 @@ impl Local {
             .filter(|(name, _)| is_unresolved(deployed.environment.get(*name).map(String::as_str)))
             .map(|(_, source)| source)
             .collect();
-        let mut local = Local {
-            pools: BTreeMap::new(),
-            database: None,
-            service_secret: None,
-            needs: Needs::default(),
-        };
-        if unresolved
+        let pools = if unresolved
             .iter()
             .any(|s| matches!(s, Source::Resource(_) | Source::Unset))
         {
-            local.pools = aws.runtime.block_on(provision::provision_pools(
-                &aws.sdk,
-                &service.name,
-                &needs,
-            ))?;
-        }
-        if unresolved.contains(&&Source::Database) {
-            let url = Postgres::ensure(workspace, progress)?.url();
-            local.database = Some(aws.runtime.block_on(secrets::put_secret(
-                &aws.sdk,
-                "biometrix/local/database",
-                &url,
-            ))?);
-        }
-        if unresolved.contains(&&Source::ServiceSecret) {
-            let secret = secrets::service_secret(workspace)?;
-            local.service_secret = Some(aws.runtime.block_on(secrets::put_secret(
-                &aws.sdk,
-                "biometrix/local/service-token",
-                &secret,
-            ))?);
-        }
-        local.needs = needs;
-        Ok(local)
+            aws.runtime
+                .block_on(provision::provision_pools(&aws.sdk, &service.name, &needs))?
+        } else {
+            BTreeMap::new()
+        };
+        let database = match unresolved.contains(&&Source::Database) {
+            true => {
+                let url = Postgres::ensure(workspace, progress)?.url();
+                Some(
+                    aws.runtime
+                        .block_on(secrets::database_secret(&aws.sdk, &url))?,
+                )
+            }
+            false => None,
+        };
+        let service_secret = match unresolved.contains(&&Source::ServiceSecret) {
+            true => Some(
+                aws.runtime
+                    .block_on(secrets::service_token_secret(&aws.sdk, workspace))?,
+            ),
+            false => None,
+        };
+        Ok(Local {
+            needs,
+            pools,
+            database,
+            service_secret,
+        })
     }
 
     /// `environment` with what the emulator left unresolved filled in; the names filled.
@@ -205,18 +203,12 @@ impl Up {
                 self.install_tools,
             )?;
             step.done(&format!("{} is {}", deployed.name, launch.version));
-            let stack = format!("{}-{environment}", service.name);
-            let api_id = aws
-                .runtime
-                .block_on(crate::aws::cloudformation::describe(
-                    &aws.cloudformation(),
-                    &stack,
-                ))?
-                .and_then(|current| current.outputs.get("RestApiId").cloned())
-                .unwrap_or_else(|| "local".to_owned());
             let stage = Stage {
                 name: "v1".to_owned(),
-                api_id,
+                api_id: deployed
+                    .api_id
+                    .clone()
+                    .unwrap_or_else(|| "local".to_owned()),
                 account_id: "123456789012".to_owned(),
                 binary_media_types: binary_media_types.clone(),
             };

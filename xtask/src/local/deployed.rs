@@ -27,6 +27,8 @@ pub struct Deployed {
     pub memory_mb: u32,
     pub timeout_s: u32,
     pub environment: BTreeMap<String, String>,
+    /// The REST API in front of it (the stack's `RestApiId` output), when the stack has one.
+    pub api_id: Option<String>,
 }
 
 impl Deployed {
@@ -78,6 +80,7 @@ impl Deployed {
                 memory_mb: configuration.memory_size().unwrap_or(128).max(128) as u32,
                 timeout_s: configuration.timeout().unwrap_or(3).max(1) as u32,
                 environment,
+                api_id: current.outputs.get("RestApiId").cloned(),
             });
         }
         Ok(functions)

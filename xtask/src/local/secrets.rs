@@ -6,6 +6,26 @@ use anyhow::Context;
 
 use crate::workspace::Workspace;
 
+/// The emulator's secret holding the local PostgreSQL's URL (`url`), as `serve` and `up` give it to
+/// functions; returns its ARN.
+pub async fn database_secret(sdk: &aws_config::SdkConfig, url: &str) -> anyhow::Result<String> {
+    put_secret(sdk, "biometrix/local/database", url).await
+}
+
+/// The emulator's secret holding this workspace's service-token secret ([`service_secret`]);
+/// returns its ARN.
+pub async fn service_token_secret(
+    sdk: &aws_config::SdkConfig,
+    workspace: &Workspace,
+) -> anyhow::Result<String> {
+    put_secret(
+        sdk,
+        "biometrix/local/service-token",
+        &service_secret(workspace)?,
+    )
+    .await
+}
+
 /// The emulator's secret `name`, holding `value`: created, or given `value` as its new current
 /// version when it holds another; returns its ARN.
 pub async fn put_secret(

@@ -10,15 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::deploy::{runtime, sdk, stand_in};
-use crate::support::{Fixture, spawn_until, stderr};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{Fixture, free_port, spawn_until, stderr};
 
 /// Starts serve and waits for the line that says it is serving.
 fn serve(fixture: &Fixture, args: &[&str]) -> (Child, String) {

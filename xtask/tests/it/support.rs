@@ -192,3 +192,12 @@ pub fn spawn_until(
         }
     }
 }
+
+/// A port nothing listens on at the moment, on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

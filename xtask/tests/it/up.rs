@@ -9,15 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::deploy::{deployed, release, stand_in};
-use crate::support::{Fixture, spawn_until, stderr};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{Fixture, free_port, spawn_until, stderr};
 
 /// `up hardware dev --local` on `port`, once it says it is serving; the channel of its later
 /// stdout and stderr lines.

@@ -59,6 +59,16 @@ struct Pool {
     stopped: bool,
 }
 
+impl Pool {
+    /// Stops every idle instance.
+    fn retire_idle(&mut self) {
+        self.count -= self.idle.len();
+        for mut instance in self.idle.drain(..) {
+            instance.running.stop();
+        }
+    }
+}
+
 /// One running instance: the version it runs, its log stream, and its init time until its first
 /// `REPORT` has said it.
 #[derive(Debug)]
@@ -92,22 +102,14 @@ impl Instances {
         let mut pool = self.state.lock().expect("the pool's lock");
         pool.generation += 1;
         pool.launch = Arc::new(launch);
-        let retired = pool.idle.len();
-        for mut instance in pool.idle.drain(..) {
-            instance.running.stop();
-        }
-        pool.count -= retired;
+        pool.retire_idle();
         self.freed.notify_all();
     }
 
     /// Stops every idle instance, and keeps new ones from starting.
     pub fn stop(&self) {
         let mut pool = self.state.lock().expect("the pool's lock");
-        let stopped = pool.idle.len();
-        for mut instance in pool.idle.drain(..) {
-            instance.running.stop();
-        }
-        pool.count -= stopped;
+        pool.retire_idle();
         pool.stopped = true;
     }
 
