@@ -25,21 +25,24 @@ pub struct Config {
     pub ingest_bucket: String,
     /// The hardware API, with its version prefix (`https://hardware.dev.example.com/v1`).
     pub hardware_url: String,
-    /// Its service secret also signs the tokens this service calls the hardware API with.
     pub auth: AuthConfig,
+    /// The secret whose value signs the tokens this service calls the hardware API with: the
+    /// service-token secret.
+    pub signer: SecretArn,
 }
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
         let auth = AuthConfig::from_env(env, "preprocessing")?;
-        if auth.service_secret.is_none() {
-            return Err(ConfigError::Missing {
+        let signer = auth
+            .service_secret
+            .clone()
+            .ok_or_else(|| ConfigError::Missing {
                 name: "SERVICE_TOKEN_SECRET_ARN".into(),
                 hint:
                     "preprocessing signs service tokens to look accessories up in the hardware API"
                         .into(),
-            });
-        }
+            })?;
         Ok(Config {
             sessions_table: env.required("SESSIONS_TABLE", "the DynamoDB table of sessions")?,
             ingest_bucket: env
@@ -49,6 +52,7 @@ impl Config {
                 "the hardware API's base URL, with its /v1 prefix",
             )?,
             auth,
+            signer,
         })
     }
 }
@@ -65,7 +69,6 @@ impl Preprocessing {
     pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Preprocessing {
         let secrets = SecretStore::new(sdk);
         let issuer = config.auth.service_issuer.clone();
-        let signer: Option<SecretArn> = config.auth.service_secret.clone();
         Preprocessing {
             sessions: Arc::new(Sessions::new(
                 sdk,
@@ -74,7 +77,7 @@ impl Preprocessing {
             )),
             owners: Arc::new(Owners::new(
                 config.hardware_url,
-                signer.map(|arn| secrets.secret(arn)),
+                secrets.secret(config.signer),
                 issuer,
             )),
             verifier: Arc::new(Verifier::new(config.auth, &secrets)),

@@ -9,15 +9,15 @@ pub struct Owners {
     /// otherwise cost every cold start, including those that never look an owner up.
     http: std::sync::OnceLock<reqwest::Client>,
     hardware_url: String,
-    /// The service secret, read from Secrets Manager; `None` when the configuration has none.
-    secret: Option<Secret<ServiceSecret>>,
+    /// The service secret, read from Secrets Manager.
+    secret: Secret<ServiceSecret>,
     issuer: Option<String>,
 }
 
 impl Owners {
     pub fn new(
         hardware_url: String,
-        secret: Option<Secret<ServiceSecret>>,
+        secret: Secret<ServiceSecret>,
         issuer: Option<String>,
     ) -> Owners {
         Owners {
@@ -31,14 +31,7 @@ impl Owners {
     /// The owner of `mac`; an accessory the hardware API does not know, or one without an owner,
     /// may not record sessions.
     pub async fn of(&self, mac: &MacAddress) -> Result<Uuid, ApiError> {
-        let secret = self
-            .secret
-            .as_ref()
-            .ok_or_else(|| {
-                ApiError::internal("no service secret to sign a token for the hardware API with")
-            })?
-            .get()
-            .await?;
+        let secret = self.secret.get().await?;
         let http = self.http.get_or_init(|| {
             reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))

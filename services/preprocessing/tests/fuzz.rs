@@ -14,6 +14,7 @@ async fn random_events_keep_the_contract() {
             ingest_bucket: "fuzz-no-such-bucket".into(),
             hardware_url: "http://127.0.0.1:1/v1".into(),
             auth: tokens.auth_config("preprocessing").await,
+            signer: kit::testing::service_secret().await,
         },
         emulator().await,
     ));

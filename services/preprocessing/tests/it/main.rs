@@ -85,6 +85,7 @@ async fn world() -> World {
             ingest_bucket: bucket.clone(),
             hardware_url,
             auth: tokens.auth_config("preprocessing").await,
+            signer: kit::testing::service_secret().await,
         },
         sdk,
     ));
