@@ -135,6 +135,7 @@ impl ChangeSet {
     pub fn options(&self, parameters: Vec<(String, String)>, recreate: bool) -> deployer::Options {
         deployer::Options {
             parameters,
+            defaults: Vec::new(),
             no_execute: self.no_execute,
             no_wait: self.no_wait,
             recreate,

@@ -1,11 +1,13 @@
 //! `cargo xtask deploy <service>... <env>`: package and publish (each a no-op when nothing
 //! changed), then bring stack `<service>-<env>` to the published template and artifact keys
 //! through a change set, following its events to the end. `--local` does all of it against the
-//! AWS emulator.
+//! AWS emulator, and gives each stack what it needs on this machine: the emulator's secrets
+//! holding the local PostgreSQL's URL and the local service-token secret.
 
 use anyhow::bail;
 
 use crate::cli::{Account, ChangeSet, Install, Output, Selection};
+use crate::local::secrets;
 use crate::names::parse_key_value;
 use crate::progress::{Progress, print_result};
 use crate::release::deployer::Deployer;
@@ -55,7 +57,17 @@ impl Deploy {
         let target = aws
             .runtime
             .block_on(Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
-        let options = self.change_set.options(self.parameters, self.recreate);
+        let mut options = self.change_set.options(self.parameters, self.recreate);
+        if session.emulator.is_some() {
+            options.defaults = secrets::stack_parameters(
+                aws,
+                workspace,
+                &services,
+                &options.parameters,
+                self.install.tools,
+                progress,
+            )?;
+        }
         let deployer = Deployer::new(aws, workspace, environment, options, progress);
         for service in &services {
             aws.runtime.block_on(deployer.precheck(service))?;

@@ -50,7 +50,7 @@ pub struct Up {
     /// The most instances of one function at once; more requests than that wait.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// Install qemu for arm64 functions when it is missing (apt-get, as root).
+    /// Install what is missing with apt-get (as root): qemu for arm64 functions, PostgreSQL.
     #[arg(long = "install-tools")]
     install_tools: bool,
 }
@@ -62,9 +62,9 @@ struct Served {
     instances: Arc<Instances>,
 }
 
-/// What this machine provides for what the emulator could not resolve in a function's
-/// environment: the user pools it accepted without creating, and the secrets `deploy --local`
-/// leaves empty (the local PostgreSQL's URL, the local service-token secret).
+/// What this machine provides for a function's environment: the user pools the emulator accepted
+/// without creating, the local PostgreSQL whose URL the database secret holds, and the secrets a
+/// stack deployed without them lacks (filled in, and said).
 struct Local {
     needs: Needs,
     pools: BTreeMap<String, String>,
@@ -78,6 +78,7 @@ impl Local {
         workspace: &Workspace,
         service: &Service,
         deployed: &Deployed,
+        install: bool,
         progress: Progress,
     ) -> anyhow::Result<Local> {
         let needs = Needs::for_service(workspace, &service.name)?;
@@ -96,9 +97,17 @@ impl Local {
         } else {
             BTreeMap::new()
         };
-        let database = match unresolved.contains(&&Source::Database) {
+        // The emulator's database secret holds the local server's URL as it is now (a restarted
+        // server listens on another port), whether deploy passed its ARN or it is filled in here.
+        let passed = needs
+            .env
+            .iter()
+            .filter(|(_, source)| **source == Source::Database)
+            .filter_map(|(name, _)| deployed.environment.get(name))
+            .any(|arn| secrets::is_database_secret(arn));
+        let database = match passed || unresolved.contains(&&Source::Database) {
             true => {
-                let url = Postgres::ensure(workspace, progress)?.url();
+                let url = Postgres::ensure_installed(workspace, install, progress)?.url();
                 Some(
                     aws.runtime
                         .block_on(secrets::database_secret(&aws.sdk, &url))?,
@@ -192,7 +201,14 @@ impl Up {
                     functions.len()
                 );
             };
-            let local = Local::prepare(aws, workspace, service, deployed, progress)?;
+            let local = Local::prepare(
+                aws,
+                workspace,
+                service,
+                deployed,
+                self.install_tools,
+                progress,
+            )?;
             let step = progress.step(&format!("fetching {}", deployed.key));
             let launch = launch(
                 aws,

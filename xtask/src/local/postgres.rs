@@ -102,6 +102,31 @@ impl Postgres {
         Ok(server)
     }
 
+    /// [`Postgres::ensure`], with Debian's server installed first when it is missing and `install`.
+    pub fn ensure_installed(
+        workspace: &Workspace,
+        install: bool,
+        progress: Progress,
+    ) -> anyhow::Result<Postgres> {
+        if install && binaries().is_err() {
+            let step = progress.step("installing postgresql from Debian's packages");
+            let sh = Shell::new()?;
+            xshell::cmd!(sh, "apt-get install -y -qq postgresql")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .quiet()
+                .ignore_stdout()
+                .run()
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "apt-get could not install postgresql; as root, run `apt-get update` \
+                         first, or install it with `sudo apt-get install -y postgresql`"
+                    )
+                })?;
+            step.done("installed postgresql");
+        }
+        Postgres::ensure(workspace, progress)
+    }
+
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{DATABASE}", self.port)
     }
@@ -262,8 +287,9 @@ fn binaries() -> anyhow::Result<PathBuf> {
             .unwrap_or_default()
     });
     found.pop().context(
-        "PostgreSQL's server is not installed: run `sudo apt-get install -y postgresql` (serve runs \
-         the services against a local database)",
+        "PostgreSQL's server is not installed: run `sudo apt-get install -y postgresql` \
+         (`deploy --local --install-tools` installs it; local runs give the services a local \
+         database)",
     )
 }
 

@@ -4,12 +4,66 @@
 
 use anyhow::Context;
 
-use crate::workspace::Workspace;
+use crate::aws::Connection;
+use crate::local::postgres::Postgres;
+use crate::progress::Progress;
+use crate::release::stack::Template;
+use crate::workspace::{Service, Workspace, service_template};
+
+/// The stack parameter naming the legacy database's secret, and the service-token secret's.
+pub const DATABASE_PARAMETER: &str = "DatabaseSecretArn";
+pub const SERVICE_TOKEN_PARAMETER: &str = "ServiceTokenSecretArn";
+/// The name of the emulator's database secret, which its ARN contains.
+const DATABASE_SECRET: &str = "biometrix/local/database";
+
+/// What `deploy --local` passes the stacks of `services`, for the parameters their templates
+/// declare: the ARN of the emulator's secret holding the local PostgreSQL's URL (the server
+/// started, installed first with `install`), and that of the local service-token secret. Those
+/// `given` (`--parameter`) are left to the caller.
+pub fn stack_parameters(
+    aws: &Connection,
+    workspace: &Workspace,
+    services: &[&Service],
+    given: &[(String, String)],
+    install: bool,
+    progress: Progress,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut declared = std::collections::BTreeSet::new();
+    for service in services {
+        let file = service_template(&service.name);
+        declared.extend(
+            Template::parse(&file, workspace.template(&file)?)?
+                .parameters()
+                .into_keys(),
+        );
+    }
+    for (key, _) in given {
+        declared.remove(key);
+    }
+    let mut parameters = Vec::new();
+    if declared.contains(DATABASE_PARAMETER) {
+        let url = Postgres::ensure_installed(workspace, install, progress)?.url();
+        let arn = aws.runtime.block_on(database_secret(&aws.sdk, &url))?;
+        parameters.push((DATABASE_PARAMETER.to_owned(), arn));
+    }
+    if declared.contains(SERVICE_TOKEN_PARAMETER) {
+        let arn = aws
+            .runtime
+            .block_on(service_token_secret(&aws.sdk, workspace))?;
+        parameters.push((SERVICE_TOKEN_PARAMETER.to_owned(), arn));
+    }
+    Ok(parameters)
+}
+
+/// Whether `arn` names the emulator's database secret, whose URL a local run keeps current.
+pub fn is_database_secret(arn: &str) -> bool {
+    arn.contains(&format!(":secret:{DATABASE_SECRET}"))
+}
 
 /// The emulator's secret holding the local PostgreSQL's URL (`url`), as `serve` and `up` give it to
 /// functions; returns its ARN.
 pub async fn database_secret(sdk: &aws_config::SdkConfig, url: &str) -> anyhow::Result<String> {
-    put_secret(sdk, "biometrix/local/database", url).await
+    put_secret(sdk, DATABASE_SECRET, url).await
 }
 
 /// The emulator's secret holding this workspace's service-token secret ([`service_secret`]);

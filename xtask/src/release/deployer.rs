@@ -27,6 +27,9 @@ use crate::workspace::{APIGATEWAY_TEMPLATE, Service, Workspace, service_template
 pub struct Options {
     /// Stack parameters the caller sets beyond those the release sets (`--parameter`).
     pub parameters: Vec<(String, String)>,
+    /// Parameters set where the template declares them and `parameters` does not: what this
+    /// machine gives a local stack (the emulator's secrets, by ARN).
+    pub defaults: Vec<(String, String)>,
     /// Create and show the change set, but leave it for review.
     pub no_execute: bool,
     /// Refuse, instead of waiting, when another deploy is changing the stack.
@@ -187,6 +190,12 @@ impl<'a> Deployer<'a> {
         ]);
         set.extend(release.artifact_keys.clone());
         set.extend(self.options.parameters.iter().cloned());
+        let declared = release.template.parameters();
+        for (key, value) in &self.options.defaults {
+            if declared.contains_key(key) && !set.contains_key(key) {
+                set.insert(key.clone(), value.clone());
+            }
+        }
         let change = Change {
             stack: &stack,
             template: &release.template,

@@ -492,6 +492,38 @@ fn parameters_are_checked_before_anything_is_built() {
     assert_eq!(parameters["LogRetentionDays"], "7");
     assert_eq!(parameters["DomainName"], "");
     assert_eq!(parameters["Environment"], "dev");
+    // A local stack gets this machine's secrets: the local PostgreSQL's URL and the service-token
+    // secret, each in the emulator's Secrets Manager, passed by ARN.
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk(&fixture.emulator().unwrap().0));
+    for (parameter, name) in [
+        ("DatabaseSecretArn", "biometrix/local/database"),
+        ("ServiceTokenSecretArn", "biometrix/local/service-token"),
+    ] {
+        let held = runtime()
+            .block_on(
+                secrets
+                    .get_secret_value()
+                    .secret_id(parameters[parameter])
+                    .send(),
+            )
+            .unwrap_or_else(|e| panic!("{parameter}: {e:?}"));
+        assert_eq!(held.name(), Some(name));
+        assert!(!held.secret_string().unwrap_or_default().is_empty());
+    }
+    let url = runtime()
+        .block_on(
+            secrets
+                .get_secret_value()
+                .secret_id("biometrix/local/database")
+                .send(),
+        )
+        .unwrap();
+    assert!(
+        url.secret_string()
+            .unwrap()
+            .starts_with("postgres://postgres@127.0.0.1:"),
+        "{url:?}"
+    );
 }
 
 #[test]
