@@ -1,7 +1,8 @@
-//! A function as it is deployed: what Lambda knows of it (its environment, memory and timeout as
-//! CloudFormation resolved them) and the exact zip its stack names, fetched from the artifact
-//! bucket, checked against the SHA-256 in its key, and unpacked. Nothing is read from the
-//! templates and nothing is built from source.
+//! A function as it is deployed: what Lambda knows of it (`GetFunction`: its code, environment,
+//! memory and timeout as CloudFormation resolved them) and the exact zip its code location names,
+//! fetched from the artifact bucket by that key, checked against the SHA-256 in the key and
+//! Lambda's `CodeSha256`, and unpacked. Nothing is read from the templates and nothing is built
+//! from source.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,6 @@ use crate::local::provision::{Needs, Source};
 use crate::names::{Architecture, Environment};
 use crate::release::artifact::{sha256_hex, unzip_bootstrap};
 use crate::release::elf::ElfFacts;
-use crate::release::manifest::artifact_key_parameter;
 use crate::workspace::Service;
 
 /// One deployed function, as the emulator's Lambda and its stack describe it.
@@ -22,7 +22,7 @@ pub struct Deployed {
     pub service: String,
     /// Lambda's name for it: `<service>-<env>-<function>`.
     pub name: String,
-    /// The artifact key its stack passes: `lambdas/<service>/<function>/<sha256>.zip`.
+    /// The artifact key of the code Lambda runs: `lambdas/<service>/<function>/<sha256>.zip`.
     pub key: String,
     pub memory_mb: u32,
     pub timeout_s: u32,
@@ -52,18 +52,25 @@ impl Deployed {
         let lambda = aws_sdk_lambda::Client::new(&aws.sdk);
         let mut functions = Vec::new();
         for function in &service.functions {
-            let parameter = artifact_key_parameter(&function.name);
-            let key = current.parameters.get(&parameter).with_context(|| {
-                format!("stack {stack} has no parameter {parameter}: was it deployed by this tool?")
-            })?;
             let name = format!("{}-{environment}-{}", service.name, function.name);
-            let configuration = lambda
-                .get_function_configuration()
+            let found = lambda
+                .get_function()
                 .function_name(&name)
                 .send()
                 .await
-                .with_context(|| format!("reading the configuration of function {name}"))?;
-            let environment = configuration
+                .with_context(|| {
+                    format!(
+                        "reading function {name}, which stack {stack} should have created: \
+                         deploy it again with `cargo xtask deploy {} {environment} --local`",
+                        service.name
+                    )
+                })?;
+            let configuration = found
+                .configuration()
+                .with_context(|| format!("Lambda gave no configuration for {name}"))?;
+            let location = found.code().and_then(|c| c.location()).unwrap_or_default();
+            let key = code_key(&name, location, configuration.code_sha256())?;
+            let variables = configuration
                 .environment()
                 .and_then(|e| e.variables())
                 .map(|variables| {
@@ -76,10 +83,10 @@ impl Deployed {
             functions.push(Deployed {
                 service: service.name.clone(),
                 name,
-                key: key.clone(),
+                key,
                 memory_mb: configuration.memory_size().unwrap_or(128).max(128) as u32,
                 timeout_s: configuration.timeout().unwrap_or(3).max(1) as u32,
-                environment,
+                environment: variables,
                 api_id: current.outputs.get("RestApiId").cloned(),
             });
         }
@@ -144,6 +151,45 @@ impl Deployed {
     }
 }
 
+/// The artifact key of the code Lambda runs for `function`: the path of its code location
+/// (the emulator's `https://awslambda-<region>-tasks.s3.<region>.amazonaws.com/<key>`), checked
+/// against the `CodeSha256` Lambda computed when the code was set, so that the key's name, Lambda's
+/// hash and, once fetched, the bytes all agree.
+pub fn code_key(
+    function: &str,
+    location: &str,
+    code_sha256: Option<&str>,
+) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let key = location
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(_, path)| path.split(['?', '#']).next().unwrap_or_default())
+        .filter(|key| key.starts_with("lambdas/") && key.ends_with(".zip"))
+        .with_context(|| {
+            format!(
+                "Lambda's code location for {function} ({location:?}) names no artifact key of \
+                 this tool's: was the function's code set by `cargo xtask deploy`?"
+            )
+        })?;
+    let named = key
+        .rsplit('/')
+        .next()
+        .and_then(|file| file.strip_suffix(".zip"))
+        .unwrap_or_default();
+    let computed = code_sha256
+        .and_then(|hash| base64::engine::general_purpose::STANDARD.decode(hash).ok())
+        .map(|bytes| crate::release::artifact::hex(&bytes));
+    if computed.as_deref() != Some(named) {
+        bail!(
+            "{function} runs code whose SHA-256 ({}) is not the one its key {key} names: it will \
+             not be run; deploy the function again",
+            computed.as_deref().unwrap_or("unknown")
+        );
+    }
+    Ok(key.to_owned())
+}
+
 /// Whether a deployed variable holds what CloudFormation would have resolved: the emulator leaves
 /// out what refers to a resource it accepts without creating, or keeps its `${…}` inside.
 pub fn is_unresolved(value: Option<&str>) -> bool {
@@ -204,6 +250,38 @@ mod tests {
             .join("../cloudformation")
             .join(crate::workspace::service_template(service));
         crate::release::stack::Template::read(&path).unwrap()
+    }
+
+    #[test]
+    fn the_code_is_the_key_its_location_names_when_lambda_agrees() {
+        let hash = "cfd958e8e4342c7d81ca8d425298ffa88d0806f5d4401ca2c43440fbd087c337";
+        let key = format!("lambdas/hardware/apigateway-execute/{hash}.zip");
+        let location =
+            format!("https://awslambda-us-west-2-tasks.s3.us-west-2.amazonaws.com/{key}");
+        let bytes: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&hash[i * 2..i * 2 + 2], 16).unwrap())
+            .collect();
+        use base64::Engine as _;
+        let lambda_hash = base64::engine::general_purpose::STANDARD.encode(bytes);
+        assert_eq!(code_key("f", &location, Some(&lambda_hash)).unwrap(), key);
+        assert_eq!(
+            code_key(
+                "f",
+                &format!("{location}?X-Amz-Signature=abc"),
+                Some(&lambda_hash)
+            )
+            .unwrap(),
+            key
+        );
+        let other = base64::engine::general_purpose::STANDARD.encode([0u8; 32]);
+        let error = code_key("f", &location, Some(&other))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is not the one its key"), "{error}");
+        let error = code_key("f", "https://example.com/other.zip", Some(&lambda_hash))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("names no artifact key"), "{error}");
     }
 
     #[test]

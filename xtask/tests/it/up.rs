@@ -186,6 +186,32 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
         assert_eq!(request.join().unwrap(), "first /v1/slow");
     }
 
+    // Past the function's timeout (lowered to a second, as a console change would) is API
+    // Gateway's 504; the instance is discarded and the next request gets a fresh one.
+    let (endpoint, _) = fixture.emulator().unwrap();
+    let lambda = aws_sdk_lambda::Client::new(&crate::deploy::sdk(&endpoint));
+    let lower = lambda
+        .update_function_configuration()
+        .function_name("hardware-dev-apigateway-execute")
+        .timeout(1)
+        .send();
+    crate::deploy::runtime().block_on(lower).unwrap();
+    let mut timed_out = None;
+    for _ in 0..60 {
+        let (status, body) = get(port, "/v1/stuck");
+        if status == 504 {
+            timed_out = Some(body);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        timed_out.as_deref(),
+        Some(r#"{"message":"Endpoint request timed out"}"#),
+        "the lowered timeout was never applied"
+    );
+    assert_eq!(answered(port, "/v1/after"), "first /v1/after");
+
     // A redeploy switches the code that answers, without restarting up.
     release(&fixture, "second");
     deployed(&fixture, &[]);
@@ -285,6 +311,21 @@ fn up_refuses_what_it_cannot_serve() {
     let log = refused(&fixture, &["--local", "--port", &port]);
     assert!(
         log.contains("holds other bytes than its name says"),
+        "{log}"
+    );
+    let delete = s3
+        .delete_object()
+        .bucket("biometrix-infrastructure-us-west-2")
+        .key(crate::deploy::key(&stack))
+        .send();
+    crate::deploy::runtime().block_on(delete).unwrap();
+    let log = refused(&fixture, &["--local", "--port", &port]);
+    assert!(
+        log.contains(&format!(
+            "the code of hardware-dev-apigateway-execute is missing: \
+             s3://biometrix-infrastructure-us-west-2/{} does not exist",
+            crate::deploy::key(&stack)
+        )),
         "{log}"
     );
 
