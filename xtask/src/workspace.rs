@@ -69,6 +69,11 @@ pub struct Local {
     pub env: BTreeMap<String, String>,
     /// A seed file (as `serve --seed` reads it), relative to the crate: what the store probes read.
     pub seed: Option<PathBuf>,
+    /// Token issuers that are another service's user pool, by the variables' prefix:
+    /// `ACCESSORY = "hardware/AccessoryUserPool"` gives `ACCESSORY_TOKEN_ISSUER` and
+    /// `ACCESSORY_JWKS_URL` from that pool, as `up` creates it in the emulator.
+    #[serde(default)]
+    pub issuers: BTreeMap<String, String>,
 }
 
 /// One Lambda function, as declared in `[[package.metadata.lambda.functions]]`.

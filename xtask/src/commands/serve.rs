@@ -104,10 +104,16 @@ impl Serve {
             database_secret.as_deref(),
             service_secret.as_deref(),
         );
-        for (name, value) in service
-            .local
-            .env
+        let issuers = runtime.block_on(provision::issuers(
+            &sdk,
+            workspace,
+            service,
+            DEFAULT_REGION,
+            &emulator.endpoint,
+        ))?;
+        for (name, value) in issuers
             .iter()
+            .chain(&service.local.env)
             .chain(self.env.iter().map(|(k, v)| (k, v)))
         {
             env.insert(name.clone(), value.clone());

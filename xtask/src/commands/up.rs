@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use crate::aws::Connection;
 use crate::cli::Account;
 use crate::local::deployed::Deployed;
-use crate::local::deployed::{self, is_unresolved};
+use crate::local::deployed::{self, Fill, is_unresolved};
 use crate::local::emulator::CREDENTIALS;
 use crate::local::gateway::event::Stage;
 use crate::local::gateway::{self, Instances, Launch};
@@ -63,24 +63,41 @@ struct Served {
 }
 
 /// What this machine provides for a function's environment: the user pools the emulator accepted
-/// without creating, the local PostgreSQL whose URL the database secret holds, and the secrets a
-/// stack deployed without them lacks (filled in, and said).
+/// without creating, the local PostgreSQL whose URL the database secret holds, the secrets a
+/// stack deployed without them lacks, and the values of variables built from stack parameters:
+/// another served API's URL, another service's token issuer, the crate's
+/// `[package.metadata.lambda.local.env]`. What is filled in is said.
 struct Local {
     needs: Needs,
-    pools: BTreeMap<String, String>,
-    database: Option<String>,
-    service_secret: Option<String>,
+    fill: Fill,
+}
+
+/// What every served service's environment may draw on here.
+struct Here<'a> {
+    workspace: &'a Workspace,
+    /// The local API Gateway's URL (`/v1`) of each service this command serves, by name.
+    urls: BTreeMap<String, String>,
+    /// The emulator's endpoint.
+    endpoint: String,
+    /// `--install-tools`.
+    install: bool,
+    progress: Progress,
 }
 
 impl Local {
     fn prepare(
         aws: &Connection,
-        workspace: &Workspace,
+        here: &Here,
         service: &Service,
         deployed: &Deployed,
-        install: bool,
-        progress: Progress,
     ) -> anyhow::Result<Local> {
+        let Here {
+            workspace,
+            urls,
+            endpoint,
+            install,
+            progress,
+        } = here;
         let needs = Needs::for_service(workspace, &service.name)?;
         let unresolved: Vec<&Source> = needs
             .env
@@ -88,15 +105,17 @@ impl Local {
             .filter(|(name, _)| is_unresolved(deployed.environment.get(*name).map(String::as_str)))
             .map(|(_, source)| source)
             .collect();
-        let pools = if unresolved
+        let mut fill = Fill::default();
+        if unresolved
             .iter()
             .any(|s| matches!(s, Source::Resource(_) | Source::Unset))
         {
-            aws.runtime
-                .block_on(provision::provision_pools(&aws.sdk, &service.name, &needs))?
-        } else {
-            BTreeMap::new()
-        };
+            fill.pools = aws.runtime.block_on(provision::provision_pools(
+                &aws.sdk,
+                &service.name,
+                &needs,
+            ))?;
+        }
         // The emulator's database secret holds the local server's URL as it is now (a restarted
         // server listens on another port), whether deploy passed its ARN or it is filled in here.
         let passed = needs
@@ -105,40 +124,50 @@ impl Local {
             .filter(|(_, source)| **source == Source::Database)
             .filter_map(|(name, _)| deployed.environment.get(name))
             .any(|arn| secrets::is_database_secret(arn));
-        let database = match passed || unresolved.contains(&&Source::Database) {
-            true => {
-                let url = Postgres::ensure_installed(workspace, install, progress)?.url();
-                Some(
-                    aws.runtime
-                        .block_on(secrets::database_secret(&aws.sdk, &url))?,
-                )
-            }
-            false => None,
-        };
-        let service_secret = match unresolved.contains(&&Source::ServiceSecret) {
-            true => Some(
+        if passed || unresolved.contains(&&Source::Database) {
+            let url = Postgres::ensure_installed(workspace, *install, *progress)?.url();
+            fill.database = Some(
+                aws.runtime
+                    .block_on(secrets::database_secret(&aws.sdk, &url))?,
+            );
+        }
+        if unresolved.contains(&&Source::ServiceSecret) {
+            fill.service_secret = Some(
                 aws.runtime
                     .block_on(secrets::service_token_secret(&aws.sdk, workspace))?,
-            ),
-            false => None,
-        };
-        Ok(Local {
-            needs,
-            pools,
-            database,
-            service_secret,
-        })
+            );
+        }
+        fill.values = service.local.env.clone();
+        for (name, _) in needs.env.iter().filter(|(_, s)| **s == Source::Unset) {
+            // `HARDWARE_API_URL`: the hardware API this command serves, where it serves it.
+            if let Some(url) = name
+                .strip_suffix("_API_URL")
+                .and_then(|other| urls.get(&other.to_ascii_lowercase()))
+            {
+                fill.values.insert(name.clone(), url.clone());
+            }
+        }
+        let issuers = provision::issuers(&aws.sdk, workspace, service, &aws.region, endpoint);
+        fill.values.extend(aws.runtime.block_on(issuers)?);
+        Ok(Local { needs, fill })
     }
 
     /// `environment` with what the emulator left unresolved filled in; the names filled.
     fn complete(&self, environment: &mut BTreeMap<String, String>, endpoint: &str) -> Vec<String> {
-        deployed::complete(
-            &self.needs,
-            environment,
-            &self.pools,
-            (self.database.as_deref(), self.service_secret.as_deref()),
-            endpoint,
-        )
+        deployed::complete(&self.needs, environment, &self.fill, endpoint)
+    }
+
+    /// The variables the template builds from stack parameters that nothing here could fill.
+    fn unset(&self, environment: &BTreeMap<String, String>) -> Vec<String> {
+        self.needs
+            .env
+            .iter()
+            .filter(|(name, source)| {
+                **source == Source::Unset
+                    && is_unresolved(environment.get(*name).map(String::as_str))
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
 
@@ -180,6 +209,21 @@ impl Up {
         let binary_media_types = binary_media_types(workspace)?;
         let logs = gateway::logs::Logs::start(&aws.sdk);
 
+        let urls = services
+            .iter()
+            .zip(&listeners)
+            .map(|(service, listener)| {
+                let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+                (service.name.clone(), format!("http://127.0.0.1:{port}/v1"))
+            })
+            .collect();
+        let here = Here {
+            workspace,
+            urls,
+            endpoint: endpoint.clone(),
+            install: self.install_tools,
+            progress,
+        };
         let mut served = Vec::new();
         let mut missing = Vec::new();
         for (service, listener) in services.iter().zip(listeners) {
@@ -201,14 +245,7 @@ impl Up {
                     functions.len()
                 );
             };
-            let local = Local::prepare(
-                aws,
-                workspace,
-                service,
-                deployed,
-                self.install_tools,
-                progress,
-            )?;
+            let local = Local::prepare(aws, &here, service, deployed)?;
             let step = progress.step(&format!("fetching {}", deployed.key));
             let launch = launch(
                 aws,
@@ -306,6 +343,15 @@ fn launch(
             "[{}] filled in locally, since the emulator could not resolve them: {}",
             deployed.service,
             filled.join(", ")
+        );
+    }
+    let unset = local.unset(&environment);
+    if !unset.is_empty() {
+        eprintln!(
+            "[{}] not set (built from stack parameters; deploy with --parameter, or give them in \
+             [package.metadata.lambda.local.env]): {}",
+            deployed.service,
+            unset.join(", ")
         );
     }
     for (name, value) in &environment {

@@ -196,16 +196,29 @@ pub fn is_unresolved(value: Option<&str>) -> bool {
     value.is_none_or(|v| v.trim().is_empty() || v.contains("${"))
 }
 
+/// What this machine has for the variables the emulator could not resolve.
+#[derive(Debug, Default)]
+pub struct Fill {
+    /// The template's user pools and clients as created in the emulator: logical id → id.
+    pub pools: BTreeMap<String, String>,
+    /// The ARNs of the emulator's database and service-token secrets.
+    pub database: Option<String>,
+    pub service_secret: Option<String>,
+    /// Values for variables the template builds from stack parameters (another API's URL, another
+    /// service's token issuer), by name.
+    pub values: BTreeMap<String, String>,
+}
+
 /// The deployed environment `env` completed where the emulator could not resolve it: each such
-/// variable the template fills from a user pool or client gets the one [`provision_pools`] made,
-/// from the database or service secret the given ARNs, and a `${Pool}` inside a URL the pool's
-/// id. A key-set URL on Cognito's AWS host is mapped to the emulator's (`endpoint`), whose pools
-/// serve their keys there. Returns the variables filled in, by name.
+/// variable the template fills from a user pool or client gets the one the emulator holds, from
+/// the database or service secret their ARNs, one built from stack parameters its value in
+/// `fill.values`, and a `${Pool}` inside a URL the pool's id. A key-set URL on Cognito's AWS host
+/// is mapped to the emulator's (`endpoint`), whose pools serve their keys there. Returns the
+/// variables filled in, by name.
 pub fn complete(
     needs: &Needs,
     env: &mut BTreeMap<String, String>,
-    pools: &BTreeMap<String, String>,
-    secrets: (Option<&str>, Option<&str>),
+    fill: &Fill,
     endpoint: &str,
 ) -> Vec<String> {
     let mut filled = Vec::new();
@@ -214,16 +227,18 @@ pub fn complete(
             continue;
         }
         let value = match source {
-            Source::Resource(id) => pools.get(id).cloned(),
-            Source::Database => secrets.0.map(str::to_owned),
-            Source::ServiceSecret => secrets.1.map(str::to_owned),
+            Source::Resource(id) => fill.pools.get(id).cloned(),
+            Source::Database => fill.database.clone(),
+            Source::ServiceSecret => fill.service_secret.clone(),
             Source::Literal(value) => Some(value.clone()),
-            Source::Unset => env.get(name).map(|text| {
-                let mut text = text.clone();
-                for (id, value) in pools {
-                    text = text.replace(&format!("${{{id}}}"), value);
-                }
-                text
+            Source::Unset => fill.values.get(name).cloned().or_else(|| {
+                env.get(name).map(|text| {
+                    let mut text = text.clone();
+                    for (id, value) in &fill.pools {
+                        text = text.replace(&format!("${{{id}}}"), value);
+                    }
+                    text
+                })
             }),
         };
         let Some(mut value) = value.filter(|v| !is_unresolved(Some(v))) else {
@@ -285,6 +300,36 @@ mod tests {
     }
 
     #[test]
+    fn variables_built_from_parameters_take_the_values_given() {
+        let needs = Needs::of(&template("preprocessing")).unwrap();
+        let mut env: BTreeMap<String, String> = [
+            ("SESSIONS_TABLE", "t"),
+            ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true"),
+            ("RUST_LOG", "info"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let fill = Fill {
+            values: BTreeMap::from([
+                (
+                    "HARDWARE_API_URL".to_owned(),
+                    "http://127.0.0.1:3001/v1".to_owned(),
+                ),
+                ("NOT_IN_THE_TEMPLATE".to_owned(), "x".to_owned()),
+            ]),
+            ..Fill::default()
+        };
+        let filled = complete(&needs, &mut env, &fill, "http://127.0.0.1:5000");
+        assert_eq!(filled, ["HARDWARE_API_URL"]);
+        assert_eq!(env["HARDWARE_API_URL"], "http://127.0.0.1:3001/v1");
+        assert!(
+            !env.contains_key("NOT_IN_THE_TEMPLATE"),
+            "only the template's variables"
+        );
+    }
+
+    #[test]
     fn what_the_emulator_leaves_unresolved_is_filled_in() {
         let needs = Needs::of(&template("hardware")).unwrap();
         let mut env: BTreeMap<String, String> = [
@@ -308,13 +353,16 @@ mod tests {
             ("AccessoryUserPool".to_owned(), "us-west-2_local".to_owned()),
             ("AccessoryClient".to_owned(), "client".to_owned()),
         ]);
-        let filled = complete(
-            &needs,
-            &mut env,
-            &pools,
-            (Some("arn:db"), None),
-            "http://127.0.0.1:5000",
-        );
+        let fill = Fill {
+            pools,
+            database: Some("arn:db".to_owned()),
+            service_secret: None,
+            values: BTreeMap::from([(
+                "HARDWARE_API_URL".to_owned(),
+                "http://127.0.0.1:3000/v1".to_owned(),
+            )]),
+        };
+        let filled = complete(&needs, &mut env, &fill, "http://127.0.0.1:5000");
         assert_eq!(
             filled,
             [

@@ -164,6 +164,50 @@ pub async fn provision_pools(
     Ok(names)
 }
 
+/// The variables of the token issuers `service` takes from another service's user pool
+/// (`[package.metadata.lambda.local.issuers]`): for `ACCESSORY = "hardware/AccessoryUserPool"`,
+/// `ACCESSORY_TOKEN_ISSUER` as that pool's tokens name it in `region`, and `ACCESSORY_JWKS_URL`
+/// where the emulator (`endpoint`) serves its keys. The pool is created if it does not exist yet.
+pub async fn issuers(
+    sdk: &aws_config::SdkConfig,
+    workspace: &Workspace,
+    service: &crate::workspace::Service,
+    region: &str,
+    endpoint: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut values = BTreeMap::new();
+    for (prefix, pool) in &service.local.issuers {
+        let Some((other, id)) = pool.split_once('/') else {
+            bail!(
+                "{}: the issuer {prefix} = {pool:?} is not `<service>/<user pool's logical id>`",
+                service.manifest_path.display()
+            );
+        };
+        let other = workspace.service(other)?;
+        let needs = Needs::for_service(workspace, &other.name)?;
+        let pools = provision_pools(sdk, &other.name, &needs).await?;
+        let pool_id = pools.get(id).with_context(|| {
+            format!(
+                "{}: the issuer {prefix} names {pool}, but {} declares no user pool {id}",
+                service.manifest_path.display(),
+                service_template(&other.name)
+            )
+        })?;
+        values.insert(
+            format!("{prefix}_TOKEN_ISSUER"),
+            format!("https://cognito-idp.{region}.amazonaws.com/{pool_id}"),
+        );
+        values.insert(
+            format!("{prefix}_JWKS_URL"),
+            format!(
+                "{}/{pool_id}/.well-known/jwks.json",
+                endpoint.trim_end_matches('/')
+            ),
+        );
+    }
+    Ok(values)
+}
+
 /// The local name of a store: `<service>-local-<logical id in lowercase>`.
 fn local_name(service: &str, id: &str) -> String {
     format!("{service}-local-{}", id.to_ascii_lowercase())

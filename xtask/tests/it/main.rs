@@ -11,3 +11,4 @@ mod serve;
 mod snapshots;
 mod support;
 mod up;
+mod up_services;

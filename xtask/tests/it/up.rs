@@ -98,7 +98,7 @@ fn logged(fixture: &Fixture, group: &str, awaited: &str) -> Vec<String> {
     messages
 }
 
-fn stop(mut child: Child) {
+pub fn stop(mut child: Child) {
     let _ = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
