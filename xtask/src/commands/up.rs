@@ -17,6 +17,7 @@ use crate::local::deployed::Deployed;
 use crate::local::deployed::{self, Fill, is_unresolved};
 use crate::local::emulator::CREDENTIALS;
 use crate::local::gateway::event::Stage;
+use crate::local::gateway::terminal::{Echo, Kind};
 use crate::local::gateway::{self, Instances, Launch};
 use crate::local::postgres::Postgres;
 use crate::local::provision::{self, Needs, Source};
@@ -200,11 +201,7 @@ impl Up {
         }
         let session = self.account.connect(workspace, progress)?;
         let aws = &session.aws;
-        let endpoint = session
-            .emulator
-            .as_ref()
-            .map(|e| e.endpoint.clone())
-            .context("the local emulator is not running")?;
+        let endpoint = session.endpoint()?;
         let scratch = workspace.target_dir.join("local/up");
         let binary_media_types = binary_media_types(workspace)?;
         let logs = gateway::logs::Logs::start(&aws.sdk);
@@ -270,6 +267,7 @@ impl Up {
                 launch,
                 self.concurrency,
                 logs.clone(),
+                Echo::stderr(),
             ));
             let port = listener.local_addr()?.port();
             let serving = Arc::clone(&instances);
@@ -339,19 +337,25 @@ fn launch(
     let mut environment = deployed.environment.clone();
     let filled = local.complete(&mut environment, endpoint);
     if !filled.is_empty() {
-        eprintln!(
-            "[{}] filled in locally, since the emulator could not resolve them: {}",
-            deployed.service,
-            filled.join(", ")
+        Echo::stderr().line(
+            &deployed.service,
+            Kind::Lambda,
+            &format!(
+                "filled in locally, since the emulator could not resolve them: {}",
+                filled.join(", ")
+            ),
         );
     }
     let unset = local.unset(&environment);
     if !unset.is_empty() {
-        eprintln!(
-            "[{}] not set (built from stack parameters; deploy with --parameter, or give them in \
-             [package.metadata.lambda.local.env]): {}",
-            deployed.service,
-            unset.join(", ")
+        Echo::stderr().line(
+            &deployed.service,
+            Kind::Problem,
+            &format!(
+                "not set (built from stack parameters; deploy with --parameter, or give them in \
+                 [package.metadata.lambda.local.env]): {}",
+                unset.join(", ")
+            ),
         );
     }
     for (name, value) in &environment {
@@ -393,9 +397,9 @@ fn follow(
             {
                 Ok(functions) => functions.into_iter().next(),
                 Err(error) => {
-                    eprintln!(
-                        "[{}] could not read the deployed function: {error:#}",
-                        service.name
+                    one.instances.say(
+                        Kind::Problem,
+                        &format!("could not read the deployed function: {error:#}"),
                     );
                     continue;
                 }
@@ -405,16 +409,18 @@ fn follow(
             };
             match launch(aws, &now, &one.local, scratch, endpoint, false) {
                 Ok(launch) => {
-                    eprintln!(
-                        "[{}] redeployed: now serving {}",
-                        service.name, launch.version
+                    one.instances.say(
+                        Kind::Lambda,
+                        &format!("redeployed: now serving {}", launch.version),
                     );
                     one.instances.replace(launch);
                     one.deployed = now;
                 }
-                Err(error) => eprintln!(
-                    "[{}] the new deploy cannot be served ({error:#}); the previous one still is",
-                    service.name
+                Err(error) => one.instances.say(
+                    Kind::Problem,
+                    &format!(
+                        "the new deploy cannot be served ({error:#}); the previous one still is"
+                    ),
                 ),
             }
         }

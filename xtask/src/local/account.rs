@@ -21,6 +21,15 @@ pub struct Session {
 }
 
 impl Session {
+    /// The emulator's endpoint, for a command that only runs against it.
+    pub fn endpoint(&self) -> anyhow::Result<String> {
+        use anyhow::Context as _;
+        self.emulator
+            .as_ref()
+            .map(|e| e.endpoint.clone())
+            .context("the local emulator is not running")
+    }
+
     /// What a command says last when it used the emulator: that it keeps running, and how to
     /// look at it and stop it. Empty for an AWS account.
     pub fn note(&self) -> String {

@@ -60,3 +60,55 @@ fn bench_release_refuses_an_unknown_service() {
         stderr(&output)
     );
 }
+
+#[test]
+fn bench_gateway_times_both_paths_of_the_deployed_zip() {
+    let fixture = crate::deploy::stand_in();
+    let output = fixture.xtask(&["bench", "gateway", "--invocations", "20"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("hardware-dev is not deployed on the emulator: deploy it first"),
+        "{}",
+        stderr(&output)
+    );
+
+    crate::deploy::deployed(&fixture, &[]);
+    let output = fixture.xtask(&[
+        "bench",
+        "gateway",
+        "--invocations",
+        "20",
+        "--cold-starts",
+        "2",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let figures: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(figures["route"], "GET /v1/misc/time (200)");
+    let runs = figures["runs"].as_array().unwrap();
+    let hows: Vec<&str> = runs.iter().map(|r| r["how"].as_str().unwrap()).collect();
+    assert_eq!(hows, ["native", "qemu"]);
+    assert_eq!(
+        runs[1]["architecture"], "arm64",
+        "the deployed zip, under qemu"
+    );
+    for run in runs {
+        for figure in [
+            "direct_p50_ms",
+            "direct_p99_ms",
+            "gateway_p50_ms",
+            "gateway_p99_ms",
+        ] {
+            assert!(run[figure].as_f64().unwrap() > 0.0, "{figure}: {run}");
+        }
+    }
+    let cold = &figures["qemu_cold_start"];
+    assert_eq!(cold["starts"], 2);
+    assert!(cold["init_median_ms"].as_f64().unwrap() > 0.0);
+    assert!(
+        cold["zip"]
+            .as_str()
+            .unwrap()
+            .starts_with("lambdas/hardware/apigateway-execute/")
+    );
+}

@@ -52,6 +52,7 @@ fn help_of_every_command() {
         &["serve"],
         &["bootstrap"],
         &["bench"],
+        &["bench", "gateway"],
         &["up"],
     ] {
         let output = xtask().args(command).arg("--help").output().unwrap();

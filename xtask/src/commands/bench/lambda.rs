@@ -23,17 +23,14 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use xshell::Shell;
 
+use super::function::{Machine, Secrets, Subject, build, configured, machine, millis, subject};
+use super::{max, median, min, percentile, report};
 use crate::cli::{Install, Output};
-use crate::local::emulator::{CREDENTIALS, Emulator};
-use crate::local::provision::{self, Needs, Seed};
-use crate::local::secrets;
-use crate::progress::{Progress, print_json};
-use crate::release::artifact::{ENTRY, unzip_bootstrap, write_atomically, zip_bootstrap};
+use crate::local::emulator::Emulator;
+use crate::progress::Progress;
 use crate::release::compile::Tools;
 use crate::release::package;
 use crate::workspace::{Probe, Service, Workspace};
-
-use super::{max, median, min, percentile, write_json};
 
 /// Each service's bootstrap through a local Lambda Runtime API: cold init, latency, memory.
 #[derive(Debug, clap::Args)]
@@ -66,16 +63,6 @@ struct Figures {
     cold_starts: usize,
     invocations: usize,
     functions: Vec<FunctionFigures>,
-}
-
-#[derive(Debug, Serialize)]
-struct Machine {
-    cpus: usize,
-    cpu: String,
-    memory_gib: f64,
-    os: String,
-    architecture: String,
-    toolchain: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -126,34 +113,6 @@ struct RouteFigures {
     max_ms: f64,
 }
 
-/// What the benchmark sends a service and what it gives it, all from the service's own
-/// `[package.metadata.lambda]`: its probes (the requests to time), and for a local run the values
-/// of variables its template builds from stack parameters and the items its store probes read.
-#[derive(Debug)]
-struct Subject {
-    probes: Vec<Probe>,
-    seed: Seed,
-}
-
-fn subject(service: &Service) -> anyhow::Result<Subject> {
-    if !service.probes.iter().any(|p| !p.store) {
-        bail!(
-            "`bench lambda` needs a probe that reads no store for service `{}`: add one to \
-             [[package.metadata.lambda.probes]] in {}",
-            service.name,
-            service.manifest_path.display()
-        );
-    }
-    let seed = match &service.local.seed {
-        Some(path) => provision::read_seed(path)?,
-        None => Seed::new(),
-    };
-    Ok(Subject {
-        probes: service.probes.clone(),
-        seed,
-    })
-}
-
 pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyhow::Result<()> {
     let services: Vec<&Service> = if options.services.is_empty() {
         workspace.services.iter().collect()
@@ -173,53 +132,34 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
 
     let sh = Shell::new()?;
     let mut tools = Tools::detect(&sh, &workspace.root)?;
-    let bootstraps = build(workspace, &services, &sh, &mut tools, &options, progress)?;
+    let bootstraps = build(
+        workspace,
+        &services,
+        &sh,
+        &mut tools,
+        options.install.tools,
+        progress,
+    )?;
 
     let emulator = Emulator::ensure(workspace, progress)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let sdk = runtime.block_on(emulator.sdk_config(None));
-    // Connections open lazily, and the measured routes never reach the database. The functions
-    // read both secrets from the emulator's Secrets Manager, as they would in AWS.
-    let database = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://bench@127.0.0.1:9/bench".to_owned());
-    let database = runtime.block_on(secrets::put_secret(&sdk, "bench/database", &database))?;
-    let secret = format!(
-        "bench-only-{:032}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos()
-    );
-    let secret = runtime.block_on(secrets::put_secret(&sdk, "bench/service-token", &secret))?;
-    let region = crate::aws::region_of(&sdk);
+    let secrets = Secrets::put(&runtime, &sdk)?;
 
     let mut functions = Vec::new();
     for ((service, subject), packaged) in services.iter().zip(&subjects).zip(&bootstraps) {
-        let needs = Needs::for_service(workspace, &service.name)?;
-        let names =
-            runtime.block_on(provision::provision(&sdk, &service.name, &needs, progress))?;
-        runtime.block_on(provision::put_seed(
-            &sdk,
-            &service.name,
-            &subject.seed,
-            progress,
-        ))?;
-        let (env, _) = needs.environment(&names, Some(&database), Some(&secret));
         for (function, path, zip_bytes) in packaged {
-            let mut bootstrap = Bootstrap::new(path)
-                .function_name(format!("{}-dev-{}", service.name, function.name))
-                .memory_mb(function.memory.unwrap_or(128))
-                .timeout(Duration::from_secs(function.timeout.unwrap_or(30).into()))
-                .env("AWS_ENDPOINT_URL", &emulator.endpoint)
-                .env("AWS_ACCESS_KEY_ID", CREDENTIALS)
-                .env("AWS_SECRET_ACCESS_KEY", CREDENTIALS)
-                .env("AWS_REGION", &region)
-                .env("AWS_DEFAULT_REGION", &region);
-            for (name, value) in env.iter().chain(&service.local.env) {
-                bootstrap = bootstrap.env(name, value);
-            }
+            let bootstrap = configured(
+                Bootstrap::new(path),
+                workspace,
+                service,
+                function,
+                (&runtime, &sdk, &emulator.endpoint),
+                &secrets,
+                progress,
+            )?;
             let figures = measure(
                 &bootstrap,
                 subject,
@@ -246,70 +186,8 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
         invocations,
         functions,
     };
-    let output = options
-        .output
-        .unwrap_or_else(|| workspace.target_dir.join("bench/lambda.json"));
-    write_json(&output, &figures)?;
-    progress.note(&format!("figures written to {}", output.display()));
-    if options.format.json {
-        return print_json(&figures);
-    }
-    print(&figures);
-    Ok(())
-}
-
-/// Builds every function for this machine, zips each `bootstrap` as `package` does, and unzips it
-/// into `target/bench/lambda/<service>/<function>/bootstrap`.
-#[allow(clippy::type_complexity)]
-fn build<'s>(
-    workspace: &Workspace,
-    services: &[&'s Service],
-    sh: &Shell,
-    tools: &mut Tools,
-    options: &Options,
-    progress: Progress,
-) -> anyhow::Result<Vec<Vec<(&'s crate::workspace::Function, PathBuf, u64)>>> {
-    let target = tools.host.clone();
-    let bins: Vec<String> = services
-        .iter()
-        .flat_map(|s| s.functions.iter().map(|f| f.bin.clone()))
-        .collect();
-    if options.install.tools {
-        tools.install(sh, &workspace.root, &[target.as_str()])?;
-    }
-    let builder = tools.builder_for(&target, options.install.tools)?;
-    let command = tools.command(builder, &workspace.root.join("Cargo.toml"), &target, &bins);
-    progress.note(&format!(
-        "building {} for {target}, this machine (release profile, as package builds)",
-        bins.join(", ")
-    ));
-    tools.run(sh, &workspace.root, &command)?;
-
-    let mut built = Vec::new();
-    for service in services {
-        let mut functions = Vec::new();
-        for function in &service.functions {
-            let binary = workspace
-                .target_dir
-                .join(&target)
-                .join("release")
-                .join(&function.bin);
-            let bytes =
-                std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
-            let zip = zip_bootstrap(&bytes)?;
-            let dir = workspace
-                .target_dir
-                .join("bench/lambda")
-                .join(&service.name)
-                .join(&function.name);
-            write_atomically(&dir.join("function.zip"), &zip)?;
-            let bootstrap = dir.join(ENTRY);
-            unzip_bootstrap(&zip, &bootstrap)?;
-            functions.push((function, bootstrap, zip.len() as u64));
-        }
-        built.push(functions);
-    }
-    Ok(built)
+    let how = ("lambda", options.output, options.format.json);
+    report(workspace, progress, how, &figures, print)
 }
 
 /// Cold starts, then warm invocations of every probe in one process.
@@ -458,36 +336,6 @@ fn rest_event(method: &str, path: &str) -> Vec<u8> {
     serde_json::to_vec(&event).unwrap_or_default()
 }
 
-fn millis(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-fn machine(tools: &Tools) -> Machine {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-    let field = |text: &str, key: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(key))
-            .map(|rest| {
-                rest.trim_start_matches([' ', '\t', ':', '='])
-                    .trim_matches('"')
-                    .trim()
-                    .to_owned()
-            })
-    };
-    Machine {
-        cpus: std::thread::available_parallelism().map_or(1, usize::from),
-        cpu: field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into()),
-        memory_gib: field(&meminfo, "MemTotal")
-            .and_then(|kib| kib.trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0),
-        os: field(&os, "PRETTY_NAME").unwrap_or_else(|| std::env::consts::OS.into()),
-        architecture: std::env::consts::ARCH.to_owned(),
-        toolchain: tools.toolchain.clone(),
-    }
-}
-
 /// Cold init, warm p50 and peak RSS, against the targets of the issue that asked for them.
 const COLD_INIT_TARGET_MS: f64 = 10.0;
 const WARM_P50_TARGET_MS: f64 = 0.5;
@@ -569,31 +417,5 @@ mod tests {
             json!(["api.dev.biometrix.example"])
         );
         assert_eq!(event["pathParameters"]["proxy"], "v1/misc/time");
-    }
-
-    #[test]
-    fn every_service_of_the_workspace_declares_what_the_benchmark_needs() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let workspace = Workspace::load(Some(&root)).unwrap();
-        assert!(workspace.services.len() >= 4);
-        for service in &workspace.services {
-            let subject = subject(service).unwrap_or_else(|e| panic!("{e:#}"));
-            assert!(!subject.probes.is_empty(), "{}", service.name);
-            let needs = Needs::for_service(&workspace, &service.name).unwrap();
-            for table in subject.seed.keys() {
-                assert!(
-                    needs.tables.contains_key(table),
-                    "{}: {table}",
-                    service.name
-                );
-            }
-        }
-        let mut bare = workspace.services[0].clone();
-        bare.probes.retain(|p| p.store);
-        let error = subject(&bare).unwrap_err().to_string();
-        assert!(
-            error.contains("[[package.metadata.lambda.probes]]"),
-            "{error}"
-        );
     }
 }

@@ -6,12 +6,15 @@
 //!   with nothing changed, and one service's change end to end.
 //! - `bench lambda`: each service's packaged `bootstrap` through a local Lambda Runtime API: cold
 //!   init, first request, warm latency, peak memory.
+//! - `bench gateway`: what `up`'s local API Gateway adds per request over the Runtime API alone,
+//!   natively and under qemu; the deployed arm64 function's cold start under qemu.
 
+mod function;
+mod gateway;
 mod lambda;
 mod package;
 mod release;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use xshell::{Shell, cmd};
@@ -31,6 +34,7 @@ enum What {
     Package(package::Options),
     Release(release::Options),
     Lambda(lambda::Options),
+    Gateway(gateway::Options),
 }
 
 impl Bench {
@@ -39,6 +43,7 @@ impl Bench {
             What::Package(options) => package::run(workspace, progress, options),
             What::Release(options) => release::run(workspace, progress, options),
             What::Lambda(options) => lambda::run(workspace, progress, options),
+            What::Gateway(options) => gateway::run(workspace, progress, options),
         }
     }
 }
@@ -111,10 +116,24 @@ fn min(values: &[f64]) -> f64 {
     values.iter().copied().fold(f64::NAN, f64::min)
 }
 
-/// Writes `figures` as pretty JSON to `path`, creating its directory.
-fn write_json(path: &Path, figures: &impl serde::Serialize) -> anyhow::Result<()> {
+/// Ends a benchmark: `figures` written as pretty JSON to `output` (default
+/// `target/bench/<name>.json`), then printed as JSON with `json`, else by `print`.
+fn report<F: serde::Serialize>(
+    workspace: &Workspace,
+    progress: Progress,
+    (name, output, json): (&str, Option<std::path::PathBuf>, bool),
+    figures: &F,
+    print: impl FnOnce(&F),
+) -> anyhow::Result<()> {
+    let output = output.unwrap_or_else(|| workspace.target_dir.join(format!("bench/{name}.json")));
     let bytes = serde_json::to_vec_pretty(figures)?;
-    crate::release::artifact::write_atomically(path, &bytes)
+    crate::release::artifact::write_atomically(&output, &bytes)?;
+    progress.note(&format!("figures written to {}", output.display()));
+    if json {
+        return crate::progress::print_json(figures);
+    }
+    print(figures);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 pub mod event;
 pub mod logs;
+pub mod terminal;
 
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
@@ -21,6 +22,7 @@ use lambda_harness::{Bootstrap, Error, Running};
 
 use self::event::{Answer, Stage};
 use self::logs::Logs;
+use self::terminal::{Echo, Kind};
 
 /// The most a Lambda function's response may hold.
 pub const RESPONSE_LIMIT: usize = 6 * 1024 * 1024;
@@ -43,6 +45,7 @@ pub struct Instances {
     name: String,
     limit: usize,
     logs: Logs,
+    echo: Echo,
     state: Mutex<Pool>,
     freed: Condvar,
     requests: AtomicU64,
@@ -80,11 +83,12 @@ struct Instance {
 }
 
 impl Instances {
-    pub fn new(name: &str, launch: Launch, limit: usize, logs: Logs) -> Instances {
+    pub fn new(name: &str, launch: Launch, limit: usize, logs: Logs, echo: Echo) -> Instances {
         Instances {
             name: name.to_owned(),
             limit: limit.max(1),
             logs,
+            echo,
             state: Mutex::new(Pool {
                 launch: Arc::new(launch),
                 generation: 0,
@@ -127,7 +131,7 @@ impl Instances {
         let (launch, mut instance) = match self.take() {
             Ok(taken) => taken,
             Err(error) => {
-                eprintln!("[{}] init failed: {error}", self.name);
+                self.say(Kind::Problem, &format!("init failed: {error}"));
                 return bad_gateway();
             }
         };
@@ -146,7 +150,7 @@ impl Instances {
         let output = instance.running.output();
         let mut lines = vec![format!("START RequestId: {request_id} Version: $LATEST")];
         for line in output.get(before..).unwrap_or_default().lines() {
-            eprintln!("[{}] {line}", self.name);
+            self.say(Kind::Output, line);
             lines.push(line.to_owned());
         }
         let billed = took.as_millis().max(1);
@@ -168,37 +172,47 @@ impl Instances {
         self.logs.write(&launch.function, &instance.stream, lines);
         let answer = match result {
             Ok(invocation) if invocation.response.len() > RESPONSE_LIMIT => {
-                eprintln!(
-                    "[{}] the response ({} bytes) is over Lambda's 6 MB",
-                    self.name,
-                    invocation.response.len()
+                self.say(
+                    Kind::Problem,
+                    &format!(
+                        "the response ({} bytes) is over Lambda's 6 MB",
+                        invocation.response.len()
+                    ),
                 );
                 Some(bad_gateway())
             }
             Ok(invocation) => Some(
                 event::answer(&invocation.response).unwrap_or_else(|problem| {
-                    eprintln!("[{}] {problem}", self.name);
+                    self.say(Kind::Problem, &problem);
                     bad_gateway()
                 }),
             ),
             Err(Error::Function { body, .. }) => {
-                eprintln!("[{}] the function failed: {body}", self.name);
+                self.say(Kind::Problem, &format!("the function failed: {body}"));
                 Some(bad_gateway())
             }
             Err(Error::TimedOut { .. }) => {
-                eprintln!("[{}] timed out after {:?}", self.name, launch.timeout);
+                self.say(
+                    Kind::Problem,
+                    &format!("timed out after {:?}", launch.timeout),
+                );
                 self.discard(instance);
                 return gateway_timeout();
             }
             Err(error) => {
-                eprintln!("[{}] the instance died: {error}", self.name);
+                self.say(Kind::Problem, &format!("the instance died: {error}"));
                 self.discard(instance);
                 return bad_gateway();
             }
         };
-        eprintln!("[{}] {report} ({})", self.name, launch.version);
+        self.say(Kind::Lambda, &format!("{report} ({})", launch.version));
         self.give_back(instance);
         answer.unwrap_or_else(bad_gateway)
+    }
+
+    /// A line on this machine's terminal, after the service's name.
+    pub fn say(&self, kind: Kind, text: &str) {
+        self.echo.line(&self.name, kind, text);
     }
 
     /// An idle instance of the current version, a new one if there is room, else waits.
@@ -229,14 +243,16 @@ impl Instances {
                         let init: Vec<String> =
                             running.output().lines().map(str::to_owned).collect();
                         for line in &init {
-                            eprintln!("[{}] {line}", self.name);
+                            self.say(Kind::Output, line);
                         }
                         self.logs.write(&launch.function, &stream, init);
-                        eprintln!(
-                            "[{}] START instance ({}): init {:.1} ms",
-                            self.name,
-                            launch.version,
-                            running.cold_init.as_secs_f64() * 1000.0
+                        self.say(
+                            Kind::Lambda,
+                            &format!(
+                                "START instance ({}): init {:.1} ms",
+                                launch.version,
+                                running.cold_init.as_secs_f64() * 1000.0
+                            ),
                         );
                         let init = Some(running.cold_init);
                         Ok((
