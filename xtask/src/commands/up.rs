@@ -34,11 +34,11 @@ use crate::workspace::{Service, Workspace};
     cargo xtask deploy hardware dev --local && cargo xtask up hardware dev --local\n  \
     cargo xtask up dev --local                       # every service deployed to dev\n  \
     cargo xtask up hardware users dev --local --port 8000 --concurrency 8\n\n\
-    Each service gets a port of its own, from --port on, in the order given (or the workspace's\n\
-    order), and answers both custom domains' paths there: /v1/... as <service>.<env>.<domain>/v1\n\
-    delivers them, and /<service>/... as apis.<env>.<domain>/<service> does. arm64 functions run\n\
-    under qemu-aarch64-static: --install-tools installs it (apt-get install qemu-user-static\n\
-    libc6-arm64-cross).")]
+    Each service served gets a port of its own, from --port on, in the order given (or the\n\
+    workspace's order), and answers both custom domains' paths there: /v1/... as\n\
+    <service>.<env>.<domain>/v1 delivers them, and /<service>/... as apis.<env>.<domain>/<service>\n\
+    does. arm64 functions run under qemu-aarch64-static: --install-tools installs it (apt-get\n\
+    install qemu-user-static libc6-arm64-cross), and PostgreSQL for the services' database.")]
 pub struct Up {
     /// The services (default: every one deployed), then the environment.
     #[arg(value_name = "[SERVICE...] ENV", required = true)]
@@ -189,9 +189,41 @@ impl Up {
         if !self.account.local {
             bail!("up runs what the local emulator holds: pass --local");
         }
-        // Ports first: a taken one stops everything before anything is fetched.
+        let session = self.account.connect(workspace, progress)?;
+        let aws = &session.aws;
+        let endpoint = session.endpoint()?;
+        // What is deployed, then the ports of those: a taken one stops everything before anything
+        // is fetched, and `up <env>` numbers only the services it serves.
+        let mut deployed = Vec::new();
+        let mut missing = Vec::new();
+        for service in &services {
+            match aws
+                .runtime
+                .block_on(Deployed::read(aws, service, environment))
+            {
+                Ok(functions) => match <[Deployed; 1]>::try_from(functions) {
+                    Ok([function]) => deployed.push((*service, function)),
+                    Err(functions) => bail!(
+                        "up serves services with one function; {} has {}",
+                        service.name,
+                        functions.len()
+                    ),
+                },
+                Err(error) if names.is_empty() => {
+                    missing.push(format!("{}: {error:#}", service.name));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if deployed.is_empty() {
+            bail!(
+                "nothing is deployed to {environment} on the emulator: deploy first, like \
+                 `cargo xtask deploy hardware {environment} --local`\n{}",
+                missing.join("\n")
+            );
+        }
         let mut listeners = Vec::new();
-        for offset in 0..services.len() {
+        for offset in 0..deployed.len() {
             let port = self.port + offset as u16;
             let address = SocketAddr::from(([127, 0, 0, 1], port));
             let listener = TcpListener::bind(address).with_context(|| {
@@ -199,17 +231,14 @@ impl Up {
             })?;
             listeners.push(listener);
         }
-        let session = self.account.connect(workspace, progress)?;
-        let aws = &session.aws;
-        let endpoint = session.endpoint()?;
         let scratch = workspace.target_dir.join("local/up");
         let binary_media_types = binary_media_types(workspace)?;
         let logs = gateway::logs::Logs::start(&aws.sdk);
 
-        let urls = services
+        let urls = deployed
             .iter()
             .zip(&listeners)
-            .map(|(service, listener)| {
+            .map(|((service, _), listener)| {
                 let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
                 (service.name.clone(), format!("http://127.0.0.1:{port}/v1"))
             })
@@ -222,26 +251,7 @@ impl Up {
             progress,
         };
         let mut served = Vec::new();
-        let mut missing = Vec::new();
-        for (service, listener) in services.iter().zip(listeners) {
-            let functions = match aws
-                .runtime
-                .block_on(Deployed::read(aws, service, environment))
-            {
-                Ok(functions) => functions,
-                Err(error) if names.is_empty() => {
-                    missing.push(format!("{}: {error:#}", service.name));
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
-            let [deployed] = functions.as_slice() else {
-                bail!(
-                    "up serves services with one function; {} has {}",
-                    service.name,
-                    functions.len()
-                );
-            };
+        for ((service, deployed), listener) in deployed.iter().zip(listeners) {
             let local = Local::prepare(aws, &here, service, deployed)?;
             let step = progress.step(&format!("fetching {}", deployed.key));
             let launch = launch(
@@ -283,13 +293,6 @@ impl Up {
                 local,
                 instances,
             });
-        }
-        if served.is_empty() {
-            bail!(
-                "nothing is deployed to {environment} on the emulator: deploy first, like \
-                 `cargo xtask deploy hardware {environment} --local`\n{}",
-                missing.join("\n")
-            );
         }
         for note in &missing {
             progress.note(&format!("not served: {note}"));

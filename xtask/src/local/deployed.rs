@@ -104,8 +104,10 @@ impl Deployed {
     }
 
     /// Fetches the zip, checks it against its key, and unpacks `bootstrap` into
-    /// `<scratch>/<sha256>/` (kept: the same key is never fetched twice); returns the executable
-    /// and the architecture its ELF header names.
+    /// `<scratch>/<sha256>/` (put in place whole, so instances already running from it are not
+    /// disturbed); returns the executable and the architecture its ELF header names. The zip is
+    /// fetched every time: a code object gone from the bucket, or bytes changed under their key,
+    /// are refused even when an earlier run unpacked them.
     pub async fn fetch(
         &self,
         aws: &Connection,
@@ -113,30 +115,26 @@ impl Deployed {
     ) -> anyhow::Result<(PathBuf, Architecture)> {
         let sha256 = self.sha256()?;
         let bootstrap = scratch.join(sha256).join("bootstrap");
-        if !bootstrap.is_file() {
-            let zip = crate::aws::s3::read_object(&aws.s3(), &aws.bucket, &self.key)
-                .await?
-                .with_context(|| {
-                    format!(
-                        "the code of {} is missing: s3://{}/{} does not exist; publish it again \
-                         with `cargo xtask deploy {} <env> --local`",
-                        self.name, aws.bucket, self.key, self.service
-                    )
-                })?;
-            let actual = sha256_hex(&zip);
-            if actual != sha256 {
-                bail!(
-                    "s3://{}/{} holds other bytes than its name says (SHA-256 {actual}); it will \
-                     not be run: publish the function again",
-                    aws.bucket,
-                    self.key
-                );
-            }
-            let dir = bootstrap.parent().expect("the bootstrap is in a directory");
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            unzip_bootstrap(&zip, &bootstrap)
-                .with_context(|| format!("unpacking {} from {}", bootstrap.display(), self.key))?;
+        let zip = crate::aws::s3::read_object(&aws.s3(), &aws.bucket, &self.key)
+            .await?
+            .with_context(|| {
+                format!(
+                    "the code of {} is missing: s3://{}/{} does not exist; publish it again \
+                     with `cargo xtask deploy {} <env> --local`",
+                    self.name, aws.bucket, self.key, self.service
+                )
+            })?;
+        let actual = sha256_hex(&zip);
+        if actual != sha256 {
+            bail!(
+                "s3://{}/{} holds other bytes than its name says (SHA-256 {actual}); it will \
+                 not be run: publish the function again",
+                aws.bucket,
+                self.key
+            );
         }
+        unzip_bootstrap(&zip, &bootstrap)
+            .with_context(|| format!("unpacking {} from {}", bootstrap.display(), self.key))?;
         let facts = ElfFacts::read(&std::fs::read(&bootstrap)?)
             .with_context(|| format!("the bootstrap of {}", self.name))?;
         let architecture = match facts.machine {

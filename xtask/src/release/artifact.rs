@@ -42,9 +42,7 @@ pub fn unzip_bootstrap(zip: &[u8], to: &Path) -> anyhow::Result<()> {
         .context("the zip records no permissions")?;
     let mut bytes = Vec::new();
     entry.read_to_end(&mut bytes)?;
-    write_atomically(to, &bytes)?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the zip's permissions on {}", to.display()))
+    place(to, &bytes, Some(std::fs::Permissions::from_mode(mode)))
 }
 
 /// Lowercase hex SHA-256.
@@ -60,6 +58,16 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Writes `bytes` to `path` through a temporary file and a rename, so a reader (or a later run)
 /// sees either the whole file or none of it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    place(path, bytes, None)
+}
+
+/// [`write_atomically`], the file given `permissions` before it is moved into place: an
+/// executable is never seen without its mode, even while an older one at `path` runs.
+fn place(
+    path: &Path,
+    bytes: &[u8],
+    permissions: Option<std::fs::Permissions>,
+) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .context("an artifact path has a parent directory")?;
@@ -73,6 +81,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     ));
     std::fs::write(&temporary, bytes)
         .with_context(|| format!("writing {}", temporary.display()))?;
+    if let Some(permissions) = permissions {
+        std::fs::set_permissions(&temporary, permissions)
+            .with_context(|| format!("setting the permissions of {}", temporary.display()))?;
+    }
     std::fs::rename(&temporary, path)
         .with_context(|| format!("moving {} into place", path.display()))?;
     Ok(())

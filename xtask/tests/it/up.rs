@@ -282,6 +282,26 @@ fn up_refuses_what_it_cannot_serve() {
         "{log}"
     );
 
+    let (stack, _) = deployed(&fixture, &[]);
+    // `up <env>` serves what is deployed, numbering only those, and names what it does not serve.
+    let port = free_port();
+    let port_text = port.to_string();
+    let (child, seen, _) = spawn_until(
+        fixture.command(&["up", "dev", "--local", "--port", &port_text]),
+        true,
+        "serving the deployed zips",
+        Duration::from_secs(120),
+    );
+    stop(child);
+    assert!(
+        seen.contains(&format!("hardware       http://127.0.0.1:{port}/v1 ")),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("not served: alerts: alerts-dev is not deployed on the emulator"),
+        "{seen}"
+    );
+
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let log = refused(&fixture, &["--local", "--port", &port]);
@@ -293,7 +313,6 @@ fn up_refuses_what_it_cannot_serve() {
     );
 
     // Bytes that do not match their key are never run.
-    let (stack, _) = deployed(&fixture, &[]);
     let (endpoint, _) = fixture.emulator().unwrap();
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&crate::deploy::sdk(&endpoint))
