@@ -390,9 +390,16 @@ impl Running {
         self.child.id()
     }
 
-    /// The end of what the process has written to stdout and stderr.
+    /// The end of what the process has written to stdout and stderr, for an error message (it
+    /// waits a moment for the last lines of a process that just exited).
     pub fn output(&self) -> String {
         self.output.text()
+    }
+
+    /// Every line the process has written since the last call (the oldest dropped past 10 000),
+    /// without waiting: a line written just before a response may come with the next call.
+    pub fn take_output(&self) -> Vec<String> {
+        self.output.take()
     }
 
     fn exited(&mut self) -> Option<ExitStatus> {

@@ -136,7 +136,6 @@ impl Instances {
             }
         };
         let number = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        let before = instance.running.output().len();
         let started = Instant::now();
         let result = instance.running.invoke(event, launch.timeout);
         let took = started.elapsed();
@@ -147,13 +146,13 @@ impl Instances {
             }
             Err(_) => format!("request-{number}"),
         };
-        let output = instance.running.output();
         let mut lines = vec![format!("START RequestId: {request_id} Version: $LATEST")];
-        for line in output.get(before..).unwrap_or_default().lines() {
-            self.say(Kind::Output, line);
-            lines.push(line.to_owned());
+        for line in instance.running.take_output() {
+            self.say(Kind::Output, &line);
+            lines.push(line);
         }
-        let billed = took.as_millis().max(1);
+        // Lambda bills whole milliseconds, rounded up.
+        let billed = took.as_micros().div_ceil(1000).max(1);
         let memory = instance.running.peak_rss().unwrap_or(0) / (1024 * 1024);
         let mut report = format!(
             "REPORT RequestId: {request_id}\tDuration: {:.2} ms\tBilled Duration: {billed} ms\t\
@@ -240,8 +239,7 @@ impl Instances {
                 return match started {
                     Ok(running) => {
                         let stream = logs::stream_name();
-                        let init: Vec<String> =
-                            running.output().lines().map(str::to_owned).collect();
+                        let init = running.take_output();
                         for line in &init {
                             self.say(Kind::Output, line);
                         }
