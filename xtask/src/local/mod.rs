@@ -22,3 +22,28 @@ pub fn random_hex(count: usize) -> anyhow::Result<String> {
         .context("reading /dev/urandom")?;
     Ok(crate::release::artifact::hex(&bytes))
 }
+
+/// Installs Debian's `packages` with apt-get (as root), refreshing the package lists first: a
+/// fresh machine may have none. Says what failed and how to do it by hand.
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    let sh = xshell::Shell::new()?;
+    let fail = || {
+        anyhow::anyhow!(
+            "apt-get could not install {list}; install them as root with `apt-get update && \
+             apt-get install -y {list}`",
+            list = packages.join(" ")
+        )
+    };
+    xshell::cmd!(sh, "apt-get update -qq")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .map_err(|_| fail())?;
+    xshell::cmd!(sh, "apt-get install -y -qq {packages...}")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .map_err(|_| fail())
+}

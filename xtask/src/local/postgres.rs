@@ -110,18 +110,7 @@ impl Postgres {
     ) -> anyhow::Result<Postgres> {
         if install && binaries().is_err() {
             let step = progress.step("installing postgresql from Debian's packages");
-            let sh = Shell::new()?;
-            xshell::cmd!(sh, "apt-get install -y -qq postgresql")
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .quiet()
-                .ignore_stdout()
-                .run()
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "apt-get could not install postgresql; as root, run `apt-get update` \
-                         first, or install it with `sudo apt-get install -y postgresql`"
-                    )
-                })?;
+            super::apt_install(&["postgresql"])?;
             step.done("installed postgresql");
         }
         Postgres::ensure(workspace, progress)

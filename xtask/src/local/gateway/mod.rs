@@ -401,45 +401,70 @@ pub fn runner(
     if architecture == native {
         return Ok(Bootstrap::new(bootstrap));
     }
-    let (qemu, loader) = match architecture {
-        Architecture::Arm64 => ("qemu-aarch64-static", "/usr/aarch64-linux-gnu"),
-        Architecture::X86_64 => ("qemu-x86_64-static", "/usr/x86_64-linux-gnu"),
+    let found = || {
+        qemu(architecture, crate::local::process::on_path, |dir| {
+            dir.is_dir()
+        })
     };
-    let packages = "qemu-user-static libc6-arm64-cross";
-    let find = || {
-        std::env::var_os("PATH")
-            .into_iter()
-            .flat_map(|path| std::env::split_paths(&path).collect::<Vec<PathBuf>>())
-            .map(|dir| dir.join(qemu))
-            .find(|candidate| candidate.is_file())
-            .filter(|_| std::path::Path::new(loader).is_dir())
-    };
-    if find().is_none() && install {
-        let sh = xshell::Shell::new()?;
-        eprintln!("installing {packages} from Debian's packages");
-        xshell::cmd!(
-            sh,
-            "apt-get install -y -qq qemu-user-static libc6-arm64-cross"
-        )
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .quiet()
-        .run()
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "apt-get could not install {packages}; as root, run `apt-get update` first, or \
-                     install them with `sudo apt-get install -y {packages}`"
-            )
-        })?;
+    if found().is_err() && install {
+        eprintln!("installing {QEMU_PACKAGES} from Debian's packages");
+        crate::local::apt_install(&QEMU_PACKAGES.split(' ').collect::<Vec<_>>())?;
     }
-    let Some(program) = find() else {
-        anyhow::bail!(
-            "running an {architecture} function here needs {qemu} and the loader in {loader}: \
-             install them with `sudo apt-get install -y {packages}`, or pass --install-tools"
-        );
-    };
+    let (program, loader) = found()?;
     Ok(Bootstrap::new(program)
         .arg("-L")
         .arg(loader)
         .arg(bootstrap)
         .task_root(bootstrap.parent().unwrap_or(std::path::Path::new("."))))
+}
+
+/// Debian's packages that bring qemu's user-mode emulators and the arm64 loader.
+const QEMU_PACKAGES: &str = "qemu-user-static libc6-arm64-cross";
+
+/// qemu's user-mode emulator for `architecture` (found by `on_path`) and the loader directory it
+/// needs (which `is_dir`), or what to install.
+fn qemu(
+    architecture: crate::names::Architecture,
+    on_path: impl Fn(&str) -> Option<PathBuf>,
+    is_dir: impl Fn(&std::path::Path) -> bool,
+) -> anyhow::Result<(PathBuf, &'static str)> {
+    use crate::names::Architecture;
+    let (qemu, loader) = match architecture {
+        Architecture::Arm64 => ("qemu-aarch64-static", "/usr/aarch64-linux-gnu"),
+        Architecture::X86_64 => ("qemu-x86_64-static", "/usr/x86_64-linux-gnu"),
+    };
+    match on_path(qemu).filter(|_| is_dir(std::path::Path::new(loader))) {
+        Some(program) => Ok((program, loader)),
+        None => anyhow::bail!(
+            "running an {architecture} function here needs {qemu} and the loader in {loader}: \
+             install them with `sudo apt-get install -y {QEMU_PACKAGES}`, or pass --install-tools"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::Architecture;
+
+    #[test]
+    fn without_qemu_it_says_what_to_install() {
+        let error = qemu(Architecture::Arm64, |_| None, |_| true)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "running an arm64 function here needs qemu-aarch64-static and the loader in \
+             /usr/aarch64-linux-gnu: install them with `sudo apt-get install -y qemu-user-static \
+             libc6-arm64-cross`, or pass --install-tools"
+        );
+        let found = |name: &str| Some(PathBuf::from("/usr/bin").join(name));
+        assert!(
+            qemu(Architecture::Arm64, found, |_| false).is_err(),
+            "no loader"
+        );
+        let (program, loader) = qemu(Architecture::Arm64, found, |_| true).unwrap();
+        assert_eq!(program, PathBuf::from("/usr/bin/qemu-aarch64-static"));
+        assert_eq!(loader, "/usr/aarch64-linux-gnu");
+    }
 }
