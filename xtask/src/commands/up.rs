@@ -4,7 +4,6 @@
 //! (`local::gateway`) on a port of its own, under both custom domains' prefixes. A redeploy is
 //! picked up by the next request, without a restart.
 
-use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,17 +13,12 @@ use anyhow::{Context, bail};
 use crate::aws::Connection;
 use crate::cli::Account;
 use crate::local::deployed::Deployed;
-use crate::local::deployed::{self, Fill, is_unresolved};
-use crate::local::emulator::CREDENTIALS;
 use crate::local::gateway::event::Stage;
 use crate::local::gateway::terminal::{Echo, Kind};
-use crate::local::gateway::{self, Instances, Launch};
-use crate::local::postgres::Postgres;
-use crate::local::provision::{self, Needs, Source};
-use crate::local::secrets;
+use crate::local::gateway::{self, Instances};
+use crate::local::runtime::{Here, Local, binary_media_types, launch};
 use crate::names::Environment;
 use crate::progress::Progress;
-use crate::release::stack::Template;
 use crate::workspace::{Service, Workspace};
 
 /// Serve what an environment runs on the local emulator: the published zips, behind a local API
@@ -61,115 +55,6 @@ struct Served {
     deployed: Deployed,
     local: Local,
     instances: Arc<Instances>,
-}
-
-/// What this machine provides for a function's environment: the user pools the emulator accepted
-/// without creating, the local PostgreSQL whose URL the database secret holds, the secrets a
-/// stack deployed without them lacks, and the values of variables built from stack parameters:
-/// another served API's URL, another service's token issuer, the crate's
-/// `[package.metadata.lambda.local.env]`. What is filled in is said.
-struct Local {
-    needs: Needs,
-    fill: Fill,
-}
-
-/// What every served service's environment may draw on here.
-struct Here<'a> {
-    workspace: &'a Workspace,
-    /// The local API Gateway's URL (`/v1`) of each service this command serves, by name.
-    urls: BTreeMap<String, String>,
-    /// The emulator's endpoint.
-    endpoint: String,
-    /// `--install-tools`.
-    install: bool,
-    progress: Progress,
-}
-
-impl Local {
-    fn prepare(
-        aws: &Connection,
-        here: &Here,
-        service: &Service,
-        deployed: &Deployed,
-    ) -> anyhow::Result<Local> {
-        let Here {
-            workspace,
-            urls,
-            endpoint,
-            install,
-            progress,
-        } = here;
-        let needs = Needs::for_service(workspace, &service.name)?;
-        let unresolved: Vec<&Source> = needs
-            .env
-            .iter()
-            .filter(|(name, _)| is_unresolved(deployed.environment.get(*name).map(String::as_str)))
-            .map(|(_, source)| source)
-            .collect();
-        let mut fill = Fill::default();
-        if unresolved
-            .iter()
-            .any(|s| matches!(s, Source::Resource(_) | Source::Unset))
-        {
-            fill.pools = aws.runtime.block_on(provision::provision_pools(
-                &aws.sdk,
-                &service.name,
-                &needs,
-            ))?;
-        }
-        // The emulator's database secret holds the local server's URL as it is now (a restarted
-        // server listens on another port), whether deploy passed its ARN or it is filled in here.
-        let passed = needs
-            .env
-            .iter()
-            .filter(|(_, source)| **source == Source::Database)
-            .filter_map(|(name, _)| deployed.environment.get(name))
-            .any(|arn| secrets::is_database_secret(arn));
-        if passed || unresolved.contains(&&Source::Database) {
-            let url = Postgres::ensure_installed(workspace, *install, *progress)?.url();
-            fill.database = Some(
-                aws.runtime
-                    .block_on(secrets::database_secret(&aws.sdk, &url))?,
-            );
-        }
-        if unresolved.contains(&&Source::ServiceSecret) {
-            fill.service_secret = Some(
-                aws.runtime
-                    .block_on(secrets::service_token_secret(&aws.sdk, workspace))?,
-            );
-        }
-        fill.values = service.local.env.clone();
-        for (name, _) in needs.env.iter().filter(|(_, s)| **s == Source::Unset) {
-            // `HARDWARE_API_URL`: the hardware API this command serves, where it serves it.
-            if let Some(url) = name
-                .strip_suffix("_API_URL")
-                .and_then(|other| urls.get(&other.to_ascii_lowercase()))
-            {
-                fill.values.insert(name.clone(), url.clone());
-            }
-        }
-        let issuers = provision::issuers(&aws.sdk, workspace, service, &aws.region, endpoint);
-        fill.values.extend(aws.runtime.block_on(issuers)?);
-        Ok(Local { needs, fill })
-    }
-
-    /// `environment` with what the emulator left unresolved filled in; the names filled.
-    fn complete(&self, environment: &mut BTreeMap<String, String>, endpoint: &str) -> Vec<String> {
-        deployed::complete(&self.needs, environment, &self.fill, endpoint)
-    }
-
-    /// The variables the template builds from stack parameters that nothing here could fill.
-    fn unset(&self, environment: &BTreeMap<String, String>) -> Vec<String> {
-        self.needs
-            .env
-            .iter()
-            .filter(|(name, source)| {
-                **source == Source::Unset
-                    && is_unresolved(environment.get(*name).map(String::as_str))
-            })
-            .map(|(name, _)| name.clone())
-            .collect()
-    }
 }
 
 impl Up {
@@ -297,10 +182,11 @@ impl Up {
         for note in &missing {
             progress.note(&format!("not served: {note}"));
         }
+        // Ctrl-C is ours before the line that says it is.
+        let stop = crate::local::process::stop_requested();
         println!(
             "serving the deployed zips; a redeploy is picked up by the next request; Ctrl-C stops"
         );
-        let stop = crate::local::process::stop_requested();
         follow(
             aws,
             &mut served,
@@ -315,63 +201,6 @@ impl Up {
         }
         Ok(())
     }
-}
-
-/// How to start the function `deployed` describes: its zip fetched and unpacked, run natively or
-/// under qemu, with Lambda's environment, the emulator's endpoint, and its own variables.
-fn launch(
-    aws: &Connection,
-    deployed: &Deployed,
-    local: &Local,
-    scratch: &std::path::Path,
-    endpoint: &str,
-    install: bool,
-) -> anyhow::Result<Launch> {
-    let (bootstrap, architecture) = aws.runtime.block_on(deployed.fetch(aws, scratch))?;
-    let mut runner = gateway::runner(&bootstrap, architecture, install)?
-        .function_name(&deployed.name)
-        .memory_mb(deployed.memory_mb)
-        .timeout(Duration::from_secs(deployed.timeout_s.into()))
-        .env("AWS_REGION", &aws.region)
-        .env("AWS_DEFAULT_REGION", &aws.region)
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", CREDENTIALS)
-        .env("AWS_SECRET_ACCESS_KEY", CREDENTIALS);
-    let mut environment = deployed.environment.clone();
-    let filled = local.complete(&mut environment, endpoint);
-    if !filled.is_empty() {
-        Echo::stderr().line(
-            &deployed.service,
-            Kind::Lambda,
-            &format!(
-                "filled in locally, since the emulator could not resolve them: {}",
-                filled.join(", ")
-            ),
-        );
-    }
-    let unset = local.unset(&environment);
-    if !unset.is_empty() {
-        Echo::stderr().line(
-            &deployed.service,
-            Kind::Problem,
-            &format!(
-                "not set (built from stack parameters; deploy with --parameter, or give them in \
-                 [package.metadata.lambda.local.env]): {}",
-                unset.join(", ")
-            ),
-        );
-    }
-    for (name, value) in &environment {
-        runner = runner.env(name, value);
-    }
-    let hash = deployed.sha256()?;
-    Ok(Launch {
-        function: deployed.name.clone(),
-        bootstrap: runner,
-        timeout: Duration::from_secs(deployed.timeout_s.into()),
-        memory_mb: deployed.memory_mb,
-        version: format!("{architecture} {}", &hash[..12]),
-    })
 }
 
 /// Checks each served function once a second; a new key or configuration is fetched and served
@@ -428,21 +257,4 @@ fn follow(
             }
         }
     }
-}
-
-/// The content types whose bodies API Gateway passes base64-encoded, as `apigateway.yaml` declares.
-fn binary_media_types(workspace: &Workspace) -> anyhow::Result<Vec<String>> {
-    let template = Template::parse("apigateway.yaml", workspace.template("apigateway.yaml")?)?;
-    let apis = template.resources("AWS::ApiGateway::RestApi");
-    let types = apis
-        .first()
-        .and_then(|(_, api)| api["Properties"]["BinaryMediaTypes"].as_vec())
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|i| i.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(types)
 }

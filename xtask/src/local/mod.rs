@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod postgres;
 pub mod process;
 pub mod provision;
+pub mod runtime;
 pub mod secrets;
 pub mod state;
 

@@ -142,41 +142,49 @@ impl Running {
     /// Ctrl-C or a termination request stops it too, so nothing is left behind.
     pub fn stop_on_signal(&self) {
         let pid = self.id();
-        std::thread::spawn(move || {
-            wait_for_signal();
+        on_signal(move || {
             let _ = Command::new("kill").arg(pid.to_string()).status();
         });
     }
 }
 
 /// A flag that turns true at Ctrl-C or a termination request, for a command that stops cleanly.
+/// The signals are this process's from the moment it returns.
 pub fn stop_requested() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let set = std::sync::Arc::clone(&flag);
-    std::thread::spawn(move || {
-        wait_for_signal();
-        set.store(true, std::sync::atomic::Ordering::SeqCst);
-    });
+    on_signal(move || set.store(true, std::sync::atomic::Ordering::SeqCst));
     flag
 }
 
-/// Blocks until Ctrl-C (SIGINT) or SIGTERM arrives.
-fn wait_for_signal() {
+/// Runs `then` on a thread of its own once Ctrl-C (SIGINT) or SIGTERM arrives. The handlers are
+/// installed before it returns, so a signal right after cannot take the default action (death).
+fn on_signal(then: impl FnOnce() + Send + 'static) {
+    use tokio::signal::unix::{SignalKind, signal};
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     else {
         return;
     };
-    runtime.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
+    let registered = {
+        let _entered = runtime.enter();
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    };
+    let (Ok(mut interrupt), Ok(mut terminate)) = registered else {
+        return;
+    };
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        });
+        then();
     });
 }
 
