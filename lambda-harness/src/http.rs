@@ -32,21 +32,7 @@ pub fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
         return Err(invalid(format!("malformed request line {line:?}")));
     };
     let (method, path) = (method.to_owned(), path.to_owned());
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(invalid("the connection closed inside the headers"));
-        }
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header
-            .split_once(':')
-            .ok_or_else(|| invalid(format!("malformed header {header:?}")))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-    }
+    let headers = read_headers(reader)?;
     let mut request = Request {
         method,
         path,
@@ -91,6 +77,62 @@ fn read_chunked(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
         reader.read_exact(&mut body[start..])?;
         line.clear();
         reader.read_line(&mut line)?;
+    }
+}
+
+/// A response as [`read_response`] reads it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// Names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The next response on a connection, with a Content-Length body (as [`write_response`] writes
+/// them).
+pub fn read_response(reader: &mut impl BufRead) -> io::Result<Response> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid(format!("not an HTTP status line: {line:?}")))?;
+    let headers = read_headers(reader)?;
+    let length = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .map(|(_, value)| value.parse::<usize>())
+        .transpose()
+        .map_err(|_| invalid("malformed content-length"))?
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Header lines up to the empty one, names in lowercase.
+fn read_headers(reader: &mut impl BufRead) -> io::Result<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(invalid("the connection closed inside the headers"));
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            return Ok(headers);
+        }
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("malformed header {header:?}")))?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
     }
 }
 
@@ -153,6 +195,25 @@ mod tests {
                 String::from_utf8_lossy(wire)
             );
         }
+    }
+
+    #[test]
+    fn reads_back_what_it_writes() {
+        let mut wire = Vec::new();
+        write_response(&mut wire, "404 Not Found", &[("Status", "X")], b"{\"a\":1}").unwrap();
+        write_response(&mut wire, "200 OK", &[], b"").unwrap();
+        let mut reader = io::BufReader::new(&wire[..]);
+        let response = read_response(&mut reader).unwrap();
+        assert_eq!(
+            (response.status, response.body.as_slice()),
+            (404, &b"{\"a\":1}"[..])
+        );
+        assert!(
+            response
+                .headers
+                .contains(&("status".to_owned(), "X".to_owned()))
+        );
+        assert_eq!(read_response(&mut reader).unwrap().status, 200);
     }
 
     #[test]

@@ -47,6 +47,12 @@ pub struct Probe {
     /// Whether answering it reads a store (a table, a bucket, a pool, the database).
     #[serde(default)]
     pub store: bool,
+    /// Request headers, by name.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A JSON body, sent with `Content-Type: application/json`.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
 }
 
 fn get() -> String {

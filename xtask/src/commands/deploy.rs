@@ -7,13 +7,15 @@
 use anyhow::bail;
 
 use crate::cli::{Account, ChangeSet, Install, Output, Selection};
-use crate::local::secrets;
-use crate::names::parse_key_value;
+use crate::local::{check, secrets};
+use crate::names::{Environment, parse_key_value};
 use crate::progress::{Progress, print_result};
 use crate::release::deployer::Deployer;
-use crate::release::report::Report;
+use crate::release::history;
+use crate::release::report::{Probes, Report, StackReport};
+use crate::release::stack::Outcome as StackOutcome;
 use crate::release::upload::{self, Outcome, Target};
-use crate::workspace::Workspace;
+use crate::workspace::{Service, Workspace};
 
 /// Package, publish and deploy services: one change set per stack, followed to the end.
 #[derive(Debug, clap::Args)]
@@ -37,6 +39,9 @@ pub struct Deploy {
     /// Delete and create again a stack whose first deploy failed (ROLLBACK_COMPLETE).
     #[arg(long)]
     recreate: bool,
+    /// Leave a release that fails its probes in place, instead of rolling it back.
+    #[arg(long)]
+    no_rollback: bool,
     #[command(flatten)]
     output: Output,
     #[command(flatten)]
@@ -94,14 +99,127 @@ impl Deploy {
             bytes_sent: published.bytes_sent,
             stacks: Vec::new(),
         };
-        for service in plan.services() {
-            let release = deployer.packaged(service, &plan, &published)?;
-            report
-                .stacks
-                .push(aws.runtime.block_on(deployer.release(service, release))?);
+        let mut failures = Vec::new();
+        for name in plan.services() {
+            let release = deployer.packaged(name, &plan, &published)?;
+            let mut stack = aws.runtime.block_on(deployer.release(name, release))?;
+            if let Some(endpoint) = &report.endpoint
+                && matches!(stack.outcome, StackOutcome::Created | StackOutcome::Updated)
+            {
+                let service = workspace.service(name)?;
+                let checked = Checked {
+                    aws,
+                    workspace,
+                    deployer: &deployer,
+                    environment,
+                    endpoint,
+                    progress,
+                };
+                let (probes, failure) = checked.run(service, &stack, self.no_rollback)?;
+                stack.probes = Some(probes);
+                if let Some(failure) = failure {
+                    failures.push(failure);
+                    report.stacks.push(stack);
+                    break;
+                }
+            }
+            report.stacks.push(stack);
         }
         print_result(&report, self.output.json, |report| {
             report.text() + &session.note()
-        })
+        })?;
+        match failures.is_empty() {
+            true => Ok(()),
+            false => bail!("{}", failures.join("\n")),
+        }
+    }
+}
+
+/// What checking a release on the emulator needs.
+struct Checked<'a> {
+    aws: &'a crate::aws::Connection,
+    workspace: &'a Workspace,
+    deployer: &'a Deployer<'a>,
+    environment: Environment,
+    endpoint: &'a str,
+    progress: Progress,
+}
+
+impl Checked<'_> {
+    /// Probes what `stack` now runs; on a failure, rolls back to the release before it (unless
+    /// `no_rollback` or there is none) and probes that. The result, and the failure to report.
+    fn run(
+        &self,
+        service: &Service,
+        stack: &StackReport,
+        no_rollback: bool,
+    ) -> anyhow::Result<(Probes, Option<String>)> {
+        let Checked {
+            aws,
+            workspace,
+            deployer,
+            environment,
+            endpoint,
+            progress,
+        } = self;
+        let probe = || check::probe(aws, workspace, service, *environment, endpoint, *progress);
+        let Err(failed) = probe()? else {
+            return Ok((Probes::Passed, None));
+        };
+        let name = &stack.stack;
+        let failed = failed.to_string();
+        if stack.outcome == StackOutcome::Created {
+            let failure = format!(
+                "{name}: {failed}. It was the stack's first deploy, so there is nothing to roll \
+                 back to: it stays as it is; fix the service and deploy again"
+            );
+            return Ok((Probes::Failed { failed }, Some(failure)));
+        }
+        if no_rollback {
+            let failure = format!(
+                "{name}: {failed}. The release stays, as --no-rollback asks; undo it with \
+                 `cargo xtask rollback {} {environment} --local`",
+                service.name
+            );
+            return Ok((Probes::Failed { failed }, Some(failure)));
+        }
+        progress.note(&format!("{name}: {failed}; rolling back"));
+        let undo = async {
+            let earlier = deployer
+                .earlier(service, &history::Target::Previous)
+                .await?;
+            deployer
+                .mark_rolled_back(&service.name, &stack.artifact_keys, &failed)
+                .await;
+            deployer.release(&service.name, earlier).await
+        };
+        let restored = aws.runtime.block_on(undo).map_err(|error| {
+            anyhow::anyhow!(
+                "{name}: {failed}, and rolling it back failed: {error:#}. The failed release may \
+                 still run: see `cargo xtask status {} {environment} --local`, and roll back with \
+                 `cargo xtask rollback {} {environment} --local`",
+                service.name,
+                service.name
+            )
+        })?;
+        let now = restored
+            .artifact_keys
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let again = match probe()? {
+            Ok(()) => "and it passes its probes".to_owned(),
+            Err(also) => format!("but it fails its probes too ({also})"),
+        };
+        let failure = format!(
+            "{name}: {failed}. Rolled back by itself to the release before: {now} runs again, \
+             {again}"
+        );
+        let probes = Probes::RolledBack {
+            failed,
+            restored: restored.artifact_keys,
+        };
+        Ok((probes, Some(failure)))
     }
 }

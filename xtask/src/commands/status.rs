@@ -257,6 +257,9 @@ fn text(report: &Report, service: &str, environment: Environment) -> String {
                 if entry.dirty { "+dirty" } else { "" },
                 keys.join(" ")
             ));
+            if let Some(reason) = &entry.rolled_back {
+                out.push_str(&format!("      rolled back by itself: {reason}\n"));
+            }
         }
     }
     out

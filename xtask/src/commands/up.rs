@@ -13,10 +13,9 @@ use anyhow::{Context, bail};
 use crate::aws::Connection;
 use crate::cli::Account;
 use crate::local::deployed::Deployed;
-use crate::local::gateway::event::Stage;
 use crate::local::gateway::terminal::{Echo, Kind};
 use crate::local::gateway::{self, Instances};
-use crate::local::runtime::{Here, Local, binary_media_types, launch};
+use crate::local::runtime::{self, Here, Local, binary_media_types, launch};
 use crate::names::Environment;
 use crate::progress::Progress;
 use crate::workspace::{Service, Workspace};
@@ -148,15 +147,7 @@ impl Up {
                 self.install_tools,
             )?;
             step.done(&format!("{} is {}", deployed.name, launch.version));
-            let stage = Stage {
-                name: "v1".to_owned(),
-                api_id: deployed
-                    .api_id
-                    .clone()
-                    .unwrap_or_else(|| "local".to_owned()),
-                account_id: "123456789012".to_owned(),
-                binary_media_types: binary_media_types.clone(),
-            };
+            let stage = runtime::stage(deployed, binary_media_types.clone());
             let instances = Arc::new(Instances::new(
                 &service.name,
                 launch,

@@ -3,6 +3,7 @@
 //! below the commands that starts long-running processes (through `process`).
 
 pub mod account;
+pub mod check;
 pub mod deployed;
 pub mod emulator;
 pub mod gateway;

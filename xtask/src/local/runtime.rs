@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::aws::Connection;
 use crate::local::deployed::{self, Deployed, Fill, is_unresolved};
 use crate::local::emulator::CREDENTIALS;
+use crate::local::gateway::event::Stage;
 use crate::local::gateway::terminal::{Echo, Kind};
 use crate::local::gateway::{self, Launch};
 use crate::local::postgres::Postgres;
@@ -199,4 +200,17 @@ pub fn binary_media_types(workspace: &Workspace) -> anyhow::Result<Vec<String>> 
         })
         .unwrap_or_default();
     Ok(types)
+}
+
+/// The stage a local gateway in front of `deployed` presents in its events.
+pub fn stage(deployed: &Deployed, binary_media_types: Vec<String>) -> Stage {
+    Stage {
+        name: "v1".to_owned(),
+        api_id: deployed
+            .api_id
+            .clone()
+            .unwrap_or_else(|| "local".to_owned()),
+        account_id: "123456789012".to_owned(),
+        binary_media_types,
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use aws_sdk_cloudformation::Client;
 
-use super::history;
+use super::history::{self, Target};
 use super::lock::{Contention, Lock};
 use super::manifest::{Plan, artifact_key_parameter};
 use super::report::StackReport;
@@ -176,6 +176,98 @@ impl<'a> Deployer<'a> {
         })
     }
 
+    /// The earlier release `target` names in the stack's history, with its templates read back
+    /// from the bucket: what `rollback` deploys, and what a release that fails its probes goes
+    /// back to. Refused when any of its objects is gone from the bucket.
+    pub async fn earlier(&self, service: &Service, target: &Target) -> anyhow::Result<Release> {
+        let stack = self.stack_name(&service.name);
+        let (s3, bucket) = (&self.s3, self.bucket.as_str());
+        let Some(current) = cloudformation::describe(&self.cloudformation, &stack).await? else {
+            bail!(
+                "stack {stack} does not exist in {}: there is nothing to roll back; deploy it with \
+                 `cargo xtask deploy {} {}`",
+                self.region,
+                service.name,
+                self.environment
+            );
+        };
+        let running: BTreeMap<String, String> = service
+            .functions
+            .iter()
+            .map(|f| artifact_key_parameter(&f.name))
+            .filter_map(|p| Some((p.clone(), current.parameters.get(&p)?.clone())))
+            .collect();
+        let history = history::read(s3, bucket, &stack).await?;
+        let entry = history::pick(&history, &running, target, &stack)?;
+        for key in entry
+            .artifact_keys
+            .values()
+            .chain([&entry.template_key, &entry.apigateway_template_key])
+        {
+            if crate::aws::s3::head_object(s3, bucket, key)
+                .await?
+                .is_none()
+            {
+                bail!(
+                    "s3://{bucket}/{key} does not exist, so that release cannot be deployed again; \
+                     nothing was changed. Pick another with --to (`cargo xtask status` lists the \
+                     releases)"
+                );
+            }
+        }
+        self.progress.note(&format!(
+            "rolling {stack} back to the release from commit {} (deployed {} by {})",
+            crate::names::short(&entry.commit),
+            entry.deployed_at,
+            entry.command
+        ));
+        let template = self
+            .read_template(&entry.template_key, &service_template(&service.name))
+            .await?;
+        let nested = self
+            .read_template(&entry.apigateway_template_key, APIGATEWAY_TEMPLATE)
+            .await?;
+        Ok(Release {
+            template,
+            nested,
+            template_key: entry.template_key,
+            apigateway_template_key: entry.apigateway_template_key,
+            artifact_keys: entry.artifact_keys,
+            commit: entry.commit,
+            dirty: entry.dirty,
+            command: "rollback",
+        })
+    }
+
+    /// Records in the stack's history that the release running `artifact_keys` was rolled back
+    /// by the tool, and why; a failure to record is said, not fatal (the stack is what matters).
+    pub async fn mark_rolled_back(
+        &self,
+        service: &str,
+        artifact_keys: &BTreeMap<String, String>,
+        reason: &str,
+    ) {
+        let stack = self.stack_name(service);
+        let marked =
+            history::mark_rolled_back(&self.s3, &self.bucket, &stack, artifact_keys, reason).await;
+        if let Err(error) = marked {
+            self.progress.note(&format!(
+                "warning: the rollback of {stack} was not recorded in its history ({error:#})"
+            ));
+        }
+    }
+
+    /// A release's template, read back from the bucket.
+    async fn read_template(&self, key: &str, name: &str) -> anyhow::Result<Template> {
+        let bucket = &self.bucket;
+        let bytes = crate::aws::s3::read_object(&self.s3, bucket, key)
+            .await?
+            .with_context(|| format!("s3://{bucket}/{key} disappeared while rolling back"))?;
+        let body =
+            String::from_utf8(bytes).with_context(|| format!("s3://{bucket}/{key} is not text"))?;
+        Template::parse(name, body)
+    }
+
     /// Brings the service's stack to `release` under its lock, and records it in the history
     /// when the stack changed.
     pub async fn release(&self, service: &str, release: Release) -> anyhow::Result<StackReport> {
@@ -261,6 +353,7 @@ impl<'a> Deployer<'a> {
             outputs: current.outputs,
             resources: cloudformation::resources(&self.cloudformation, &current.id).await?,
             seconds: started.elapsed().as_secs_f64(),
+            probes: None,
             stack,
         })
     }
@@ -276,6 +369,7 @@ impl<'a> Deployer<'a> {
             artifact_keys: release.artifact_keys.clone(),
             template_key: release.template_key.clone(),
             apigateway_template_key: release.apigateway_template_key.clone(),
+            rolled_back: None,
         };
         if let Err(error) = history::append(&self.s3, &self.bucket, stack, entry).await {
             self.progress.note(&format!(

@@ -29,6 +29,9 @@ pub struct Entry {
     /// The service template and the nested API Gateway template, as keys in the bucket.
     pub template_key: String,
     pub apigateway_template_key: String,
+    /// Why this release was rolled back by the tool itself (a probe that failed), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<String>,
 }
 
 pub fn key(stack: &str) -> String {
@@ -61,12 +64,41 @@ pub async fn append(
     entries.push(entry);
     let excess = entries.len().saturating_sub(KEPT);
     entries.drain(..excess);
+    write(s3, bucket, stack, &entries).await
+}
+
+/// Marks the newest entry that deployed `artifact_keys` as rolled back, for `reason`.
+pub async fn mark_rolled_back(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    stack: &str,
+    artifact_keys: &BTreeMap<String, String>,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let mut entries = read(s3, bucket, stack).await?;
+    let Some(entry) = entries
+        .iter_mut()
+        .rev()
+        .find(|e| e.artifact_keys == *artifact_keys)
+    else {
+        return Ok(());
+    };
+    entry.rolled_back = Some(reason.to_owned());
+    write(s3, bucket, stack, &entries).await
+}
+
+async fn write(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    stack: &str,
+    entries: &[Entry],
+) -> anyhow::Result<()> {
     let key = key(stack);
     s3.put_object()
         .bucket(bucket)
         .key(&key)
         .content_type("application/json")
-        .body(ByteStream::from(serde_json::to_vec_pretty(&entries)?))
+        .body(ByteStream::from(serde_json::to_vec_pretty(entries)?))
         .send()
         .await
         .with_context(|| format!("recording the deploy in s3://{bucket}/{key}"))?;
@@ -195,6 +227,7 @@ mod tests {
             )]),
             template_key: format!("cloudformation/hardware/{commit}/hardware-environment.yaml"),
             apigateway_template_key: "cloudformation/hardware/x/apigateway.yaml".into(),
+            rolled_back: None,
         }
     }
 

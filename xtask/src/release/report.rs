@@ -19,6 +19,25 @@ pub struct StackReport {
     pub outputs: BTreeMap<String, String>,
     pub resources: Vec<Resource>,
     pub seconds: f64,
+    /// What the release's probes found, when they ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probes: Option<Probes>,
+}
+
+/// The result of a release's probes, and what was done about a failure.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Probes {
+    Passed,
+    /// A probe failed and the release before it was deployed again: it runs `restored` now.
+    RolledBack {
+        failed: String,
+        restored: BTreeMap<String, String>,
+    },
+    /// A probe failed and the release stays: a first deploy, or `--no-rollback`.
+    Failed {
+        failed: String,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -55,6 +74,19 @@ impl Report {
             }
             for (parameter, key) in &stack.artifact_keys {
                 out.push_str(&format!("  {parameter}  {key}\n"));
+            }
+            match &stack.probes {
+                Some(Probes::Passed) => out.push_str("  probes      passed\n"),
+                Some(Probes::RolledBack { failed, restored }) => {
+                    out.push_str(&format!("  probes      FAILED: {failed}\n"));
+                    for (parameter, key) in restored {
+                        out.push_str(&format!("  rolled back to  {parameter}  {key}\n"));
+                    }
+                }
+                Some(Probes::Failed { failed }) => {
+                    out.push_str(&format!("  probes      FAILED: {failed}\n"));
+                }
+                None => {}
             }
             for (output, value) in &stack.outputs {
                 out.push_str(&format!("  output {output}  {value}\n"));

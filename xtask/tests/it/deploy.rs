@@ -42,7 +42,7 @@ fn deploy_command(fixture: &Fixture, extra: &[&str]) -> std::process::Command {
     fixture.command(&args)
 }
 
-fn deploy(fixture: &Fixture, extra: &[&str]) -> Output {
+pub fn deploy(fixture: &Fixture, extra: &[&str]) -> Output {
     deploy_command(fixture, extra)
         .output()
         .expect("the xtask binary runs")

@@ -5,6 +5,7 @@ mod bootstrap;
 mod cli;
 mod deploy;
 mod package;
+mod probe;
 mod publish;
 mod release;
 mod serve;

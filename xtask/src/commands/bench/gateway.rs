@@ -11,7 +11,7 @@
 //! byte read, so it includes reading and writing HTTP, the event builder, the response merger and
 //! the CloudWatch Logs hand-off. The overhead is the difference of the percentiles.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -312,7 +312,7 @@ fn through_gateway(
     for n in 0..WARM_UP + invocations {
         let started = Instant::now();
         stream.write_all(request.as_bytes())?;
-        let status = read_response(&mut reader)?;
+        let status = lambda_harness::http::read_response(&mut reader)?.status;
         let took = started.elapsed();
         if status != probe.status {
             bail!(
@@ -327,34 +327,6 @@ fn through_gateway(
     }
     instances.stop();
     Ok(latencies)
-}
-
-/// Reads one HTTP/1.1 response with a Content-Length; its status.
-fn read_response(reader: &mut impl BufRead) -> anyhow::Result<u16> {
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("not an HTTP status line: {line:?}"))?;
-    let mut length = 0;
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse()?;
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    Ok(status)
 }
 
 fn print(figures: &Figures) {
