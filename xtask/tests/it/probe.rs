@@ -91,3 +91,37 @@ fn a_first_deploy_that_fails_its_probes_has_nothing_to_go_back_to() {
         "{said}"
     );
 }
+
+#[test]
+fn a_probe_that_does_not_parse_is_refused_before_anything_is_built() {
+    let fixture = stand_in();
+    let manifest = fixture.root.join("services/hardware/Cargo.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("\n[[package.metadata.lambda.probes]]\npath = \"/v1/x\"\nstatuss = 200\n");
+    std::fs::write(&manifest, &text).unwrap();
+    let output = deploy(&fixture, &[]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(
+            "services/hardware/Cargo.toml: [package.metadata.lambda] is malformed: unknown field \
+             `statuss`"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::write(
+        &manifest,
+        text.replace("statuss = 200", "status = 200\nmethod = \"get\""),
+    )
+    .unwrap();
+    let output = deploy(&fixture, &[]);
+    assert!(
+        stderr(&output).contains("the probe `get /v1/x (200)` is malformed"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !fixture.root.join("target/lambda").exists(),
+        "nothing was packaged"
+    );
+}
