@@ -2,14 +2,12 @@
 //! local API Gateway: both prefixes, a crash, parallel requests, redeploys picked up without a
 //! restart, and the bad inputs.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Child;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::deploy::{deployed, release, stand_in};
-use crate::support::{Fixture, free_port, spawn_until, stderr};
+use crate::support::{Fixture, call, free_port, spawn_until, stderr};
 
 /// `up hardware dev --local` on `port`, once it says it is serving; the channel of its later
 /// stdout and stderr lines.
@@ -31,23 +29,11 @@ fn up(fixture: &Fixture, port: u16) -> (Child, mpsc::Receiver<String>) {
     (child, lines)
 }
 
-/// One request; the status and the body.
+/// One GET; the status and the body.
 fn get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: hardware.dev.biometrix.example\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_owned())
+    let answer = call(port, "GET", path, None, None);
+    let body = String::from_utf8_lossy(&answer.body).into_owned();
+    (answer.status, body)
 }
 
 /// The first line of a 200's body: the release that answered and the path it was given.
@@ -139,15 +125,8 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
     );
 
     // A base64 body arrives as its bytes; one over Lambda's 6 MB is API Gateway's 502.
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET /v1/binary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    assert!(response.ends_with(b"\r\n\r\n\x00\x9f\xff"), "{response:?}");
+    let binary = call(port, "GET", "/v1/binary", None, None);
+    assert_eq!(binary.body, b"\x00\x9f\xff", "{}", binary.head);
     assert_eq!(get(port, "/v1/big").0, 502);
 
     // Lambda's log lines and the function's own are in the emulator's log group.

@@ -10,8 +10,7 @@
 //! The arm64 release build of the real services takes a quarter of an hour on two cores, too
 //! long for a test; `up.rs` runs the stand-in's arm64 zip under qemu.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -21,7 +20,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::deploy::{runtime, sdk, stand_in};
-use crate::support::{Fixture, free_port, spawn_until, stderr};
+use crate::support::{Fixture, call, free_port, spawn_until, stderr};
 
 const SERVICES: [&str; 3] = ["hardware", "users", "preprocessing"];
 const BUCKET: &str = "biometrix-infrastructure-us-west-2";
@@ -130,58 +129,6 @@ fn three_ports() -> u16 {
         if (1..3).all(|n| std::net::TcpListener::bind(("127.0.0.1", port + n)).is_ok()) {
             return port;
         }
-    }
-}
-
-struct Answer {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim())
-        })
-    }
-}
-
-fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let authorization = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n{authorization}\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Answer {
-        status,
-        head,
-        body: response[split + 4..].to_vec(),
     }
 }
 
