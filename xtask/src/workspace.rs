@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 use cargo_metadata::MetadataCommand;
 use serde::{Deserialize, Serialize};
 
+pub use gate::probe::Probe;
+
 use crate::names::Architecture;
 
 /// The workspace as the release tool sees it.
@@ -18,6 +20,8 @@ pub struct Workspace {
     pub root: PathBuf,
     pub target_dir: PathBuf,
     pub services: Vec<Service>,
+    /// The pre-traffic gate (`[workspace.metadata.lambda.gate]`), released with every service.
+    pub gate: Option<Function>,
 }
 
 /// A crate that ships Lambda functions.
@@ -29,41 +33,6 @@ pub struct Service {
     /// The requests that show the service works, in the order they are worth trying.
     pub probes: Vec<Probe>,
     pub local: Local,
-}
-
-/// A request to the deployed API and the answer it must get: `serve` shows the first, `bench
-/// lambda` times them all.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Probe {
-    #[serde(default = "get")]
-    pub method: String,
-    /// The path on the service's own domain, `/v1/...`.
-    pub path: String,
-    pub status: u16,
-    /// Keys the JSON body must have.
-    #[serde(default)]
-    pub keys: Vec<String>,
-    /// Whether answering it reads a store (a table, a bucket, a pool, the database).
-    #[serde(default)]
-    pub store: bool,
-    /// Request headers, by name.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// A JSON body, sent with `Content-Type: application/json`.
-    #[serde(default)]
-    pub body: Option<serde_json::Value>,
-}
-
-fn get() -> String {
-    "GET".to_owned()
-}
-
-impl Probe {
-    /// `GET /v1/misc/time (200)`: how figures and messages name it.
-    pub fn label(&self) -> String {
-        format!("{} {} ({})", self.method, self.path, self.status)
-    }
 }
 
 /// What a local run of the service needs that its template does not say.
@@ -125,6 +94,27 @@ impl Workspace {
         let metadata = command
             .exec()
             .context("reading the workspace with `cargo metadata`")?;
+        let is_bin = |bin: &str| {
+            metadata.workspace_packages().iter().any(|package| {
+                package
+                    .targets
+                    .iter()
+                    .any(|target| target.is_bin() && target.name == bin)
+            })
+        };
+        let gate: Option<Function> = match metadata.workspace_metadata.get("lambda") {
+            Some(lambda) => serde_json::from_value(lambda["gate"].clone())
+                .context("the workspace's [workspace.metadata.lambda.gate] is malformed")?,
+            None => None,
+        };
+        if let Some(gate) = &gate
+            && !is_bin(&gate.bin)
+        {
+            bail!(
+                "[workspace.metadata.lambda.gate] names bin `{}`, which no crate of the workspace has",
+                gate.bin
+            );
+        }
         let mut services = Vec::new();
         for package in metadata.workspace_packages() {
             let Some(lambda) = package.metadata.get("lambda") else {
@@ -158,20 +148,8 @@ impl Workspace {
                     );
                 }
             }
-            for probe in &lambda.probes {
-                let method_ok = !probe.method.is_empty()
-                    && probe.method.bytes().all(|b| b.is_ascii_uppercase());
-                if !probe.path.starts_with("/v1/")
-                    || !(100..600).contains(&probe.status)
-                    || !method_ok
-                {
-                    bail!(
-                        "{}: the probe `{}` is malformed: it needs an upper-case method, a path \
-                         under /v1/ and a status from 100 to 599",
-                        manifest.display(),
-                        probe.label()
-                    );
-                }
+            if let Some(problem) = lambda.probes.iter().find_map(Probe::malformed) {
+                bail!("{}: {problem}", manifest.display());
             }
             let mut local = lambda.local;
             if let Some(seed) = &mut local.seed {
@@ -190,7 +168,13 @@ impl Workspace {
             root: metadata.workspace_root.into_std_path_buf(),
             target_dir: metadata.target_directory.into_std_path_buf(),
             services,
+            gate,
         })
+    }
+
+    /// Every function a release of `service` ships: its own, then the pre-traffic gate.
+    pub fn released_functions<'a>(&'a self, service: &'a Service) -> Vec<&'a Function> {
+        service.functions.iter().chain(&self.gate).collect()
     }
 
     /// The service called `name`; an unknown name is refused with the list of known ones.

@@ -9,7 +9,6 @@ use std::time::Duration;
 use crate::aws::Connection;
 use crate::local::deployed::{self, Deployed, Fill, is_unresolved};
 use crate::local::emulator::CREDENTIALS;
-use crate::local::gateway::event::Stage;
 use crate::local::gateway::terminal::{Echo, Kind};
 use crate::local::gateway::{self, Launch};
 use crate::local::postgres::Postgres;
@@ -18,6 +17,7 @@ use crate::local::secrets;
 use crate::progress::Progress;
 use crate::release::stack::Template;
 use crate::workspace::{Service, Workspace};
+use gate::event::Stage;
 
 /// What this machine provides for a function's environment: the user pools the emulator accepted
 /// without creating, the local PostgreSQL whose URL the database secret holds, the secrets a

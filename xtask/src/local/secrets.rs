@@ -159,6 +159,7 @@ mod tests {
             root: root.clone(),
             target_dir: root.join("target"),
             services: Vec::new(),
+            gate: None,
         };
         let first = service_secret(&workspace).unwrap();
         assert_eq!(first.len(), 64);

@@ -42,7 +42,7 @@ pub fn plan(
     let mut functions = Vec::new();
     let mut bins_by_target: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for service in services {
-        for function in &service.functions {
+        for function in workspace.released_functions(service) {
             let target = function.architecture.target();
             let bins = bins_by_target.entry(target).or_default();
             if !bins.contains(&function.bin) {

@@ -18,6 +18,7 @@ use crate::progress::Progress;
 use crate::release::artifact::{ENTRY, unzip_bootstrap, write_atomically, zip_bootstrap};
 use crate::release::compile::Tools;
 use crate::workspace::{Probe, Service, Workspace};
+use gate::event::Stage;
 
 /// What the benchmark sends a service and what it gives it, all from the service's own
 /// `[package.metadata.lambda]`: its probes (the requests to time), and for a local run the values
@@ -200,6 +201,24 @@ pub(super) fn machine(tools: &Tools) -> Machine {
 
 pub(super) fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
+}
+
+/// The REST proxy event for `probe` on the service's domain, as the local gateway builds it:
+/// what both benchmarks send.
+pub(super) fn event(probe: &Probe) -> anyhow::Result<Vec<u8>> {
+    let request = probe.request("api.dev.biometrix.example");
+    let event = gate::event::event(&request, &stage(), "bench-request", "127.0.0.1")
+        .map_err(anyhow::Error::msg)?;
+    Ok(serde_json::to_vec(&event)?)
+}
+
+pub(super) fn stage() -> Stage {
+    Stage {
+        name: "v1".into(),
+        api_id: "bench".into(),
+        account_id: "123456789012".into(),
+        binary_media_types: Vec::new(),
+    }
 }
 
 #[cfg(test)]

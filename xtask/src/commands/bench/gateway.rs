@@ -22,11 +22,10 @@ use lambda_harness::Bootstrap;
 use serde::Serialize;
 use xshell::Shell;
 
-use super::function::{self, Machine, Secrets, configured, millis};
+use super::function::{self, Machine, Secrets, configured, event, millis, stage};
 use super::{max, median, min, percentile, report};
 use crate::cli::{Install, Output};
 use crate::local::deployed::Deployed;
-use crate::local::gateway::event::Stage;
 use crate::local::gateway::terminal::Echo;
 use crate::local::gateway::{self, Instances, Launch, logs::Logs};
 use crate::names::Environment;
@@ -228,30 +227,6 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
     };
     let how = ("gateway", options.output, options.format.json);
     report(workspace, progress, how, &figures, print)
-}
-
-/// The REST proxy event the gateway builds for `probe` on the service's domain.
-fn event(probe: &Probe) -> anyhow::Result<Vec<u8>> {
-    let request = lambda_harness::http::Request {
-        method: probe.method.clone(),
-        path: probe.path.clone(),
-        headers: vec![
-            ("host".into(), "hardware.dev.biometrix.example".into()),
-            ("accept".into(), "application/json".into()),
-        ],
-        body: Vec::new(),
-    };
-    let event = gateway::event::event(&request, &stage(), "bench-request", "127.0.0.1")?;
-    Ok(serde_json::to_vec(&event)?)
-}
-
-fn stage() -> Stage {
-    Stage {
-        name: "v1".into(),
-        api_id: "bench".into(),
-        account_id: "123456789012".into(),
-        binary_media_types: Vec::new(),
-    }
 }
 
 /// Latencies of `invocations` direct invocations of one warm instance, in milliseconds.

@@ -20,10 +20,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use lambda_harness::{Bootstrap, Running};
 use serde::Serialize;
-use serde_json::{Value, json};
 use xshell::Shell;
 
-use super::function::{Machine, Secrets, Subject, build, configured, machine, millis, subject};
+use super::function::{
+    Machine, Secrets, Subject, build, configured, event, machine, millis, subject,
+};
 use super::{max, median, min, percentile, report};
 use crate::cli::{Install, Output};
 use crate::local::emulator::Emulator;
@@ -267,73 +268,17 @@ fn start(bootstrap: &Bootstrap, name: &str) -> anyhow::Result<Running> {
         .with_context(|| format!("starting {name} through the Runtime API harness"))
 }
 
-/// One invocation of `probe`; its latency, once its status is the expected one.
+/// One invocation of `probe`; its latency, once its answer is the expected one.
 fn invoke(running: &mut Running, probe: &Probe, name: &str) -> anyhow::Result<Duration> {
     let invocation = running
-        .invoke(&rest_event(&probe.method, &probe.path), WITHIN)
+        .invoke(&event(probe)?, WITHIN)
         .with_context(|| format!("invoking {name} with {}", probe.label()))?;
-    let response: Value = serde_json::from_slice(&invocation.response)
-        .with_context(|| format!("{name} answered {} with something not JSON", probe.label()))?;
-    if response["statusCode"] != probe.status {
-        bail!(
-            "{name} answered {} with {}, not {}: {response}",
-            probe.label(),
-            response["statusCode"],
-            probe.status
-        );
-    }
-    if !probe.keys.is_empty() {
-        let body: Value =
-            serde_json::from_str(response["body"].as_str().unwrap_or_default()).unwrap_or_default();
-        if let Some(missing) = probe.keys.iter().find(|key| body.get(key).is_none()) {
-            bail!(
-                "{name} answered {} without `{missing}` in its body: {response}",
-                probe.label()
-            );
-        }
+    let answer = gate::event::answer(&invocation.response)
+        .map_err(|problem| anyhow::anyhow!("{name} answered {}: {problem}", probe.label()))?;
+    if let Some(wrong) = probe.verdict(answer.status, &answer.body) {
+        bail!("{name} answered {} with {wrong}", probe.label());
     }
     Ok(invocation.latency)
-}
-
-/// An API Gateway REST proxy event for `method path` on the service's own domain, stage `dev`.
-fn rest_event(method: &str, path: &str) -> Vec<u8> {
-    let headers = json!({
-        "Accept": "application/json",
-        "Host": "api.dev.biometrix.example",
-        "User-Agent": "cargo-xtask-bench",
-        "X-Forwarded-Proto": "https",
-    });
-    let multi: serde_json::Map<String, Value> = headers
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), json!([v])))
-        .collect();
-    let event = json!({
-        "resource": "/{proxy+}",
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": multi,
-        "queryStringParameters": null,
-        "multiValueQueryStringParameters": null,
-        "pathParameters": { "proxy": path.trim_start_matches('/') },
-        "stageVariables": null,
-        "requestContext": {
-            "resourcePath": "/{proxy+}",
-            "httpMethod": method,
-            "path": format!("/dev{path}"),
-            "stage": "dev",
-            "accountId": "000000000000",
-            "apiId": "bench",
-            "requestId": "bench-request",
-            "protocol": "HTTP/1.1",
-            "identity": { "sourceIp": "127.0.0.1", "userAgent": "cargo-xtask-bench" },
-        },
-        "body": null,
-        "isBase64Encoded": false,
-    });
-    serde_json::to_vec(&event).unwrap_or_default()
 }
 
 /// Cold init, warm p50 and peak RSS, against the targets of the issue that asked for them.
@@ -398,24 +343,5 @@ fn print(figures: &Figures) {
                 f.service, f.function, r.route, r.p50_ms, r.p99_ms, r.max_ms
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_are_rest_proxy_events_lambda_http_accepts() {
-        let event: Value = serde_json::from_slice(&rest_event("GET", "/v1/misc/time")).unwrap();
-        assert_eq!(event["path"], "/v1/misc/time");
-        assert_eq!(event["httpMethod"], "GET");
-        assert_eq!(event["requestContext"]["path"], "/dev/v1/misc/time");
-        assert_eq!(event["requestContext"]["stage"], "dev");
-        assert_eq!(
-            event["multiValueHeaders"]["Host"],
-            json!(["api.dev.biometrix.example"])
-        );
-        assert_eq!(event["pathParameters"]["proxy"], "v1/misc/time");
     }
 }

@@ -6,7 +6,6 @@
 //! a response over 6 MB is a 502. Requests at once get instances of their own, up to a limit;
 //! beyond it they wait. A new `Launch` (after a redeploy) retires the instances of the old one.
 
-pub mod event;
 pub mod logs;
 pub mod terminal;
 
@@ -20,9 +19,9 @@ use std::time::{Duration, Instant};
 use lambda_harness::http::{read_request, write_response};
 use lambda_harness::{Bootstrap, Error, Running};
 
-use self::event::{Answer, Stage};
 use self::logs::Logs;
 use self::terminal::{Echo, Kind};
+use gate::event::{self, Answer, Stage};
 
 /// The most a Lambda function's response may hold.
 pub const RESPONSE_LIMIT: usize = 6 * 1024 * 1024;
@@ -343,7 +342,7 @@ fn connection(stream: TcpStream, stage: &Stage, instances: &Instances) {
                 Ok(bytes) => instances.invoke(&bytes),
                 Err(_) => bad_gateway(),
             },
-            Err(error) => gateway_error(400, &error.to_string()),
+            Err(error) => gateway_error(400, &error),
         };
         let status = format!("{} {}", answer.status, reason(answer.status));
         let mut headers: Vec<(&str, &str)> = answer

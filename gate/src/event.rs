@@ -12,7 +12,7 @@ use base64::Engine as _;
 use lambda_harness::http::Request;
 
 /// Where a request arrived: what API Gateway puts in every event's `requestContext`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
     /// The API's stage (`v1`, as `apigateway.yaml` names it).
     pub name: String,
@@ -28,14 +28,14 @@ pub fn event(
     stage: &Stage,
     request_id: &str,
     source_ip: &str,
-) -> anyhow::Result<ApiGatewayProxyRequest> {
+) -> Result<ApiGatewayProxyRequest, String> {
     let (raw_path, raw_query) = request
         .path
         .split_once('?')
         .unwrap_or((request.path.as_str(), ""));
     let path = percent_decode(raw_path);
     let method = Method::from_bytes(request.method.as_bytes())
-        .map_err(|_| anyhow::anyhow!("{:?} is not an HTTP method", request.method))?;
+        .map_err(|_| format!("{:?} is not an HTTP method", request.method))?;
     let mut headers = HeaderMap::new();
     let mut multi_value_headers = HeaderMap::new();
     for (name, value) in &request.headers {
@@ -76,9 +76,7 @@ pub fn event(
         ),
     };
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = chrono::Utc::now();
     let mut event = ApiGatewayProxyRequest::default();
     event.resource = Some("/{proxy+}".to_owned());
     event.path = Some(path.clone());
@@ -106,8 +104,9 @@ pub fn event(
     context.apiid = Some(stage.api_id.clone());
     context.protocol = Some("HTTP/1.1".to_owned());
     context.domain_name = request.header("host").map(str::to_owned);
-    context.request_time_epoch = now.as_millis() as i64;
-    context.request_time = Some(crate::progress::now_rfc3339());
+    context.request_time_epoch = now.timestamp_millis();
+    // API Gateway's own form of the time, as in `09/Apr/2015:12:34:56 +0000`.
+    context.request_time = Some(now.format("%d/%b/%Y:%H:%M:%S %z").to_string());
     context.identity.source_ip = Some(source_ip.to_owned());
     Ok(event)
 }
