@@ -13,12 +13,28 @@ paginators are exercised; a test sets the size to 1.
 And it leaves alone, on a stack update, a resource whose `Condition` is false, as CloudFormation
 does: moto tries to update such a resource although it never created it, and fails the update.
 
+It updates, on a stack update, the resources that depend on an updated one (by `Ref`,
+`Fn::GetAtt` or `Fn::Sub`), after it, as CloudFormation does: moto updates only resources whose
+own text or parameters changed, in template order, so a function's new code could be published
+as a version before the function had it, and an alias would keep its old version.
+
+And it gives CloudFormation's `AWS::Lambda::Version` and `AWS::Lambda::Alias` what Lambda
+does with them: a version is published only when the function's code has the version's
+`CodeSha256`, is replaced (published anew) when its properties change, and answers `Ref` and
+`Fn::GetAtt ... Version`; an alias is created, moved to its new version on update (all at once:
+there is no CodeDeploy to shift it), and answers `Ref` with its ARN. moto accepts both types
+without that.
+
 Used by scripts/test and by `cargo xtask deploy --local`.
 """
 
 import os
+import re
 import threading
 
+from moto.awslambda import models as awslambda
+from moto.cloudformation.exceptions import UnformattedGetAttTemplateException, ValidationError
+from moto.core.common_models import CloudFormationModel
 from moto import server
 from moto.cloudformation import parsing
 from moto.cloudformation.responses import CloudFormationResponse
@@ -67,10 +83,238 @@ def _update_unless_absent(logical_id, resource_json, resources_map, **where):
     never_created = resources_map._parsed_resources.get(logical_id) is None
     if condition and never_created and not resources_map.lazy_condition_map[condition]:
         return None
-    return _update_resource(logical_id, resource_json, resources_map, **where)
+    # CloudFormation stops at the first resource that fails; moto would go on with the rest in
+    # passes, half-replacing what depends on it (a nested stack whose version cannot be published).
+    if _first_errors:
+        raise _first_errors[0]
+    try:
+        updated = _update_resource(logical_id, resource_json, resources_map, **where)
+    except Exception as error:
+        _first_errors.append(error)
+        raise
+    # A type moto cannot update keeps what it had, instead of becoming nothing.
+    return updated if updated is not None else resources_map._parsed_resources.get(logical_id)
 
 
 parsing.parse_and_update_resource = _update_unless_absent
+
+# moto retries a failed update in passes and reports the last error; CloudFormation stops at the
+# first and reports it: the cause (a resource that depends on a failed one fails after it).
+_first_errors = []
+_update_stack = parsing.ResourceMap.update
+
+
+def _update_reporting_the_first_error(self, template, parameters=None):
+    outer = _first_errors[:]
+    _first_errors.clear()
+    try:
+        return _update_stack(self, template, parameters)
+    except Exception:
+        if _first_errors:
+            raise _first_errors[0] from None
+        raise
+    finally:
+        _first_errors[:] = outer
+
+
+parsing.ResourceMap.update = _update_reporting_the_first_error
+
+
+def _references(value, names):
+    """The resources among `names` that `value` refers to."""
+    found = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and inner in names:
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                target = inner[0] if isinstance(inner, list) else str(inner).split(".")[0]
+                if target in names:
+                    found.add(target)
+            elif key == "Fn::Sub":
+                text = inner[0] if isinstance(inner, list) else inner
+                for match in re.findall(r"\$\{([^}.!]+)", str(text)):
+                    if match in names:
+                        found.add(match)
+                found |= _references(inner, names)
+            else:
+                found |= _references(inner, names)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= _references(inner, names)
+    return found
+
+
+_diff = parsing.ResourceMap.build_resource_diff
+
+
+def _updatable(resource_json):
+    model = parsing.resource_class_from_type(resource_json.get("Type", ""))
+    return model is not None and not hasattr(
+        model.update_from_cloudformation_json, "__isabstractmethod__"
+    )
+
+
+def _diff_in_dependency_order(self, other_template, parameters=None):
+    actions = _diff(self, other_template, parameters)
+    new = other_template["Resources"]
+    names = set(new)
+    refers = {name: _references(new[name], names) for name in new}
+    modified = set(actions["Modify"])
+    # Only a resource moto really updates (or adds) can change what depends on it.
+    changed = {name for name in modified if _updatable(new[name])} | set(actions["Add"])
+    while True:
+        more = {
+            name
+            for name in new
+            if name in self._resource_json_map
+            and name not in modified
+            and refers[name] & changed
+        }
+        if not more:
+            break
+        modified |= more
+        changed |= {name for name in more if _updatable(new[name])}
+    ordered, done = [], set()
+
+    def visit(name):
+        if name in done:
+            return
+        done.add(name)
+        for dependency in sorted(refers[name]):
+            visit(dependency)
+        if name in modified:
+            ordered.append(name)
+
+    for name in new:
+        visit(name)
+    actions["Modify"] = ordered
+    return actions
+
+
+parsing.ResourceMap.build_resource_diff = _diff_in_dependency_order
+
+
+class _Version(CloudFormationModel):
+    """A published version of a function, as CloudFormation makes it."""
+
+    # moto files its models by the service in their module's name.
+    __module__ = "moto.awslambda.emulator"
+
+    def __init__(self, function, properties):
+        self.function = function
+        self.properties = properties
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::Lambda::Version"
+
+    @property
+    def physical_resource_id(self):
+        return self.function.function_arn
+
+    @classmethod
+    def has_cfn_attr(cls, attr):
+        return attr == "Version"
+
+    def get_cfn_attribute(self, attribute_name):
+        if attribute_name == "Version":
+            return str(self.function.version)
+        raise UnformattedGetAttTemplateException()
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        properties = cloudformation_json["Properties"]
+        backend = awslambda.lambda_backends[account_id][region_name]
+        latest = backend.get_function(properties["FunctionName"])
+        expected = properties.get("CodeSha256")
+        if expected and expected != latest.code_sha_256:
+            raise ValidationError(
+                resource_name,
+                f"CodeSha256 {expected} does not match the function's code ({latest.code_sha_256})",
+            )
+        published = backend.publish_version(
+            properties["FunctionName"], properties.get("Description", "")
+        )
+        return cls(published, properties)
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+    ):
+        if cloudformation_json["Properties"] == original_resource.properties:
+            return original_resource
+        return cls.create_from_cloudformation_json(
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
+
+
+class _Alias(CloudFormationModel):
+    """An alias of a function, as CloudFormation makes it."""
+
+    __module__ = "moto.awslambda.emulator"
+
+    def __init__(self, alias, function_name):
+        self.alias = alias
+        self.function_name = function_name
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::Lambda::Alias"
+
+    @property
+    def physical_resource_id(self):
+        return self.alias.arn
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        properties = cloudformation_json["Properties"]
+        backend = awslambda.lambda_backends[account_id][region_name]
+        # An alias that exists is moved (an update, or moto's replacement of a nested stack on
+        # every update, which creates the new stack's resources before it deletes the old ones).
+        try:
+            backend.get_alias(properties["Name"], properties["FunctionName"])
+            existing = True
+        except Exception:
+            existing = False
+        make = backend.update_alias if existing else backend.create_alias
+        alias = make(
+            properties["Name"],
+            properties["FunctionName"],
+            str(properties["FunctionVersion"]),
+            properties.get("Description", ""),
+            None,
+        )
+        return cls(alias, properties["FunctionName"])
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+    ):
+        # Creating takes over the existing alias, which is an update.
+        return cls.create_from_cloudformation_json(
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name
+    ):
+        properties = cloudformation_json["Properties"]
+        backend = awslambda.lambda_backends[account_id][region_name]
+        # Only while the function exists: a stack deleted with it has nothing left to remove.
+        try:
+            backend.delete_alias(properties["Name"], properties["FunctionName"])
+        except Exception:
+            pass
+
+
+# moto's own `LambdaVersion` is defined before `_Version`, so the map from types to models, built
+# from the subclasses in their order, keeps `_Version`.
 
 if __name__ == "__main__":
     server.main()

@@ -140,6 +140,7 @@ impl ChangeSet {
             no_wait: self.no_wait,
             recreate,
             timeout: Duration::from_secs(self.timeout),
+            traffic: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::release::deployer::Deployer;
 use crate::release::history;
 use crate::release::report::{Probes, Report, StackReport};
 use crate::release::stack::Outcome as StackOutcome;
+use crate::release::traffic::Traffic;
 use crate::release::upload::{self, Outcome, Target};
 use crate::workspace::{Service, Workspace};
 
@@ -22,9 +23,13 @@ use crate::workspace::{Service, Workspace};
 #[command(after_help = "Examples:\n  \
     cargo xtask deploy hardware dev --local --install-tools   # all of it on the local AWS emulator\n  \
     cargo xtask deploy hardware qa --no-execute               # make the change set, leave it for review\n  \
-    cargo xtask deploy --all production --parameter DomainName=biometrix.io --json\n\n\
+    cargo xtask deploy --all production --parameter DomainName=biometrix.io --json\n  \
+    cargo xtask deploy users production --traffic all-at-once  # a fix that cannot wait for the canary\n\n\
     A stack another deploy is changing is waited for (or refused with --no-wait). A stack whose first\n\
-    deploy failed (ROLLBACK_COMPLETE) is only replaced when --recreate is given.")]
+    deploy failed (ROLLBACK_COMPLETE) is only replaced when --recreate is given.\n\n\
+    In AWS, API Gateway invokes each function's `live` alias. A deploy publishes a new version, the\n\
+    pre-traffic gate probes it, and CodeDeploy moves `live` to it: all at once on dev, linear (10% a\n\
+    minute) on qa, canary (10% for 5 minutes) on production; an alarm moves it back.")]
 pub struct Deploy {
     #[command(flatten)]
     selection: Selection,
@@ -42,6 +47,10 @@ pub struct Deploy {
     /// Leave a release that fails its probes in place, instead of rolling it back.
     #[arg(long)]
     no_rollback: bool,
+    /// How CodeDeploy moves traffic to the new version in AWS: all-at-once, linear or canary
+    /// (default: the environment's, see below).
+    #[arg(long, value_name = "POLICY")]
+    traffic: Option<Traffic>,
     #[command(flatten)]
     output: Output,
     #[command(flatten)]
@@ -63,6 +72,7 @@ impl Deploy {
             .runtime
             .block_on(Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
         let mut options = self.change_set.options(self.parameters, self.recreate);
+        options.traffic = self.traffic;
         if session.emulator.is_some() {
             options.defaults = secrets::stack_parameters(
                 aws,
@@ -103,16 +113,14 @@ impl Deploy {
         for name in plan.services() {
             let release = deployer.packaged(name, &plan, &published)?;
             let mut stack = aws.runtime.block_on(deployer.release(name, release))?;
-            if let Some(endpoint) = &report.endpoint
-                && matches!(stack.outcome, StackOutcome::Created | StackOutcome::Updated)
-            {
+            if matches!(stack.outcome, StackOutcome::Created | StackOutcome::Updated) {
                 let service = workspace.service(name)?;
                 let checked = Checked {
                     aws,
                     workspace,
                     deployer: &deployer,
                     environment,
-                    endpoint,
+                    endpoint: report.endpoint.as_deref(),
                     progress,
                 };
                 let (probes, failure) = checked.run(service, &stack, self.no_rollback)?;
@@ -135,13 +143,13 @@ impl Deploy {
     }
 }
 
-/// What checking a release on the emulator needs.
+/// What checking a release needs: on the emulator, where it listens.
 struct Checked<'a> {
     aws: &'a crate::aws::Connection,
     workspace: &'a Workspace,
     deployer: &'a Deployer<'a>,
     environment: Environment,
-    endpoint: &'a str,
+    endpoint: Option<&'a str>,
     progress: Progress,
 }
 
@@ -162,8 +170,19 @@ impl Checked<'_> {
             endpoint,
             progress,
         } = self;
-        let probe = || check::probe(aws, workspace, service, *environment, endpoint, *progress);
-        let Err(failed) = probe()? else {
+        let local = if endpoint.is_some() { " --local" } else { "" };
+        let probe = |stack: &StackReport| {
+            check::probe(
+                aws,
+                workspace,
+                service,
+                *environment,
+                *endpoint,
+                stack,
+                *progress,
+            )
+        };
+        let Err(failed) = probe(stack)? else {
             return Ok((Probes::Passed, None));
         };
         let name = &stack.stack;
@@ -178,7 +197,7 @@ impl Checked<'_> {
         if no_rollback {
             let failure = format!(
                 "{name}: {failed}. The release stays, as --no-rollback asks; undo it with \
-                 `cargo xtask rollback {} {environment} --local`",
+                 `cargo xtask rollback {} {environment}{local}`",
                 service.name
             );
             return Ok((Probes::Failed { failed }, Some(failure)));
@@ -196,8 +215,8 @@ impl Checked<'_> {
         let restored = aws.runtime.block_on(undo).map_err(|error| {
             anyhow::anyhow!(
                 "{name}: {failed}, and rolling it back failed: {error:#}. The failed release may \
-                 still run: see `cargo xtask status {} {environment} --local`, and roll back with \
-                 `cargo xtask rollback {} {environment} --local`",
+                 still run: see `cargo xtask status {} {environment}{local}`, and roll back with \
+                 `cargo xtask rollback {} {environment}{local}`",
                 service.name,
                 service.name
             )
@@ -208,7 +227,7 @@ impl Checked<'_> {
             .cloned()
             .collect::<Vec<_>>()
             .join(", ");
-        let again = match probe()? {
+        let again = match probe(&restored)? {
             Ok(()) => "and it passes its probes".to_owned(),
             Err(also) => format!("but it fails its probes too ({also})"),
         };

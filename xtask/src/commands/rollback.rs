@@ -14,6 +14,7 @@ use crate::progress::{Progress, print_result};
 use crate::release::deployer::Deployer;
 use crate::release::history::Target;
 use crate::release::report::{Probes, Report};
+use crate::release::stack::Outcome;
 use crate::workspace::Workspace;
 
 /// Redeploy an earlier release that is already in the bucket.
@@ -58,15 +59,17 @@ impl Rollback {
         let mut stack = aws
             .runtime
             .block_on(deployer.release(&service.name, release))?;
-        // The restored release is checked as a deploy is (on the emulator, for now).
+        // The restored release is checked as a deploy is.
         let mut failure = None;
-        if let Some(emulator) = &session.emulator {
+        if matches!(stack.outcome, Outcome::Created | Outcome::Updated) {
+            let endpoint = session.emulator.as_ref().map(|e| e.endpoint.as_str());
             let checked = check::probe(
                 aws,
                 workspace,
                 service,
                 environment,
-                &emulator.endpoint,
+                endpoint,
+                &stack,
                 progress,
             )?;
             stack.probes = Some(match checked {

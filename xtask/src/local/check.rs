@@ -1,15 +1,14 @@
-//! A release checked on this machine: the function as the emulator's Lambda now describes it, run
-//! behind a local API Gateway of its own (as `up` runs it), and each of the service's probes that
-//! reads no store sent to it (a store probe's answer depends on data: `bench lambda` seeds it, a
-//! fresh environment has none). A freshly started instance gets a few seconds: each probe is
-//! retried with backoff until it passes or the check's deadline passes. The instance's lines go to
-//! the emulator's log group, not to the terminal, where only the verdict is said.
+//! A release checked where it runs, after a deploy or rollback changed its stack. In AWS, its
+//! API's URLs get the probes (`release::probe`). On this machine, the function as the emulator's
+//! Lambda now describes it runs behind a local API Gateway of its own (as `up` runs it), and the
+//! probes go there. Either way only the probes that read no store are sent (a store probe's answer
+//! depends on data: `bench lambda` seeds it, a fresh environment has none), each retried with
+//! backoff until it passes or the check's deadline passes. A local instance's lines go to the
+//! emulator's log group, not to the terminal, where only the verdict is said.
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -21,35 +20,44 @@ use crate::local::gateway::{self, Instances};
 use crate::local::runtime::{self, Here, Local, binary_media_types, launch};
 use crate::names::Environment;
 use crate::progress::Progress;
-use crate::workspace::{Probe, Service, Workspace};
+use crate::release::report::StackReport;
+use crate::workspace::{Service, Workspace};
+pub use gate::probe::Failed;
+use gate::probe::release_checks;
 
-/// How long all of a release's probes may take, retries included.
-pub const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A probe that did not get its answer: which, and what came back instead.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failed {
-    pub probe: String,
-    pub answer: String,
-}
-
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "probe {} got {}", self.probe, self.answer)
-    }
-}
-
-/// Sends `service`'s probes to what `environment` runs on the emulator; the first that fails.
-/// An error is a check that could not run at all (nothing deployed, no code object).
+/// Sends `service`'s probes to what `environment` runs: on the emulator at `endpoint`, through a
+/// local gateway; in AWS (`endpoint` is `None`), to the API's stage URL and custom domains from
+/// the outputs of `stack`, the report of the deploy or rollback that changed it. The first that
+/// fails; an error is a check that could not run at all (nothing deployed, no code object, no API),
+/// or Ctrl-C, which says what runs.
 pub fn probe(
     aws: &Connection,
     workspace: &Workspace,
     service: &Service,
     environment: Environment,
-    endpoint: &str,
+    endpoint: Option<&str>,
+    stack: &StackReport,
     progress: Progress,
 ) -> anyhow::Result<Result<(), Failed>> {
-    let probes: Vec<&Probe> = service.probes.iter().filter(|p| !p.store).collect();
+    let probes = release_checks(&service.probes);
+    let Some(endpoint) = endpoint else {
+        let bases = crate::release::probe::urls(&stack.outputs, &aws.region)?;
+        let step = progress.step(&format!(
+            "probing {}-{environment} at {} ({} probes)",
+            service.name,
+            bases.join(", "),
+            probes.len()
+        ));
+        let result = aws.runtime.block_on(interruptible(
+            crate::release::probe::check(&bases, &service.probes),
+            interrupted(service, environment, stack, ""),
+        ))?;
+        match &result {
+            Ok(()) => step.done(&format!("{}-{environment} passed its probes", service.name)),
+            Err(failed) => step.done(&format!("{}-{environment} failed: {failed}", service.name)),
+        }
+        return Ok(result);
+    };
     let step = progress.step(&format!(
         "probing {}-{environment} ({} probes)",
         service.name,
@@ -84,15 +92,13 @@ pub fn probe(
     let serving = Arc::clone(&instances);
     std::thread::spawn(move || gateway::serve(listener, stage, serving));
 
-    let deadline = Instant::now() + DEADLINE;
-    let mut result = Ok(());
-    for probe in probes {
-        if let Err(failed) = until_answered(port, probe, deadline) {
-            result = Err(failed);
-            break;
-        }
-    }
+    let base = format!("http://127.0.0.1:{port}/v1");
+    let result = aws.runtime.block_on(interruptible(
+        crate::release::probe::check(&[base], &service.probes),
+        interrupted(service, environment, stack, " --local"),
+    ));
     instances.stop();
+    let result = result?;
     match &result {
         Ok(()) => step.done(&format!("{} passed its probes", deployed.name)),
         Err(failed) => step.done(&format!("{} failed: {failed}", deployed.name)),
@@ -100,110 +106,32 @@ pub fn probe(
     Ok(result)
 }
 
-/// Sends `probe` until it gets its answer, backing off from 100 ms, until `deadline`; the last
-/// answer when it never does.
-fn until_answered(port: u16, probe: &Probe, deadline: Instant) -> Result<(), Failed> {
-    let mut pause = Duration::from_millis(100);
-    loop {
-        let answer = match send(port, probe) {
-            Ok((status, body)) => match verdict(probe, status, &body) {
-                None => return Ok(()),
-                Some(answer) => answer,
-            },
-            Err(error) => format!("no answer ({error})"),
-        };
-        if Instant::now() + pause > deadline {
-            return Err(Failed {
-                probe: probe.label(),
-                answer,
-            });
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_secs(2));
+/// `check`, unless Ctrl-C comes first: then `interrupted`, which says what runs.
+async fn interruptible(
+    check: impl Future<Output = anyhow::Result<Result<(), Failed>>>,
+    interrupted: String,
+) -> anyhow::Result<Result<(), Failed>> {
+    tokio::select! {
+        checked = check => checked,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!(interrupted),
     }
 }
 
-/// What is wrong with an answer, or nothing when it is the one `probe` expects.
-fn verdict(probe: &Probe, status: u16, body: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    let shown: String = text.chars().take(300).collect();
-    if status != probe.status {
-        return Some(format!("{status} {shown}"));
-    }
-    if probe.keys.is_empty() {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    probe
-        .keys
-        .iter()
-        .find(|key| json.get(key.as_str()).is_none())
-        .map(|key| format!("{status} without `{key}`: {shown}"))
-}
-
-/// One HTTP/1.1 request for `probe` to the gateway on `port`; its status and body.
-fn send(port: u16, probe: &Probe) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(35)))?;
-    let body = probe
-        .body
-        .as_ref()
-        .map(|b| b.to_string())
-        .unwrap_or_default();
-    let mut request = format!(
-        "{} {} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        probe.method,
-        probe.path,
-        body.len()
-    );
-    if probe.body.is_some() {
-        request.push_str("Content-Type: application/json\r\n");
-    }
-    for (name, value) in &probe.headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(&body);
-    stream.write_all(request.as_bytes())?;
-    let response = lambda_harness::http::read_response(&mut BufReader::new(stream))?;
-    Ok((response.status, response.body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn probe(status: u16, keys: &[&str]) -> Probe {
-        Probe {
-            method: "GET".into(),
-            path: "/v1/misc/time".into(),
-            status,
-            keys: keys.iter().map(|k| k.to_string()).collect(),
-            store: false,
-            headers: BTreeMap::new(),
-            body: None,
-        }
-    }
-
-    #[test]
-    fn an_answer_passes_with_its_status_and_keys() {
-        let body = br#"{"current_date":"2026-12-01T10:00:00Z"}"#;
-        assert_eq!(verdict(&probe(200, &["current_date"]), 200, body), None);
-        assert_eq!(
-            verdict(
-                &probe(200, &["current_date"]),
-                502,
-                b"{\"message\":\"Internal server error\"}"
-            ),
-            Some("502 {\"message\":\"Internal server error\"}".into())
-        );
-        assert_eq!(
-            verdict(&probe(200, &["uuid"]), 200, body),
-            Some(format!(
-                "200 without `uuid`: {}",
-                String::from_utf8_lossy(body)
-            ))
-        );
-        assert_eq!(verdict(&probe(401, &[]), 401, b"{}"), None);
-    }
+/// What Ctrl-C during the probes leaves: the release `stack` was just brought to, unchecked.
+fn interrupted(
+    service: &Service,
+    environment: Environment,
+    stack: &StackReport,
+    local: &str,
+) -> String {
+    let keys: Vec<&str> = stack.artifact_keys.values().map(String::as_str).collect();
+    let service = &service.name;
+    format!(
+        "interrupted while probing {}: it runs the release just deployed ({}), which was not \
+         checked and was not rolled back. Check it with `cargo xtask status {service} \
+         {environment}{local}`, and undo it with `cargo xtask rollback {service} \
+         {environment}{local}`",
+        stack.stack,
+        keys.join(", ")
+    )
 }

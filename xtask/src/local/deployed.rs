@@ -170,11 +170,7 @@ pub fn code_key(
                  this tool's: was the function's code set by `cargo xtask deploy`?"
             )
         })?;
-    let named = key
-        .rsplit('/')
-        .next()
-        .and_then(|file| file.strip_suffix(".zip"))
-        .unwrap_or_default();
+    let named = crate::release::manifest::key_sha256(key).unwrap_or_default();
     let computed = code_sha256
         .and_then(|hash| base64::engine::general_purpose::STANDARD.decode(hash).ok())
         .map(|bytes| crate::release::artifact::hex(&bytes));

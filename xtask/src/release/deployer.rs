@@ -11,10 +11,11 @@ use aws_sdk_cloudformation::Client;
 
 use super::history::{self, Target};
 use super::lock::{Contention, Lock};
-use super::manifest::{Plan, artifact_key_parameter};
+use super::manifest::{Plan, artifact_key_parameter, code_sha256_parameter};
 use super::report::StackReport;
 use super::stack::decide::STACK_PARAMETERS;
 use super::stack::{Change, Engine, Outcome, Phase, Source, Template};
+use super::traffic::{Follower, Traffic};
 use super::upload;
 use crate::aws::cloudformation;
 use crate::aws::{Connection, template_url};
@@ -38,6 +39,9 @@ pub struct Options {
     pub recreate: bool,
     /// The longest to wait for other deploys and for CloudFormation.
     pub timeout: Duration,
+    /// How CodeDeploy moves traffic to the new version (`--traffic`); the environment's default
+    /// when `None`. A rollback always moves it all at once.
+    pub traffic: Option<Traffic>,
 }
 
 /// What a stack is brought to: its templates and each function's artifact.
@@ -59,6 +63,7 @@ pub struct Release {
 /// Brings the stacks of one environment to their releases.
 pub struct Deployer<'a> {
     cloudformation: Client,
+    codedeploy: aws_sdk_codedeploy::Client,
     s3: aws_sdk_s3::Client,
     workspace: &'a Workspace,
     region: String,
@@ -79,6 +84,7 @@ impl<'a> Deployer<'a> {
     ) -> Deployer<'a> {
         Deployer {
             cloudformation: aws.cloudformation(),
+            codedeploy: aws_sdk_codedeploy::Client::new(&aws.sdk),
             s3: aws.s3(),
             workspace,
             region: aws.region.clone(),
@@ -110,10 +116,10 @@ impl<'a> Deployer<'a> {
         let (template, _) = self.templates(&service.name)?;
         for (key, _) in &self.options.parameters {
             let owned = STACK_PARAMETERS.contains(&key.as_str())
-                || service
-                    .functions
-                    .iter()
-                    .any(|f| artifact_key_parameter(&f.name) == *key);
+                || self.workspace.released_functions(service).iter().any(|f| {
+                    let parameter = artifact_key_parameter(&f.name);
+                    *key == parameter || *key == code_sha256_parameter(&parameter)
+                });
             if owned {
                 bail!("deploy sets the parameter {key} itself; leave out --parameter {key}=…");
             }
@@ -191,8 +197,9 @@ impl<'a> Deployer<'a> {
                 self.environment
             );
         };
-        let running: BTreeMap<String, String> = service
-            .functions
+        let running: BTreeMap<String, String> = self
+            .workspace
+            .released_functions(service)
             .iter()
             .map(|f| artifact_key_parameter(&f.name))
             .filter_map(|p| Some((p.clone(), current.parameters.get(&p)?.clone())))
@@ -283,6 +290,11 @@ impl<'a> Deployer<'a> {
         set.extend(release.artifact_keys.clone());
         set.extend(self.options.parameters.iter().cloned());
         let declared = release.template.parameters();
+        for (key, value) in self.release_parameters(service, &release)? {
+            if declared.contains_key(&key) {
+                set.insert(key, value);
+            }
+        }
         for (key, value) in &self.options.defaults {
             if declared.contains_key(key) && !set.contains_key(key) {
                 set.insert(key.clone(), value.clone());
@@ -317,11 +329,31 @@ impl<'a> Deployer<'a> {
             )
             .await?;
             *lock.borrow_mut() = Some(acquired);
-            let applied = self.engine().apply(&change, deadline, &phase).await?;
+            // While the stack waits on the live alias, CodeDeploy's deployment is followed.
+            let mut follower = Follower::new(
+                self.codedeploy.clone(),
+                &stack,
+                self.traffic(&release),
+                self.progress,
+            );
+            let applied = follower
+                .during(self.engine().apply(&change, deadline, &phase))
+                .await;
+            let applied = match applied {
+                Ok(applied) => applied,
+                Err(error) => {
+                    return Err(match follower.finish().await {
+                        Some(shift) => error.context(format!("CodeDeploy: {}", shift.sentence())),
+                        None => error,
+                    });
+                }
+            };
+            let mut shift = None;
             if matches!(applied.0, Outcome::Created | Outcome::Updated) {
+                shift = follower.finish().await;
                 self.record(&stack, &release).await;
             }
-            Ok(applied)
+            Ok((applied, shift))
         };
         let finished = tokio::select! {
             result = work => Some(result),
@@ -338,7 +370,7 @@ impl<'a> Deployer<'a> {
             Some(lock) => lock.release().await,
             None => Ok(()),
         };
-        let (outcome, change_set_id) = result?;
+        let ((outcome, change_set_id), traffic) = result?;
         released?;
 
         let current = cloudformation::describe(&self.cloudformation, &stack)
@@ -354,8 +386,46 @@ impl<'a> Deployer<'a> {
             resources: cloudformation::resources(&self.cloudformation, &current.id).await?,
             seconds: started.elapsed().as_secs_f64(),
             probes: None,
+            traffic,
             stack,
         })
+    }
+
+    /// How traffic moves to `release`: as asked, else as its environment does; a rollback restores
+    /// a release that ran before, all at once.
+    fn traffic(&self, release: &Release) -> Traffic {
+        match release.command {
+            "rollback" => Traffic::AllAtOnce,
+            _ => self
+                .options
+                .traffic
+                .unwrap_or_else(|| Traffic::for_environment(self.environment)),
+        }
+    }
+
+    /// What deploy sets where the template declares it (a release from before a parameter existed
+    /// is deployed without it): each function's `<Function>CodeSha256`, which its published
+    /// version must match; the traffic configuration; the probes the pre-traffic gate sends.
+    fn release_parameters(
+        &self,
+        service: &str,
+        release: &Release,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let traffic = self.traffic(release);
+        let probes = &self.workspace.service(service)?.probes;
+        let mut parameters = vec![
+            (
+                "DeploymentConfiguration".to_owned(),
+                traffic.configuration().to_owned(),
+            ),
+            ("Probes".to_owned(), serde_json::to_string(probes)?),
+        ];
+        for (parameter, key) in &release.artifact_keys {
+            let hash = super::manifest::key_sha256(key)
+                .with_context(|| format!("{key} is not named by its SHA-256"))?;
+            parameters.push((code_sha256_parameter(parameter), lambda_code_sha256(hash)));
+        }
+        Ok(parameters)
     }
 
     /// Appends the release to the stack's history. The stack has changed either way; a missing
@@ -399,5 +469,28 @@ impl<'a> Deployer<'a> {
                  or run the same deploy again, which waits for it to finish"
             ),
         }
+    }
+}
+
+/// A hex SHA-256 as Lambda reports a zip's `CodeSha256`: base64 of the digest's bytes.
+fn lambda_code_sha256(hex: &str) -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_hashes_are_passed_as_lambda_reports_them() {
+        // The SHA-256 of the empty string, in both spellings.
+        assert_eq!(
+            lambda_code_sha256("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
     }
 }

@@ -11,6 +11,8 @@ pub mod history;
 pub mod lock;
 pub mod manifest;
 pub mod package;
+pub mod probe;
 pub mod report;
 pub mod stack;
+pub mod traffic;
 pub mod upload;

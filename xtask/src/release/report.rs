@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::stack::Outcome;
+use super::traffic::Shift;
 use crate::aws::cloudformation::Resource;
 use crate::progress::table;
 
@@ -22,6 +23,9 @@ pub struct StackReport {
     /// What the release's probes found, when they ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probes: Option<Probes>,
+    /// How CodeDeploy moved traffic to the new version, when it did (in AWS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Shift>,
 }
 
 /// The result of a release's probes, and what was done about a failure.
@@ -87,6 +91,9 @@ impl Report {
                     out.push_str(&format!("  probes      FAILED: {failed}\n"));
                 }
                 None => {}
+            }
+            if let Some(shift) = &stack.traffic {
+                out.push_str(&format!("  traffic     {}\n", shift.sentence()));
             }
             for (output, value) in &stack.outputs {
                 out.push_str(&format!("  output {output}  {value}\n"));

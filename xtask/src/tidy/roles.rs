@@ -142,10 +142,12 @@ const PLATFORM_ACTIONS: [&str; 7] = [
 
 /// The SDK crates services call AWS with: the name their client fields must have (the check below
 /// finds calls by it), and the IAM prefix of their actions.
-const SDKS: [(&str, &str, &str); 3] = [
+const SDKS: [(&str, &str, &str); 5] = [
     ("aws-sdk-dynamodb", "dynamodb", "dynamodb"),
     ("aws-sdk-s3", "s3", "s3"),
     ("aws-sdk-cognitoidentityprovider", "cognito", "cognito-idp"),
+    ("aws-sdk-lambda", "lambda", "lambda"),
+    ("aws-sdk-codedeploy", "codedeploy", "codedeploy"),
 ];
 
 /// Operations whose IAM action has another name.
@@ -162,6 +164,7 @@ fn iam_action(prefix: &str, operation: &str) -> String {
     let action = match (prefix, pascal.as_str()) {
         ("s3", "HeadObject") => "GetObject".to_owned(),
         ("s3", "HeadBucket") => "ListBucket".to_owned(),
+        ("lambda", "Invoke") => "InvokeFunction".to_owned(),
         _ => pascal,
     };
     format!("{prefix}:{action}")
@@ -202,10 +205,13 @@ fn called_actions(
     Ok(actions)
 }
 
-/// The actions a template's roles grant, platform actions left out.
-fn granted_actions(template: &Template) -> std::collections::BTreeSet<String> {
+/// The actions a template's roles grant (only `owner`'s, when given), platform actions left out.
+fn granted_actions(template: &Template, owner: Option<&str>) -> std::collections::BTreeSet<String> {
     let mut granted = std::collections::BTreeSet::new();
-    for (_, policy) in policy_documents(template) {
+    for (name, policy) in policy_documents(template) {
+        if owner.is_some_and(|owner| owner != name) {
+            continue;
+        }
         for statement in one_or_many(&policy["PolicyDocument"]["Statement"]) {
             if statement["Effect"].as_str() == Some("Allow") {
                 granted.extend(
@@ -224,7 +230,7 @@ fn granted_actions(template: &Template) -> std::collections::BTreeSet<String> {
     granted
 }
 
-fn rust_sources(dir: &Path) -> String {
+pub(super) fn rust_sources(dir: &Path) -> String {
     let mut text = String::new();
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.expect("readable").path();
@@ -237,8 +243,8 @@ fn rust_sources(dir: &Path) -> String {
     text
 }
 
-#[test]
-fn each_role_grants_exactly_the_actions_its_code_calls() {
+/// Each SDK's operations (snake_case), with its client field name and IAM prefix.
+fn sdk_operations() -> Vec<(&'static str, &'static str, Vec<String>)> {
     let metadata = cargo_metadata::MetadataCommand::new()
         .manifest_path(repo().join("Cargo.toml"))
         .exec()
@@ -274,6 +280,12 @@ fn each_role_grants_exactly_the_actions_its_code_calls() {
         ),
         "the SDKs' operations were found"
     );
+    operations
+}
+
+#[test]
+fn each_role_grants_exactly_the_actions_its_code_calls() {
+    let operations = sdk_operations();
     let workspace = Workspace::load(Some(&repo().join("Cargo.toml"))).expect("the workspace loads");
     let mut problems = Vec::new();
     for service in &workspace.services {
@@ -290,7 +302,7 @@ fn each_role_grants_exactly_the_actions_its_code_calls() {
                 .join("cloudformation")
                 .join(service_template(&service.name)),
         );
-        let granted = granted_actions(&template);
+        let granted = granted_actions(&template, None);
         for missing in called.difference(&granted) {
             problems.push(format!(
                 "{}: the code calls {missing}, which its role does not grant",
@@ -348,7 +360,29 @@ fn the_role_check_reads_calls_and_grants() {
     )
     .unwrap();
     assert_eq!(
-        granted_actions(&template).into_iter().collect::<Vec<_>>(),
+        granted_actions(&template, None)
+            .into_iter()
+            .collect::<Vec<_>>(),
         ["dynamodb:Query", "s3:PutObject"]
     );
+}
+
+/// The pre-traffic gate's role (in the shared `apigateway.yaml`) grants what `gate/` calls. The
+/// CodeDeploy role beside it is used by CodeDeploy, not by code here; its grants are the managed
+/// policy's, narrowed (see its comment in the template).
+#[test]
+fn the_gate_role_grants_exactly_what_the_gate_calls() {
+    let operations = sdk_operations();
+    let called = called_actions(&rust_sources(&repo().join("gate/src")), &operations)
+        .expect("the gate's clients are named by SDKS");
+    let template = load(&repo().join("cloudformation/apigateway.yaml"));
+    let granted = granted_actions(&template, Some("GateRole"));
+    assert_eq!(
+        called.iter().collect::<Vec<_>>(),
+        [
+            "codedeploy:PutLifecycleEventHookExecutionStatus",
+            "lambda:InvokeFunction"
+        ]
+    );
+    assert_eq!(granted, called, "GateRole in apigateway.yaml");
 }

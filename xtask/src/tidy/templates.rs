@@ -2,7 +2,7 @@
 //! the service's `[package.metadata.lambda]` does.
 
 use super::{load, one_or_many, repo};
-use crate::release::manifest::artifact_key_parameter;
+use crate::release::manifest::{artifact_key_parameter, code_sha256_parameter};
 use crate::release::stack::decide::STACK_PARAMETERS;
 use crate::workspace::{Workspace, service_template};
 
@@ -23,12 +23,15 @@ fn service_templates_take_what_the_xtask_passes() {
         let template = load(&path);
         let declared = template.parameters();
         let mut passed: Vec<String> = STACK_PARAMETERS.iter().map(|p| p.to_string()).collect();
-        passed.extend(
-            service
-                .functions
-                .iter()
-                .map(|f| artifact_key_parameter(&f.name)),
-        );
+        for function in workspace.released_functions(service) {
+            passed.push(artifact_key_parameter(&function.name));
+        }
+        // Each of the service's own functions publishes versions, checked against its code's hash.
+        for function in &service.functions {
+            passed.push(code_sha256_parameter(&artifact_key_parameter(
+                &function.name,
+            )));
+        }
         for name in &passed {
             assert!(
                 declared.contains_key(name),

@@ -111,17 +111,22 @@ fn request(fixture: &Fixture, method: &str, path: &str, headers: &str) -> String
     body.to_owned()
 }
 
-/// What the function runs, according to Lambda itself (not the stack's parameters).
-pub fn function_code(fixture: &Fixture) -> String {
+/// A Lambda API `GET` on the fixture's emulator (`/2015-03-31/functions/...`), as JSON.
+pub fn lambda_get(fixture: &Fixture, path: &str) -> Value {
     // The emulator routes by the credential scope of the signature; it does not check it.
     let auth = "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-west-2/lambda/aws4_request, SignedHeaders=host, Signature=0\r\n";
     let body = request(
         fixture,
         "GET",
-        &format!("/2015-03-31/functions/{FUNCTION}"),
+        &format!("/2015-03-31/functions/{path}"),
         auth,
     );
-    let function: Value = serde_json::from_str(&body).unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+/// What the function runs, according to Lambda itself (not the stack's parameters).
+pub fn function_code(fixture: &Fixture) -> String {
+    let function = lambda_get(fixture, FUNCTION);
     function["Code"]["Location"].as_str().unwrap().to_owned()
 }
 
@@ -180,8 +185,8 @@ fn deploy_creates_then_updates_only_what_changed() {
         function_code(&fixture)
     );
     assert_eq!(
-        report["uploaded"], 3,
-        "the zip and two templates: {report:#}"
+        report["uploaded"], 4,
+        "the function's zip, the gate's and two templates: {report:#}"
     );
     let log = stderr(&output);
     assert!(
@@ -456,9 +461,12 @@ fn parameters_are_checked_before_anything_is_built() {
     assert_refused(
         &output,
         "hardware-environment.yaml has no parameter DomainNmae; its parameters are \
-         ApiGatewayTemplateUrl, ApigatewayExecuteArtifactKey, ArtifactBucket, DatabaseSecretArn, \
-         DomainName, Environment, LogRetentionDays, ReservedConcurrency, SecurityGroupIds, \
-         ServiceTokenSecretArn, SubnetIds, ThrottlingBurstLimit, ThrottlingRateLimit",
+         ApiGatewayTemplateUrl, ApigatewayExecuteArtifactKey, ApigatewayExecuteCodeSha256, \
+         ArtifactBucket, DatabaseSecretArn, DeploymentConfiguration, DomainName, Environment, \
+         ErrorsAlarmThreshold, LatencyAlarmThresholdMs, LogRetentionDays, \
+         PreTrafficGateArtifactKey, Probes, ReleaseDigest, ReservedConcurrency, \
+         SecurityGroupIds, ServerErrorsAlarmThreshold, ServiceTokenSecretArn, SubnetIds, \
+         ThrottlesAlarmThreshold, ThrottlingBurstLimit, ThrottlingRateLimit",
     );
     let output = deploy(&fixture, &["--parameter", "ApigatewayExecuteArtifactKey=x"]);
     assert_refused(

@@ -11,5 +11,6 @@ mod release;
 mod serve;
 mod snapshots;
 mod support;
+mod traffic;
 mod up;
 mod up_services;

@@ -128,9 +128,23 @@ impl Engine<'_> {
             }
         };
 
+        let mut set = change.set.clone();
+        if change
+            .template
+            .parameters()
+            .contains_key(decide::RELEASE_DIGEST)
+        {
+            let digest = decide::release_digest(
+                change.template,
+                change.nested,
+                &set,
+                current.as_ref().map(|c| &c.parameters),
+            );
+            set.insert(decide::RELEASE_DIGEST.to_owned(), digest);
+        }
         let values = decide::parameters(
             change.template,
-            &change.set,
+            &set,
             current.as_ref().map(|c| &c.parameters),
             &format!("{stack} template"),
         )?;

@@ -6,8 +6,49 @@ use std::collections::BTreeMap;
 
 use super::template::Template;
 
-/// The parameters deploy sets on every service stack, besides one artifact key per function.
-pub const STACK_PARAMETERS: [&str; 3] = ["Environment", "ArtifactBucket", "ApiGatewayTemplateUrl"];
+/// The parameters deploy sets on every service stack, besides one artifact key and one code hash
+/// per function.
+pub const STACK_PARAMETERS: [&str; 6] = [
+    "Environment",
+    "ArtifactBucket",
+    "ApiGatewayTemplateUrl",
+    "DeploymentConfiguration",
+    "Probes",
+    RELEASE_DIGEST,
+];
+
+/// The parameter that holds [`release_digest`], where a template declares it.
+pub const RELEASE_DIGEST: &str = "ReleaseDigest";
+
+/// A digest of what a stack is brought to: its template and nested templates, and the value each
+/// parameter will have (set now, kept from `current`, or the template's default). It changes exactly when the stack would,
+/// so a template that publishes a function version with it publishes one for every change, and an
+/// unchanged deploy stays unchanged.
+pub fn release_digest(
+    template: &Template,
+    nested: &[Template],
+    set: &BTreeMap<String, String>,
+    current: Option<&BTreeMap<String, String>>,
+) -> String {
+    let mut text = String::new();
+    for body in std::iter::once(template).chain(nested).map(|t| &t.body) {
+        text.push_str(&format!("{}\n{body}\n", body.len()));
+    }
+    for name in template.parameters().keys() {
+        if name == RELEASE_DIGEST {
+            continue;
+        }
+        let value = set
+            .get(name)
+            .or_else(|| current.and_then(|c| c.get(name)))
+            .cloned()
+            .or_else(|| template.default_value(name));
+        if let Some(value) = value {
+            text.push_str(&format!("{name}={value:?}\n"));
+        }
+    }
+    crate::release::artifact::sha256_hex(text.as_bytes())
+}
 
 /// What to do with a stack, given its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -362,5 +403,38 @@ Resources:
         ));
         let dropped = map(&[("Environment", "dev"), ("ArtifactKey", "k1"), ("Old", "x")]);
         assert!(!unchanged(&template, &same, SERVICE, &dropped));
+    }
+
+    #[test]
+    fn the_release_digest_changes_with_the_stack_and_only_then() {
+        let template = Template::parse(
+            "t.yaml",
+            "Parameters:\n  Key: {Type: String}\n  Kept: {Type: String}\n  Days: {Type: Number, Default: 30}\n  ReleaseDigest: {Type: String}\nResources: {}\n".into(),
+        )
+        .unwrap();
+        let nested = [Template::parse("n.yaml", "Resources: {}\n".into()).unwrap()];
+        let set = |key: &str| BTreeMap::from([("Key".to_owned(), key.to_owned())]);
+        let current = BTreeMap::from([
+            ("Key".to_owned(), "a".to_owned()),
+            ("Kept".to_owned(), "k".to_owned()),
+        ]);
+        let digest = |set: &BTreeMap<String, String>, current| {
+            release_digest(&template, &nested, set, current)
+        };
+        let first = digest(&set("a"), Some(&current));
+        assert_eq!(first.len(), 64);
+        // The same values, whether set, kept or defaulted, give the same digest.
+        assert_eq!(first, digest(&current, None));
+        let mut with_default = current.clone();
+        with_default.insert("Days".to_owned(), "30".to_owned());
+        assert_eq!(first, digest(&set("a"), Some(&with_default)));
+        assert_ne!(first, digest(&set("b"), Some(&current)));
+        assert_ne!(first, digest(&set("a"), None));
+        let other_nested =
+            [Template::parse("n.yaml", "Resources: {}\n# changed\n".into()).unwrap()];
+        assert_ne!(
+            first,
+            release_digest(&template, &other_nested, &set("a"), Some(&current))
+        );
     }
 }

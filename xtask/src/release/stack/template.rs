@@ -65,6 +65,16 @@ impl Template {
             .collect()
     }
 
+    /// A parameter's default, as CloudFormation reads it (text, whatever its YAML type).
+    pub fn default_value(&self, parameter: &str) -> Option<String> {
+        match &self.yaml["Parameters"][parameter]["Default"] {
+            Yaml::String(text) | Yaml::Real(text) => Some(text.clone()),
+            Yaml::Integer(number) => Some(number.to_string()),
+            Yaml::Boolean(flag) => Some(flag.to_string()),
+            _ => None,
+        }
+    }
+
     /// The resources of one type (`AWS::DynamoDB::Table`), with their logical ids, in template order.
     pub fn resources(&self, kind: &str) -> Vec<(&str, &Yaml)> {
         self.all_resources()

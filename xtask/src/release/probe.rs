@@ -1,0 +1,144 @@
+//! A release checked over HTTP, the way its callers reach it: each of the service's store-free
+//! probes sent to every base URL the API answers on, retried with backoff until the check's
+//! deadline. In AWS those are the stage URL (from the stack's `RestApiId` output) and both custom
+//! domains when the stack has them; on `--local`, the local gateway `local::check` starts.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use gate::probe::{Backoff, DEADLINE, Failed, release_checks};
+
+use crate::workspace::Probe;
+
+/// The base URLs a deployed API answers on, each ending where the service's own `/v1` would:
+/// a probe's path `/v1/x` is sent to `<base>/x`.
+pub fn urls(outputs: &BTreeMap<String, String>, region: &str) -> anyhow::Result<Vec<String>> {
+    let api = outputs.get("RestApiId").ok_or_else(|| {
+        anyhow::anyhow!(
+            "the stack has no RestApiId output, so its API cannot be probed; was it deployed from \
+             this workspace's templates?"
+        )
+    })?;
+    let mut urls = vec![format!(
+        "https://{api}.execute-api.{region}.amazonaws.com/v1"
+    )];
+    for output in ["ServiceUrl", "ApisUrl"] {
+        if let Some(url) = outputs.get(output) {
+            urls.push(url.trim_end_matches('/').to_owned());
+        }
+    }
+    Ok(urls)
+}
+
+/// Sends each store-free probe to each of `bases`; the first that does not get its answer by the
+/// deadline.
+pub async fn check(bases: &[String], probes: &[Probe]) -> anyhow::Result<Result<(), Failed>> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(35))
+        .build()?;
+    let deadline = Instant::now() + DEADLINE;
+    for base in bases {
+        for probe in release_checks(probes) {
+            if let Err(failed) = until_answered(&client, base, probe, deadline).await {
+                return Ok(Err(failed));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// `<base>` and a probe's `/v1/...` path: the URL it is sent to.
+fn url(base: &str, probe: &Probe) -> String {
+    let path = probe.path.strip_prefix("/v1").unwrap_or(&probe.path);
+    format!("{base}{path}")
+}
+
+async fn until_answered(
+    client: &reqwest::Client,
+    base: &str,
+    probe: &Probe,
+    deadline: Instant,
+) -> Result<(), Failed> {
+    let mut backoff = Backoff::until(deadline);
+    let url = url(base, probe);
+    loop {
+        let answer = match send(client, &url, probe).await {
+            Ok((status, body)) => match probe.verdict(status, &body) {
+                None => return Ok(()),
+                Some(answer) => answer,
+            },
+            Err(error) => format!("no answer ({error})"),
+        };
+        match backoff.next_pause() {
+            Some(pause) => tokio::time::sleep(pause).await,
+            None => {
+                return Err(Failed {
+                    probe: format!("{} at {url}", probe.label()),
+                    answer,
+                });
+            }
+        }
+    }
+}
+
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    probe: &Probe,
+) -> Result<(u16, Vec<u8>), String> {
+    let method = reqwest::Method::from_bytes(probe.method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut request = client.request(method, url);
+    for (name, value) in &probe.headers {
+        request = request.header(name, value);
+    }
+    if let Some(body) = &probe.body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    Ok((status, body.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stage_url_and_both_domains_are_probed() {
+        let mut outputs = BTreeMap::from([("RestApiId".to_owned(), "a1b2c3".to_owned())]);
+        assert_eq!(
+            urls(&outputs, "eu-west-1").unwrap(),
+            ["https://a1b2c3.execute-api.eu-west-1.amazonaws.com/v1"]
+        );
+        outputs.insert(
+            "ServiceUrl".into(),
+            "https://hardware.dev.biometrix.io/v1".into(),
+        );
+        outputs.insert(
+            "ApisUrl".into(),
+            "https://apis.dev.biometrix.io/hardware".into(),
+        );
+        let bases = urls(&outputs, "eu-west-1").unwrap();
+        assert_eq!(bases.len(), 3);
+        let probe: Probe =
+            serde_json::from_str(r#"{"path": "/v1/misc/time", "status": 200}"#).unwrap();
+        let sent: Vec<String> = bases.iter().map(|b| url(b, &probe)).collect();
+        assert_eq!(
+            sent,
+            [
+                "https://a1b2c3.execute-api.eu-west-1.amazonaws.com/v1/misc/time",
+                "https://hardware.dev.biometrix.io/v1/misc/time",
+                "https://apis.dev.biometrix.io/hardware/misc/time",
+            ]
+        );
+        assert!(
+            urls(&BTreeMap::new(), "eu-west-1")
+                .unwrap_err()
+                .to_string()
+                .contains("no RestApiId output")
+        );
+    }
+}

@@ -1,0 +1,488 @@
+//! How a new version of a function gets traffic in AWS: CodeDeploy moves the function's `live`
+//! alias to it, as the deployment group's configuration says, after the pre-traffic gate passed
+//! it, and moves it back when one of the group's alarms fires. This module chooses the
+//! configuration and reads a deployment (its status, its traffic, why it ended) into what deploy
+//! shows; `follow` polls it while the stack waits on the alias.
+
+use std::fmt;
+use std::future::Future;
+
+use serde::Serialize;
+
+use crate::names::Environment;
+use crate::progress::Progress;
+
+/// How traffic moves to a new version (`--traffic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Traffic {
+    /// All of it at once, once the gate passed the version (dev's default).
+    AllAtOnce,
+    /// 10% more every minute, over ten minutes (qa's default).
+    Linear,
+    /// 10% for five minutes, then the rest (production's default).
+    Canary,
+}
+
+impl Traffic {
+    pub const ALL: [Traffic; 3] = [Traffic::AllAtOnce, Traffic::Linear, Traffic::Canary];
+
+    /// The name `--traffic` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Traffic::AllAtOnce => "all-at-once",
+            Traffic::Linear => "linear",
+            Traffic::Canary => "canary",
+        }
+    }
+
+    /// What an environment gets unless `--traffic` says otherwise.
+    pub fn for_environment(environment: Environment) -> Traffic {
+        match environment {
+            Environment::Dev => Traffic::AllAtOnce,
+            Environment::Qa => Traffic::Linear,
+            Environment::Production => Traffic::Canary,
+        }
+    }
+
+    /// The CodeDeploy deployment configuration, the stack's `DeploymentConfiguration`.
+    pub fn configuration(self) -> &'static str {
+        match self {
+            Traffic::AllAtOnce => "CodeDeployDefault.LambdaAllAtOnce",
+            Traffic::Linear => "CodeDeployDefault.LambdaLinear10PercentEvery1Minute",
+            Traffic::Canary => "CodeDeployDefault.LambdaCanary10Percent5Minutes",
+        }
+    }
+
+    /// The share of traffic the new version should have `elapsed` seconds after the shift began,
+    /// and when (seconds after the start) the next step comes; `None` once it has all of it.
+    pub fn step(self, elapsed: u64) -> (u8, Option<u64>) {
+        match self {
+            Traffic::AllAtOnce => (100, None),
+            Traffic::Canary if elapsed < 300 => (10, Some(300)),
+            Traffic::Canary => (100, None),
+            Traffic::Linear => {
+                let steps = elapsed / 60 + 1;
+                if steps >= 10 {
+                    (100, None)
+                } else {
+                    ((steps * 10) as u8, Some(steps * 60))
+                }
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Traffic {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Traffic, String> {
+        Traffic::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Traffic::ALL.iter().map(|t| t.as_str()).collect();
+                format!(
+                    "unknown traffic policy `{s}`: known ones are {}",
+                    known.join(", ")
+                )
+            })
+    }
+}
+
+impl fmt::Display for Traffic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Traffic::AllAtOnce => "all at once",
+            Traffic::Linear => "linear, 10% a minute",
+            Traffic::Canary => "canary, 10% for 5 minutes",
+        })
+    }
+}
+
+/// What deploy read of a CodeDeploy deployment, in the API's own words (`GetDeployment`, and
+/// `BatchGetDeploymentTargets` for the Lambda target), so that the decisions below are plain
+/// functions of documented values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Seen {
+    pub id: String,
+    /// `Created`, `Queued`, `InProgress`, `Baking`, `Ready`, `Succeeded`, `Failed` or `Stopped`.
+    pub status: String,
+    /// `ErrorInformation.code`: `ALARM_ACTIVE`, `HOOK_EXECUTION_FAILURE`, `TIMEOUT`, ...
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub current_version: Option<String>,
+    pub target_version: Option<String>,
+    /// The target version's share of traffic, from 0 to 1.
+    pub target_weight: f64,
+    /// Seconds from when traffic began to move (`AllowTraffic` started) to when it was read.
+    pub shifting_for: Option<u64>,
+}
+
+/// How a deployment ended, or that it has not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Shift {
+    InProgress,
+    Succeeded {
+        version: String,
+    },
+    /// One of the deployment group's alarms fired: the alias went back to the version before.
+    RolledBackByAlarm {
+        message: String,
+    },
+    /// The pre-traffic gate failed the version: no traffic ever reached it.
+    RolledBackByProbe {
+        message: String,
+    },
+    /// Anything else (a timeout, a permission CodeDeploy lacks, a person who stopped it).
+    Failed {
+        message: String,
+    },
+}
+
+impl Shift {
+    /// How reports say it.
+    pub fn sentence(&self) -> String {
+        match self {
+            Shift::InProgress => "the deployment was still shifting traffic".to_owned(),
+            Shift::Succeeded { version } => format!("version {version} took all the traffic"),
+            Shift::RolledBackByAlarm { message } => {
+                format!("rolled back by alarm: {message}")
+            }
+            Shift::RolledBackByProbe { message } => {
+                format!("rolled back by probe (the pre-traffic gate): {message}")
+            }
+            Shift::Failed { message } => format!("failed: {message}"),
+        }
+    }
+}
+
+/// How `seen` ended, from its status and error code.
+pub fn outcome(seen: &Seen) -> Shift {
+    let message = || {
+        seen.error_message
+            .clone()
+            .unwrap_or_else(|| format!("deployment {} is {}", seen.id, seen.status))
+    };
+    match seen.status.as_str() {
+        "Succeeded" => Shift::Succeeded {
+            version: seen.target_version.clone().unwrap_or_default(),
+        },
+        "Failed" | "Stopped" => match seen.error_code.as_deref() {
+            Some("ALARM_ACTIVE") => Shift::RolledBackByAlarm { message: message() },
+            Some("HOOK_EXECUTION_FAILURE") => Shift::RolledBackByProbe { message: message() },
+            _ => Shift::Failed { message: message() },
+        },
+        _ => Shift::InProgress,
+    }
+}
+
+/// One line on where a deployment is: the traffic shifted so far and the next step, in `traffic`.
+pub fn progress_line(seen: &Seen, traffic: Traffic) -> String {
+    let target = seen.target_version.as_deref().unwrap_or("?");
+    let current = seen.current_version.as_deref().unwrap_or("?");
+    let Some(elapsed) = seen.shifting_for else {
+        return format!(
+            "deployment {}: the pre-traffic gate is probing version {target}; version {current} \
+             has all the traffic",
+            seen.id
+        );
+    };
+    let share = (seen.target_weight * 100.0).round() as u8;
+    let next = match traffic.step(elapsed) {
+        (_, Some(at)) => {
+            let (percent, _) = traffic.step(at);
+            format!("; next: {percent}% in {}s", at.saturating_sub(elapsed))
+        }
+        (_, None) => String::new(),
+    };
+    format!(
+        "deployment {}: version {target} has {share}% of the traffic, version {current} the rest \
+         ({traffic}){next}",
+        seen.id
+    )
+}
+
+/// Follows the CodeDeploy deployment a stack update starts, if any, saying each change of its
+/// traffic. Reading is best effort: a deployment that cannot be read (none yet, or no CodeDeploy,
+/// as on the emulator) is simply not shown, and the stack's own outcome stays the verdict.
+pub struct Follower {
+    client: aws_sdk_codedeploy::Client,
+    application: String,
+    group: String,
+    since: aws_sdk_codedeploy::primitives::DateTime,
+    traffic: Traffic,
+    progress: Progress,
+    said: Option<String>,
+    seen: Option<Seen>,
+}
+
+/// How often a deployment is read while the stack waits on it.
+const POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Follower {
+    /// Follows the deployments of `stack`'s group (`apigateway.yaml` names them after the stack)
+    /// that start from now.
+    pub fn new(
+        client: aws_sdk_codedeploy::Client,
+        stack: &str,
+        traffic: Traffic,
+        progress: Progress,
+    ) -> Follower {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Follower {
+            client,
+            application: stack.to_owned(),
+            group: format!("{stack}-live"),
+            since: aws_sdk_codedeploy::primitives::DateTime::from_secs(now as i64 - 5),
+            traffic,
+            progress,
+            said: None,
+            seen: None,
+        }
+    }
+
+    /// Runs `work` (the stack update), reading the deployment every few seconds meanwhile.
+    pub async fn during<F: Future>(&mut self, work: F) -> F::Output {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = tokio::time::sleep(POLL) => self.poll().await,
+            }
+        }
+    }
+
+    /// How the deployment ended, read once more; `None` when there was none.
+    pub async fn finish(mut self) -> Option<Shift> {
+        self.poll().await;
+        self.seen.as_ref().map(outcome)
+    }
+
+    async fn poll(&mut self) {
+        let Ok(Some(seen)) = self.read().await else {
+            return;
+        };
+        let line = match outcome(&seen) {
+            Shift::InProgress => progress_line(&seen, self.traffic),
+            Shift::Succeeded { version } => {
+                format!(
+                    "deployment {}: version {version} has all the traffic",
+                    seen.id
+                )
+            }
+            Shift::RolledBackByAlarm { message } => format!(
+                "deployment {}: an alarm fired, and CodeDeploy moved the traffic back to version \
+                 {}: {message}",
+                seen.id,
+                seen.current_version.as_deref().unwrap_or("?")
+            ),
+            Shift::RolledBackByProbe { message } => format!(
+                "deployment {}: the pre-traffic gate failed version {}, which got no traffic: \
+                 {message} (its log group is /aws/lambda/{}-pre-traffic-gate)",
+                seen.id,
+                seen.target_version.as_deref().unwrap_or("?"),
+                self.application
+            ),
+            Shift::Failed { message } => format!("deployment {}: {message}", seen.id),
+        };
+        if self.said.as_ref() != Some(&line) {
+            self.progress.note(&line);
+            self.said = Some(line);
+        }
+        self.seen = Some(seen);
+    }
+
+    /// The newest deployment of the group since the follower started, with its Lambda target.
+    async fn read(&self) -> anyhow::Result<Option<Seen>> {
+        use aws_sdk_codedeploy::types::TimeRange;
+        let listed = self
+            .client
+            .list_deployments()
+            .application_name(&self.application)
+            .deployment_group_name(&self.group)
+            .create_time_range(TimeRange::builder().start(self.since).build())
+            .send()
+            .await?;
+        let Some(id) = listed.deployments().first() else {
+            return Ok(None);
+        };
+        let info = self
+            .client
+            .get_deployment()
+            .deployment_id(id)
+            .send()
+            .await?;
+        let Some(info) = info.deployment_info() else {
+            return Ok(None);
+        };
+        let targets = self
+            .client
+            .list_deployment_targets()
+            .deployment_id(id)
+            .send()
+            .await?;
+        let target = self
+            .client
+            .batch_get_deployment_targets()
+            .deployment_id(id)
+            .set_target_ids(Some(targets.target_ids().to_vec()))
+            .send()
+            .await?;
+        let lambda = target
+            .deployment_targets()
+            .iter()
+            .find_map(|t| t.lambda_target());
+        let function = lambda.and_then(|l| l.lambda_function_info());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let shifting_for = lambda
+            .into_iter()
+            .flat_map(|l| l.lifecycle_events())
+            .find(|e| e.lifecycle_event_name() == Some("AllowTraffic"))
+            .and_then(|e| e.start_time())
+            .map(|start| (now - start.secs()).max(0) as u64);
+        Ok(Some(Seen {
+            id: id.clone(),
+            status: info
+                .status()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            error_code: info
+                .error_information()
+                .and_then(|e| e.code())
+                .map(|c| c.as_str().to_owned()),
+            error_message: info
+                .error_information()
+                .and_then(|e| e.message())
+                .map(str::to_owned),
+            current_version: function
+                .and_then(|f| f.current_version())
+                .map(str::to_owned),
+            target_version: function.and_then(|f| f.target_version()).map(str::to_owned),
+            target_weight: function.map_or(0.0, |f| f.target_version_weight()),
+            shifting_for,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_environment_has_its_configuration() {
+        let chosen: Vec<&str> = Environment::ALL
+            .iter()
+            .map(|e| Traffic::for_environment(*e).configuration())
+            .collect();
+        assert_eq!(
+            chosen,
+            [
+                "CodeDeployDefault.LambdaAllAtOnce",
+                "CodeDeployDefault.LambdaLinear10PercentEvery1Minute",
+                "CodeDeployDefault.LambdaCanary10Percent5Minutes",
+            ]
+        );
+    }
+
+    #[test]
+    fn policies_parse_by_name_and_unknown_ones_are_listed() {
+        assert_eq!("canary".parse::<Traffic>(), Ok(Traffic::Canary));
+        assert_eq!(
+            "slow".parse::<Traffic>(),
+            Err("unknown traffic policy `slow`: known ones are all-at-once, linear, canary".into())
+        );
+    }
+
+    #[test]
+    fn steps_follow_the_configurations() {
+        assert_eq!(Traffic::AllAtOnce.step(0), (100, None));
+        assert_eq!(Traffic::Canary.step(0), (10, Some(300)));
+        assert_eq!(Traffic::Canary.step(299), (10, Some(300)));
+        assert_eq!(Traffic::Canary.step(300), (100, None));
+        assert_eq!(Traffic::Linear.step(0), (10, Some(60)));
+        assert_eq!(Traffic::Linear.step(61), (20, Some(120)));
+        assert_eq!(Traffic::Linear.step(539), (90, Some(540)));
+        assert_eq!(Traffic::Linear.step(540), (100, None));
+    }
+
+    fn seen(status: &str, code: Option<&str>) -> Seen {
+        Seen {
+            id: "d-ABC123".into(),
+            status: status.into(),
+            error_code: code.map(str::to_owned),
+            error_message: code.map(|c| format!("the deployment failed: {c}")),
+            current_version: Some("7".into()),
+            target_version: Some("8".into()),
+            target_weight: 0.1,
+            shifting_for: Some(65),
+        }
+    }
+
+    /// Every status and error code CodeDeploy documents for a deployment, with what deploy says.
+    #[test]
+    fn each_documented_state_has_an_outcome() {
+        for status in ["Created", "Queued", "InProgress", "Baking", "Ready"] {
+            assert_eq!(outcome(&seen(status, None)), Shift::InProgress, "{status}");
+        }
+        assert_eq!(
+            outcome(&seen("Succeeded", None)),
+            Shift::Succeeded {
+                version: "8".into()
+            }
+        );
+        assert_eq!(
+            outcome(&seen("Stopped", Some("ALARM_ACTIVE"))),
+            Shift::RolledBackByAlarm {
+                message: "the deployment failed: ALARM_ACTIVE".into()
+            }
+        );
+        assert_eq!(
+            outcome(&seen("Failed", Some("HOOK_EXECUTION_FAILURE"))),
+            Shift::RolledBackByProbe {
+                message: "the deployment failed: HOOK_EXECUTION_FAILURE".into()
+            }
+        );
+        for code in ["TIMEOUT", "IAM_ROLE_PERMISSIONS", "MANUAL_STOP"] {
+            assert!(matches!(
+                outcome(&seen("Failed", Some(code))),
+                Shift::Failed { .. }
+            ));
+        }
+        let mut bare = seen("Stopped", None);
+        bare.error_message = None;
+        assert_eq!(
+            outcome(&bare),
+            Shift::Failed {
+                message: "deployment d-ABC123 is Stopped".into()
+            }
+        );
+    }
+
+    #[test]
+    fn progress_names_the_traffic_and_the_next_step() {
+        let shifting = seen("InProgress", None);
+        assert_eq!(
+            progress_line(&shifting, Traffic::Linear),
+            "deployment d-ABC123: version 8 has 10% of the traffic, version 7 the rest (linear, \
+             10% a minute); next: 30% in 55s"
+        );
+        assert_eq!(
+            progress_line(&shifting, Traffic::Canary),
+            "deployment d-ABC123: version 8 has 10% of the traffic, version 7 the rest (canary, \
+             10% for 5 minutes); next: 100% in 235s"
+        );
+        let mut gating = shifting.clone();
+        gating.shifting_for = None;
+        assert_eq!(
+            progress_line(&gating, Traffic::Canary),
+            "deployment d-ABC123: the pre-traffic gate is probing version 8; version 7 has all \
+             the traffic"
+        );
+    }
+}
