@@ -18,7 +18,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{bench, bootstrap, deploy, package, publish, rollback, serve, status, up};
+use crate::commands::{
+    bench, bootstrap, deploy, destroy, package, publish, rollback, serve, status, up,
+};
 use crate::progress::Progress;
 use crate::workspace::Workspace;
 
@@ -41,6 +43,7 @@ enum Command {
     Serve(serve::Serve),
     Status(status::Status),
     Rollback(rollback::Rollback),
+    Destroy(destroy::Destroy),
     Bootstrap(bootstrap::Bootstrap),
     Bench(bench::Bench),
     Up(up::Up),
@@ -67,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(serve) => serve.run(&workspace, progress),
         Command::Status(status) => status.run(&workspace, progress),
         Command::Rollback(rollback) => rollback.run(&workspace, progress),
+        Command::Destroy(destroy) => destroy.run(&workspace, progress),
         Command::Bootstrap(bootstrap) => bootstrap.run(&workspace, progress),
         Command::Bench(bench) => bench.run(&workspace, progress),
         Command::Up(up) => up.run(&workspace, progress),

@@ -12,7 +12,7 @@ use aws_sdk_cloudformation::Client;
 use super::history::{self, Target};
 use super::lock::{Contention, Lock};
 use super::manifest::{Plan, artifact_key_parameter, code_sha256_parameter};
-use super::report::StackReport;
+use super::report::{DestroyOutcome, Destroyed, Retained, StackReport};
 use super::stack::decide::STACK_PARAMETERS;
 use super::stack::{Change, Engine, Outcome, Phase, Source, Template};
 use super::traffic::{Follower, Traffic};
@@ -310,25 +310,8 @@ impl<'a> Deployer<'a> {
         };
 
         let deadline = started + self.options.timeout;
-        let contention = if self.options.no_wait {
-            Contention::Refuse
-        } else {
-            Contention::Wait { until: deadline }
-        };
-        // Ctrl-C drops the work wherever it is; the lock is kept outside it, to be released.
-        let lock = RefCell::new(None);
         let phase = RefCell::new(Phase::Preparing);
         let work = async {
-            let acquired = Lock::acquire(
-                &self.s3,
-                &self.bucket,
-                &stack,
-                self.options.timeout,
-                contention,
-                self.progress,
-            )
-            .await?;
-            *lock.borrow_mut() = Some(acquired);
             // While the stack waits on the live alias, CodeDeploy's deployment is followed.
             let mut follower = Follower::new(
                 self.codedeploy.clone(),
@@ -355,23 +338,12 @@ impl<'a> Deployer<'a> {
             }
             Ok((applied, shift))
         };
-        let finished = tokio::select! {
-            result = work => Some(result),
-            _ = tokio::signal::ctrl_c() => None,
+        let interrupted = async || {
+            let phase = phase.borrow().clone();
+            self.interrupted(&stack, phase).await
         };
-        let result = match finished {
-            Some(result) => result,
-            None => {
-                let phase = phase.borrow().clone();
-                Err(self.interrupted(&stack, phase).await)
-            }
-        };
-        let released = match lock.into_inner() {
-            Some(lock) => lock.release().await,
-            None => Ok(()),
-        };
-        let ((outcome, change_set_id), traffic) = result?;
-        released?;
+        let ((outcome, change_set_id), traffic) =
+            self.locked(&stack, deadline, work, interrupted).await?;
 
         let current = cloudformation::describe(&self.cloudformation, &stack)
             .await?
@@ -447,6 +419,115 @@ impl<'a> Deployer<'a> {
                  status and rollback will not know it"
             ));
         }
+    }
+
+    /// Deletes the service's stack under its lock, saying first what CloudFormation will keep;
+    /// the stack's history stays in the bucket. A stack that does not exist is not an error.
+    pub async fn destroy(&self, service: &str) -> anyhow::Result<Destroyed> {
+        let stack = self.stack_name(service);
+        let started = Instant::now();
+        let history = format!("s3://{}/{}", self.bucket, history::key(&stack));
+        let Some(current) = cloudformation::describe(&self.cloudformation, &stack).await? else {
+            self.progress.note(&format!(
+                "stack {stack} does not exist in {}: there is nothing to destroy",
+                self.region
+            ));
+            return Ok(Destroyed {
+                stack,
+                outcome: DestroyOutcome::Absent,
+                retained: Vec::new(),
+                history,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        };
+        let template = Template::parse(
+            &stack,
+            cloudformation::template_body(&self.cloudformation, &current.id).await?,
+        )?;
+        let resources = cloudformation::resources(&self.cloudformation, &current.id).await?;
+        let retained: Vec<Retained> = template
+            .retained()
+            .into_iter()
+            .filter_map(|(logical_id, kind)| {
+                let physical_id = &resources
+                    .iter()
+                    .find(|r| r.logical_id == logical_id)?
+                    .physical_id;
+                Some(Retained::new(logical_id, kind, physical_id, &self.region))
+            })
+            .collect();
+        self.progress
+            .text(&super::report::retained_text(&stack, &retained));
+
+        let deadline = started + self.options.timeout;
+        let engine = self.engine();
+        let work = engine.destroy(&stack, deadline);
+        let interrupted = async || {
+            anyhow::anyhow!(
+                "interrupted; if the deletion of stack {stack} had begun it goes on in AWS: follow \
+                 it with `aws cloudformation describe-stack-events --stack-name {stack} --region {}`, \
+                 or run the same destroy again, which waits for it",
+                self.region
+            )
+        };
+        let existed = self.locked(&stack, deadline, work, interrupted).await?;
+        Ok(Destroyed {
+            stack,
+            outcome: if existed {
+                DestroyOutcome::Deleted
+            } else {
+                DestroyOutcome::Absent
+            },
+            retained,
+            history,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Runs `work` holding `stack`'s lock, waiting for it as the options say. Ctrl-C drops the
+    /// work wherever it is, and `interrupted` says what it left; the lock is released either way.
+    async fn locked<T>(
+        &self,
+        stack: &str,
+        deadline: Instant,
+        work: impl Future<Output = anyhow::Result<T>>,
+        interrupted: impl AsyncFnOnce() -> anyhow::Error,
+    ) -> anyhow::Result<T> {
+        let contention = if self.options.no_wait {
+            Contention::Refuse
+        } else {
+            Contention::Wait { until: deadline }
+        };
+        // The lock is kept outside the work, to be released whatever becomes of it.
+        let lock = RefCell::new(None);
+        let guarded = async {
+            let acquired = Lock::acquire(
+                &self.s3,
+                &self.bucket,
+                stack,
+                self.options.timeout,
+                contention,
+                self.progress,
+            )
+            .await?;
+            *lock.borrow_mut() = Some(acquired);
+            work.await
+        };
+        let finished = tokio::select! {
+            result = guarded => Some(result),
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        let result = match finished {
+            Some(result) => result,
+            None => Err(interrupted().await),
+        };
+        let released = match lock.into_inner() {
+            Some(lock) => lock.release().await,
+            None => Ok(()),
+        };
+        let value = result?;
+        released?;
+        Ok(value)
     }
 
     /// What Ctrl-C leaves behind, and what to do about it.

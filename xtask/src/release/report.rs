@@ -121,3 +121,97 @@ impl Report {
         out
     }
 }
+
+/// What `destroy` did to one stack.
+#[derive(Debug, Serialize)]
+pub struct Destroyed {
+    pub stack: String,
+    pub outcome: DestroyOutcome,
+    /// What CloudFormation kept, and how to remove it.
+    pub retained: Vec<Retained>,
+    /// The stack's deploy history, which is kept.
+    pub history: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestroyOutcome {
+    Deleted,
+    /// There was no stack: destroy is idempotent.
+    Absent,
+}
+
+/// A resource marked `DeletionPolicy: Retain`, which outlives its stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Retained {
+    pub logical_id: String,
+    pub kind: String,
+    pub physical_id: String,
+    /// The command that removes it, when there is one to give.
+    pub remove: String,
+}
+
+impl Retained {
+    pub fn new(logical_id: &str, kind: &str, physical_id: &str, region: &str) -> Retained {
+        let remove = match kind {
+            "AWS::DynamoDB::Table" => {
+                format!("aws dynamodb delete-table --table-name {physical_id} --region {region}")
+            }
+            "AWS::S3::Bucket" => format!(
+                "aws s3 rb s3://{physical_id} --force --region {region} (a versioned bucket needs \
+                 its object versions deleted first)"
+            ),
+            "AWS::Cognito::UserPool" => format!(
+                "aws cognito-idp delete-user-pool --user-pool-id {physical_id} --region {region}"
+            ),
+            _ => format!("delete {kind} {physical_id} in the console"),
+        };
+        Retained {
+            logical_id: logical_id.to_owned(),
+            kind: kind.to_owned(),
+            physical_id: physical_id.to_owned(),
+            remove,
+        }
+    }
+}
+
+/// What CloudFormation keeps of `stack`, said before it is deleted.
+pub fn retained_text(stack: &str, retained: &[Retained]) -> String {
+    if retained.is_empty() {
+        return format!("deleting {stack} keeps nothing: it has no retained resources\n");
+    }
+    let mut out = format!(
+        "deleting {stack} keeps these (DeletionPolicy: Retain), with their data; to remove one \
+         later, run its command:\n"
+    );
+    for r in retained {
+        out.push_str(&format!(
+            "  {}  {}  {}\n    {}\n",
+            r.logical_id, r.kind, r.physical_id, r.remove
+        ));
+    }
+    out
+}
+
+impl Destroyed {
+    /// The result as people read it.
+    pub fn text(&self) -> String {
+        match self.outcome {
+            DestroyOutcome::Absent => format!(
+                "{}: did not exist, nothing to destroy; its history ({}) is kept\n",
+                self.stack, self.history
+            ),
+            DestroyOutcome::Deleted => {
+                let mut out = format!(
+                    "{}: deleted ({:.1}s); its history ({}) is kept\n",
+                    self.stack, self.seconds, self.history
+                );
+                for r in &self.retained {
+                    out.push_str(&format!("  kept  {}  {}\n", r.logical_id, r.physical_id));
+                }
+                out
+            }
+        }
+    }
+}

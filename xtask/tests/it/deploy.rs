@@ -94,6 +94,16 @@ pub fn release(fixture: &Fixture, name: &str) {
 
 /// One HTTP/1.0 request to the fixture's emulator; returns the body of a 200.
 fn request(fixture: &Fixture, method: &str, path: &str, headers: &str) -> String {
+    request_with_body(fixture, method, path, headers, "")
+}
+
+fn request_with_body(
+    fixture: &Fixture,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> String {
     let (endpoint, _) = fixture
         .emulator()
         .expect("deploy --local started an emulator");
@@ -101,7 +111,8 @@ fn request(fixture: &Fixture, method: &str, path: &str, headers: &str) -> String
     let mut stream = TcpStream::connect(host).unwrap();
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n{headers}\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut response = String::new();
@@ -111,15 +122,35 @@ fn request(fixture: &Fixture, method: &str, path: &str, headers: &str) -> String
     body.to_owned()
 }
 
+/// The emulator routes by the credential scope of the signature; it does not check it.
+fn authorization(service: &str) -> String {
+    format!(
+        "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-west-2/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n"
+    )
+}
+
+/// A JSON-protocol call (`X-Amz-Target`) to the fixture's emulator, like DynamoDB's; its body.
+pub fn emulator_post(fixture: &Fixture, target: &str, service: &str, body: &str) -> String {
+    let headers = format!(
+        "{}X-Amz-Target: {target}\r\nContent-Type: application/x-amz-json-1.0\r\n",
+        authorization(service)
+    );
+    request_with_body(fixture, "POST", "/", &headers, body)
+}
+
+/// An object of the fixture's artifact bucket, which must exist.
+pub fn bucket_object(fixture: &Fixture, key: &str) -> String {
+    let path = format!("/biometrix-infrastructure-us-west-2/{key}");
+    request(fixture, "GET", &path, &authorization("s3"))
+}
+
 /// A Lambda API `GET` on the fixture's emulator (`/2015-03-31/functions/...`), as JSON.
 pub fn lambda_get(fixture: &Fixture, path: &str) -> Value {
-    // The emulator routes by the credential scope of the signature; it does not check it.
-    let auth = "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-west-2/lambda/aws4_request, SignedHeaders=host, Signature=0\r\n";
     let body = request(
         fixture,
         "GET",
         &format!("/2015-03-31/functions/{path}"),
-        auth,
+        &authorization("lambda"),
     );
     serde_json::from_str(&body).unwrap()
 }

@@ -4,6 +4,7 @@ mod bench;
 mod bootstrap;
 mod cli;
 mod deploy;
+mod destroy;
 mod package;
 mod probe;
 mod publish;

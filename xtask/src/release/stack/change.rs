@@ -316,16 +316,48 @@ impl Engine<'_> {
         Ok(Some((id, stack_id)))
     }
 
+    /// Deletes `stack` for good, after any operation in progress ends; `false` when there was no
+    /// stack. A deletion that fails names each resource that could not be deleted, with its reason.
+    pub async fn destroy(&self, stack: &str, deadline: Instant) -> anyhow::Result<bool> {
+        let cloudformation = self.cloudformation;
+        let current = loop {
+            let Some(current) = cloudformation::describe(cloudformation, stack).await? else {
+                return Ok(false);
+            };
+            if !current.status.ends_with("_IN_PROGRESS") || current.status == "REVIEW_IN_PROGRESS" {
+                break current;
+            }
+            if self.no_wait {
+                bail!(busy(stack, &current.status, self.region));
+            }
+            let step = self.progress.step(&format!(
+                "waiting: stack {stack} is {}, changed by someone else",
+                current.status
+            ));
+            let settled = settle(cloudformation, stack, &step, deadline).await?;
+            step.done(&format!(
+                "stack {stack} is {}",
+                settled.as_deref().unwrap_or("gone")
+            ));
+        };
+        self.delete(stack, &current, deadline)
+            .await
+            .map_err(|error| error.context(not_deleted(stack, self.region)))?;
+        Ok(true)
+    }
+
     async fn delete(
         &self,
         stack: &str,
         current: &Current,
         deadline: Instant,
     ) -> anyhow::Result<()> {
-        self.progress.note(&format!(
-            "deleting stack {stack} ({}, so it has no resources to lose) to create it again",
-            current.status
-        ));
+        if current.status == "ROLLBACK_COMPLETE" || current.status == "REVIEW_IN_PROGRESS" {
+            self.progress.note(&format!(
+                "deleting stack {stack} ({}, so it has no resources to lose) to create it again",
+                current.status
+            ));
+        }
         let mut watch = Watch::start(self.cloudformation, &current.id, stack).await?;
         let step = self.progress.step(&format!("deleting {stack}"));
         self.cloudformation
@@ -341,6 +373,16 @@ impl Engine<'_> {
         step.done(&format!("deleted {stack}"));
         Ok(())
     }
+}
+
+/// What to do about a stack whose deletion failed (`DELETE_FAILED`), after its failures.
+pub fn not_deleted(stack: &str, region: &str) -> String {
+    format!(
+        "stack {stack} was not deleted. Fix what keeps each resource below (a bucket must be \
+         empty, say), then destroy again; or keep those and delete the rest with `aws \
+         cloudformation delete-stack --stack-name {stack} --region {region} --retain-resources \
+         <their logical ids>`"
+    )
 }
 
 /// Why a stack is refused with `--no-wait`, and what to do.
@@ -452,6 +494,32 @@ mod tests {
               (no resource changes listed)
         "#]]
         .assert_eq(&change_table("hardware-dev", &[]));
+    }
+
+    #[test]
+    fn a_failed_deletion_names_the_way_out() {
+        let error = anyhow::anyhow!(failed(
+            "hardware-dev",
+            "us-west-2",
+            "DELETE_FAILED",
+            &[Failure {
+                resource: "FirmwareBucket".into(),
+                kind: "AWS::S3::Bucket".into(),
+                status: "DELETE_FAILED".into(),
+                reason: "The bucket you tried to delete is not empty".into(),
+            }],
+        ))
+        .context(not_deleted("hardware-dev", "us-west-2"));
+        let said = format!("{error:#}");
+        assert!(
+            said.starts_with("stack hardware-dev was not deleted."),
+            "{said}"
+        );
+        assert!(said.contains("--retain-resources"), "{said}");
+        assert!(
+            said.contains("The bucket you tried to delete is not empty"),
+            "{said}"
+        );
     }
 
     #[test]

@@ -82,6 +82,15 @@ impl Template {
             .collect()
     }
 
+    /// The resources CloudFormation keeps when the stack is deleted (`DeletionPolicy: Retain`),
+    /// with their types, in template order.
+    pub fn retained(&self) -> Vec<(&str, &str)> {
+        self.all_resources()
+            .filter(|(_, resource)| resource["DeletionPolicy"].as_str() == Some("Retain"))
+            .map(|(id, resource)| (id, resource["Type"].as_str().unwrap_or_default()))
+            .collect()
+    }
+
     /// True when `text` is the logical id of one of the template's resources: a `!Ref` to it.
     pub fn is_resource(&self, text: &str) -> bool {
         self.all_resources().any(|(id, _)| id == text)

@@ -1,0 +1,98 @@
+//! `destroy` on the emulator: what CloudFormation keeps is said first and stays, the stack goes, its
+//! history stays, a second destroy is a success, and production needs its confirmation.
+
+use serde_json::Value;
+
+use crate::deploy::{deployed, stand_in};
+use crate::support::{Fixture, assert_refused, stderr, stdout};
+
+fn destroy(fixture: &Fixture, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["destroy", "hardware"];
+    args.extend_from_slice(extra);
+    args.push("--local");
+    fixture.xtask(&args)
+}
+
+#[test]
+fn destroy_keeps_the_retained_stores_and_the_history_and_is_idempotent() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+
+    let output = destroy(&fixture, &["dev", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["outcome"], "deleted", "{report:#}");
+    let kept: Vec<&str> = report["retained"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["physical_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            "hardware-dev-firmware",
+            "hardware-dev-sync",
+            "biometrix-hardware-dev-firmware-us-west-2"
+        ]
+    );
+    assert_eq!(
+        report["retained"][0]["remove"],
+        "aws dynamodb delete-table --table-name hardware-dev-firmware --region us-west-2"
+    );
+    // Said before the deletion starts.
+    let said = stderr(&output);
+    let listed = said
+        .find("keeps these (DeletionPolicy: Retain)")
+        .expect(&said);
+    assert!(
+        listed < said.find("deleting hardware-dev\n").unwrap_or(usize::MAX),
+        "{said}"
+    );
+
+    // The tables and the history stay (that the stack is gone, the second destroy below shows).
+    let tables =
+        crate::deploy::emulator_post(&fixture, "DynamoDB_20120810.ListTables", "dynamodb", "{}");
+    assert!(tables.contains("hardware-dev-firmware"), "{tables}");
+    assert!(tables.contains("hardware-dev-sync"), "{tables}");
+    assert_eq!(
+        report["history"],
+        "s3://biometrix-infrastructure-us-west-2/deployments/hardware-dev.json"
+    );
+    crate::deploy::bucket_object(&fixture, "deployments/hardware-dev.json");
+
+    // Again: the stack is gone, there is nothing to destroy, and that is a success.
+    let again = destroy(&fixture, &["dev"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("hardware-dev: did not exist, nothing to destroy"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn production_is_only_destroyed_when_confirmed() {
+    let fixture = stand_in();
+    let output = destroy(&fixture, &["production"]);
+    assert_refused(
+        &output,
+        "destroying hardware-production deletes the API that production's callers use; if that is \
+         what you want, add --confirm production",
+    );
+    let output = destroy(&fixture, &["dev", "--confirm", "production"]);
+    assert_refused(
+        &output,
+        "--confirm production does not name the environment being destroyed (dev)",
+    );
+    let output = fixture.xtask(&["destroy", "hardwar", "dev", "--local"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("unknown service `hardwar`"),
+        "{}",
+        stderr(&output)
+    );
+    // Confirmed, a production stack that does not exist is nothing to destroy.
+    let output = destroy(&fixture, &["production", "--confirm", "production"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
