@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, bootstrap, deploy, destroy, package, publish, rollback, serve, status, up,
+    bench, bootstrap, deploy, destroy, invoke, package, publish, rollback, serve, status, up,
 };
 use crate::progress::Progress;
 use crate::workspace::Workspace;
@@ -44,6 +44,7 @@ enum Command {
     Status(status::Status),
     Rollback(rollback::Rollback),
     Destroy(destroy::Destroy),
+    Invoke(invoke::Invoke),
     Bootstrap(bootstrap::Bootstrap),
     Bench(bench::Bench),
     Up(up::Up),
@@ -71,6 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(status) => status.run(&workspace, progress),
         Command::Rollback(rollback) => rollback.run(&workspace, progress),
         Command::Destroy(destroy) => destroy.run(&workspace, progress),
+        Command::Invoke(invoke) => invoke.run(&workspace, progress),
         Command::Bootstrap(bootstrap) => bootstrap.run(&workspace, progress),
         Command::Bench(bench) => bench.run(&workspace, progress),
         Command::Up(up) => up.run(&workspace, progress),

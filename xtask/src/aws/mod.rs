@@ -1,8 +1,9 @@
-//! AWS, and nothing above it: the SDK's configuration and the queries the release tool makes of S3
-//! and CloudFormation, each with the context a failure needs. Every list follows every page.
+//! AWS, and nothing above it: the SDK's configuration and the calls the release tool makes of S3,
+//! CloudFormation and Lambda, each with the context a failure needs. Every list follows every page.
 
 pub mod cloudformation;
 pub mod config;
+pub mod lambda;
 pub mod s3;
 
 pub use config::{

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bootstrap;
 pub mod deploy;
 pub mod destroy;
+pub mod invoke;
 pub mod package;
 pub mod publish;
 pub mod rollback;

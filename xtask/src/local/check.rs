@@ -6,7 +6,6 @@
 //! backoff until it passes or the check's deadline passes. A local instance's lines go to the
 //! emulator's log group, not to the terminal, where only the verdict is said.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -22,6 +21,7 @@ use crate::names::Environment;
 use crate::progress::Progress;
 use crate::release::report::StackReport;
 use crate::workspace::{Service, Workspace};
+use gate::event::Stage;
 pub use gate::probe::Failed;
 use gate::probe::release_checks;
 
@@ -63,17 +63,58 @@ pub fn probe(
         service.name,
         probes.len()
     ));
+    let listener = TcpListener::bind("127.0.0.1:0").context("a local port for the check")?;
+    let port = listener.local_addr()?.port();
+    let base = format!("http://127.0.0.1:{port}/v1");
+    let (instances, stage, name) = one_instance(
+        aws,
+        workspace,
+        service,
+        environment,
+        endpoint,
+        Some(&base),
+        progress,
+    )?;
+    let serving = Arc::clone(&instances);
+    std::thread::spawn(move || gateway::serve(listener, stage, serving));
+
+    let result = aws.runtime.block_on(interruptible(
+        crate::release::probe::check(&[base], &service.probes),
+        interrupted(service, environment, stack, " --local"),
+    ));
+    instances.stop();
+    let result = result?;
+    match &result {
+        Ok(()) => step.done(&format!("{name} passed its probes")),
+        Err(failed) => step.done(&format!("{name} failed: {failed}")),
+    }
+    Ok(result)
+}
+
+/// The function `environment` runs for `service` on the emulator, made runnable here with one
+/// instance (started on the first event), the stage its events name, and the function's name.
+/// `url` is where the caller serves it, for the service's own `<SERVICE>_API_URL`.
+pub fn one_instance(
+    aws: &Connection,
+    workspace: &Workspace,
+    service: &Service,
+    environment: Environment,
+    endpoint: &str,
+    url: Option<&str>,
+    progress: Progress,
+) -> anyhow::Result<(Arc<Instances>, Stage, String)> {
     let functions = aws
         .runtime
         .block_on(Deployed::read(aws, service, environment))?;
     let deployed = functions
         .first()
         .context("the deployed stack has no function")?;
-    let listener = TcpListener::bind("127.0.0.1:0").context("a local port for the check")?;
-    let port = listener.local_addr()?.port();
     let here = Here {
         workspace,
-        urls: BTreeMap::from([(service.name.clone(), format!("http://127.0.0.1:{port}/v1"))]),
+        urls: url
+            .map(|url| (service.name.clone(), url.to_owned()))
+            .into_iter()
+            .collect(),
         endpoint: endpoint.to_owned(),
         install: false,
         progress,
@@ -89,21 +130,7 @@ pub fn probe(
         Logs::start(&aws.sdk),
         Echo::Off,
     ));
-    let serving = Arc::clone(&instances);
-    std::thread::spawn(move || gateway::serve(listener, stage, serving));
-
-    let base = format!("http://127.0.0.1:{port}/v1");
-    let result = aws.runtime.block_on(interruptible(
-        crate::release::probe::check(&[base], &service.probes),
-        interrupted(service, environment, stack, " --local"),
-    ));
-    instances.stop();
-    let result = result?;
-    match &result {
-        Ok(()) => step.done(&format!("{} passed its probes", deployed.name)),
-        Err(failed) => step.done(&format!("{} failed: {failed}", deployed.name)),
-    }
-    Ok(result)
+    Ok((instances, stage, deployed.name.clone()))
 }
 
 /// `check`, unless Ctrl-C comes first: then `interrupted`, which says what runs.

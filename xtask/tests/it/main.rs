@@ -5,6 +5,7 @@ mod bootstrap;
 mod cli;
 mod deploy;
 mod destroy;
+mod invoke;
 mod package;
 mod probe;
 mod publish;

@@ -49,6 +49,7 @@ fn help_of_every_command() {
         &["deploy"],
         &["rollback"],
         &["destroy"],
+        &["invoke"],
         &["status"],
         &["serve"],
         &["bootstrap"],

@@ -1,0 +1,117 @@
+//! `invoke --local`: one REST proxy event to the zip the emulator's stack runs, its answer printed,
+//! and a 5xx an exit that says so; bad requests are refused before anything is called.
+
+use serde_json::Value;
+
+use crate::deploy::{deployed, stand_in};
+use crate::support::{Fixture, stderr, stdout};
+
+fn invoke(fixture: &Fixture, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["invoke", "hardware", "dev"];
+    all.extend_from_slice(args);
+    all.push("--local");
+    fixture.xtask(&all)
+}
+
+#[test]
+fn invoke_answers_as_the_deployed_function_does() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+
+    let output = invoke(&fixture, &["GET", "/v1/misc/time", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(answer["status"], 200, "{answer:#}");
+    assert_eq!(answer["function"], "hardware-dev-apigateway-execute");
+    assert!(
+        answer["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("first /v1/misc/time"),
+        "{answer:#}"
+    );
+    assert!(
+        answer["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h[0] == "x-release" && h[1] == "first"),
+        "{answer:#}"
+    );
+
+    // As text: the status line, the headers, the body.
+    let output = invoke(&fixture, &["POST", "/v1/sensor", "--data", "{\"a\": 1}"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.starts_with("200 hardware-dev-apigateway-execute\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nfirst /v1/sensor"), "{text}");
+
+    // A service token signed with the deployment's own secret (deploy --local gives it one).
+    let output = invoke(&fixture, &["GET", "/v1/misc/time", "--service-token"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // A function that exits mid-request is API Gateway's 502, and a failure.
+    let output = invoke(&fixture, &["GET", "/v1/crash"]);
+    assert!(!output.status.success());
+    assert!(stdout(&output).starts_with("502 "), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("hardware-dev-apigateway-execute answered 502"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn no_service_token_is_made_up_without_the_deployments_secret() {
+    let fixture = stand_in();
+    deployed(&fixture, &["--parameter", "ServiceTokenSecretArn="]);
+    let output = invoke(&fixture, &["GET", "/v1/misc/time", "--service-token"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(
+            "cannot sign a service token: hardware-dev-apigateway-execute is given no \
+             SERVICE_TOKEN_SECRET_ARN, so it accepts no service tokens"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_before_anything_is_called() {
+    let fixture = stand_in();
+    for (args, said) in [
+        (
+            &["GET", "/v1/misc/time", "--data", "{not json"][..],
+            "--data is not JSON: key must be a string at line 1 column 2",
+        ),
+        (
+            &["GET", "/v1/misc/time", "--data", "@/nonexistent/alert.json"][..],
+            "reading --data from /nonexistent/alert.json",
+        ),
+        (
+            &["GET", "/v1/misc/time", "--header", "no colon"][..],
+            "--header \"no colon\" is not `Name: value`",
+        ),
+        (
+            &["get", "/v1/misc/time"][..],
+            "\"get\" is not an HTTP method",
+        ),
+        (&["GET", "misc/time"][..], "\"misc/time\" is not a path"),
+    ] {
+        let output = invoke(&fixture, args);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            stderr(&output).contains(said),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            fixture.emulator().is_none(),
+            "{args:?}: nothing was started"
+        );
+    }
+}
