@@ -303,11 +303,24 @@ impl Bootstrap {
     }
 }
 
+/// A request id as Lambda's look (a UUID), unique across instances and runs: the instance's
+/// process id, the time of day's nanoseconds, and the invocation's number.
+fn request_id(process: u32, invocation: u64) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{process:08x}-{:04x}-4{:03x}-8000-{invocation:012x}",
+        nanos >> 16,
+        nanos & 0xfff
+    )
+}
+
 impl Running {
     /// Hands `event` to the bootstrap and waits, up to `within`, for its response.
     pub fn invoke(&mut self, event: &[u8], within: Duration) -> Result<Invocation, Error> {
         self.invocations += 1;
-        let request_id = format!("00000000-0000-4000-8000-{:012x}", self.invocations);
+        let request_id = request_id(self.child.id(), self.invocations);
         let deadline = std::time::SystemTime::now() + self.timeout;
         let job = Job {
             request_id: request_id.clone(),

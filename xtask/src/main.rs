@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, bootstrap, deploy, destroy, invoke, package, publish, rollback, serve, status, up,
+    bench, bootstrap, deploy, destroy, invoke, logs, package, publish, rollback, serve, status, up,
 };
 use crate::progress::Progress;
 use crate::workspace::Workspace;
@@ -45,6 +45,7 @@ enum Command {
     Rollback(rollback::Rollback),
     Destroy(destroy::Destroy),
     Invoke(invoke::Invoke),
+    Logs(logs::Logs),
     Bootstrap(bootstrap::Bootstrap),
     Bench(bench::Bench),
     Up(up::Up),
@@ -73,6 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rollback(rollback) => rollback.run(&workspace, progress),
         Command::Destroy(destroy) => destroy.run(&workspace, progress),
         Command::Invoke(invoke) => invoke.run(&workspace, progress),
+        Command::Logs(logs) => logs.run(&workspace, progress),
         Command::Bootstrap(bootstrap) => bootstrap.run(&workspace, progress),
         Command::Bench(bench) => bench.run(&workspace, progress),
         Command::Up(up) => up.run(&workspace, progress),

@@ -1,9 +1,10 @@
 //! AWS, and nothing above it: the SDK's configuration and the calls the release tool makes of S3,
-//! CloudFormation and Lambda, each with the context a failure needs. Every list follows every page.
+//! CloudFormation, Lambda and CloudWatch Logs, each with the context a failure needs. Every list follows every page.
 
 pub mod cloudformation;
 pub mod config;
 pub mod lambda;
+pub mod logs;
 pub mod s3;
 
 pub use config::{

@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod deploy;
 pub mod destroy;
 pub mod invoke;
+pub mod logs;
 pub mod package;
 pub mod publish;
 pub mod rollback;

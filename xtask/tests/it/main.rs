@@ -6,6 +6,7 @@ mod cli;
 mod deploy;
 mod destroy;
 mod invoke;
+mod logs;
 mod package;
 mod probe;
 mod publish;

@@ -50,6 +50,7 @@ fn help_of_every_command() {
         &["rollback"],
         &["destroy"],
         &["invoke"],
+        &["logs"],
         &["status"],
         &["serve"],
         &["bootstrap"],

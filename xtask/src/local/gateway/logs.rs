@@ -1,14 +1,22 @@
 //! Lambda's logs, as a function's instances write them: each instance's lines, framed by `START`,
 //! `END` and `REPORT` lines, go to the emulator's CloudWatch Logs group `/aws/lambda/<function>`,
 //! a stream per instance (`YYYY/MM/DD/[$LATEST]<id>`). One thread sends them, in order, so a slow
-//! or failing Logs API never holds up a request; a failure is said once on the terminal.
+//! or failing Logs API never holds up a request; a failure is said once on the terminal. A
+//! short-lived command flushes them before it exits ([`Logs::flush`]).
 
 use std::sync::mpsc::{Sender, channel};
 
 /// Where an instance's lines go; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Logs {
-    sender: Sender<Batch>,
+    sender: Sender<Message>,
+}
+
+#[derive(Debug)]
+enum Message {
+    Batch(Batch),
+    /// Answered once every batch queued before it was sent.
+    Flush(Sender<()>),
 }
 
 #[derive(Debug)]
@@ -22,7 +30,7 @@ impl Logs {
     /// Starts the sending thread for the emulator behind `sdk`.
     pub fn start(sdk: &aws_config::SdkConfig) -> Logs {
         let client = aws_sdk_cloudwatchlogs::Client::new(sdk);
-        let (sender, batches) = channel::<Batch>();
+        let (sender, messages) = channel::<Message>();
         std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -32,7 +40,14 @@ impl Logs {
             };
             let mut streams = std::collections::BTreeSet::new();
             let mut warned = false;
-            for batch in batches {
+            for message in messages {
+                let batch = match message {
+                    Message::Batch(batch) => batch,
+                    Message::Flush(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
                 let sent = runtime.block_on(send(&client, &mut streams, &batch));
                 if let Err(error) = sent
                     && !warned
@@ -50,11 +65,19 @@ impl Logs {
 
     /// Queues `lines` for `function`'s stream `stream`.
     pub fn write(&self, function: &str, stream: &str, lines: Vec<String>) {
-        let _ = self.sender.send(Batch {
+        let _ = self.sender.send(Message::Batch(Batch {
             group: format!("/aws/lambda/{function}"),
             stream: stream.to_owned(),
             lines,
-        });
+        }));
+    }
+
+    /// Waits, up to `within`, until every line queued so far has been sent.
+    pub fn flush(&self, within: std::time::Duration) {
+        let (done, sent) = channel();
+        if self.sender.send(Message::Flush(done)).is_ok() {
+            let _ = sent.recv_timeout(within);
+        }
     }
 }
 

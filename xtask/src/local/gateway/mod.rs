@@ -109,11 +109,15 @@ impl Instances {
         self.freed.notify_all();
     }
 
-    /// Stops every idle instance, and keeps new ones from starting.
+    /// Stops every idle instance, keeps new ones from starting, and sends the lines not yet in
+    /// the emulator's logs (a few seconds at most).
     pub fn stop(&self) {
-        let mut pool = self.state.lock().expect("the pool's lock");
-        pool.retire_idle();
-        pool.stopped = true;
+        {
+            let mut pool = self.state.lock().expect("the pool's lock");
+            pool.retire_idle();
+            pool.stopped = true;
+        }
+        self.logs.flush(Duration::from_secs(5));
     }
 
     pub fn version(&self) -> String {
