@@ -49,9 +49,9 @@ impl Probe {
 
     /// What is wrong with the probe itself, if anything.
     pub fn malformed(&self) -> Option<String> {
-        let method_ok =
-            !self.method.is_empty() && self.method.bytes().all(|b| b.is_ascii_uppercase());
-        let ok = method_ok && self.path.starts_with("/v1/") && (100..600).contains(&self.status);
+        let ok = is_method(&self.method)
+            && self.path.starts_with("/v1/")
+            && (100..600).contains(&self.status);
         (!ok).then(|| {
             format!(
                 "the probe `{}` is malformed: it needs an upper-case method, a path under /v1/ \
@@ -99,6 +99,11 @@ impl Probe {
             .find(|key| json.get(key.as_str()).is_none())
             .map(|key| format!("{status} without `{key}`: {shown}"))
     }
+}
+
+/// Whether `text` is an HTTP method as requests spell it: upper-case letters (`GET`, `PATCH`).
+pub fn is_method(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_uppercase())
 }
 
 /// The first 300 characters of a body, as messages quote it.

@@ -148,9 +148,7 @@ impl Invoke {
 
     /// The request, checked before anything is called: method, path, headers and JSON body.
     fn request(&self) -> anyhow::Result<lambda_harness::http::Request> {
-        let method_ok =
-            !self.method.is_empty() && self.method.bytes().all(|b| b.is_ascii_uppercase());
-        if !method_ok {
+        if !gate::probe::is_method(&self.method) {
             bail!(
                 "{:?} is not an HTTP method: give one in capitals, like GET or POST",
                 self.method
