@@ -7,7 +7,7 @@ use std::time::Instant;
 use aws_lambda_events::event::codedeploy::CodeDeployLifecycleEvent;
 use aws_sdk_lambda::primitives::Blob;
 use gate::hook::{self, Invoked, Target};
-use gate::probe::{Backoff, DEADLINE, Failed, Probe, release_checks};
+use gate::probe::{DEADLINE, Failed, Probe, release_checks, retry};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -83,28 +83,16 @@ async fn until_answered(
     hook: &CodeDeployLifecycleEvent,
     deadline: Instant,
 ) -> Result<(), Failed> {
-    let mut backoff = Backoff::until(deadline);
     let mut attempt = 0;
-    loop {
+    retry(probe.label(), deadline, async || {
         attempt += 1;
         let request_id = format!("{}-{attempt}", hook.deployment_id);
-        let answer = match invoke(target, clients, probe, &request_id).await {
-            Ok(invoked) => match hook::judge(probe, &invoked) {
-                None => return Ok(()),
-                Some(answer) => answer,
-            },
-            Err(error) => error,
-        };
-        match backoff.next_pause() {
-            Some(pause) => tokio::time::sleep(pause).await,
-            None => {
-                return Err(Failed {
-                    probe: probe.label(),
-                    answer,
-                });
-            }
+        match invoke(target, clients, probe, &request_id).await {
+            Ok(invoked) => hook::judge(probe, &invoked),
+            Err(error) => Some(error),
         }
-    }
+    })
+    .await
 }
 
 async fn invoke(

@@ -129,6 +129,30 @@ impl std::fmt::Display for Failed {
     }
 }
 
+/// Tries a probe until `attempt` says it got its answer (`None`) or the deadline passes; then
+/// the failure is named `label`, with the last answer `attempt` gave. The pauses are [`Backoff`]'s.
+pub async fn retry(
+    label: String,
+    deadline: Instant,
+    mut attempt: impl AsyncFnMut() -> Option<String>,
+) -> Result<(), Failed> {
+    let mut backoff = Backoff::until(deadline);
+    loop {
+        let Some(answer) = attempt().await else {
+            return Ok(());
+        };
+        match backoff.next_pause() {
+            Some(pause) => tokio::time::sleep(pause).await,
+            None => {
+                return Err(Failed {
+                    probe: label,
+                    answer,
+                });
+            }
+        }
+    }
+}
+
 /// The pauses between a probe's tries: from 100 ms, doubling to 2 s, while the next try would
 /// still start before the deadline.
 #[derive(Debug, Clone)]
@@ -214,6 +238,32 @@ mod tests {
         assert_eq!(request.header("content-type"), Some("application/json"));
         assert_eq!(request.header("authorization"), Some("Bearer x"));
         assert_eq!(request.body, br#"{"a":1}"#);
+    }
+
+    #[tokio::test]
+    async fn retry_tries_until_an_answer_passes_or_the_deadline_passes() {
+        let mut tries = 0;
+        let passed = retry(
+            "p".into(),
+            Instant::now() + Duration::from_secs(5),
+            async || {
+                tries += 1;
+                (tries < 3).then(|| format!("try {tries}"))
+            },
+        )
+        .await;
+        assert_eq!((passed, tries), (Ok(()), 3));
+        let failed = retry("GET /v1/x (200)".into(), Instant::now(), async || {
+            Some("502".to_owned())
+        })
+        .await;
+        assert_eq!(
+            failed,
+            Err(Failed {
+                probe: "GET /v1/x (200)".into(),
+                answer: "502".into()
+            })
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use gate::probe::{Backoff, DEADLINE, Failed, release_checks};
+use gate::probe::{DEADLINE, Failed, release_checks, retry};
 
 use crate::workspace::Probe;
 
@@ -59,26 +59,16 @@ async fn until_answered(
     probe: &Probe,
     deadline: Instant,
 ) -> Result<(), Failed> {
-    let mut backoff = Backoff::until(deadline);
     let url = url(base, probe);
-    loop {
-        let answer = match send(client, &url, probe).await {
-            Ok((status, body)) => match probe.verdict(status, &body) {
-                None => return Ok(()),
-                Some(answer) => answer,
-            },
-            Err(error) => format!("no answer ({error})"),
-        };
-        match backoff.next_pause() {
-            Some(pause) => tokio::time::sleep(pause).await,
-            None => {
-                return Err(Failed {
-                    probe: format!("{} at {url}", probe.label()),
-                    answer,
-                });
-            }
-        }
-    }
+    retry(
+        format!("{} at {url}", probe.label()),
+        deadline,
+        async || match send(client, &url, probe).await {
+            Ok((status, body)) => probe.verdict(status, &body),
+            Err(error) => Some(format!("no answer ({error})")),
+        },
+    )
+    .await
 }
 
 async fn send(
