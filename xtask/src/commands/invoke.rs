@@ -99,9 +99,7 @@ impl Invoke {
                     None,
                     progress,
                 )?;
-                let event = gate::event::event(&request, &stage, "cargo-xtask-invoke", "127.0.0.1")
-                    .map_err(anyhow::Error::msg)?;
-                let answer = instances.invoke(&serde_json::to_vec(&event)?);
+                let answer = instances.invoke(&event(&request, &stage)?);
                 instances.stop();
                 (name, answer)
             }
@@ -112,13 +110,11 @@ impl Invoke {
                     account_id: String::new(),
                     binary_media_types: vec!["application/octet-stream".to_owned()],
                 };
-                let event = gate::event::event(&request, &stage, "cargo-xtask-invoke", "127.0.0.1")
-                    .map_err(anyhow::Error::msg)?;
                 let lambda = aws_sdk_lambda::Client::new(&aws.sdk);
                 let invoked = aws.runtime.block_on(crate::aws::lambda::invoke(
                     &lambda,
                     &function,
-                    serde_json::to_vec(&event)?,
+                    event(&request, &stage)?,
                 ))?;
                 let function = format!("{function}:{}", invoked.qualifier);
                 if let Some(kind) = &invoked.function_error {
@@ -192,6 +188,16 @@ impl Invoke {
             body,
         })
     }
+}
+
+/// The REST proxy event that carries `request`, as the local gateway builds it.
+fn event(
+    request: &lambda_harness::http::Request,
+    stage: &gate::event::Stage,
+) -> anyhow::Result<Vec<u8>> {
+    let event = gate::event::event(request, stage, "cargo-xtask-invoke", "127.0.0.1")
+        .map_err(anyhow::Error::msg)?;
+    Ok(serde_json::to_vec(&event)?)
 }
 
 /// A service token for `audience`, signed as the kit verifies it (HS256, `sub`, `aud`, five
