@@ -7,9 +7,10 @@ use std::time::Duration;
 use anyhow::bail;
 
 use crate::local::{self, Session};
-use crate::names::Environment;
+use crate::names::{Environment, parse_key_value};
 use crate::progress::Progress;
 use crate::release::deployer;
+use crate::release::traffic::Traffic;
 use crate::workspace::{Service, Workspace};
 
 /// `SERVICE... ENV`, or `--all ENV`.
@@ -141,6 +142,32 @@ impl ChangeSet {
             recreate,
             timeout: Duration::from_secs(self.timeout),
             traffic: None,
+        }
+    }
+}
+
+/// How a release goes out: the flags deploy and promote share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Rollout {
+    /// A stack parameter that deploy does not set itself, like DomainName=example.com; others keep
+    /// their previous values (repeatable).
+    #[arg(long = "parameter", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub parameters: Vec<(String, String)>,
+    /// Leave a release that fails its probes in place, instead of rolling it back.
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// How CodeDeploy moves traffic to the new version in AWS: all-at-once, linear or canary
+    /// (default: the environment's, see below).
+    #[arg(long, value_name = "POLICY")]
+    pub traffic: Option<Traffic>,
+}
+
+impl Rollout {
+    /// The deployer's options: `change_set`'s, with these parameters and this traffic policy.
+    pub fn options(&self, change_set: &ChangeSet, recreate: bool) -> deployer::Options {
+        deployer::Options {
+            traffic: self.traffic,
+            ..change_set.options(self.parameters.clone(), recreate)
         }
     }
 }

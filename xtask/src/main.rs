@@ -19,7 +19,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, bootstrap, deploy, destroy, invoke, logs, package, publish, rollback, serve, status, up,
+    bench, bootstrap, deploy, destroy, invoke, logs, package, promote, publish, rollback, serve,
+    status, up,
 };
 use crate::progress::Progress;
 use crate::workspace::Workspace;
@@ -43,6 +44,7 @@ enum Command {
     Serve(serve::Serve),
     Status(status::Status),
     Rollback(rollback::Rollback),
+    Promote(promote::Promote),
     Destroy(destroy::Destroy),
     Invoke(invoke::Invoke),
     Logs(logs::Logs),
@@ -72,6 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(serve) => serve.run(&workspace, progress),
         Command::Status(status) => status.run(&workspace, progress),
         Command::Rollback(rollback) => rollback.run(&workspace, progress),
+        Command::Promote(promote) => promote.run(&workspace, progress),
         Command::Destroy(destroy) => destroy.run(&workspace, progress),
         Command::Invoke(invoke) => invoke.run(&workspace, progress),
         Command::Logs(logs) => logs.run(&workspace, progress),

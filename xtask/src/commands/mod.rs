@@ -9,6 +9,7 @@ pub mod destroy;
 pub mod invoke;
 pub mod logs;
 pub mod package;
+pub mod promote;
 pub mod publish;
 pub mod rollback;
 pub mod serve;

@@ -43,6 +43,9 @@ struct Report {
     functions: Vec<Function>,
     head: Head,
     outputs: BTreeMap<String, String>,
+    /// The environment the running release was promoted from, when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    promoted_from: Option<String>,
     /// Newest first.
     history: Vec<Entry>,
 }
@@ -114,6 +117,16 @@ impl Status {
         })?;
 
         let head = head(workspace, &service.name, &functions)?;
+        // The newest recorded release with the keys that run now is the one running.
+        let running = current.as_ref().and_then(|c| {
+            history.iter().rev().find(|entry| {
+                entry
+                    .artifact_keys
+                    .iter()
+                    .all(|(parameter, key)| c.parameters.get(parameter) == Some(key))
+            })
+        });
+        let promoted_from = running.and_then(|entry| entry.promoted_from.clone());
         let report = Report {
             stack,
             region: aws.region.clone(),
@@ -122,6 +135,7 @@ impl Status {
             functions,
             head,
             outputs: current.map(|c| c.outputs).unwrap_or_default(),
+            promoted_from,
             history: history.into_iter().rev().take(self.history).collect(),
         };
         print_result(&report, self.output.json, |report| {
@@ -227,6 +241,11 @@ fn text(report: &Report, service: &str, environment: Environment) -> String {
             f.artifact_key.as_deref().unwrap_or("no artifact")
         ));
     }
+    if let Some(from) = &report.promoted_from {
+        out.push_str(&format!(
+            "  promoted from {from}: the exact release {from} ran, built once\n"
+        ));
+    }
     let verdict = match report.head.would_change_code {
         Some(true) => "deploying HEAD would change the code",
         Some(false) => "deploying HEAD would not change the code",
@@ -257,6 +276,9 @@ fn text(report: &Report, service: &str, environment: Environment) -> String {
                 if entry.dirty { "+dirty" } else { "" },
                 keys.join(" ")
             ));
+            if let Some(from) = &entry.promoted_from {
+                out.push_str(&format!("      promoted from {from}\n"));
+            }
             if let Some(reason) = &entry.rolled_back {
                 out.push_str(&format!("      rolled back by itself: {reason}\n"));
             }

@@ -19,7 +19,10 @@ use crate::local::gateway::{self, Instances};
 use crate::local::runtime::{self, Here, Local, binary_media_types, launch};
 use crate::names::Environment;
 use crate::progress::Progress;
-use crate::release::report::StackReport;
+use crate::release::deployer::{Deployer, Release};
+use crate::release::history;
+use crate::release::report::{Probes, StackReport};
+use crate::release::stack::Outcome as StackOutcome;
 use crate::workspace::{Service, Workspace};
 use gate::event::Stage;
 pub use gate::probe::Failed;
@@ -161,4 +164,136 @@ fn interrupted(
         stack.stack,
         keys.join(", ")
     )
+}
+
+/// What checking a release after a deploy needs (on the emulator, where it listens), and what
+/// rolls it back when it fails.
+pub struct Checked<'a> {
+    pub aws: &'a Connection,
+    pub workspace: &'a Workspace,
+    pub deployer: &'a Deployer<'a>,
+    pub environment: Environment,
+    pub endpoint: Option<&'a str>,
+    pub progress: Progress,
+}
+
+impl Checked<'_> {
+    /// [`probe`]s what `stack` now runs.
+    pub fn probe(
+        &self,
+        service: &Service,
+        stack: &StackReport,
+    ) -> anyhow::Result<Result<(), Failed>> {
+        probe(
+            self.aws,
+            self.workspace,
+            service,
+            self.environment,
+            self.endpoint,
+            stack,
+            self.progress,
+        )
+    }
+
+    /// Brings each service's stack to its release in turn, checking each that changed; stops at
+    /// the first that fails its probes. The stacks' reports, and that failure.
+    pub fn each(
+        &self,
+        releases: Vec<(&Service, Release)>,
+        no_rollback: bool,
+    ) -> anyhow::Result<(Vec<StackReport>, Option<String>)> {
+        let mut stacks = Vec::new();
+        for (service, release) in releases {
+            let released = self.deployer.release(&service.name, release);
+            let mut stack = self.aws.runtime.block_on(released)?;
+            if matches!(stack.outcome, StackOutcome::Created | StackOutcome::Updated) {
+                let (probes, failure) = self.run(service, &stack, no_rollback)?;
+                stack.probes = Some(probes);
+                if failure.is_some() {
+                    stacks.push(stack);
+                    return Ok((stacks, failure));
+                }
+            }
+            stacks.push(stack);
+        }
+        Ok((stacks, None))
+    }
+
+    /// Probes what `stack` now runs; on a failure, rolls back to the release before it (unless
+    /// `no_rollback` or there is none) and probes that. The result, and the failure to report.
+    fn run(
+        &self,
+        service: &Service,
+        stack: &StackReport,
+        no_rollback: bool,
+    ) -> anyhow::Result<(Probes, Option<String>)> {
+        let Checked {
+            aws,
+            deployer,
+            environment,
+            endpoint,
+            progress,
+            ..
+        } = self;
+        let local = if endpoint.is_some() { " --local" } else { "" };
+        let probe = |stack: &StackReport| self.probe(service, stack);
+        let Err(failed) = probe(stack)? else {
+            return Ok((Probes::Passed, None));
+        };
+        let name = &stack.stack;
+        let failed = failed.to_string();
+        if stack.outcome == StackOutcome::Created {
+            let failure = format!(
+                "{name}: {failed}. It was the stack's first deploy, so there is nothing to roll \
+                 back to: it stays as it is; fix the service and deploy again"
+            );
+            return Ok((Probes::Failed { failed }, Some(failure)));
+        }
+        if no_rollback {
+            let failure = format!(
+                "{name}: {failed}. The release stays, as --no-rollback asks; undo it with \
+                 `cargo xtask rollback {} {environment}{local}`",
+                service.name
+            );
+            return Ok((Probes::Failed { failed }, Some(failure)));
+        }
+        progress.note(&format!("{name}: {failed}; rolling back"));
+        let undo = async {
+            let earlier = deployer
+                .earlier(service, &history::Target::Previous)
+                .await?;
+            deployer
+                .mark_rolled_back(&service.name, &stack.artifact_keys, &failed)
+                .await;
+            deployer.release(&service.name, earlier).await
+        };
+        let restored = aws.runtime.block_on(undo).map_err(|error| {
+            anyhow::anyhow!(
+                "{name}: {failed}, and rolling it back failed: {error:#}. The failed release may \
+                 still run: see `cargo xtask status {} {environment}{local}`, and roll back with \
+                 `cargo xtask rollback {} {environment}{local}`",
+                service.name,
+                service.name
+            )
+        })?;
+        let now = restored
+            .artifact_keys
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let again = match probe(&restored)? {
+            Ok(()) => "and it passes its probes".to_owned(),
+            Err(also) => format!("but it fails its probes too ({also})"),
+        };
+        let failure = format!(
+            "{name}: {failed}. Rolled back by itself to the release before: {now} runs again, \
+             {again}"
+        );
+        let probes = Probes::RolledBack {
+            failed,
+            restored: restored.artifact_keys,
+        };
+        Ok((probes, Some(failure)))
+    }
 }

@@ -1,5 +1,5 @@
 //! The deploy history of each stack: `deployments/<stack>.json` in the artifact bucket, one entry
-//! per deploy or rollback that changed the stack, newest last. `status` reads it to say where the
+//! per deploy, rollback or promotion that changed the stack, newest last. `status` reads it to say where the
 //! running code came from; `rollback` picks its target from it.
 //!
 //! CloudFormation keeps no history of parameter values, and a stack's events do not carry them,
@@ -19,7 +19,7 @@ const KEPT: usize = 100;
 pub struct Entry {
     /// RFC 3339, UTC.
     pub deployed_at: String,
-    /// `deploy` or `rollback`.
+    /// `deploy`, `rollback` or `promote`.
     pub command: String,
     /// The commit the code was built from, and whether the tree had uncommitted changes.
     pub commit: String,
@@ -32,6 +32,9 @@ pub struct Entry {
     /// Why this release was rolled back by the tool itself (a probe that failed), when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back: Option<String>,
+    /// The environment a promoted release was taken from, like `qa`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<String>,
 }
 
 pub fn key(stack: &str) -> String {
@@ -228,6 +231,7 @@ mod tests {
             template_key: format!("cloudformation/hardware/{commit}/hardware-environment.yaml"),
             apigateway_template_key: "cloudformation/hardware/x/apigateway.yaml".into(),
             rolled_back: None,
+            promoted_from: None,
         }
     }
 

@@ -162,7 +162,7 @@ pub fn function_code(fixture: &Fixture) -> String {
 }
 
 /// The CloudFormation actions the emulator received while `during` ran.
-fn actions_during(fixture: &Fixture, during: impl FnOnce()) -> Vec<String> {
+pub fn actions_during(fixture: &Fixture, during: impl FnOnce()) -> Vec<String> {
     request(fixture, "POST", "/moto-api/recorder/start-recording", "");
     during();
     let recording = request(fixture, "GET", "/moto-api/recorder/download-recording", "");
@@ -616,7 +616,7 @@ pub fn sdk(endpoint: &str) -> aws_config::SdkConfig {
     )
 }
 
-fn s3(endpoint: &str) -> aws_sdk_s3::Client {
+pub fn s3(endpoint: &str) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk(endpoint))
             .force_path_style(true)
@@ -624,7 +624,7 @@ fn s3(endpoint: &str) -> aws_sdk_s3::Client {
     )
 }
 
-fn cloudformation(endpoint: &str) -> aws_sdk_cloudformation::Client {
+pub fn cloudformation(endpoint: &str) -> aws_sdk_cloudformation::Client {
     aws_sdk_cloudformation::Client::new(&sdk(endpoint))
 }
 

@@ -9,6 +9,7 @@ mod invoke;
 mod logs;
 mod package;
 mod probe;
+mod promote;
 mod publish;
 mod release;
 mod serve;

@@ -19,7 +19,7 @@ fn status(fixture: &Fixture) -> Value {
 }
 
 /// A failure whose error names `fragment`.
-fn refused(output: &std::process::Output, fragment: &str) {
+pub fn refused(output: &std::process::Output, fragment: &str) {
     assert!(
         !output.status.success(),
         "expected a failure: {}",

@@ -48,6 +48,7 @@ fn help_of_every_command() {
         &["publish"],
         &["deploy"],
         &["rollback"],
+        &["promote"],
         &["destroy"],
         &["invoke"],
         &["logs"],

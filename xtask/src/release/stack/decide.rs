@@ -117,6 +117,19 @@ pub fn next(status: Option<&str>, stack: &str, region: &str, recreate: bool) -> 
     }
 }
 
+/// True for the states in which a stack runs one release and nothing is changing it: what
+/// `promote` may take a release from.
+pub fn is_settled(status: &str) -> bool {
+    matches!(
+        status,
+        "CREATE_COMPLETE"
+            | "UPDATE_COMPLETE"
+            | "UPDATE_ROLLBACK_COMPLETE"
+            | "IMPORT_COMPLETE"
+            | "IMPORT_ROLLBACK_COMPLETE"
+    )
+}
+
 /// True for the states a stack operation ends in.
 pub fn is_terminal(status: &str) -> bool {
     !status.ends_with("_IN_PROGRESS")
@@ -301,6 +314,29 @@ mod tests {
         assert!(!succeeded("UPDATE_ROLLBACK_COMPLETE"));
         assert!(succeeded("UPDATE_COMPLETE"));
         assert!(!succeeded("ROLLBACK_COMPLETE"));
+    }
+
+    #[test]
+    fn only_a_stack_running_one_release_is_settled() {
+        for status in [
+            "CREATE_COMPLETE",
+            "UPDATE_COMPLETE",
+            "UPDATE_ROLLBACK_COMPLETE",
+        ] {
+            assert!(is_settled(status), "{status}");
+        }
+        for status in [
+            "UPDATE_IN_PROGRESS",
+            "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+            "UPDATE_ROLLBACK_IN_PROGRESS",
+            "REVIEW_IN_PROGRESS",
+            "ROLLBACK_COMPLETE",
+            "UPDATE_ROLLBACK_FAILED",
+            "UPDATE_FAILED",
+            "DELETE_FAILED",
+        ] {
+            assert!(!is_settled(status), "{status}");
+        }
     }
 
     const SERVICE: &str = "

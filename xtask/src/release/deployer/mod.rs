@@ -1,6 +1,10 @@
-//! Brings a service's stack to a release, the path deploy and rollback share: the stack's lock,
-//! the change-set engine, the history entry, and an honest word on Ctrl-C. Driven by a plain
-//! [`Options`] struct, so every caller says exactly what it wants.
+//! Brings a service's stack to a release, the path deploy, rollback and promote share: the
+//! stack's lock, the change-set engine, the history entry, and an honest word on Ctrl-C. Driven by
+//! a plain [`Options`] struct, so every caller says exactly what it wants. Releases read back from
+//! the bucket are in `recorded`, stack deletion in `destroy`.
+
+mod destroy;
+mod recorded;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -9,10 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use aws_sdk_cloudformation::Client;
 
-use super::history::{self, Target};
+use super::history;
 use super::lock::{Contention, Lock};
 use super::manifest::{Plan, artifact_key_parameter, code_sha256_parameter};
-use super::report::{DestroyOutcome, Destroyed, Retained, StackReport};
+use super::report::StackReport;
 use super::stack::decide::STACK_PARAMETERS;
 use super::stack::{Change, Engine, Outcome, Phase, Source, Template};
 use super::traffic::{Follower, Traffic};
@@ -56,8 +60,10 @@ pub struct Release {
     /// Recorded in the stack's history.
     pub commit: String,
     pub dirty: bool,
-    /// `deploy` or `rollback`, recorded in the history.
+    /// `deploy`, `rollback` or `promote`, recorded in the history.
     pub command: &'static str,
+    /// The environment a promoted release was taken from.
+    pub promoted_from: Option<Environment>,
 }
 
 /// Brings the stacks of one environment to their releases.
@@ -114,6 +120,15 @@ impl<'a> Deployer<'a> {
     /// or that deploy sets itself, or a stack in a state deploy refuses.
     pub async fn precheck(&self, service: &Service) -> anyhow::Result<()> {
         let (template, _) = self.templates(&service.name)?;
+        self.precheck_with(service, &template).await
+    }
+
+    /// [`Deployer::precheck`] against `template`, the one that will be deployed.
+    pub async fn precheck_with(
+        &self,
+        service: &Service,
+        template: &Template,
+    ) -> anyhow::Result<()> {
         for (key, _) in &self.options.parameters {
             let owned = STACK_PARAMETERS.contains(&key.as_str())
                 || self.workspace.released_functions(service).iter().any(|f| {
@@ -125,7 +140,7 @@ impl<'a> Deployer<'a> {
             }
         }
         let overrides: BTreeMap<String, String> = self.options.parameters.iter().cloned().collect();
-        super::stack::decide::check_declared(&template, &overrides, &template.name)?;
+        super::stack::decide::check_declared(template, &overrides, &template.name)?;
         self.engine()
             .precheck(&self.stack_name(&service.name))
             .await
@@ -179,100 +194,8 @@ impl<'a> Deployer<'a> {
             commit: source.commit.clone(),
             dirty: source.dirty,
             command: "deploy",
+            promoted_from: None,
         })
-    }
-
-    /// The earlier release `target` names in the stack's history, with its templates read back
-    /// from the bucket: what `rollback` deploys, and what a release that fails its probes goes
-    /// back to. Refused when any of its objects is gone from the bucket.
-    pub async fn earlier(&self, service: &Service, target: &Target) -> anyhow::Result<Release> {
-        let stack = self.stack_name(&service.name);
-        let (s3, bucket) = (&self.s3, self.bucket.as_str());
-        let Some(current) = cloudformation::describe(&self.cloudformation, &stack).await? else {
-            bail!(
-                "stack {stack} does not exist in {}: there is nothing to roll back; deploy it with \
-                 `cargo xtask deploy {} {}`",
-                self.region,
-                service.name,
-                self.environment
-            );
-        };
-        let running: BTreeMap<String, String> = self
-            .workspace
-            .released_functions(service)
-            .iter()
-            .map(|f| artifact_key_parameter(&f.name))
-            .filter_map(|p| Some((p.clone(), current.parameters.get(&p)?.clone())))
-            .collect();
-        let history = history::read(s3, bucket, &stack).await?;
-        let entry = history::pick(&history, &running, target, &stack)?;
-        for key in entry
-            .artifact_keys
-            .values()
-            .chain([&entry.template_key, &entry.apigateway_template_key])
-        {
-            if crate::aws::s3::head_object(s3, bucket, key)
-                .await?
-                .is_none()
-            {
-                bail!(
-                    "s3://{bucket}/{key} does not exist, so that release cannot be deployed again; \
-                     nothing was changed. Pick another with --to (`cargo xtask status` lists the \
-                     releases)"
-                );
-            }
-        }
-        self.progress.note(&format!(
-            "rolling {stack} back to the release from commit {} (deployed {} by {})",
-            crate::names::short(&entry.commit),
-            entry.deployed_at,
-            entry.command
-        ));
-        let template = self
-            .read_template(&entry.template_key, &service_template(&service.name))
-            .await?;
-        let nested = self
-            .read_template(&entry.apigateway_template_key, APIGATEWAY_TEMPLATE)
-            .await?;
-        Ok(Release {
-            template,
-            nested,
-            template_key: entry.template_key,
-            apigateway_template_key: entry.apigateway_template_key,
-            artifact_keys: entry.artifact_keys,
-            commit: entry.commit,
-            dirty: entry.dirty,
-            command: "rollback",
-        })
-    }
-
-    /// Records in the stack's history that the release running `artifact_keys` was rolled back
-    /// by the tool, and why; a failure to record is said, not fatal (the stack is what matters).
-    pub async fn mark_rolled_back(
-        &self,
-        service: &str,
-        artifact_keys: &BTreeMap<String, String>,
-        reason: &str,
-    ) {
-        let stack = self.stack_name(service);
-        let marked =
-            history::mark_rolled_back(&self.s3, &self.bucket, &stack, artifact_keys, reason).await;
-        if let Err(error) = marked {
-            self.progress.note(&format!(
-                "warning: the rollback of {stack} was not recorded in its history ({error:#})"
-            ));
-        }
-    }
-
-    /// A release's template, read back from the bucket.
-    async fn read_template(&self, key: &str, name: &str) -> anyhow::Result<Template> {
-        let bucket = &self.bucket;
-        let bytes = crate::aws::s3::read_object(&self.s3, bucket, key)
-            .await?
-            .with_context(|| format!("s3://{bucket}/{key} disappeared while rolling back"))?;
-        let body =
-            String::from_utf8(bytes).with_context(|| format!("s3://{bucket}/{key} is not text"))?;
-        Template::parse(name, body)
     }
 
     /// Brings the service's stack to `release` under its lock, and records it in the history
@@ -412,6 +335,7 @@ impl<'a> Deployer<'a> {
             template_key: release.template_key.clone(),
             apigateway_template_key: release.apigateway_template_key.clone(),
             rolled_back: None,
+            promoted_from: release.promoted_from.map(|e| e.to_string()),
         };
         if let Err(error) = history::append(&self.s3, &self.bucket, stack, entry).await {
             self.progress.note(&format!(
@@ -419,69 +343,6 @@ impl<'a> Deployer<'a> {
                  status and rollback will not know it"
             ));
         }
-    }
-
-    /// Deletes the service's stack under its lock, saying first what CloudFormation will keep;
-    /// the stack's history stays in the bucket. A stack that does not exist is not an error.
-    pub async fn destroy(&self, service: &str) -> anyhow::Result<Destroyed> {
-        let stack = self.stack_name(service);
-        let started = Instant::now();
-        let history = format!("s3://{}/{}", self.bucket, history::key(&stack));
-        let Some(current) = cloudformation::describe(&self.cloudformation, &stack).await? else {
-            self.progress.note(&format!(
-                "stack {stack} does not exist in {}: there is nothing to destroy",
-                self.region
-            ));
-            return Ok(Destroyed {
-                stack,
-                outcome: DestroyOutcome::Absent,
-                retained: Vec::new(),
-                history,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-        };
-        let template = Template::parse(
-            &stack,
-            cloudformation::template_body(&self.cloudformation, &current.id).await?,
-        )?;
-        let resources = cloudformation::resources(&self.cloudformation, &current.id).await?;
-        let retained: Vec<Retained> = template
-            .retained()
-            .into_iter()
-            .filter_map(|(logical_id, kind)| {
-                let physical_id = &resources
-                    .iter()
-                    .find(|r| r.logical_id == logical_id)?
-                    .physical_id;
-                Some(Retained::new(logical_id, kind, physical_id, &self.region))
-            })
-            .collect();
-        self.progress
-            .text(&super::report::retained_text(&stack, &retained));
-
-        let deadline = started + self.options.timeout;
-        let engine = self.engine();
-        let work = engine.destroy(&stack, deadline);
-        let interrupted = async || {
-            anyhow::anyhow!(
-                "interrupted; if the deletion of stack {stack} had begun it goes on in AWS: follow \
-                 it with `aws cloudformation describe-stack-events --stack-name {stack} --region {}`, \
-                 or run the same destroy again, which waits for it",
-                self.region
-            )
-        };
-        let existed = self.locked(&stack, deadline, work, interrupted).await?;
-        Ok(Destroyed {
-            stack,
-            outcome: if existed {
-                DestroyOutcome::Deleted
-            } else {
-                DestroyOutcome::Absent
-            },
-            retained,
-            history,
-            seconds: started.elapsed().as_secs_f64(),
-        })
     }
 
     /// Runs `work` holding `stack`'s lock, waiting for it as the options say. Ctrl-C drops the

@@ -1,0 +1,130 @@
+//! `cargo xtask promote <service>... <from-env> <to-env>`: deploy to `<to-env>` exactly the release
+//! `<from-env>` runs, its artifact keys read from the stack's parameters and its templates from its
+//! recorded release. Nothing is built or uploaded; the rest is deploy's path (lock, change set,
+//! traffic, probes with rollback, history, which records where the release came from).
+
+use anyhow::bail;
+
+use crate::cli::{Account, ChangeSet, Output, Rollout, Selection};
+use crate::local::check::Checked;
+use crate::local::secrets;
+use crate::names::Environment;
+use crate::progress::{Progress, print_result};
+use crate::release::deployer::Deployer;
+use crate::release::report::Report;
+use crate::release::upload::Target;
+use crate::workspace::{Service, Workspace};
+
+/// Deploy the exact release one environment runs to another, without building anything.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    cargo xtask promote hardware qa production        # what qa tested, byte for byte\n  \
+    cargo xtask promote --all qa production --json\n  \
+    cargo xtask promote users dev qa --local          # on the local AWS emulator\n\n\
+    The release is read from <from-env>'s stack and its history in the artifact bucket, so only\n\
+    releases made by this tool can be promoted. Every object it needs must still be in the bucket.\n\
+    `cargo xtask status <service> <to-env>` then shows it as promoted from <from-env>. Traffic\n\
+    moves as a deploy to <to-env> moves it.")]
+pub struct Promote {
+    /// The services, then the environment to take the release from and the one to deploy it to.
+    #[arg(value_name = "SERVICE... FROM-ENV TO-ENV", required = true)]
+    names: Vec<String>,
+    /// Every service of the workspace; then only the two environments are given.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    account: Account,
+    #[command(flatten)]
+    rollout: Rollout,
+    #[command(flatten)]
+    change_set: ChangeSet,
+    #[command(flatten)]
+    output: Output,
+}
+
+impl Promote {
+    /// The services named, and the environments from and to.
+    fn resolve<'w>(
+        &self,
+        workspace: &'w Workspace,
+    ) -> anyhow::Result<(Vec<&'w Service>, Environment, Environment)> {
+        let given = if self.all { 2 } else { 3 };
+        let Some((to, names)) = self
+            .names
+            .split_last()
+            .filter(|_| self.names.len() >= given)
+        else {
+            bail!(
+                "name the environment to promote from and the one to promote to, like \
+                 `hardware qa production` (or `--all qa production`)"
+            );
+        };
+        let selection = Selection {
+            names: names.to_vec(),
+            all: self.all,
+        };
+        let (services, from) = selection.resolve(workspace)?;
+        let to: Environment = to.parse()?;
+        if from == to {
+            bail!(
+                "{from} is both where the release comes from and where it goes: name two environments"
+            );
+        }
+        Ok((services, from, to))
+    }
+
+    pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
+        let (services, from, to) = self.resolve(workspace)?;
+        let session = self.account.connect(workspace, progress)?;
+        let aws = &session.aws;
+        aws.runtime
+            .block_on(Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
+        let mut options = self.rollout.options(&self.change_set, false);
+        if session.emulator.is_some() {
+            options.defaults = secrets::stack_parameters(
+                aws,
+                workspace,
+                &services,
+                &options.parameters,
+                false,
+                progress,
+            )?;
+        }
+        let deployer = Deployer::new(aws, workspace, to, options, progress);
+        // Every release is found and checked before any stack changes.
+        let mut releases = Vec::new();
+        for service in &services {
+            let release = aws.runtime.block_on(async {
+                let release = deployer.promoted(service, from).await?;
+                deployer.precheck_with(service, &release.template).await?;
+                anyhow::Ok(release)
+            })?;
+            releases.push((*service, release));
+        }
+        let endpoint = session.emulator.as_ref().map(|e| e.endpoint.clone());
+        let checked = Checked {
+            aws,
+            workspace,
+            deployer: &deployer,
+            environment: to,
+            endpoint: endpoint.as_deref(),
+            progress,
+        };
+        let (stacks, failure) = checked.each(releases, self.rollout.no_rollback)?;
+        let report = Report {
+            region: aws.region.clone(),
+            bucket: aws.bucket.clone(),
+            endpoint,
+            uploaded: 0,
+            bytes_sent: 0,
+            stacks,
+        };
+        print_result(&report, self.output.json, |report| {
+            report.text() + &session.note()
+        })?;
+        match failure {
+            None => Ok(()),
+            Some(failure) => bail!("{failure}"),
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! `destroy`'s half of the deployer: deleting a stack through its lock, after saying what
+//! CloudFormation keeps.
+
+use std::time::Instant;
+
+use super::Deployer;
+use crate::aws::cloudformation;
+use crate::release::history;
+use crate::release::report::{DestroyOutcome, Destroyed, Retained};
+use crate::release::stack::Template;
+
+impl Deployer<'_> {
+    /// Deletes the service's stack under its lock, saying first what CloudFormation will keep;
+    /// the stack's history stays in the bucket. A stack that does not exist is not an error.
+    pub async fn destroy(&self, service: &str) -> anyhow::Result<Destroyed> {
+        let stack = self.stack_name(service);
+        let started = Instant::now();
+        let history = format!("s3://{}/{}", self.bucket, history::key(&stack));
+        let Some(current) = cloudformation::describe(&self.cloudformation, &stack).await? else {
+            self.progress.note(&format!(
+                "stack {stack} does not exist in {}: there is nothing to destroy",
+                self.region
+            ));
+            return Ok(Destroyed {
+                stack,
+                outcome: DestroyOutcome::Absent,
+                retained: Vec::new(),
+                history,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        };
+        let template = Template::parse(
+            &stack,
+            cloudformation::template_body(&self.cloudformation, &current.id).await?,
+        )?;
+        let resources = cloudformation::resources(&self.cloudformation, &current.id).await?;
+        let retained: Vec<Retained> = template
+            .retained()
+            .into_iter()
+            .filter_map(|(logical_id, kind)| {
+                let physical_id = &resources
+                    .iter()
+                    .find(|r| r.logical_id == logical_id)?
+                    .physical_id;
+                Some(Retained::new(logical_id, kind, physical_id, &self.region))
+            })
+            .collect();
+        self.progress
+            .text(&crate::release::report::retained_text(&stack, &retained));
+
+        let deadline = started + self.options.timeout;
+        let engine = self.engine();
+        let work = engine.destroy(&stack, deadline);
+        let interrupted = async || {
+            anyhow::anyhow!(
+                "interrupted; if the deletion of stack {stack} had begun it goes on in AWS: follow \
+                 it with `aws cloudformation describe-stack-events --stack-name {stack} --region {}`, \
+                 or run the same destroy again, which waits for it",
+                self.region
+            )
+        };
+        let existed = self.locked(&stack, deadline, work, interrupted).await?;
+        Ok(Destroyed {
+            stack,
+            outcome: if existed {
+                DestroyOutcome::Deleted
+            } else {
+                DestroyOutcome::Absent
+            },
+            retained,
+            history,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
