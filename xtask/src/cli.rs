@@ -132,6 +132,10 @@ pub struct ChangeSet {
 }
 
 impl ChangeSet {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout)
+    }
+
     /// The deployer's options, with the parameters and the recreate choice of the command.
     pub fn options(&self, parameters: Vec<(String, String)>, recreate: bool) -> deployer::Options {
         deployer::Options {
@@ -140,7 +144,7 @@ impl ChangeSet {
             no_execute: self.no_execute,
             no_wait: self.no_wait,
             recreate,
-            timeout: Duration::from_secs(self.timeout),
+            timeout: self.timeout(),
             traffic: None,
         }
     }

@@ -19,8 +19,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, bootstrap, deploy, destroy, invoke, logs, package, promote, publish, rollback, serve,
-    status, up,
+    bench, bootstrap, deploy, destroy, gc, invoke, logs, package, promote, publish, rollback,
+    serve, status, up,
 };
 use crate::progress::Progress;
 use crate::workspace::Workspace;
@@ -46,6 +46,7 @@ enum Command {
     Rollback(rollback::Rollback),
     Promote(promote::Promote),
     Destroy(destroy::Destroy),
+    Gc(gc::Gc),
     Invoke(invoke::Invoke),
     Logs(logs::Logs),
     Bootstrap(bootstrap::Bootstrap),
@@ -76,6 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rollback(rollback) => rollback.run(&workspace, progress),
         Command::Promote(promote) => promote.run(&workspace, progress),
         Command::Destroy(destroy) => destroy.run(&workspace, progress),
+        Command::Gc(gc) => gc.run(&workspace, progress),
         Command::Invoke(invoke) => invoke.run(&workspace, progress),
         Command::Logs(logs) => logs.run(&workspace, progress),
         Command::Bootstrap(bootstrap) => bootstrap.run(&workspace, progress),

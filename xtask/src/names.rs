@@ -69,14 +69,26 @@ pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A span of time as people type it: `30s`, `15m`, `2h`, `30d`; `None` for anything else.
+pub fn duration(text: &str) -> Option<std::time::Duration> {
+    let units = [('s', 1), ('m', 60), ('h', 3_600), ('d', 86_400)];
+    units.into_iter().find_map(|(unit, seconds)| {
+        let count = text.strip_suffix(unit)?.parse::<u64>().ok()?;
+        Some(std::time::Duration::from_secs(count.checked_mul(seconds)?))
+    })
+}
+
 /// The first twelve characters of a commit, as people quote them.
 pub fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 
-/// Bytes as megabytes with one decimal, as zips are reported.
+/// Bytes as megabytes with one decimal, as zips are reported; under 100 kB, as kilobytes.
 pub fn human_size(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+    match bytes {
+        0..100_000 => format!("{:.1} kB", bytes as f64 / 1_000.0),
+        _ => format!("{:.1} MB", bytes as f64 / 1_000_000.0),
+    }
 }
 
 /// The newest glibc that Amazon Linux 2023 (`provided.al2023`) ships.
@@ -125,6 +137,19 @@ mod tests {
             error.to_string(),
             "unknown environment `prod`: known environments are dev, qa, production"
         );
+    }
+
+    #[test]
+    fn durations_are_counts_of_a_unit() {
+        assert_eq!(
+            duration("30d"),
+            Some(std::time::Duration::from_secs(2_592_000))
+        );
+        assert_eq!(duration("0s"), Some(std::time::Duration::ZERO));
+        assert_eq!(duration("15m"), Some(std::time::Duration::from_secs(900)));
+        for bad in ["30", "d", "1w", "-1d", "1.5h", ""] {
+            assert_eq!(duration(bad), None, "{bad}");
+        }
     }
 
     #[test]

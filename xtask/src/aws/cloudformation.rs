@@ -1,4 +1,5 @@
-//! The CloudFormation queries the release tool makes: a stack as it is now, its resources, its
+//! The CloudFormation queries the release tool makes: a stack as it is now (or every stack), its
+//! resources, its
 //! events, a change set's changes and the template a stack runs. Lists go through the SDK's
 //! paginators, so every page is read; a stack that does not exist is `None`, recognised one way.
 
@@ -64,16 +65,33 @@ pub async fn describe(cloudformation: &Client, stack: &str) -> anyhow::Result<Op
                 .with_context(|| format!("looking up stack {stack}"));
         }
     };
-    let Some(found) = output.stacks().first() else {
-        return Ok(None);
-    };
+    Ok(output.stacks().first().map(|found| current(found, stack)))
+}
+
+/// Every stack in the region that exists (CloudFormation lists deleted ones only by name), with its
+/// name and whether it is nested in another, from every page.
+pub async fn all(cloudformation: &Client) -> anyhow::Result<Vec<(String, bool, Current)>> {
+    let mut pages = cloudformation.describe_stacks().into_paginator().send();
+    let mut stacks = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.context("listing the region's stacks")?;
+        for found in page.stacks() {
+            let name = found.stack_name().unwrap_or_default().to_owned();
+            let nested = found.parent_id().is_some();
+            stacks.push((name.clone(), nested, current(found, &name)));
+        }
+    }
+    Ok(stacks)
+}
+
+fn current(found: &aws_sdk_cloudformation::types::Stack, stack: &str) -> Current {
     let pairs = |items: Vec<(Option<&str>, Option<&str>)>| -> BTreeMap<String, String> {
         items
             .into_iter()
             .filter_map(|(k, v)| Some((k?.to_owned(), v.unwrap_or_default().to_owned())))
             .collect()
     };
-    Ok(Some(Current {
+    Current {
         id: found.stack_id().unwrap_or(stack).to_owned(),
         updated: found
             .last_updated_time()
@@ -97,7 +115,7 @@ pub async fn describe(cloudformation: &Client, stack: &str) -> anyhow::Result<Op
                 .map(|o| (o.output_key(), o.output_value()))
                 .collect(),
         ),
-    }))
+    }
 }
 
 /// Every resource of the stack, from every page.

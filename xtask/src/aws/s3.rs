@@ -1,5 +1,5 @@
-//! The S3 queries the release tool makes: an object's bytes or its head, and whether the artifact
-//! bucket can be reached. A missing key or bucket is an answer (`None`, or a message saying what to
+//! The S3 queries the release tool makes: an object's bytes or its head, the keys and versions under
+//! a prefix, deleting exact versions, and whether the artifact bucket can be reached. A missing key or bucket is an answer (`None`, or a message saying what to
 //! do), never a raw SDK error.
 
 use anyhow::{Context, bail};
@@ -74,4 +74,120 @@ pub async fn check_bucket(
 /// True when `bucket` exists and can be reached.
 pub async fn bucket_exists(s3: &aws_sdk_s3::Client, bucket: &str) -> bool {
     s3.head_bucket().bucket(bucket).send().await.is_ok()
+}
+
+/// Every key under `prefix`, from every page.
+pub async fn list_keys(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    let mut keys = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.with_context(|| format!("listing s3://{bucket}/{prefix}"))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+    }
+    Ok(keys)
+}
+
+/// One stored version of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub key: String,
+    /// `null` in a bucket that was never versioned, as S3 spells it.
+    pub version_id: String,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub last_modified: i64,
+}
+
+/// Every version of every object under `prefix` (delete markers left out), from every page.
+pub async fn list_versions(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> anyhow::Result<Vec<Version>> {
+    let mut versions = Vec::new();
+    let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await
+            .with_context(|| format!("listing the versions under s3://{bucket}/{prefix}"))?;
+        versions.extend(page.versions().iter().filter_map(|v| {
+            Some(Version {
+                key: v.key()?.to_owned(),
+                version_id: v.version_id().unwrap_or("null").to_owned(),
+                size: u64::try_from(v.size().unwrap_or_default()).unwrap_or_default(),
+                last_modified: v.last_modified().map_or(0, |t| t.secs()),
+            })
+        }));
+        if page.is_truncated() != Some(true) {
+            return Ok(versions);
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        version_marker = page.next_version_id_marker().map(str::to_owned);
+        if key_marker.is_none() {
+            return Ok(versions);
+        }
+    }
+}
+
+/// Deletes exactly these versions (never a newer one of the same key), a thousand a request.
+/// The versions S3 could not delete, each with its reason.
+pub async fn delete_versions(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    versions: &[Version],
+) -> anyhow::Result<Vec<(Version, String)>> {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let mut failed = Vec::new();
+    for batch in versions.chunks(1000) {
+        let objects = batch
+            .iter()
+            .map(|v| {
+                ObjectIdentifier::builder()
+                    .key(&v.key)
+                    .version_id(&v.version_id)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()?;
+        let output = s3
+            .delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .with_context(|| format!("deleting from s3://{bucket}"))?;
+        for error in output.errors() {
+            let Some(version) = batch.iter().find(|v| {
+                Some(v.key.as_str()) == error.key()
+                    && error.version_id().is_none_or(|id| id == v.version_id)
+            }) else {
+                continue;
+            };
+            let reason = error.message().or(error.code()).unwrap_or("unknown error");
+            failed.push((version.clone(), reason.to_owned()));
+        }
+    }
+    Ok(failed)
 }

@@ -11,6 +11,7 @@ use crate::local::check::Checked;
 use crate::local::secrets;
 use crate::progress::{Progress, print_result};
 use crate::release::deployer::Deployer;
+use crate::release::lease::Lease;
 use crate::release::report::Report;
 use crate::release::upload::{self, Outcome, Target};
 use crate::workspace::Workspace;
@@ -59,6 +60,9 @@ impl Deploy {
         let target = aws
             .runtime
             .block_on(Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
+        // From before publish looks at the bucket until the stacks run what it found there, gc
+        // deletes none of it.
+        let _lease = Lease::take(aws, self.change_set.timeout(), progress)?;
         let mut options = self.rollout.options(&self.change_set, self.recreate);
         if session.emulator.is_some() {
             options.defaults = secrets::stack_parameters(

@@ -54,16 +54,10 @@ enum Since {
 }
 
 fn since(text: &str) -> Result<Since, String> {
-    let units = [
-        ('s', 1_000),
-        ('m', 60_000),
-        ('h', 3_600_000),
-        ('d', 86_400_000),
-    ];
-    for (unit, factor) in units {
-        if let Some(count) = text.strip_suffix(unit).and_then(|n| n.parse::<u64>().ok()) {
-            return Ok(Since::Ago(count * factor));
-        }
+    if let Some(ago) = crate::names::duration(text) {
+        return Ok(Since::Ago(
+            u64::try_from(ago.as_millis()).unwrap_or(u64::MAX),
+        ));
     }
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|at| Since::At(at.timestamp_millis()))

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bootstrap;
 pub mod deploy;
 pub mod destroy;
+pub mod gc;
 pub mod invoke;
 pub mod logs;
 pub mod package;

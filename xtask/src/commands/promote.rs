@@ -11,6 +11,7 @@ use crate::local::secrets;
 use crate::names::Environment;
 use crate::progress::{Progress, print_result};
 use crate::release::deployer::Deployer;
+use crate::release::lease::Lease;
 use crate::release::report::Report;
 use crate::release::upload::Target;
 use crate::workspace::{Service, Workspace};
@@ -79,6 +80,8 @@ impl Promote {
         let aws = &session.aws;
         aws.runtime
             .block_on(Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
+        // From before the objects are found until the stacks run them, gc deletes none of them.
+        let _lease = Lease::take(aws, self.change_set.timeout(), progress)?;
         let mut options = self.rollout.options(&self.change_set, false);
         if session.emulator.is_some() {
             options.defaults = secrets::stack_parameters(

@@ -3,9 +3,13 @@
 
 use crate::cli::{Account, Install, Output, Selection};
 use crate::progress::{Progress, print_result};
+use crate::release::lease::Lease;
 use crate::release::package;
 use crate::release::upload::{self, Outcome, Report, Target};
 use crate::workspace::Workspace;
+
+/// How long a publish's lease lasts (plus a margin): longer than any build.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Upload packaged services and their templates to the artifact bucket.
 #[derive(Debug, clap::Args)]
@@ -51,6 +55,8 @@ impl Publish {
             let target = aws
                 .runtime
                 .block_on(Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
+            // Until the report is printed, gc leaves alone what this finds in the bucket.
+            let _lease = Lease::take(aws, LEASE, progress)?;
             let (_, report) = upload::publish(
                 workspace,
                 &services,

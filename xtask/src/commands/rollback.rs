@@ -13,8 +13,10 @@ use crate::local::check;
 use crate::progress::{Progress, print_result};
 use crate::release::deployer::Deployer;
 use crate::release::history::Target;
+use crate::release::lease::Lease;
 use crate::release::report::{Probes, Report};
 use crate::release::stack::Outcome;
+use crate::release::upload;
 use crate::workspace::Workspace;
 
 /// Redeploy an earlier release that is already in the bucket.
@@ -43,6 +45,10 @@ impl Rollback {
         let (service, environment) = self.stack.resolve(workspace)?;
         let session = self.account.connect(workspace, progress)?;
         let aws = &session.aws;
+        aws.runtime
+            .block_on(upload::Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
+        // From before the release's objects are found until the stack runs them, gc deletes none.
+        let _lease = Lease::take(aws, self.change_set.timeout(), progress)?;
         let deployer = Deployer::new(
             aws,
             workspace,

@@ -243,7 +243,7 @@ fn text(report: &Report, service: &str, environment: Environment) -> String {
     }
     if let Some(from) = &report.promoted_from {
         out.push_str(&format!(
-            "  promoted from {from}: the exact release {from} ran, built once\n"
+            "  promoted from {from}: the artifacts and templates {from} ran, not rebuilt\n"
         ));
     }
     let verdict = match report.head.would_change_code {

@@ -55,27 +55,56 @@ pub enum Contention {
     Refuse,
 }
 
-pub fn key(stack: &str) -> String {
-    format!("locks/{stack}.json")
+/// What a lock guards.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// One stack, `locks/<stack>.json`: held while a deploy, rollback, promote or destroy changes it.
+    Stack(&'a str),
+    /// The bucket's artifacts, `locks/gc.json`: held while `gc --delete` scans and deletes
+    /// (`release::lease` says how publishers and gc keep out of each other's way).
+    Artifacts,
+}
+
+impl Scope<'_> {
+    pub fn key(self) -> String {
+        match self {
+            Scope::Stack(stack) => format!("locks/{stack}.json"),
+            Scope::Artifacts => "locks/gc.json".to_owned(),
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Scope::Stack(stack) => format!("stack {stack}"),
+            Scope::Artifacts => "the bucket's artifacts".to_owned(),
+        }
+    }
+
+    fn busy(self, holder: &str) -> String {
+        match self {
+            Scope::Stack(stack) => format!("stack {stack} is being deployed by {holder}"),
+            Scope::Artifacts => format!("the artifact bucket is being cleaned (gc) by {holder}"),
+        }
+    }
 }
 
 impl Lock {
     pub async fn acquire(
         s3: &aws_sdk_s3::Client,
         bucket: &str,
-        stack: &str,
+        scope: Scope<'_>,
         timeout: Duration,
         contention: Contention,
         progress: Progress,
     ) -> anyhow::Result<Lock> {
-        let key = key(stack);
+        let key = scope.key();
         let location = format!("s3://{bucket}/{key}");
         let mut waiting = None;
         loop {
             let now = epoch_seconds();
             let mine = Holder {
                 holder: whoami(),
-                stack: stack.to_owned(),
+                stack: scope.name(),
                 acquired: now,
                 expires: now + (timeout + MARGIN).as_secs(),
             };
@@ -91,7 +120,10 @@ impl Lock {
             let error = match put {
                 Ok(output) => {
                     if let Some(step) = waiting.take() {
-                        crate::progress::Step::done(step, &format!("got the lock on {stack}"));
+                        crate::progress::Step::done(
+                            step,
+                            &format!("got the lock on {}", scope.name()),
+                        );
                     }
                     return Ok(Lock {
                         s3: s3.clone(),
@@ -106,14 +138,14 @@ impl Lock {
             let status = error.raw_response().map(|r| r.status().as_u16());
             if !matches!(status, Some(412 | 409)) {
                 return Err(anyhow::Error::new(error))
-                    .with_context(|| format!("creating the deploy lock {location}"));
+                    .with_context(|| format!("creating the lock {location}"));
             }
             let Some((holder, etag)) = read(s3, bucket, &key).await? else {
                 continue; // released in between
             };
             if holder.expires < now {
                 progress.note(&format!(
-                    "taking over the expired deploy lock of {}",
+                    "taking over the expired lock of {}",
                     holder.describe(now)
                 ));
                 let mut delete = s3.delete_object().bucket(bucket).key(&key);
@@ -134,13 +166,10 @@ impl Lock {
                 }
                 continue;
             }
-            let busy = format!(
-                "stack {stack} is being deployed by {}",
-                holder.describe(now)
-            );
+            let busy = scope.busy(&holder.describe(now));
             match contention {
                 Contention::Refuse => bail!(
-                    "{busy}; run again without --no-wait to wait for it. If that deploy was killed, its \
+                    "{busy}; run again without --no-wait to wait for it. If that run was killed, its \
                      lock expires by itself in {}s, or remove it with `aws s3 rm {location}`",
                     holder.expires - now
                 ),
@@ -172,7 +201,7 @@ impl Lock {
         }
         delete.send().await.map(|_| ()).with_context(|| {
             format!(
-                "releasing the deploy lock s3://{}/{}; remove it with `aws s3 rm s3://{}/{}`",
+                "releasing the lock s3://{}/{}; remove it with `aws s3 rm s3://{}/{}`",
                 self.bucket, self.key, self.bucket, self.key
             )
         })
@@ -180,7 +209,7 @@ impl Lock {
 }
 
 /// The lock's holder and ETag, or `None` when there is no lock.
-async fn read(
+pub(super) async fn read(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
@@ -191,21 +220,19 @@ async fn read(
         Err(error) if error.code() == Some("NoSuchKey") => return Ok(None),
         Err(error) => {
             return Err(anyhow::Error::new(error))
-                .with_context(|| format!("reading the deploy lock s3://{bucket}/{key}"));
+                .with_context(|| format!("reading the lock s3://{bucket}/{key}"));
         }
     };
     let etag = output.e_tag().map(str::to_owned);
     let body = output.body.collect().await?.into_bytes();
     let holder = serde_json::from_slice(&body).with_context(|| {
-        format!(
-            "s3://{bucket}/{key} is not a deploy lock; remove it with `aws s3 rm s3://{bucket}/{key}`"
-        )
+        format!("s3://{bucket}/{key} is not a lock; remove it with `aws s3 rm s3://{bucket}/{key}`")
     })?;
     Ok(Some((holder, etag)))
 }
 
 /// Who is deploying, for the person who has to wait: user, host and process, or the CI run.
-fn whoami() -> String {
+pub(super) fn whoami() -> String {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if let (Some(repository), Some(run)) = (var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID")) {
         let server = var("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".to_owned());
@@ -224,7 +251,7 @@ fn whoami() -> String {
     format!("{user}@{host} (pid {})", std::process::id())
 }
 
-fn epoch_seconds() -> u64 {
+pub(super) fn epoch_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -58,10 +58,16 @@ pub struct Report {
 impl Report {
     /// The report as people read it.
     pub fn text(&self) -> String {
-        let mut out = format!(
-            "published to s3://{} in {}: {} new objects, {} bytes\n",
-            self.bucket, self.region, self.uploaded, self.bytes_sent
-        );
+        let mut out = match self.uploaded {
+            0 => format!(
+                "nothing uploaded to s3://{} in {}\n",
+                self.bucket, self.region
+            ),
+            n => format!(
+                "published to s3://{} in {}: {n} new objects, {} bytes\n",
+                self.bucket, self.region, self.bytes_sent
+            ),
+        };
         for stack in &self.stacks {
             let verb = match stack.outcome {
                 Outcome::Created => "created",

@@ -5,6 +5,7 @@ mod bootstrap;
 mod cli;
 mod deploy;
 mod destroy;
+mod gc;
 mod invoke;
 mod logs;
 mod package;

@@ -1,5 +1,5 @@
 //! The CLI's output, pinned: `--help` of every command, and publish's summary, deploy's change-set
-//! table and report, and status, from a real run on the stand-in workspace and the emulator.
+//! table and report, status, promote and gc, from a real run on the stand-in workspace and the emulator.
 //! Hashes, times, durations, ports, ids and paths are filtered out, so a snapshot changes only when
 //! the output does. After a deliberate change: `UPDATE_EXPECT=1 scripts/test -p xtask snapshots`.
 
@@ -32,6 +32,7 @@ fn redact(text: &str, fixture: &Fixture) -> String {
         (r"\(\d+ bytes\)", "(<n> bytes)"),
         (r"\d+ bytes sent", "<n> bytes sent"),
         (r"\d+ new objects, \d+ bytes", "<n> new objects, <n> bytes"),
+        (r"\b\d+\.\d [kM]B\b", "<n> B"),
     ] {
         let pattern = Regex::new(pattern).expect("the filters are valid");
         text = pattern.replace_all(&text, name).into_owned();
@@ -50,6 +51,7 @@ fn help_of_every_command() {
         &["rollback"],
         &["promote"],
         &["destroy"],
+        &["gc"],
         &["invoke"],
         &["logs"],
         &["status"],
@@ -97,4 +99,20 @@ fn publish_deploy_and_status_print_what_they_did() {
 
     let status = run(&["status", "hardware", "dev", "--local"]);
     expect_file!["snapshots/status.txt"].assert_eq(&redact(&stdout(&status), &fixture));
+
+    let promoted = run(&[
+        "promote",
+        "hardware",
+        "dev",
+        "qa",
+        "--local",
+        "--timeout",
+        "120",
+    ]);
+    let status = run(&["status", "hardware", "qa", "--local"]);
+    let both = format!("{}\n{}", stdout(&promoted), stdout(&status));
+    expect_file!["snapshots/promote.txt"].assert_eq(&redact(&both, &fixture));
+
+    let listed = run(&["gc", "--local", "--older-than", "0s"]);
+    expect_file!["snapshots/gc.txt"].assert_eq(&redact(&stdout(&listed), &fixture));
 }

@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 use aws_sdk_cloudformation::Client;
 
 use super::history;
-use super::lock::{Contention, Lock};
+use super::lock::{Contention, Lock, Scope};
 use super::manifest::{Plan, artifact_key_parameter, code_sha256_parameter};
 use super::report::StackReport;
 use super::stack::decide::STACK_PARAMETERS;
@@ -365,7 +365,7 @@ impl<'a> Deployer<'a> {
             let acquired = Lock::acquire(
                 &self.s3,
                 &self.bucket,
-                stack,
+                Scope::Stack(stack),
                 self.options.timeout,
                 contention,
                 self.progress,

@@ -1,0 +1,266 @@
+//! `gc` on the emulator: what a stack runs and what its last releases need stay, the rest goes only
+//! with `--delete` and past the age limit, a stack running a missing object guards its service, and
+//! a deploy or publish racing a gc keeps its objects.
+
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::deploy::{deployed, function_code, key, release, runtime, s3, stand_in};
+use crate::support::{Fixture, stderr, stdout};
+
+const BUCKET: &str = "biometrix-infrastructure-us-west-2";
+
+fn gc(fixture: &Fixture, args: &[&str]) -> Output {
+    let mut all = vec!["gc", "--local", "--json"];
+    all.extend_from_slice(args);
+    fixture.xtask(&all)
+}
+
+fn report(output: &Output) -> Value {
+    assert!(output.status.success(), "{}", stderr(output));
+    serde_json::from_str(&stdout(output)).unwrap()
+}
+
+/// The verdict on `key` in a gc report.
+fn verdict<'a>(report: &'a Value, key: &str) -> &'a Value {
+    report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["key"] == key)
+        .unwrap_or_else(|| panic!("{key} is not in the report: {report:#}"))
+}
+
+fn client(fixture: &Fixture) -> aws_sdk_s3::Client {
+    s3(&fixture.emulator().expect("an emulator runs").0)
+}
+
+fn exists(fixture: &Fixture, key: &str) -> bool {
+    let client = client(fixture);
+    runtime()
+        .block_on(client.head_object().bucket(BUCKET).key(key).send())
+        .is_ok()
+}
+
+fn put(fixture: &Fixture, key: &str, body: &str) {
+    let client = client(fixture);
+    runtime()
+        .block_on(
+            client
+                .put_object()
+                .bucket(BUCKET)
+                .key(key)
+                .body(body.as_bytes().to_vec().into())
+                .send(),
+        )
+        .unwrap();
+}
+
+fn delete(fixture: &Fixture, key: &str) {
+    let client = client(fixture);
+    runtime()
+        .block_on(client.delete_object().bucket(BUCKET).key(key).send())
+        .unwrap();
+}
+
+fn keys_under(fixture: &Fixture, prefix: &str) -> Vec<String> {
+    let client = client(fixture);
+    let listed = runtime()
+        .block_on(
+            client
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix(prefix)
+                .send(),
+        )
+        .unwrap();
+    listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn gc_keeps_what_runs_and_the_last_releases_and_deletes_the_rest() {
+    let fixture = stand_in();
+    let mut keys = Vec::new();
+    for name in ["one", "two", "three"] {
+        release(&fixture, name);
+        keys.push(key(&deployed(&fixture, &[]).0));
+    }
+    let orphan = format!("lambdas/hardware/apigateway-execute/{}.zip", "0".repeat(64));
+    put(&fixture, &orphan, "never deployed");
+    put(&fixture, "notes/readme.txt", "not gc's");
+
+    // Listing deletes nothing.
+    let listed = report(&gc(&fixture, &["--keep", "2", "--older-than", "0s"]));
+    assert_eq!(verdict(&listed, &keys[2])["reason"], "runs in hardware-dev");
+    let second = verdict(&listed, &keys[1]);
+    assert_eq!(second["action"], "keep");
+    assert!(
+        second["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("is one of its last 2"),
+        "{second}"
+    );
+    for garbage in [&keys[0], &orphan] {
+        let verdict = verdict(&listed, garbage);
+        assert_eq!(verdict["action"], "delete", "{verdict}");
+        assert!(exists(&fixture, garbage), "listing deleted {garbage}");
+    }
+    assert_eq!(listed["not_kept"]["objects"], 2, "{listed:#}");
+    assert!(
+        listed["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| !o["key"].as_str().unwrap().starts_with("notes/"))
+    );
+
+    // Everything is younger than the default 30 days: nothing goes.
+    let young = report(&gc(&fixture, &["--keep", "2", "--delete"]));
+    assert_eq!(young["deleted"]["objects"], 0, "{young:#}");
+    assert_eq!(verdict(&young, &orphan)["reason"], "newer than 30d");
+
+    let swept = report(&gc(
+        &fixture,
+        &["--keep", "2", "--older-than", "0s", "--delete"],
+    ));
+    assert_eq!(swept["deleted"]["objects"], 2, "{swept:#}");
+    assert!(swept["deleted"]["bytes"].as_u64().unwrap() > 0);
+    assert!(!exists(&fixture, &keys[0]) && !exists(&fixture, &orphan));
+    assert!(exists(&fixture, &keys[1]) && exists(&fixture, &keys[2]));
+    assert!(exists(&fixture, "notes/readme.txt"));
+    assert!(
+        keys_under(&fixture, "locks/").is_empty(),
+        "gc left its lock"
+    );
+
+    // What the last releases need is what rollback uses.
+    let rolled = fixture.xtask(&["rollback", "hardware", "dev", "--local"]);
+    assert!(rolled.status.success(), "{}", stderr(&rolled));
+    assert!(function_code(&fixture).contains(&keys[1]));
+
+    // The stack now runs keys[1]; with it gone, nothing of hardware is deleted, and gc says so.
+    delete(&fixture, &keys[1]);
+    put(&fixture, &orphan, "never deployed");
+    let output = gc(&fixture, &["--keep", "0", "--older-than", "0s", "--delete"]);
+    assert!(!output.status.success(), "{}", stdout(&output));
+    let said = stderr(&output);
+    assert!(
+        said.contains(&format!(
+            "error: hardware-dev runs s3://{BUCKET}/{}, which is missing from the bucket: nothing \
+             of hardware was deleted",
+            keys[1]
+        )),
+        "{said}"
+    );
+    assert!(exists(&fixture, &orphan) && exists(&fixture, &keys[2]));
+}
+
+/// Reads `child`'s stderr to the end in the background, so that it never blocks on a full pipe.
+fn drain(child: &mut Child) -> std::thread::JoinHandle<String> {
+    let mut stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    })
+}
+
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_deploy_or_publish_racing_gc_keeps_its_objects() {
+    let fixture = stand_in();
+    release(&fixture, "one");
+    let first = key(&deployed(&fixture, &[]).0);
+
+    // A deploy under way holds a lease: gc waits for it, then sees what the stack runs now.
+    release(&fixture, "two");
+    let mut deploy = fixture
+        .command(&[
+            "deploy",
+            "hardware",
+            "dev",
+            "--local",
+            "--timeout",
+            "120",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deploy_said = drain(&mut deploy);
+    until("the deploy's lease", || {
+        !keys_under(&fixture, "locks/artifacts/").is_empty()
+    });
+    let swept = gc(&fixture, &["--keep", "0", "--older-than", "0s", "--delete"]);
+    let deployed = deploy.wait_with_output().unwrap();
+    let deploy_said = deploy_said.join().unwrap();
+    assert!(deployed.status.success(), "{deploy_said}");
+    let second = key(&serde_json::from_str::<Value>(&stdout(&deployed)).unwrap()["stacks"][0]);
+    assert!(
+        stderr(&swept).contains("waiting: a publish or deploy is using the bucket"),
+        "{}",
+        stderr(&swept)
+    );
+    let swept = report(&swept);
+    assert_eq!(verdict(&swept, &second)["reason"], "runs in hardware-dev");
+    assert_eq!(verdict(&swept, &first)["action"], "deleted");
+    assert!(exists(&fixture, &second));
+    assert!(function_code(&fixture).contains(&second));
+
+    // A gc under way holds locks/gc.json: a publish waits for it, and its objects are there after.
+    let lock = serde_json::json!({
+        "holder": "gc@test (pid 1)",
+        "stack": "the bucket's artifacts",
+        "acquired": 0,
+        "expires": u64::MAX / 2,
+    });
+    put(&fixture, "locks/gc.json", &lock.to_string());
+    release(&fixture, "three");
+    let mut publish = fixture
+        .command(&["publish", "hardware", "dev", "--local", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let publish_said = drain(&mut publish);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        publish.try_wait().unwrap().is_none(),
+        "publish went ahead while gc held the bucket"
+    );
+    assert!(
+        keys_under(&fixture, "locks/artifacts/").is_empty(),
+        "a waiting publish keeps no lease"
+    );
+    delete(&fixture, "locks/gc.json");
+    let published = publish.wait_with_output().unwrap();
+    let publish_said = publish_said.join().unwrap();
+    assert!(published.status.success(), "{publish_said}");
+    assert!(
+        publish_said.contains("waiting: gc by gc@test (pid 1) is deleting"),
+        "{publish_said}"
+    );
+    let report: Value = serde_json::from_str(&stdout(&published)).unwrap();
+    for object in report["objects"].as_array().unwrap() {
+        assert!(
+            exists(&fixture, object["key"].as_str().unwrap()),
+            "{object}"
+        );
+    }
+    assert!(keys_under(&fixture, "locks/").is_empty());
+}
