@@ -8,6 +8,7 @@ use crate::cli::{Account, Output};
 use crate::names::human_size;
 use crate::progress::{Progress, print_result};
 use crate::release::gc::{self, Action, Report};
+use crate::release::upload::Target;
 use crate::workspace::Workspace;
 
 /// List, or delete, the artifacts and templates nothing runs or may roll back to.
@@ -64,7 +65,7 @@ impl Gc {
             timeout: std::time::Duration::from_secs(self.timeout),
         };
         let report = aws.runtime.block_on(async {
-            crate::aws::s3::check_bucket(&aws.s3(), &aws.region, &aws.bucket).await?;
+            Target::check(&aws.sdk, &aws.region, &aws.bucket).await?;
             gc::run(aws, &options, progress).await
         })?;
         print_result(&report, self.output.json, text)?;

@@ -244,36 +244,44 @@ fn a_missing_bucket_says_how_to_create_it() {
 #[test]
 fn missing_credentials_say_how_to_provide_them() {
     let fixture = Fixture::copy("tiny");
-    let mut command = fixture.command(&["publish", "tiny", "dev"]);
-    for name in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_PROFILE",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    ] {
-        command.env_remove(name);
+    let commands: [&[&str]; 4] = [
+        &["publish", "tiny", "dev"],
+        &["rollback", "tiny", "dev"],
+        &["promote", "tiny", "dev", "qa"],
+        &["gc"],
+    ];
+    for args in commands {
+        let mut command = fixture.command(args);
+        for name in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        ] {
+            command.env_remove(name);
+        }
+        let nowhere = fixture.root.join("no-such-file");
+        command
+            .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
+            .env("AWS_CONFIG_FILE", &nowhere)
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        let output = command.output().unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let message = stderr(&output);
+        assert!(
+            message.contains("error: no AWS credentials found"),
+            "{args:?}: {message}"
+        );
+        assert!(
+            message.contains(
+                "set AWS_PROFILE (after `aws sso login`) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ),
+            "{args:?}: {message}"
+        );
     }
-    let nowhere = fixture.root.join("no-such-file");
-    command
-        .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
-        .env("AWS_CONFIG_FILE", &nowhere)
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    let output = command.output().unwrap();
-    assert!(!output.status.success());
-    let message = stderr(&output);
-    assert!(
-        message.contains("error: no AWS credentials found"),
-        "{message}"
-    );
-    assert!(
-        message.contains(
-            "set AWS_PROFILE (after `aws sso login`) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        ),
-        "{message}"
-    );
 }
 
 /// A proxy to the emulator that cuts every connection once it has carried `limit` request bytes.

@@ -173,6 +173,9 @@ pub fn decide(
                      {service} is kept"
                 );
                 (Action::Keep, reason)
+            } else if version.last_modified > now {
+                let reason = "written after the scan began".to_owned();
+                (Action::Keep, reason)
             } else if age < older_than {
                 let reason = format!("newer than {}", days(older_than));
                 (Action::Keep, reason)
@@ -313,9 +316,16 @@ mod tests {
             (young.action, young.reason.as_str()),
             (Action::Keep, "newer than 30d")
         );
-        // With no age limit, what nothing needs goes, however new.
+        // With no age limit, what nothing needs goes, however new, but never what is newer than
+        // the scan.
+        inputs.versions.push(version(&zip(10), -1));
         let (verdicts, _) = decide(&inputs, 2, Duration::ZERO, NOW);
         assert_eq!(verdict(&verdicts, &zip(9)).action, Action::Delete);
+        let newer = verdict(&verdicts, &zip(10));
+        assert_eq!(
+            (newer.action, newer.reason.as_str()),
+            (Action::Keep, "written after the scan began")
+        );
     }
 
     #[test]
