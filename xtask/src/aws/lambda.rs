@@ -1,5 +1,6 @@
 //! Lambda, as `invoke` calls it: a function's `live` alias when it has one, else `$LATEST`; and
-//! what a function is configured with, for the service token `invoke --service-token` signs.
+//! what a function is configured with, for the service token `invoke --service-token` signs; and
+//! the hash of the code it runs, which deploy and status check against its key.
 
 use anyhow::Context;
 use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -82,6 +83,25 @@ pub async fn environment(
         .and_then(|e| e.variables())
         .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default())
+}
+
+/// The `CodeSha256` of the code `function` runs (`$LATEST`, which each stack update sets): Lambda's
+/// base64 SHA-256 of the zip it copied; `None` when there is no such function.
+pub async fn code_sha256(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+) -> anyhow::Result<Option<String>> {
+    let configuration = lambda
+        .get_function_configuration()
+        .function_name(function)
+        .send()
+        .await;
+    match configuration {
+        Ok(configuration) => Ok(configuration.code_sha256().map(str::to_owned)),
+        Err(error) if error.code() == Some("ResourceNotFoundException") => Ok(None),
+        Err(error) => Err(anyhow::anyhow!("{}", DisplayErrorContext(&error)))
+            .with_context(|| format!("reading the configuration of {function}")),
+    }
 }
 
 /// A secret's current text, or why it cannot be read.

@@ -13,6 +13,7 @@ use crate::cli::{Account, Output, Stack};
 use crate::names::{Environment, short};
 use crate::progress::{Progress, print_result};
 use crate::release::history::{self, Entry};
+use crate::release::integrity;
 use crate::release::manifest::{MANIFEST, Plan, artifact_key_parameter};
 use crate::release::package;
 use crate::workspace::Workspace;
@@ -59,6 +60,21 @@ struct Function {
     commit: Option<String>,
     dirty: Option<bool>,
     in_bucket: bool,
+    /// Whether the bytes at the key hash to what the key names; `None` when they are not there.
+    intact: Option<bool>,
+    /// The SHA-256 of the code Lambda runs (its `CodeSha256`, in hex).
+    running_sha256: Option<String>,
+}
+
+impl Function {
+    /// True when Lambda runs other code than the key names.
+    fn mismatched(&self) -> bool {
+        let named = self
+            .artifact_key
+            .as_deref()
+            .and_then(integrity::named_sha256);
+        named.is_some() && self.running_sha256.as_deref() != named
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +97,7 @@ impl Status {
 
         let (current, functions, history) = aws.runtime.block_on(async {
             let current = cloudformation::describe(&aws.cloudformation(), &stack).await?;
+            let lambda = aws_sdk_lambda::Client::new(&aws.sdk);
             let mut functions = Vec::new();
             for function in &service.functions {
                 let parameter = artifact_key_parameter(&function.name);
@@ -95,16 +112,32 @@ impl Status {
                     commit: None,
                     dirty: None,
                     in_bucket: false,
+                    intact: None,
+                    running_sha256: None,
                 };
-                if let Some(key) = key
-                    && let Some(head) = s3::head_object(&s3, bucket, &key).await?
-                {
-                    let metadata = head.metadata();
+                let Some(key) = key else {
+                    functions.push(found);
+                    continue;
+                };
+                let name = format!("{stack}-{}", function.name);
+                found.running_sha256 = crate::aws::lambda::code_sha256(&lambda, &name)
+                    .await?
+                    .as_deref()
+                    .and_then(integrity::from_base64);
+                if let Some(stored) = integrity::stored(&s3, bucket, &key).await? {
                     found.in_bucket = true;
-                    found.commit = metadata.and_then(|m| m.get("git-commit")).cloned();
-                    found.dirty = metadata
-                        .and_then(|m| m.get("git-dirty"))
-                        .map(|d| d == "true");
+                    found.intact =
+                        Some(Some(stored.sha256.as_str()) == integrity::named_sha256(&key));
+                    // The metadata is the writer's word: believed only of bytes that are the key's.
+                    if found.intact == Some(true)
+                        && let Some(head) = s3::head_object(&s3, bucket, &key).await?
+                    {
+                        let metadata = head.metadata();
+                        found.commit = metadata.and_then(|m| m.get("git-commit")).cloned();
+                        found.dirty = metadata
+                            .and_then(|m| m.get("git-dirty"))
+                            .map(|d| d == "true");
+                    }
                 }
                 functions.push(found);
             }
@@ -139,7 +172,8 @@ impl Status {
             history: history.into_iter().rev().take(self.history).collect(),
         };
         print_result(&report, self.output.json, |report| {
-            text(report, &service.name, environment)
+            let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            text(report, &service.name, environment, colour)
         })
     }
 }
@@ -152,6 +186,19 @@ fn head(workspace: &Workspace, service: &str, functions: &[Function]) -> anyhow:
         bail!("reading HEAD with git failed: is this a git checkout?");
     }
     let (commit, dirty) = (source.commit, source.dirty);
+    if functions
+        .iter()
+        .any(|f| f.mismatched() || f.intact == Some(false))
+    {
+        return Ok(Head {
+            commit,
+            dirty,
+            would_change_code: None,
+            reason: "what runs, or what the bucket holds, is not what its key names (see above); \
+                     deploy a new release, or roll back to one that is intact"
+                .into(),
+        });
+    }
     if functions.iter().any(|f| f.artifact_key.is_none()) {
         return Ok(Head {
             commit,
@@ -210,7 +257,7 @@ fn head(workspace: &Workspace, service: &str, functions: &[Function]) -> anyhow:
 }
 
 /// What is deployed, as people read it.
-fn text(report: &Report, service: &str, environment: Environment) -> String {
+fn text(report: &Report, service: &str, environment: Environment, colour: bool) -> String {
     let Some(status) = &report.status else {
         return format!(
             "{}: not deployed in {}. Deploy it with `cargo xtask deploy {service} {environment}`.\n",
@@ -226,8 +273,15 @@ fn text(report: &Report, service: &str, environment: Environment) -> String {
             .as_deref()
             .unwrap_or("at an unknown time")
     );
+    let red = |text: String| match colour {
+        true => format!("\x1b[31m{text}\x1b[0m"),
+        false => text,
+    };
     for f in &report.functions {
         let origin = match (&f.commit, f.dirty, f.in_bucket) {
+            _ if f.intact == Some(false) => red("TAMPERED in the bucket: its bytes are not what \
+                                                 the key names"
+                .to_owned()),
             (_, _, false) => "MISSING from the bucket".to_owned(),
             (Some(commit), Some(true), _) => {
                 format!("from {} with uncommitted changes", short(commit))
@@ -240,6 +294,14 @@ fn text(report: &Report, service: &str, environment: Environment) -> String {
             f.name,
             f.artifact_key.as_deref().unwrap_or("no artifact")
         ));
+        if f.mismatched() {
+            out.push_str(&red(format!(
+                "  MISMATCH: {} runs code whose SHA-256 is {}, not the one its key names",
+                f.name,
+                f.running_sha256.as_deref().unwrap_or("unknown")
+            )));
+            out.push('\n');
+        }
     }
     if let Some(from) = &report.promoted_from {
         out.push_str(&format!(

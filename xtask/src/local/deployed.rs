@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::release::integrity;
 use anyhow::{Context, bail};
 
 use crate::aws::Connection;
@@ -158,7 +159,6 @@ pub fn code_key(
     location: &str,
     code_sha256: Option<&str>,
 ) -> anyhow::Result<String> {
-    use base64::Engine as _;
     let key = location
         .split_once("://")
         .and_then(|(_, rest)| rest.split_once('/'))
@@ -170,10 +170,8 @@ pub fn code_key(
                  this tool's: was the function's code set by `cargo xtask deploy`?"
             )
         })?;
-    let named = crate::release::manifest::key_sha256(key).unwrap_or_default();
-    let computed = code_sha256
-        .and_then(|hash| base64::engine::general_purpose::STANDARD.decode(hash).ok())
-        .map(|bytes| crate::release::artifact::hex(&bytes));
+    let named = integrity::named_sha256(key).unwrap_or_default();
+    let computed = code_sha256.and_then(integrity::from_base64);
     if computed.as_deref() != Some(named) {
         bail!(
             "{function} runs code whose SHA-256 ({}) is not the one its key {key} names: it will \

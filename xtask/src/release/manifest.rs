@@ -66,20 +66,21 @@ pub fn artifact_key(service: &str, function: &str, sha256: &str) -> String {
     format!("lambdas/{service}/{function}/{sha256}.zip")
 }
 
+/// `ApigatewayExecuteArtifactKey` → `ApigatewayExecuteArtifactVersion`: the S3 version of the key's
+/// object, where the bucket is versioned.
+pub fn artifact_version_parameter(artifact_key_parameter: &str) -> String {
+    let function = artifact_key_parameter
+        .strip_suffix("ArtifactKey")
+        .unwrap_or(artifact_key_parameter);
+    format!("{function}ArtifactVersion")
+}
+
 /// `ApigatewayExecuteArtifactKey` → `ApigatewayExecuteCodeSha256`.
 pub fn code_sha256_parameter(artifact_key_parameter: &str) -> String {
     let function = artifact_key_parameter
         .strip_suffix("ArtifactKey")
         .unwrap_or(artifact_key_parameter);
     format!("{function}CodeSha256")
-}
-
-/// The SHA-256 an artifact key names, in hex: `lambdas/<service>/<function>/<sha256>.zip`.
-pub fn key_sha256(key: &str) -> Option<&str> {
-    key.rsplit('/')
-        .next()
-        .and_then(|file| file.strip_suffix(".zip"))
-        .filter(|hash| hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// `apigateway-execute` → `ApigatewayExecuteArtifactKey`: the stack parameter holding a function's key.

@@ -9,6 +9,7 @@ pub mod deployer;
 pub mod elf;
 pub mod gc;
 pub mod history;
+pub mod integrity;
 pub mod lease;
 pub mod lock;
 pub mod manifest;

@@ -1,6 +1,6 @@
 //! Uploading a release to the artifact bucket: each function zip and the templates its stack needs,
-//! content-addressed, skipping what is already there with the same SHA-256 and refusing what is
-//! there with another.
+//! content-addressed, skipping what is already there with the same SHA-256 (S3's checksum, or the
+//! bytes hashed: never the metadata) and refusing what is there with another.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,7 +11,8 @@ use base64::Engine;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::artifact::{hex, sha256_hex};
+use super::artifact::sha256_hex;
+use super::integrity;
 use super::manifest::Plan;
 use super::package;
 use crate::aws::{self, check_credentials, s3_client};
@@ -19,7 +20,8 @@ use crate::names::Environment;
 use crate::progress::Progress;
 use crate::workspace::{APIGATEWAY_TEMPLATE, Service, Workspace, service_template};
 
-/// The metadata key holding an object's SHA-256, which publish checks before reusing it.
+/// The metadata key holding an object's SHA-256, for people and `status`; publish never trusts it
+/// (`integrity` says why).
 const SHA256_METADATA: &str = "sha256";
 
 /// One object to publish.
@@ -30,6 +32,9 @@ pub struct Object {
     pub sha256: String,
     pub size: u64,
     pub outcome: Outcome,
+    /// The S3 version published or found, where the bucket is versioned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
     #[serde(skip)]
     pub metadata: HashMap<String, String>,
 }
@@ -102,6 +107,7 @@ pub fn objects(workspace: &Workspace, plan: &Plan) -> anyhow::Result<Vec<Object>
             sha256: sha256.clone(),
             size,
             outcome: Outcome::Planned,
+            version_id: None,
             metadata,
         });
     }
@@ -120,6 +126,7 @@ pub fn objects(workspace: &Workspace, plan: &Plan) -> anyhow::Result<Vec<Object>
                 path,
                 size: bytes.len() as u64,
                 outcome: Outcome::Planned,
+                version_id: None,
                 metadata: provenance(&sha256),
                 sha256,
             });
@@ -185,7 +192,9 @@ impl Target {
         for mut object in objects {
             let step = progress.step(&format!("publishing {}", object.key));
             report.head_requests += 1;
-            let outcome = match stored_sha256(s3, bucket, &object.key).await? {
+            let stored = integrity::stored(s3, bucket, &object.key).await?;
+            object.version_id = stored.as_ref().and_then(|s| s.version_id.clone());
+            let outcome = match stored.map(|s| s.sha256) {
                 Some(stored) if stored == object.sha256 => Outcome::Unchanged,
                 Some(stored) => bail!(
                     "s3://{bucket}/{} already exists with SHA-256 {stored}, not {}: the object is corrupt or \
@@ -206,7 +215,7 @@ impl Target {
                     let checksum =
                         base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body));
                     report.put_requests += 1;
-                    s3.put_object()
+                    let put = s3.put_object()
                     .bucket(bucket)
                     .key(&object.key)
                     .body(ByteStream::from(body))
@@ -221,6 +230,8 @@ impl Target {
                             object.key
                         )
                     })?;
+                    object.version_id =
+                        put.version_id().filter(|v| *v != "null").map(str::to_owned);
                     report.bytes_sent += object.size;
                     Outcome::Uploaded
                 }
@@ -239,28 +250,4 @@ impl Target {
         }
         Ok(report)
     }
-}
-
-/// The SHA-256 of what is stored at `key`, or `None` when nothing is. S3's own checksum is
-/// preferred; the metadata publish attaches is the fallback (the emulator keeps only that).
-async fn stored_sha256(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> anyhow::Result<Option<String>> {
-    let Some(head) = aws::s3::head_object(s3, bucket, key).await? else {
-        return Ok(None);
-    };
-    if let Some(checksum) = head.checksum_sha256().filter(|c| !c.contains('-')) {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(checksum)
-            .with_context(|| format!("s3://{bucket}/{key} has a malformed checksum"))?;
-        return Ok(Some(hex(&bytes)));
-    }
-    Ok(Some(
-        head.metadata()
-            .and_then(|m| m.get(SHA256_METADATA))
-            .cloned()
-            .unwrap_or_else(|| "unknown (no checksum or sha256 metadata)".to_owned()),
-    ))
 }

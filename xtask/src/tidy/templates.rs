@@ -2,7 +2,9 @@
 //! the service's `[package.metadata.lambda]` does.
 
 use super::{load, one_or_many, repo};
-use crate::release::manifest::{artifact_key_parameter, code_sha256_parameter};
+use crate::release::manifest::{
+    artifact_key_parameter, artifact_version_parameter, code_sha256_parameter,
+};
 use crate::release::stack::decide::STACK_PARAMETERS;
 use crate::workspace::{Workspace, service_template};
 
@@ -24,7 +26,9 @@ fn service_templates_take_what_the_xtask_passes() {
         let declared = template.parameters();
         let mut passed: Vec<String> = STACK_PARAMETERS.iter().map(|p| p.to_string()).collect();
         for function in workspace.released_functions(service) {
-            passed.push(artifact_key_parameter(&function.name));
+            let parameter = artifact_key_parameter(&function.name);
+            passed.push(artifact_version_parameter(&parameter));
+            passed.push(parameter);
         }
         // Each of the service's own functions publishes versions, checked against its code's hash.
         for function in &service.functions {

@@ -492,10 +492,10 @@ fn parameters_are_checked_before_anything_is_built() {
     assert_refused(
         &output,
         "hardware-environment.yaml has no parameter DomainNmae; its parameters are \
-         ApiGatewayTemplateUrl, ApigatewayExecuteArtifactKey, ApigatewayExecuteCodeSha256, \
-         ArtifactBucket, DatabaseSecretArn, DeploymentConfiguration, DomainName, Environment, \
+         ApiGatewayTemplateUrl, ApigatewayExecuteArtifactKey, ApigatewayExecuteArtifactVersion, \
+         ApigatewayExecuteCodeSha256, ArtifactBucket, DatabaseSecretArn, DeploymentConfiguration, DomainName, Environment, \
          ErrorsAlarmThreshold, LatencyAlarmThresholdMs, LogRetentionDays, \
-         PreTrafficGateArtifactKey, Probes, ReleaseDigest, ReservedConcurrency, \
+         PreTrafficGateArtifactKey, PreTrafficGateArtifactVersion, Probes, ReleaseDigest, ReservedConcurrency, \
          SecurityGroupIds, ServerErrorsAlarmThreshold, ServiceTokenSecretArn, SubnetIds, \
          ThrottlesAlarmThreshold, ThrottlingBurstLimit, ThrottlingRateLimit",
     );

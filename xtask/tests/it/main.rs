@@ -6,6 +6,7 @@ mod cli;
 mod deploy;
 mod destroy;
 mod gc;
+mod integrity;
 mod invoke;
 mod logs;
 mod package;

@@ -120,7 +120,7 @@ fn rollback_goes_back_to_the_previous_release_and_refuses_a_missing_key() {
     let output = fixture.xtask(&["rollback", "hardware", "dev", "--local", "--to", &missing]);
     refused(
         &output,
-        "does not exist, so that release cannot be deployed again",
+        "does not exist. That release cannot be deployed; nothing was changed",
     );
     assert_eq!(
         status(&fixture)["functions"][0]["artifact_key"],

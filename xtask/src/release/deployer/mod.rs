@@ -14,8 +14,11 @@ use anyhow::{Context as _, bail};
 use aws_sdk_cloudformation::Client;
 
 use super::history;
+use super::integrity;
 use super::lock::{Contention, Lock, Scope};
-use super::manifest::{Plan, artifact_key_parameter, code_sha256_parameter};
+use super::manifest::{
+    Plan, artifact_key_parameter, artifact_version_parameter, code_sha256_parameter,
+};
 use super::report::StackReport;
 use super::stack::decide::STACK_PARAMETERS;
 use super::stack::{Change, Engine, Outcome, Phase, Source, Template};
@@ -57,6 +60,9 @@ pub struct Release {
     pub template_key: String,
     pub apigateway_template_key: String,
     pub artifact_keys: BTreeMap<String, String>,
+    /// Artifact key parameter → the S3 version of its object, where the bucket is versioned: what
+    /// CloudFormation fetches, so that an overwrite of the key cannot change what is deployed.
+    pub artifact_versions: BTreeMap<String, String>,
     /// Recorded in the stack's history.
     pub commit: String,
     pub dirty: bool,
@@ -71,6 +77,7 @@ pub struct Deployer<'a> {
     cloudformation: Client,
     codedeploy: aws_sdk_codedeploy::Client,
     s3: aws_sdk_s3::Client,
+    sdk: aws_config::SdkConfig,
     workspace: &'a Workspace,
     region: String,
     bucket: String,
@@ -92,6 +99,7 @@ impl<'a> Deployer<'a> {
             cloudformation: aws.cloudformation(),
             codedeploy: aws_sdk_codedeploy::Client::new(&aws.sdk),
             s3: aws.s3(),
+            sdk: aws.sdk.clone(),
             workspace,
             region: aws.region.clone(),
             bucket: aws.bucket.clone(),
@@ -133,7 +141,9 @@ impl<'a> Deployer<'a> {
             let owned = STACK_PARAMETERS.contains(&key.as_str())
                 || self.workspace.released_functions(service).iter().any(|f| {
                     let parameter = artifact_key_parameter(&f.name);
-                    *key == parameter || *key == code_sha256_parameter(&parameter)
+                    *key == parameter
+                        || *key == code_sha256_parameter(&parameter)
+                        || *key == artifact_version_parameter(&parameter)
                 });
             if owned {
                 bail!("deploy sets the parameter {key} itself; leave out --parameter {key}=…");
@@ -164,7 +174,7 @@ impl<'a> Deployer<'a> {
         plan: &Plan,
         published: &upload::Report,
     ) -> anyhow::Result<Release> {
-        let artifact_keys = plan
+        let artifact_keys: BTreeMap<String, String> = plan
             .functions
             .iter()
             .filter(|a| a.service == service)
@@ -174,6 +184,13 @@ impl<'a> Deployer<'a> {
                     .clone()
                     .expect("a packaged plan has every function's key");
                 (a.parameter.clone(), key)
+            })
+            .collect();
+        let artifact_versions = artifact_keys
+            .iter()
+            .filter_map(|(parameter, key)| {
+                let object = published.objects.iter().find(|o| o.key == *key)?;
+                Some((parameter.clone(), object.version_id.clone()?))
             })
             .collect();
         let source = plan
@@ -191,6 +208,7 @@ impl<'a> Deployer<'a> {
             template,
             nested,
             artifact_keys,
+            artifact_versions,
             commit: source.commit.clone(),
             dirty: source.dirty,
             command: "deploy",
@@ -268,6 +286,9 @@ impl<'a> Deployer<'a> {
         let ((outcome, change_set_id), traffic) =
             self.locked(&stack, deadline, work, interrupted).await?;
 
+        if outcome != Outcome::Review {
+            self.check_running(service, &release.artifact_keys).await?;
+        }
         let current = cloudformation::describe(&self.cloudformation, &stack)
             .await?
             .with_context(|| format!("stack {stack} disappeared"))?;
@@ -286,6 +307,26 @@ impl<'a> Deployer<'a> {
         })
     }
 
+    /// Fails unless each function of `service` runs exactly the zip its key names (Lambda's
+    /// `CodeSha256` against the key's hash).
+    async fn check_running(
+        &self,
+        service: &str,
+        artifact_keys: &BTreeMap<String, String>,
+    ) -> anyhow::Result<()> {
+        let lambda = aws_sdk_lambda::Client::new(&self.sdk);
+        let service = self.workspace.service(service)?;
+        for function in self.workspace.released_functions(service) {
+            let Some(key) = artifact_keys.get(&artifact_key_parameter(&function.name)) else {
+                continue;
+            };
+            let name = format!("{}-{}-{}", service.name, self.environment, function.name);
+            let running = crate::aws::lambda::code_sha256(&lambda, &name).await?;
+            integrity::check_running(&name, key, running.as_deref())?;
+        }
+        Ok(())
+    }
+
     /// How traffic moves to `release`: as asked, else as its environment does; a rollback restores
     /// a release that ran before, all at once.
     fn traffic(&self, release: &Release) -> Traffic {
@@ -300,7 +341,8 @@ impl<'a> Deployer<'a> {
 
     /// What deploy sets where the template declares it (a release from before a parameter existed
     /// is deployed without it): each function's `<Function>CodeSha256`, which its published
-    /// version must match; the traffic configuration; the probes the pre-traffic gate sends.
+    /// version must match, and `<Function>ArtifactVersion`, the S3 version CloudFormation fetches;
+    /// the traffic configuration; the probes the pre-traffic gate sends.
     fn release_parameters(
         &self,
         service: &str,
@@ -316,9 +358,17 @@ impl<'a> Deployer<'a> {
             ("Probes".to_owned(), serde_json::to_string(probes)?),
         ];
         for (parameter, key) in &release.artifact_keys {
-            let hash = super::manifest::key_sha256(key)
+            let hash = integrity::named_sha256(key)
                 .with_context(|| format!("{key} is not named by its SHA-256"))?;
-            parameters.push((code_sha256_parameter(parameter), lambda_code_sha256(hash)));
+            let version = release.artifact_versions.get(parameter);
+            parameters.push((
+                artifact_version_parameter(parameter),
+                version.cloned().unwrap_or_default(),
+            ));
+            parameters.push((
+                code_sha256_parameter(parameter),
+                integrity::lambda_code_sha256(hash),
+            ));
         }
         Ok(parameters)
     }
@@ -411,28 +461,5 @@ impl<'a> Deployer<'a> {
                  or run the same deploy again, which waits for it to finish"
             ),
         }
-    }
-}
-
-/// A hex SHA-256 as Lambda reports a zip's `CodeSha256`: base64 of the digest's bytes.
-fn lambda_code_sha256(hex: &str) -> String {
-    use base64::Engine as _;
-    let bytes: Vec<u8> = (0..hex.len() / 2)
-        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-        .collect();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn code_hashes_are_passed_as_lambda_reports_them() {
-        // The SHA-256 of the empty string, in both spellings.
-        assert_eq!(
-            lambda_code_sha256("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
-        );
     }
 }

@@ -11,6 +11,7 @@ use super::{Deployer, Release};
 use crate::aws::cloudformation::{self, Current};
 use crate::names::Environment;
 use crate::release::history::{self, Entry, Target};
+use crate::release::integrity;
 use crate::release::manifest::artifact_key_parameter;
 use crate::release::stack::Template;
 use crate::release::stack::decide::is_settled;
@@ -29,6 +30,19 @@ impl Deployer<'_> {
                 self.environment
             );
         };
+        if let Target::Key(key) = target {
+            let owner = key.split('/').nth(1).unwrap_or_default();
+            if owner != service.name {
+                bail!(
+                    "{key} is an artifact of service {owner}, not of {}: rollback --to takes only \
+                     the keys of {}'s own functions (`cargo xtask status {} {}` lists its releases)",
+                    service.name,
+                    service.name,
+                    service.name,
+                    self.environment
+                );
+            }
+        }
         let history = history::read(&self.s3, &self.bucket, &stack).await?;
         let entry = history::pick(&history, &running, target, &stack)?;
         self.progress.note(&format!(
@@ -130,19 +144,13 @@ impl Deployer<'_> {
         advice: &str,
     ) -> anyhow::Result<Release> {
         let (s3, bucket) = (&self.s3, self.bucket.as_str());
-        for key in entry
-            .artifact_keys
-            .values()
-            .chain([&entry.template_key, &entry.apigateway_template_key])
-        {
-            if crate::aws::s3::head_object(s3, bucket, key)
-                .await?
-                .is_none()
-            {
-                bail!(
-                    "s3://{bucket}/{key} does not exist, so that release cannot be deployed again; \
-                     nothing was changed. {advice}"
-                );
+        // Each zip and template is what its key names, or the release is refused before any change.
+        let then = format!("That release cannot be deployed; nothing was changed. {advice}");
+        let mut artifact_versions = BTreeMap::new();
+        for (parameter, key) in &entry.artifact_keys {
+            let stored = integrity::verify(s3, bucket, key, &then).await?;
+            if let Some(version) = stored.version_id {
+                artifact_versions.insert(parameter.clone(), version);
             }
         }
         let template = self
@@ -157,6 +165,7 @@ impl Deployer<'_> {
             template_key: entry.template_key,
             apigateway_template_key: entry.apigateway_template_key,
             artifact_keys: entry.artifact_keys,
+            artifact_versions,
             commit: entry.commit,
             dirty: entry.dirty,
             command,
@@ -182,12 +191,18 @@ impl Deployer<'_> {
         }
     }
 
-    /// A release's template, read back from the bucket.
+    /// A release's template, read back from the bucket and checked against its key.
     async fn read_template(&self, key: &str, name: &str) -> anyhow::Result<Template> {
         let bucket = &self.bucket;
         let bytes = crate::aws::s3::read_object(&self.s3, bucket, key)
             .await?
-            .with_context(|| format!("s3://{bucket}/{key} disappeared after it was found"))?;
+            .with_context(|| {
+                format!(
+                    "s3://{bucket}/{key} does not exist, so that release cannot be deployed; \
+                     nothing was changed"
+                )
+            })?;
+        integrity::check_bytes(bucket, key, &bytes)?;
         let body =
             String::from_utf8(bytes).with_context(|| format!("s3://{bucket}/{key} is not text"))?;
         Template::parse(name, body)

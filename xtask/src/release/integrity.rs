@@ -1,0 +1,212 @@
+//! Every byte the release tool deploys matches the SHA-256 its key names. Keys are
+//! content-addressed (`lambdas/<service>/<function>/<sha256>.zip`,
+//! `cloudformation/<service>/<sha256>/<file>`), but the bucket does not enforce that: anyone who
+//! may write to it can put other bytes, and other metadata, under a key. So what is in the bucket
+//! is judged by S3's own SHA-256 checksum where S3 keeps one (S3 computes and verifies it when the
+//! object is written, so the writer cannot forge it), and otherwise by downloading and hashing the
+//! bytes. Metadata, which the writer sets, is never trusted. What runs is judged by Lambda's
+//! `CodeSha256`, the hash of the zip Lambda copied when the function was updated.
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use super::artifact::hex;
+
+/// The SHA-256 a key names, in hex; `None` for a key that names none.
+pub fn named_sha256(key: &str) -> Option<&str> {
+    let is_hash = |s: &&str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if key.starts_with("lambdas/") {
+        return key
+            .rsplit('/')
+            .next()
+            .and_then(|file| file.strip_suffix(".zip"))
+            .filter(is_hash);
+    }
+    if key.starts_with("cloudformation/") {
+        return key.split('/').nth(2).filter(is_hash);
+    }
+    None
+}
+
+/// A hex SHA-256 as Lambda reports a zip's `CodeSha256`: base64 of the digest's bytes.
+pub fn lambda_code_sha256(hex: &str) -> String {
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Lambda's (or S3's) base64 SHA-256, in hex; `None` when it is not one.
+pub fn from_base64(checksum: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(checksum)
+        .ok()?;
+    (bytes.len() == 32).then(|| hex(&bytes))
+}
+
+/// What is stored at a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Hex SHA-256 of the bytes: S3's checksum, or the bytes hashed here.
+    pub sha256: String,
+    /// The object's version in a versioned bucket; `None` where the bucket is not versioned.
+    pub version_id: Option<String>,
+}
+
+/// What S3 stores at `key`, hashed as this module says; `None` when there is nothing.
+pub async fn stored(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<Option<Stored>> {
+    let Some(head) = crate::aws::s3::head_object(s3, bucket, key).await? else {
+        return Ok(None);
+    };
+    let version_id = head
+        .version_id()
+        .filter(|v| *v != "null")
+        .map(str::to_owned);
+    // A multipart object's checksum ends in `-<parts>`: a checksum of checksums, not of the bytes.
+    let checksum = head
+        .checksum_sha256()
+        .filter(|c| !c.contains('-'))
+        .and_then(from_base64);
+    if let Some(sha256) = checksum {
+        return Ok(Some(Stored { sha256, version_id }));
+    }
+    let mut get = s3.get_object().bucket(bucket).key(key);
+    if let Some(version) = &version_id {
+        get = get.version_id(version);
+    }
+    let mut body = get
+        .send()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key} to hash it"))?
+        .body;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = body
+        .try_next()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key} to hash it"))?
+    {
+        hasher.update(&chunk);
+    }
+    Ok(Some(Stored {
+        sha256: hex(&hasher.finalize()),
+        version_id,
+    }))
+}
+
+/// What is stored at `key`, once it is proven to be what the key names; an error that says what
+/// is there otherwise. `then` says what to do about it.
+pub async fn verify(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    then: &str,
+) -> anyhow::Result<Stored> {
+    let named = named_sha256(key)
+        .with_context(|| format!("{key} is not named by a SHA-256, so it cannot be checked"))?;
+    let Some(found) = stored(s3, bucket, key).await? else {
+        bail!("s3://{bucket}/{key} does not exist. {then}");
+    };
+    if found.sha256 != named {
+        bail!(
+            "s3://{bucket}/{key} holds bytes whose SHA-256 is {}, not the {named} its key names: \
+             it was overwritten by something other than this tool. {then}",
+            found.sha256
+        );
+    }
+    Ok(found)
+}
+
+/// Fails unless `bytes`, read from `key`, are what the key names.
+pub fn check_bytes(bucket: &str, key: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let named = named_sha256(key)
+        .with_context(|| format!("{key} is not named by a SHA-256, so it cannot be checked"))?;
+    let actual = hex(&Sha256::digest(bytes));
+    if actual != named {
+        bail!(
+            "s3://{bucket}/{key} holds bytes whose SHA-256 is {actual}, not the {named} its key \
+             names: it was overwritten by something other than this tool; nothing was changed"
+        );
+    }
+    Ok(())
+}
+
+/// Fails unless Lambda runs, as `function`, the zip `key` names: `code_sha256` is its
+/// `CodeSha256`.
+pub fn check_running(function: &str, key: &str, code_sha256: Option<&str>) -> anyhow::Result<()> {
+    let named = named_sha256(key).unwrap_or_default();
+    let running = code_sha256.and_then(from_base64);
+    if running.as_deref() != Some(named) {
+        bail!(
+            "{function} runs code whose SHA-256 is {}, but its stack deployed {key}, which names \
+             {named}: what runs is not what was released. See it with `cargo xtask status`, and \
+             deploy again",
+            running.as_deref().unwrap_or("unknown")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn keys_name_their_hashes() {
+        let zip = format!("lambdas/hardware/apigateway-execute/{EMPTY}.zip");
+        assert_eq!(named_sha256(&zip), Some(EMPTY));
+        let template = format!("cloudformation/hardware/{EMPTY}/apigateway.yaml");
+        assert_eq!(named_sha256(&template), Some(EMPTY));
+        for other in [
+            "lambdas/hardware/x/abc.zip",
+            "deployments/hardware-dev.json",
+            "cloudformation/x",
+        ] {
+            assert_eq!(named_sha256(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn hashes_are_passed_and_read_as_lambda_spells_them() {
+        // The SHA-256 of the empty string, in both spellings.
+        let base64 = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        assert_eq!(lambda_code_sha256(EMPTY), base64);
+        assert_eq!(from_base64(base64).as_deref(), Some(EMPTY));
+        assert_eq!(from_base64("not base64"), None);
+    }
+
+    #[test]
+    fn bytes_and_running_code_are_checked_against_their_key() {
+        let template = format!("cloudformation/hardware/{EMPTY}/apigateway.yaml");
+        check_bytes("b", &template, b"").unwrap();
+        let error = check_bytes("b", &template, b"tampered")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("overwritten by something other than this tool"),
+            "{error}"
+        );
+
+        let zip = format!("lambdas/hardware/apigateway-execute/{EMPTY}.zip");
+        check_running(
+            "f",
+            &zip,
+            Some("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="),
+        )
+        .unwrap();
+        let error = check_running("f", &zip, Some("AAAA"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("what runs is not what was released"),
+            "{error}"
+        );
+        assert!(check_running("f", &zip, None).is_err());
+    }
+}
