@@ -75,6 +75,24 @@ pub fn poll_blocking<T>(
     }
 }
 
+/// A test hook: when `XTASK_TEST_PAUSE_AT` names `point`, says `paused at <point>` on stderr and
+/// waits (Ctrl-C still interrupts it) until the file `XTASK_TEST_RESUME` names exists. The tests
+/// use it to interrupt a deploy, or change the bucket under it, at an exact step; unset, it costs
+/// one environment lookup.
+pub async fn pause_point(point: &str) {
+    if std::env::var("XTASK_TEST_PAUSE_AT").ok().as_deref() != Some(point) {
+        return;
+    }
+    eprintln!("paused at {point}");
+    let resume = std::env::var_os("XTASK_TEST_RESUME").map(std::path::PathBuf::from);
+    loop {
+        if resume.as_ref().is_some_and(|file| file.exists()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -205,13 +205,55 @@ pub async fn template_body(cloudformation: &Client, stack: &str) -> anyhow::Resu
 
 /// Deletes a change set that was never executed.
 pub async fn delete_change_set(cloudformation: &Client, change_set: &str) -> anyhow::Result<()> {
+    delete_change_set_of(cloudformation, None, change_set).await
+}
+
+/// Deletes change set `name` (a name, with its stack, or an id).
+pub async fn delete_change_set_of(
+    cloudformation: &Client,
+    stack: Option<&str>,
+    name: &str,
+) -> anyhow::Result<()> {
     cloudformation
         .delete_change_set()
-        .change_set_name(change_set)
+        .set_stack_name(stack.map(str::to_owned))
+        .change_set_name(name)
         .send()
         .await
-        .with_context(|| format!("deleting change set {change_set}"))?;
+        .with_context(|| format!("deleting change set {name}"))?;
     Ok(())
+}
+
+/// A change set's status and execution status (`AVAILABLE` until it is executed), or `None` when
+/// there is no such change set (or stack).
+pub async fn change_set_state(
+    cloudformation: &Client,
+    stack: &str,
+    name: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    // A change set named by its ARN takes no stack name; one named by its name does.
+    let of = (!name.starts_with("arn:")).then(|| stack.to_owned());
+    let described = cloudformation
+        .describe_change_set()
+        .set_stack_name(of)
+        .change_set_name(name)
+        .send()
+        .await;
+    match described {
+        Ok(described) => Ok(Some((
+            described
+                .status()
+                .map_or("UNKNOWN", |s| s.as_str())
+                .to_owned(),
+            described
+                .execution_status()
+                .map_or("UNKNOWN", |s| s.as_str())
+                .to_owned(),
+        ))),
+        Err(error) if is_missing(&error) || error.code() == Some("ChangeSetNotFound") => Ok(None),
+        Err(error) => Err(anyhow::Error::new(error))
+            .with_context(|| format!("reading change set {name} of stack {stack}")),
+    }
 }
 
 #[cfg(test)]

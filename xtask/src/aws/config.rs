@@ -37,11 +37,13 @@ pub fn template_url(region: &str, bucket: &str, key: &str) -> String {
     format!("https://s3.{region}.amazonaws.com/{bucket}/{key}")
 }
 
-/// An S3 client; path-style addressing where a custom endpoint is set.
+/// An S3 client; path-style addressing where a custom endpoint is set, and S3's clock read from
+/// every response (`clock`).
 pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     // A custom endpoint (the local emulator) has no per-bucket host names.
     let config = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(sdk.endpoint_url().is_some())
+        .interceptor(super::clock::ServerClock)
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }

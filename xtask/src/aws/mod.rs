@@ -1,6 +1,7 @@
 //! AWS, and nothing above it: the SDK's configuration and the calls the release tool makes of S3,
 //! CloudFormation, Lambda and CloudWatch Logs, each with the context a failure needs. Every list follows every page.
 
+pub mod clock;
 pub mod cloudformation;
 pub mod config;
 pub mod lambda;

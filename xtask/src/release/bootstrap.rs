@@ -59,6 +59,7 @@ pub async fn apply(
             bucket.unwrap_or_default().to_owned(),
         )]),
         description: "cargo xtask bootstrap",
+        fence: None,
     };
     let phase = RefCell::new(Phase::Preparing);
     let (outcome, _) = engine

@@ -3,7 +3,9 @@
 //! running code came from; `rollback` picks its target from it.
 //!
 //! CloudFormation keeps no history of parameter values, and a stack's events do not carry them,
-//! so the release tool records its own. Entries are appended under the stack's deploy lock.
+//! so the release tool records its own. Entries are appended under the stack's deploy lock, and
+//! written conditionally on the version read, so that no entry is lost even if the lock was not
+//! honoured.
 
 use std::collections::BTreeMap;
 
@@ -47,13 +49,7 @@ pub async fn read(
     bucket: &str,
     stack: &str,
 ) -> anyhow::Result<Vec<Entry>> {
-    let key = key(stack);
-    let Some(bytes) = crate::aws::s3::read_object(s3, bucket, &key).await? else {
-        return Ok(Vec::new());
-    };
-    serde_json::from_slice(&bytes).with_context(|| {
-        format!("s3://{bucket}/{key} is not a deploy history; move it aside and deploy again")
-    })
+    Ok(read_with_etag(s3, bucket, stack).await?.0)
 }
 
 /// Appends `entry`, keeping the newest [`KEPT`].
@@ -63,11 +59,13 @@ pub async fn append(
     stack: &str,
     entry: Entry,
 ) -> anyhow::Result<()> {
-    let mut entries = read(s3, bucket, stack).await?;
-    entries.push(entry);
-    let excess = entries.len().saturating_sub(KEPT);
-    entries.drain(..excess);
-    write(s3, bucket, stack, &entries).await
+    update(s3, bucket, stack, |entries| {
+        entries.push(entry.clone());
+        let excess = entries.len().saturating_sub(KEPT);
+        entries.drain(..excess);
+        true
+    })
+    .await
 }
 
 /// Marks the newest entry that deployed `artifact_keys` as rolled back, for `reason`.
@@ -78,34 +76,93 @@ pub async fn mark_rolled_back(
     artifact_keys: &BTreeMap<String, String>,
     reason: &str,
 ) -> anyhow::Result<()> {
-    let mut entries = read(s3, bucket, stack).await?;
-    let Some(entry) = entries
-        .iter_mut()
-        .rev()
-        .find(|e| e.artifact_keys == *artifact_keys)
-    else {
-        return Ok(());
-    };
-    entry.rolled_back = Some(reason.to_owned());
-    write(s3, bucket, stack, &entries).await
+    update(s3, bucket, stack, |entries| {
+        let Some(entry) = entries
+            .iter_mut()
+            .rev()
+            .find(|e| e.artifact_keys == *artifact_keys)
+        else {
+            return false;
+        };
+        entry.rolled_back = Some(reason.to_owned());
+        true
+    })
+    .await
 }
 
-async fn write(
+/// How many times a history write that lost a race is tried again.
+const ATTEMPTS: usize = 10;
+
+/// Applies `change` to the stack's history and writes it back, on the condition that nobody wrote
+/// it since it was read (`If-Match` on its ETag, `If-None-Match: *` for a first entry); when
+/// somebody did, reads it again and applies `change` to that, so no entry is ever lost. `change`
+/// says whether it changed anything.
+async fn update(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     stack: &str,
-    entries: &[Entry],
+    mut change: impl FnMut(&mut Vec<Entry>) -> bool,
 ) -> anyhow::Result<()> {
     let key = key(stack);
-    s3.put_object()
-        .bucket(bucket)
-        .key(&key)
-        .content_type("application/json")
-        .body(ByteStream::from(serde_json::to_vec_pretty(entries)?))
-        .send()
+    for _ in 0..ATTEMPTS {
+        let (mut entries, etag) = read_with_etag(s3, bucket, stack).await?;
+        if !change(&mut entries) {
+            return Ok(());
+        }
+        crate::wait::pause_point("history").await;
+        let mut put = s3
+            .put_object()
+            .bucket(bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(serde_json::to_vec_pretty(&entries)?));
+        put = match &etag {
+            Some(etag) => put.if_match(etag),
+            None => put.if_none_match("*"),
+        };
+        match put.send().await {
+            Ok(_) => return Ok(()),
+            Err(error) if super::lock::is_conflict(&error) => continue,
+            Err(error) => {
+                return Err(anyhow::Error::new(error))
+                    .with_context(|| format!("recording the deploy in s3://{bucket}/{key}"));
+            }
+        }
+    }
+    bail!(
+        "s3://{bucket}/{key} was changed by someone else each of {ATTEMPTS} times this tried to \
+         write it"
+    )
+}
+
+/// The stack's history and the ETag it was read at (`None` when there is no history yet).
+async fn read_with_etag(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    stack: &str,
+) -> anyhow::Result<(Vec<Entry>, Option<String>)> {
+    let key = key(stack);
+    let object = match s3.get_object().bucket(bucket).key(&key).send().await {
+        Ok(object) => object,
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+            return Ok((Vec::new(), None));
+        }
+        Err(error) => {
+            return Err(anyhow::Error::new(error))
+                .with_context(|| format!("reading s3://{bucket}/{key}"));
+        }
+    };
+    let etag = object.e_tag().map(str::to_owned);
+    let bytes = object
+        .body
+        .collect()
         .await
-        .with_context(|| format!("recording the deploy in s3://{bucket}/{key}"))?;
-    Ok(())
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?
+        .into_bytes();
+    let entries = serde_json::from_slice(&bytes).with_context(|| {
+        format!("s3://{bucket}/{key} is not a deploy history; move it aside and deploy again")
+    })?;
+    Ok((entries, etag))
 }
 
 /// What `rollback --to` names: a commit (or a prefix of one) or an artifact key.

@@ -15,8 +15,9 @@
 //! - gc that sees a lease waits until it is gone, and only then reads what the stacks run, which by
 //!   then includes what that publisher deployed.
 //!
-//! A lease left by a killed process stops counting when it expires (the command's timeout plus a
-//! margin, as a stack lock does); until then gc waits for it and names it.
+//! A lease left by a killed process stops counting once S3 wrote it longer ago than the command's
+//! timeout plus a margin, or at once when its process is gone from this host; until then gc waits
+//! for it and names it.
 
 use std::time::{Duration, Instant};
 
@@ -57,15 +58,12 @@ impl<'a> Lease<'a> {
         let location = format!("s3://{bucket}/{key}");
         let until = Instant::now() + timeout;
         let mut waiting = None;
+        let mine = Holder::me(
+            "a lease on the bucket's artifacts".to_owned(),
+            timeout + MARGIN,
+        );
         aws.runtime.block_on(async {
             loop {
-                let now = lock::epoch_seconds();
-                let mine = Holder {
-                    holder: lock::whoami(),
-                    stack: "a lease on the bucket's artifacts".to_owned(),
-                    acquired: now,
-                    expires: now + (timeout + MARGIN).as_secs(),
-                };
                 s3.put_object()
                     .bucket(bucket)
                     .key(&key)
@@ -75,21 +73,19 @@ impl<'a> Lease<'a> {
                     .await
                     .with_context(|| format!("writing the lease {location}"))?;
                 let gc = lock::read(&s3, bucket, &Scope::Artifacts.key()).await?;
-                let Some((gc, _)) = gc.filter(|(gc, _)| gc.expires >= now) else {
+                let Some(gc) = gc.filter(|gc| gc.stale().is_none()) else {
                     if let Some(step) = waiting.take() {
                         crate::progress::Step::done(step, "gc is done with the bucket");
                     }
                     return anyhow::Ok(());
                 };
                 give_back(&s3, bucket, &key).await?;
-                let busy = format!("gc by {} is deleting from s3://{bucket}", gc.holder);
+                let busy = format!("gc by {} is deleting from s3://{bucket}", gc.holder.holder);
                 if Instant::now() > until {
                     bail!(
-                        "{busy}, still, after waiting for as long as --timeout allows; if that gc \
-                         was killed, its lock expires by itself in {}s, or remove it with `aws s3 \
-                         rm s3://{bucket}/{}`",
-                        gc.expires.saturating_sub(now),
-                        Scope::Artifacts.key()
+                        "{busy}, still, after waiting for as long as --timeout allows; a gc that \
+                         was killed stops counting {}s after it took the bucket",
+                        gc.holder.lifetime
                     );
                 }
                 if waiting.is_none() {
@@ -129,16 +125,15 @@ async fn give_back(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::
     Ok(())
 }
 
-/// The leases that still count (not expired), as their keys and holders.
+/// The leases that still count (not stale), as their keys and holders.
 pub async fn live(s3: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<Vec<(String, Holder)>> {
-    let now = lock::epoch_seconds();
     let mut live = Vec::new();
     for key in crate::aws::s3::list_keys(s3, bucket, PREFIX).await? {
         // A lease given back between the listing and the read is gone: that is fine.
-        if let Some((holder, _)) = lock::read(s3, bucket, &key).await?
-            && holder.expires >= now
+        if let Some(found) = lock::read(s3, bucket, &key).await?
+            && found.stale().is_none()
         {
-            live.push((key, holder));
+            live.push((key, found.holder));
         }
     }
     Ok(live)

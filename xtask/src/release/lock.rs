@@ -3,49 +3,110 @@
 //! go ahead. So a deploy first creates `locks/<stack>.json` in the artifact bucket, with a write
 //! that S3 performs only when the object does not exist yet (`If-None-Match: *`).
 //!
-//! A lock carries its holder and an expiry (the deploy's timeout plus a margin), so one left behind
-//! by a killed process stops blocking once it expires.
+//! The lock is fenced:
+//! - its holder rewrites it every [`RENEW`] while it works, each time on the condition that it is
+//!   still the one it wrote (`If-Match` on its ETag), and once more, the same way, just before it
+//!   executes a change set ([`Lock::confirm`]): a lock taken over in between stops the deploy
+//!   before anything is executed;
+//! - a lock is stale when S3 wrote it longer ago than its lifetime, judged by S3's clock alone (its
+//!   `LastModified` against `aws::clock::server_now`), never by the writer's;
+//! - a lock whose holder ran on this host, in a process that is gone, is taken over at once.
+//!
+//! The same objects, with a lifetime and no renewal, are `gc`'s lock and the leases of `lease`.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 
+use crate::aws::clock::server_now;
 use crate::progress::Progress;
 
-/// Added to a deploy's timeout to get its lock's lifetime.
-const MARGIN: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_secs(2);
+/// How often a held lock is rewritten.
+pub const RENEW: Duration = Duration::from_secs(20);
+/// How long a lock that is renewed counts after its last renewal.
+pub const RENEWED_LIFETIME: Duration = Duration::from_secs(90);
 
 /// Who holds a lock, as stored in it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Holder {
     pub holder: String,
+    /// What it guards, as people read it.
     pub stack: String,
-    /// Seconds since the Unix epoch.
-    pub acquired: u64,
-    pub expires: u64,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub pid: u32,
+    /// How long it counts after S3 last wrote it, in seconds.
+    #[serde(default)]
+    pub lifetime: u64,
 }
 
 impl Holder {
-    fn describe(&self, now: u64) -> String {
+    /// A holder for this process, counting for `lifetime` after each write.
+    pub fn me(what: String, lifetime: Duration) -> Holder {
+        Holder {
+            holder: whoami(),
+            stack: what,
+            host: host(),
+            pid: std::process::id(),
+            lifetime: lifetime.as_secs(),
+        }
+    }
+}
+
+/// A lock as found in the bucket.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub holder: Holder,
+    pub etag: Option<String>,
+    /// When S3 last wrote it, seconds since the Unix epoch by S3's clock.
+    pub written: i64,
+}
+
+impl Found {
+    /// Why it no longer counts, or `None` while it does.
+    pub fn stale(&self) -> Option<String> {
+        let age = server_now() - self.written;
+        if age > i64::try_from(self.holder.lifetime).unwrap_or(i64::MAX) {
+            return Some(format!(
+                "S3 last wrote it {age}s ago, longer than the {}s it counts for",
+                self.holder.lifetime
+            ));
+        }
+        let here = self.holder.host == host() && !self.holder.host.is_empty();
+        if here && self.holder.pid != 0 && !alive(self.holder.pid) {
+            return Some(format!(
+                "its process ({}) is no longer running on this host",
+                self.holder.pid
+            ));
+        }
+        None
+    }
+
+    fn describe(&self) -> String {
         format!(
-            "{} (for {}s)",
-            self.holder,
-            now.saturating_sub(self.acquired)
+            "{} (written {}s ago)",
+            self.holder.holder,
+            server_now() - self.written
         )
     }
 }
 
-/// A held lock; [`Lock::release`] it when done.
+/// A held lock; renew it with [`Lock::keep`] while working, [`Lock::release`] it when done.
 #[derive(Debug)]
 pub struct Lock {
     s3: aws_sdk_s3::Client,
     bucket: String,
     key: String,
-    etag: Option<String>,
+    name: String,
+    mine: Holder,
+    /// The ETag of the lock as this process last wrote it.
+    etag: Mutex<Option<String>>,
 }
 
 /// How to behave when someone else holds the lock.
@@ -88,26 +149,28 @@ impl Scope<'_> {
     }
 }
 
+/// True for a 412 (the condition failed) or a 409 (another conditional write raced this one).
+pub fn is_conflict<E>(error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool {
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    matches!(status, Some(412 | 409))
+}
+
 impl Lock {
+    /// Takes the lock on `scope`, which counts for `lifetime` after each write; waits for or
+    /// refuses a holder as `contention` says, and takes over a stale one, saying so.
     pub async fn acquire(
         s3: &aws_sdk_s3::Client,
         bucket: &str,
         scope: Scope<'_>,
-        timeout: Duration,
+        lifetime: Duration,
         contention: Contention,
         progress: Progress,
     ) -> anyhow::Result<Lock> {
         let key = scope.key();
         let location = format!("s3://{bucket}/{key}");
+        let mine = Holder::me(scope.name(), lifetime);
         let mut waiting = None;
         loop {
-            let now = epoch_seconds();
-            let mine = Holder {
-                holder: whoami(),
-                stack: scope.name(),
-                acquired: now,
-                expires: now + (timeout + MARGIN).as_secs(),
-            };
             let put = s3
                 .put_object()
                 .bucket(bucket)
@@ -129,56 +192,55 @@ impl Lock {
                         s3: s3.clone(),
                         bucket: bucket.to_owned(),
                         key,
-                        etag: output.e_tag().map(str::to_owned),
+                        name: scope.name(),
+                        mine,
+                        etag: Mutex::new(output.e_tag().map(str::to_owned)),
                     });
                 }
                 Err(error) => error,
             };
-            // 412: it exists. 409: another conditional write raced ours; look again.
-            let status = error.raw_response().map(|r| r.status().as_u16());
-            if !matches!(status, Some(412 | 409)) {
+            if !is_conflict(&error) {
                 return Err(anyhow::Error::new(error))
                     .with_context(|| format!("creating the lock {location}"));
             }
-            let Some((holder, etag)) = read(s3, bucket, &key).await? else {
+            let Some(found) = read(s3, bucket, &key).await? else {
                 continue; // released in between
             };
-            if holder.expires < now {
+            if let Some(why) = found.stale() {
                 progress.note(&format!(
-                    "taking over the expired lock of {}",
-                    holder.describe(now)
+                    "taking over the lock of {} on {}: {why}",
+                    found.holder.holder,
+                    scope.name()
                 ));
                 let mut delete = s3.delete_object().bucket(bucket).key(&key);
-                if let Some(etag) = etag {
+                if let Some(etag) = &found.etag {
                     delete = delete.if_match(etag);
                 }
                 match delete.send().await {
                     Ok(_) => {}
                     // Someone else took it over first; contend with them instead.
-                    Err(error)
-                        if error
-                            .raw_response()
-                            .is_some_and(|r| r.status().as_u16() == 412) => {}
+                    Err(error) if is_conflict(&error) => {}
                     Err(error) => {
                         return Err(anyhow::Error::new(error))
-                            .with_context(|| format!("removing the expired lock {location}"));
+                            .with_context(|| format!("removing the stale lock {location}"));
                     }
                 }
                 continue;
             }
-            let busy = scope.busy(&holder.describe(now));
+            let busy = scope.busy(&found.describe());
+            let after = format!(
+                "a lock its holder no longer renews is taken over by itself {}s after its last \
+                 write",
+                found.holder.lifetime
+            );
             match contention {
-                Contention::Refuse => bail!(
-                    "{busy}; run again without --no-wait to wait for it. If that run was killed, its \
-                     lock expires by itself in {}s, or remove it with `aws s3 rm {location}`",
-                    holder.expires - now
-                ),
+                Contention::Refuse => {
+                    bail!("{busy}; run again without --no-wait to wait for it ({after})")
+                }
                 Contention::Wait { until } => {
                     if Instant::now() > until {
                         bail!(
-                            "{busy}, still, after waiting for as long as --timeout allows; its lock \
-                             ({location}) expires in {}s",
-                            holder.expires.saturating_sub(now)
+                            "{busy}, still, after waiting for as long as --timeout allows ({after})"
                         );
                     }
                     match &waiting {
@@ -193,27 +255,83 @@ impl Lock {
         }
     }
 
+    /// Rewrites the lock on the condition that it is still the one this process wrote; fails,
+    /// naming whoever holds it now, when it is not.
+    pub async fn confirm(&self) -> anyhow::Result<()> {
+        let etag = self.etag.lock().expect("the lock's ETag").clone();
+        let mut put = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .content_type("application/json")
+            .body(ByteStream::from(serde_json::to_vec_pretty(&self.mine)?));
+        put = match &etag {
+            Some(etag) => put.if_match(etag),
+            None => put,
+        };
+        match put.send().await {
+            Ok(output) => {
+                *self.etag.lock().expect("the lock's ETag") = output.e_tag().map(str::to_owned);
+                Ok(())
+            }
+            Err(error) if is_conflict(&error) || error.code() == Some("NoSuchKey") => {
+                let now = read(&self.s3, &self.bucket, &self.key).await.ok().flatten();
+                let by = now.map_or_else(
+                    || "nobody: it was removed".to_owned(),
+                    |found| found.holder.holder,
+                );
+                bail!(
+                    "the lock on {} (s3://{}/{}) is no longer this deploy's: it is held by {by}",
+                    self.name,
+                    self.bucket,
+                    self.key
+                )
+            }
+            Err(error) => Err(anyhow::Error::new(error))
+                .with_context(|| format!("renewing the lock s3://{}/{}", self.bucket, self.key)),
+        }
+    }
+
+    /// Renews the lock every [`RENEW`] for as long as it is polled; stops renewing, and says so,
+    /// once it is lost (the next [`Lock::confirm`] then fails too). Never returns.
+    pub async fn keep(&self, progress: Progress) {
+        loop {
+            tokio::time::sleep(RENEW).await;
+            if let Err(error) = self.confirm().await {
+                progress.note(&format!("warning: {error:#}"));
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Removes the lock, if it is still ours.
-    pub async fn release(self) -> anyhow::Result<()> {
+    pub async fn release(&self) -> anyhow::Result<()> {
         let mut delete = self.s3.delete_object().bucket(&self.bucket).key(&self.key);
-        if let Some(etag) = &self.etag {
+        if let Some(etag) = self.etag.lock().expect("the lock's ETag").as_ref() {
             delete = delete.if_match(etag);
         }
-        delete.send().await.map(|_| ()).with_context(|| {
-            format!(
-                "releasing the lock s3://{}/{}; remove it with `aws s3 rm s3://{}/{}`",
-                self.bucket, self.key, self.bucket, self.key
-            )
-        })
+        match delete.send().await {
+            Ok(_) => Ok(()),
+            // Someone else holds it now: it is theirs to release.
+            Err(error) if is_conflict(&error) => Ok(()),
+            Err(error) => Err(anyhow::Error::new(error)).with_context(|| {
+                format!(
+                    "releasing the lock s3://{}/{}; the next run takes it over {}s after its last \
+                     write",
+                    self.bucket, self.key, self.mine.lifetime
+                )
+            }),
+        }
     }
 }
 
-/// The lock's holder and ETag, or `None` when there is no lock.
-pub(super) async fn read(
+/// The lock at `key` as S3 holds it, or `None` when there is none.
+pub async fn read(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-) -> anyhow::Result<Option<(Holder, Option<String>)>> {
+) -> anyhow::Result<Option<Found>> {
     let output = match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(output) => output,
         Err(SdkError::ServiceError(error)) if error.err().is_no_such_key() => return Ok(None),
@@ -224,15 +342,27 @@ pub(super) async fn read(
         }
     };
     let etag = output.e_tag().map(str::to_owned);
+    let written = output.last_modified().map_or(0, |t| t.secs());
     let body = output.body.collect().await?.into_bytes();
-    let holder = serde_json::from_slice(&body).with_context(|| {
-        format!("s3://{bucket}/{key} is not a lock; remove it with `aws s3 rm s3://{bucket}/{key}`")
+    let mut holder: Holder = serde_json::from_slice(&body).with_context(|| {
+        format!(
+            "s3://{bucket}/{key} is not a lock this tool wrote; look at it, and remove it with \
+             `aws s3 rm s3://{bucket}/{key}` if nothing holds it"
+        )
     })?;
-    Ok(Some((holder, etag)))
+    if holder.lifetime == 0 {
+        // Written by an older release of this tool, which did not renew its locks.
+        holder.lifetime = 3900;
+    }
+    Ok(Some(Found {
+        holder,
+        etag,
+        written,
+    }))
 }
 
 /// Who is deploying, for the person who has to wait: user, host and process, or the CI run.
-pub(super) fn whoami() -> String {
+fn whoami() -> String {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if let (Some(repository), Some(run)) = (var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID")) {
         let server = var("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".to_owned());
@@ -241,18 +371,22 @@ pub(super) fn whoami() -> String {
     let user = var("USER")
         .or_else(|| var("USERNAME"))
         .unwrap_or_else(|| "someone".to_owned());
-    let host = var("HOSTNAME")
+    format!("{user}@{} (pid {})", host(), std::process::id())
+}
+
+fn host() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
         .or_else(|| {
             std::fs::read_to_string("/etc/hostname")
                 .ok()
                 .map(|h| h.trim().to_owned())
         })
-        .unwrap_or_else(|| "unknown host".to_owned());
-    format!("{user}@{host} (pid {})", std::process::id())
+        .unwrap_or_else(|| "unknown host".to_owned())
 }
 
-pub(super) fn epoch_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// Whether process `pid` runs on this host; `true` where that cannot be told.
+fn alive(pid: u32) -> bool {
+    !cfg!(target_os = "linux") || std::path::Path::new(&format!("/proc/{pid}")).exists()
 }

@@ -36,7 +36,7 @@ pub fn stand_in() -> Fixture {
 }
 
 /// `deploy hardware dev --local` with a test's timeout, and `extra` flags.
-fn deploy_command(fixture: &Fixture, extra: &[&str]) -> std::process::Command {
+pub fn deploy_command(fixture: &Fixture, extra: &[&str]) -> std::process::Command {
     let mut args = vec!["deploy", "hardware", "dev", "--local", "--timeout", "120"];
     args.extend_from_slice(extra);
     fixture.command(&args)
@@ -142,6 +142,37 @@ pub fn emulator_post(fixture: &Fixture, target: &str, service: &str, body: &str)
 pub fn bucket_object(fixture: &Fixture, key: &str) -> String {
     let path = format!("/biometrix-infrastructure-us-west-2/{key}");
     request(fixture, "GET", &path, &authorization("s3"))
+}
+
+/// Puts `body` at `key` in the fixture's artifact bucket, as someone other than the tool would.
+pub fn bucket_put(fixture: &Fixture, key: &str, body: &[u8]) {
+    let client = s3(&fixture.emulator().expect("an emulator runs").0);
+    runtime()
+        .block_on(
+            client
+                .put_object()
+                .bucket("biometrix-infrastructure-us-west-2")
+                .key(key)
+                .body(body.to_vec().into())
+                .send(),
+        )
+        .unwrap();
+}
+
+/// The text at `key` in the fixture's artifact bucket; `None` when there is nothing.
+pub fn bucket_get(fixture: &Fixture, key: &str) -> Option<String> {
+    let client = s3(&fixture.emulator().expect("an emulator runs").0);
+    runtime().block_on(async {
+        let object = client
+            .get_object()
+            .bucket("biometrix-infrastructure-us-west-2")
+            .key(key)
+            .send()
+            .await
+            .ok()?;
+        let bytes = object.body.collect().await.ok()?.into_bytes();
+        Some(String::from_utf8(bytes.to_vec()).unwrap())
+    })
 }
 
 /// A Lambda API `GET` on the fixture's emulator (`/2015-03-31/functions/...`), as JSON.
@@ -396,7 +427,7 @@ fn a_deploy_in_progress_is_waited_for_or_refused() {
         .unwrap()
         .as_secs();
     let holder = serde_json::json!({
-        "holder": "ci@builder (pid 1)", "stack": STACK, "acquired": now, "expires": now + 600,
+        "holder": "ci@builder (pid 1)", "stack": STACK, "acquired": now, "lifetime": 600,
     });
     runtime()
         .block_on(
@@ -412,10 +443,14 @@ fn a_deploy_in_progress_is_waited_for_or_refused() {
     assert!(!refused.status.success());
     let log = stderr(&refused);
     assert!(
-        log.contains("error: stack hardware-dev is being deployed by ci@builder (pid 1) (for "),
+        log.contains("error: stack hardware-dev is being deployed by ci@builder (pid 1) (written "),
         "{log}"
     );
     assert!(log.contains("run again without --no-wait"), "{log}");
+    assert!(
+        !log.contains("aws s3 rm"),
+        "never advice to remove another's lock: {log}"
+    );
 
     // Ctrl-C while waiting: nothing was sent, and it says so.
     let interrupted = spawn_deploy(&fixture);

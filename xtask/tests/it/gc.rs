@@ -45,17 +45,7 @@ fn exists(fixture: &Fixture, key: &str) -> bool {
 }
 
 fn put(fixture: &Fixture, key: &str, body: &str) {
-    let client = client(fixture);
-    runtime()
-        .block_on(
-            client
-                .put_object()
-                .bucket(BUCKET)
-                .key(key)
-                .body(body.as_bytes().to_vec().into())
-                .send(),
-        )
-        .unwrap();
+    crate::deploy::bucket_put(fixture, key, body.as_bytes());
 }
 
 fn delete(fixture: &Fixture, key: &str) {
@@ -188,16 +178,7 @@ fn a_deploy_or_publish_racing_gc_keeps_its_objects() {
 
     // A deploy under way holds a lease: gc waits for it, then sees what the stack runs now.
     release(&fixture, "two");
-    let mut deploy = fixture
-        .command(&[
-            "deploy",
-            "hardware",
-            "dev",
-            "--local",
-            "--timeout",
-            "120",
-            "--json",
-        ])
+    let mut deploy = crate::deploy::deploy_command(&fixture, &["--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

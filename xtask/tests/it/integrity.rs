@@ -20,18 +20,14 @@ fn tamper(fixture: &Fixture, key: &str, body: &[u8]) {
         .unwrap()
         .to_owned();
     let client = s3(&fixture.emulator().unwrap().0);
-    runtime()
-        .block_on(
-            client
-                .put_object()
-                .bucket(BUCKET)
-                .key(key)
-                .body(body.to_vec().into())
-                .metadata("sha256", named)
-                .metadata("git-commit", "0".repeat(40))
-                .send(),
-        )
-        .unwrap();
+    let put = client
+        .put_object()
+        .bucket(BUCKET)
+        .key(key)
+        .body(body.to_vec().into())
+        .metadata("sha256", named)
+        .metadata("git-commit", "0".repeat(40));
+    runtime().block_on(put.send()).unwrap();
 }
 
 fn status(fixture: &Fixture, environment: &str) -> (Value, String) {

@@ -5,6 +5,7 @@ mod bootstrap;
 mod cli;
 mod deploy;
 mod destroy;
+mod fencing;
 mod gc;
 mod integrity;
 mod invoke;

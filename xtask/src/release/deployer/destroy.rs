@@ -50,7 +50,7 @@ impl Deployer<'_> {
 
         let deadline = started + self.options.timeout;
         let engine = self.engine();
-        let work = engine.destroy(&stack, deadline);
+        let work = async |_: &_| engine.destroy(&stack, deadline).await;
         let interrupted = async || {
             anyhow::anyhow!(
                 "interrupted; if the deletion of stack {stack} had begun it goes on in AWS: follow \

@@ -4,6 +4,7 @@
 //! the bucket are in `recorded`, stack deletion in `destroy`.
 
 mod destroy;
+mod guard;
 mod recorded;
 
 use std::cell::RefCell;
@@ -15,7 +16,7 @@ use aws_sdk_cloudformation::Client;
 
 use super::history;
 use super::integrity;
-use super::lock::{Contention, Lock, Scope};
+use super::lock::Lock;
 use super::manifest::{
     Plan, artifact_key_parameter, artifact_version_parameter, code_sha256_parameter,
 };
@@ -241,18 +242,19 @@ impl<'a> Deployer<'a> {
                 set.insert(key.clone(), value.clone());
             }
         }
-        let change = Change {
-            stack: &stack,
-            template: &release.template,
-            nested: std::slice::from_ref(&release.nested),
-            source: Source::Url(template_url.clone()),
-            set,
-            description: "cargo xtask deploy",
-        };
-
         let deadline = started + self.options.timeout;
         let phase = RefCell::new(Phase::Preparing);
-        let work = async {
+        let work = async |lock: &Lock| {
+            let change = Change {
+                stack: &stack,
+                template: &release.template,
+                nested: std::slice::from_ref(&release.nested),
+                source: Source::Url(template_url.clone()),
+                set,
+                description: "cargo xtask deploy",
+                fence: Some(lock),
+            };
+            self.recover(service, &stack).await;
             // While the stack waits on the live alias, CodeDeploy's deployment is followed.
             let mut follower = Follower::new(
                 self.codedeploy.clone(),
@@ -392,74 +394,6 @@ impl<'a> Deployer<'a> {
                 "warning: {stack} is deployed, but the release was not recorded ({error:#}); \
                  status and rollback will not know it"
             ));
-        }
-    }
-
-    /// Runs `work` holding `stack`'s lock, waiting for it as the options say. Ctrl-C drops the
-    /// work wherever it is, and `interrupted` says what it left; the lock is released either way.
-    async fn locked<T>(
-        &self,
-        stack: &str,
-        deadline: Instant,
-        work: impl Future<Output = anyhow::Result<T>>,
-        interrupted: impl AsyncFnOnce() -> anyhow::Error,
-    ) -> anyhow::Result<T> {
-        let contention = if self.options.no_wait {
-            Contention::Refuse
-        } else {
-            Contention::Wait { until: deadline }
-        };
-        // The lock is kept outside the work, to be released whatever becomes of it.
-        let lock = RefCell::new(None);
-        let guarded = async {
-            let acquired = Lock::acquire(
-                &self.s3,
-                &self.bucket,
-                Scope::Stack(stack),
-                self.options.timeout,
-                contention,
-                self.progress,
-            )
-            .await?;
-            *lock.borrow_mut() = Some(acquired);
-            work.await
-        };
-        let finished = tokio::select! {
-            result = guarded => Some(result),
-            _ = tokio::signal::ctrl_c() => None,
-        };
-        let result = match finished {
-            Some(result) => result,
-            None => Err(interrupted().await),
-        };
-        let released = match lock.into_inner() {
-            Some(lock) => lock.release().await,
-            None => Ok(()),
-        };
-        let value = result?;
-        released?;
-        Ok(value)
-    }
-
-    /// What Ctrl-C leaves behind, and what to do about it.
-    async fn interrupted(&self, stack: &str, phase: Phase) -> anyhow::Error {
-        let region = &self.region;
-        match phase {
-            Phase::Preparing => anyhow::anyhow!(
-                "interrupted before anything was sent to stack {stack}; it is as it was"
-            ),
-            Phase::Reviewing { change_set } => {
-                let _ = cloudformation::delete_change_set(&self.cloudformation, &change_set).await;
-                anyhow::anyhow!(
-                    "interrupted before the change set was executed; it was deleted, and stack {stack} \
-                     is as it was"
-                )
-            }
-            Phase::Executing => anyhow::anyhow!(
-                "interrupted, but the update of stack {stack} goes on in AWS: follow it with \
-                 `aws cloudformation describe-stack-events --stack-name {stack} --region {region}`, \
-                 or run the same deploy again, which waits for it to finish"
-            ),
         }
     }
 }

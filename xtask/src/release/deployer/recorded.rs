@@ -113,6 +113,73 @@ impl Deployer<'_> {
             .await
     }
 
+    /// Records the release `stack` runs when its history does not know it (a deploy interrupted
+    /// after its change set was executed, or one made by another tool), as `recovered`, so that
+    /// status and rollback know it. Its template's key is found by hashing the template the stack
+    /// runs. A failure is said, never fatal: the deploy goes on either way.
+    pub(super) async fn recover(&self, service: &str, stack: &str) {
+        if let Err(error) = self.try_recover(service, stack).await {
+            self.progress.note(&format!(
+                "warning: could not check that {stack}'s history records what it runs ({error:#})"
+            ));
+        }
+    }
+
+    async fn try_recover(&self, service: &str, stack: &str) -> anyhow::Result<()> {
+        let service = self.workspace.service(service)?;
+        let Some((current, running)) = self.running(service, stack).await? else {
+            return Ok(());
+        };
+        let whole = running.len() == self.workspace.released_functions(service).len();
+        if !is_settled(&current.status) || !whole {
+            return Ok(());
+        }
+        let history = history::read(&self.s3, &self.bucket, stack).await?;
+        if history.iter().any(|entry| entry.artifact_keys == running) {
+            return Ok(());
+        }
+        let body = cloudformation::template_body(&self.cloudformation, &current.id).await?;
+        let template_key = crate::release::upload::template_key(
+            &service.name,
+            &crate::release::artifact::sha256_hex(body.as_bytes()),
+            &service_template(&service.name),
+        );
+        let apigateway_template_key = current
+            .parameters
+            .get("ApiGatewayTemplateUrl")
+            .and_then(|url| url.split_once(&format!("/{}/", self.bucket)))
+            .map(|(_, key)| key.to_owned())
+            .unwrap_or_default();
+        // The commit is the artifacts' word, believed only of bytes that are their key's.
+        let mut commit = "unknown".to_owned();
+        if let Some(key) = running.values().next()
+            && integrity::verify(&self.s3, &self.bucket, key, "")
+                .await
+                .is_ok()
+            && let Some(head) = crate::aws::s3::head_object(&self.s3, &self.bucket, key).await?
+            && let Some(recorded) = head.metadata().and_then(|m| m.get("git-commit"))
+        {
+            commit = recorded.clone();
+        }
+        let entry = Entry {
+            deployed_at: crate::progress::now_rfc3339(),
+            command: "recovered".to_owned(),
+            commit,
+            dirty: false,
+            artifact_keys: running,
+            template_key,
+            apigateway_template_key,
+            rolled_back: None,
+            promoted_from: None,
+        };
+        history::append(&self.s3, &self.bucket, stack, entry).await?;
+        self.progress.note(&format!(
+            "{stack} runs a release its history did not record (a deploy interrupted after it \
+             executed, or one made by another tool): recorded it, as recovered"
+        ));
+        Ok(())
+    }
+
     /// `stack` as it is and the artifact key it runs for each function `service` releases;
     /// `None` when there is no such stack.
     async fn running(

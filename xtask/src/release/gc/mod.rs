@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::history;
 use super::lease;
-use super::lock::{Contention, Lock, Scope};
+use super::lock::{Contention, Lock, RENEWED_LIFETIME, Scope};
 use crate::aws::s3::{self, Version};
 use crate::aws::{Connection, cloudformation};
 use crate::progress::Progress;
@@ -102,7 +102,7 @@ pub async fn run(
         &s3,
         bucket,
         Scope::Artifacts,
-        options.timeout,
+        RENEWED_LIFETIME,
         contention,
         progress,
     )
@@ -113,6 +113,7 @@ pub async fn run(
     };
     let result = tokio::select! {
         result = work => result,
+        () = lock.keep(progress) => unreachable!("keep never returns"),
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!(
             "interrupted: what gc had deleted is gone, the rest is as it was; run it again to finish"
         )),
@@ -134,7 +135,7 @@ async fn collect(
         "reading the stacks of {} and s3://{bucket}",
         aws.region
     ));
-    let now = super::lock::epoch_seconds();
+    let now = crate::aws::clock::server_now();
     let inputs = scan(&aws.cloudformation(), &s3, bucket).await?;
     step.done(&format!(
         "{} stacks use s3://{bucket}; {} histories; {} objects under {}",
@@ -143,7 +144,6 @@ async fn collect(
         inputs.versions.len(),
         PREFIXES.join(" and ")
     ));
-    let now = i64::try_from(now).unwrap_or(i64::MAX);
     let (mut objects, missing) = decide(&inputs, options.keep, options.older_than, now);
     if options.delete && objects.iter().any(|v| v.action == Action::Delete) {
         let step = progress.step("deleting what is not kept");

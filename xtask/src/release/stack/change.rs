@@ -22,7 +22,8 @@ use super::template::Template;
 use super::watch::{Failure, Watch, settle};
 use crate::aws::cloudformation::{self, Current, is_empty_change};
 use crate::progress::{Progress, table};
-use crate::wait::{self, Backoff};
+use crate::release::lock::Lock;
+use crate::wait::{self, Backoff, pause_point};
 
 /// How a stack's change ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,9 +39,14 @@ pub enum Outcome {
 /// Where the change of one stack is, so that an interrupt can say what it leaves behind.
 #[derive(Debug, Clone)]
 pub enum Phase {
+    /// Nothing that changes anything has been sent.
     Preparing,
+    /// `CreateChangeSet` for change set `name` may have been sent.
+    Creating { name: String },
+    /// The change set exists and was not executed.
     Reviewing { change_set: String },
-    Executing,
+    /// `ExecuteChangeSet` may have been sent.
+    Executing { change_set: String },
 }
 
 /// Where CloudFormation reads the template from.
@@ -63,6 +69,8 @@ pub struct Change<'a> {
     pub set: BTreeMap<String, String>,
     /// Recorded on the change set, for whoever looks at it in the console.
     pub description: &'a str,
+    /// The stack's lock, confirmed still held just before the change set is executed.
+    pub fence: Option<&'a Lock>,
 }
 
 /// Runs changes against one region.
@@ -163,8 +171,10 @@ impl Engine<'_> {
         } else {
             ChangeSetType::Create
         };
-        let Some((change_set, stack_id)) = self.change_set(change, kind.clone(), &values).await?
-        else {
+        let created = self
+            .change_set(change, kind.clone(), &values, phase)
+            .await?;
+        let Some((change_set, stack_id)) = created else {
             return Ok((Outcome::Unchanged, None));
         };
         if self.no_execute {
@@ -177,10 +187,20 @@ impl Engine<'_> {
             return Ok((Outcome::Review, Some(change_set)));
         }
 
-        *phase.borrow_mut() = Phase::Reviewing {
+        let mut watch = Watch::start(cloudformation, &stack_id, stack).await?;
+        *phase.borrow_mut() = Phase::Executing {
             change_set: change_set.clone(),
         };
-        let mut watch = Watch::start(cloudformation, &stack_id, stack).await?;
+        pause_point("execute").await;
+        if let Some(lock) = change.fence
+            && let Err(lost) = lock.confirm().await
+        {
+            let _ = cloudformation::delete_change_set(cloudformation, &change_set).await;
+            bail!(
+                "{lost:#}. Nothing was executed: change set {change_set} was deleted, and stack \
+                 {stack} is as it was; deploy again once that deploy is done"
+            );
+        }
         let step = self.progress.step(&format!("deploying {stack}"));
         if let Err(error) = cloudformation
             .execute_change_set()
@@ -197,12 +217,15 @@ impl Engine<'_> {
                 .ok()
                 .flatten()
                 .map_or_else(|| "missing".to_owned(), |c| c.status);
+            // An unexecuted change set left AVAILABLE would only confuse the next person.
+            let _ = cloudformation::delete_change_set(cloudformation, &change_set).await;
             bail!(
                 "CloudFormation did not execute change set {change_set}: {reason}\n\
-                 stack {stack} is {status}; nothing was deployed, so the previous version keeps serving"
+                 stack {stack} is {status}; nothing was deployed, so the previous version keeps \
+                 serving (the change set was deleted)"
             );
         }
-        *phase.borrow_mut() = Phase::Executing;
+        pause_point("executed").await;
         let ended = watch.follow(&step, deadline).await?;
         if decide::succeeded(&ended.status) {
             step.done(&format!("stack {stack} is {}", ended.status));
@@ -223,6 +246,7 @@ impl Engine<'_> {
         change: &Change<'_>,
         kind: ChangeSetType,
         values: &BTreeMap<String, Value>,
+        phase: &RefCell<Phase>,
     ) -> anyhow::Result<Option<(String, String)>> {
         let (cloudformation, stack) = (self.cloudformation, change.stack);
         let parameters = values
@@ -260,6 +284,8 @@ impl Engine<'_> {
             Source::Url(url) => request.template_url(url),
             Source::Body => request.template_body(&change.template.body),
         };
+        *phase.borrow_mut() = Phase::Creating { name: name.clone() };
+        pause_point("create-change-set").await;
         let created = match request.send().await {
             Ok(created) => created,
             Err(error) if is_empty_change(error.message()) => {
@@ -273,6 +299,10 @@ impl Engine<'_> {
         };
         let id = created.id().unwrap_or(&name).to_owned();
         let stack_id = created.stack_id().unwrap_or(stack).to_owned();
+        pause_point("change-set-sent").await;
+        *phase.borrow_mut() = Phase::Reviewing {
+            change_set: id.clone(),
+        };
 
         let ready = wait::poll(
             Instant::now() + Duration::from_secs(600),
@@ -308,7 +338,11 @@ impl Engine<'_> {
                 step.done(&format!("no changes to {stack}"));
                 return Ok(None);
             }
-            bail!("CloudFormation could not create change set {name} for stack {stack}: {reason}");
+            let _ = cloudformation::delete_change_set(cloudformation, &id).await;
+            bail!(
+                "CloudFormation could not create change set {name} for stack {stack}: {reason} \
+                 (the failed change set was deleted)"
+            );
         }
         step.done(&format!("change set {name} is ready"));
         let changes = cloudformation::changes(cloudformation, &id).await?;

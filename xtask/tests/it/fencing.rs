@@ -1,0 +1,302 @@
+//! The deploy lock is fenced and Ctrl-C tells the truth, on the emulator with real processes: a
+//! stale or orphaned lock is taken over, a stolen one stops a deploy before it executes, a history
+//! written by someone else meanwhile keeps both entries, and a deploy interrupted at each step says
+//! exactly what it left (a test hook pauses it there: `XTASK_TEST_PAUSE_AT`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::deploy::{
+    bucket_get, bucket_put, cloudformation, deployed, function_code, key, release, runtime,
+    stand_in,
+};
+use crate::support::{Fixture, stderr, stdout};
+
+const LOCK: &str = "locks/hardware-dev.json";
+
+fn put(fixture: &Fixture, key: &str, body: &str) {
+    bucket_put(fixture, key, body.as_bytes());
+}
+
+fn get(fixture: &Fixture, key: &str) -> Option<String> {
+    bucket_get(fixture, key)
+}
+
+/// The stack's change sets that were not executed (moto also lists the executed ones).
+fn change_sets(fixture: &Fixture) -> Vec<String> {
+    let client = cloudformation(&fixture.emulator().unwrap().0);
+    let listed = runtime()
+        .block_on(client.list_change_sets().stack_name("hardware-dev").send())
+        .unwrap();
+    listed
+        .summaries()
+        .iter()
+        .filter(|s| {
+            s.execution_status()
+                .is_none_or(|e| e.as_str() != "EXECUTE_COMPLETE")
+        })
+        .filter_map(|s| s.change_set_name().map(str::to_owned))
+        .collect()
+}
+
+/// A deploy started with the test hook pausing it at `point`; its stderr goes to a file.
+struct Paused {
+    child: Child,
+    log: PathBuf,
+    resume: PathBuf,
+}
+
+impl Paused {
+    fn start(fixture: &Fixture, point: &str) -> Paused {
+        let log = fixture.root.join(format!("deploy-{point}.log"));
+        let resume = fixture.root.join(format!("resume-{point}"));
+        let child = crate::deploy::deploy_command(fixture, &["--json"])
+            .env("XTASK_TEST_PAUSE_AT", point)
+            .env("XTASK_TEST_RESUME", &resume)
+            .env("HOSTNAME", "fencing-test-host")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let paused = Paused { child, log, resume };
+        paused.wait_for(&format!("paused at {point}"));
+        paused
+    }
+
+    fn said(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_for(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !self.said().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in:\n{}",
+                self.said()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn resume(self) -> (Output, String) {
+        std::fs::write(&self.resume, "").unwrap();
+        self.finish()
+    }
+
+    fn interrupt(self) -> (Output, String) {
+        let signal = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(signal.success());
+        self.finish()
+    }
+
+    fn finish(self) -> (Output, String) {
+        let output = self.child.wait_with_output().unwrap();
+        let said = std::fs::read_to_string(&self.log).unwrap_or_default();
+        (output, said)
+    }
+}
+
+fn last_error(said: &str) -> &str {
+    said.lines()
+        .rev()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default()
+}
+
+#[test]
+fn stale_and_orphaned_locks_are_taken_over() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+
+    // A lock nobody renewed for longer than its lifetime, by S3's clock.
+    let stale = serde_json::json!({"holder": "ci@builder (pid 1)", "stack": "stack hardware-dev", "lifetime": 1});
+    put(&fixture, LOCK, &stale.to_string());
+    std::thread::sleep(Duration::from_secs(3));
+    release(&fixture, "after a stale lock");
+    let output = fixture
+        .command(&["deploy", "hardware", "dev", "--local", "--no-wait"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "taking over the lock of ci@builder (pid 1) on stack hardware-dev: S3 last wrote it"
+        ),
+        "{}",
+        stderr(&output)
+    );
+
+    // A lock whose process on this host is gone.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let orphan = serde_json::json!({
+        "holder": "me@fencing-test-host", "stack": "stack hardware-dev",
+        "host": "fencing-test-host", "pid": pid, "lifetime": 600,
+    });
+    put(&fixture, LOCK, &orphan.to_string());
+    release(&fixture, "after an orphaned lock");
+    let output = fixture
+        .command(&["deploy", "hardware", "dev", "--local", "--no-wait"])
+        .env("HOSTNAME", "fencing-test-host")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!(
+            "its process ({pid}) is no longer running on this host"
+        )),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(get(&fixture, LOCK), None, "the lock was released");
+}
+
+#[test]
+fn a_stolen_lock_stops_the_deploy_before_it_executes() {
+    let fixture = stand_in();
+    let (first, _) = deployed(&fixture, &[]);
+    release(&fixture, "never executed");
+    let paused = Paused::start(&fixture, "execute");
+    let thief = serde_json::json!({"holder": "thief@elsewhere (pid 2)", "stack": "stack hardware-dev", "lifetime": 600});
+    put(&fixture, LOCK, &thief.to_string());
+    let (output, said) = paused.resume();
+    assert!(!output.status.success(), "{said}");
+    let error = last_error(&said);
+    assert!(
+        error.contains(
+            "the lock on stack hardware-dev (s3://biometrix-infrastructure-us-west-2/locks/hardware-dev.json) \
+             is no longer this deploy's: it is held by thief@elsewhere (pid 2). Nothing was executed"
+        ),
+        "{said}"
+    );
+    assert!(
+        function_code(&fixture).contains(&key(&first)),
+        "the old code runs"
+    );
+    assert!(
+        change_sets(&fixture).is_empty(),
+        "{:?}",
+        change_sets(&fixture)
+    );
+    assert!(
+        get(&fixture, LOCK).unwrap().contains("thief@elsewhere"),
+        "the other holder's lock is left alone"
+    );
+}
+
+#[test]
+fn a_history_written_meanwhile_keeps_both_entries() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+    release(&fixture, "second");
+    let paused = Paused::start(&fixture, "history");
+    // Someone writes the history between the deploy's read and its write.
+    let history: Vec<Value> =
+        serde_json::from_str(&get(&fixture, "deployments/hardware-dev.json").unwrap()).unwrap();
+    let mut other = history[0].clone();
+    other["commit"] = Value::from("f".repeat(40));
+    let mut written = history.clone();
+    written.push(other);
+    put(
+        &fixture,
+        "deployments/hardware-dev.json",
+        &serde_json::to_string(&written).unwrap(),
+    );
+    let (output, said) = paused.resume();
+    assert!(output.status.success(), "{said}");
+    let after: Vec<Value> =
+        serde_json::from_str(&get(&fixture, "deployments/hardware-dev.json").unwrap()).unwrap();
+    assert_eq!(after.len(), 3, "{after:#?}");
+    assert_eq!(after[1]["commit"], "f".repeat(40));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        after[2]["artifact_keys"],
+        report["stacks"][0]["artifact_keys"]
+    );
+}
+
+#[test]
+fn an_interrupted_deploy_says_exactly_what_it_left() {
+    let fixture = stand_in();
+    let (first, _) = deployed(&fixture, &[]);
+    let cases = [
+        (
+            "create-change-set",
+            "was created; stack hardware-dev is as it was",
+        ),
+        (
+            "change-set-sent",
+            "was executed; it was deleted, and stack hardware-dev is as it was",
+        ),
+        (
+            "execute",
+            "was executed; it was deleted, and stack hardware-dev is as it was",
+        ),
+    ];
+    for (n, (point, says)) in cases.into_iter().enumerate() {
+        release(&fixture, &format!("interrupted {n}"));
+        let (output, said) = Paused::start(&fixture, point).interrupt();
+        assert!(!output.status.success(), "{point}: {said}");
+        let error = last_error(&said);
+        assert!(
+            error.starts_with("error: interrupted before change set xtask-deploy-"),
+            "{point}: {said}"
+        );
+        assert!(error.ends_with(says), "{point}: {said}");
+        assert!(
+            change_sets(&fixture).is_empty(),
+            "{point}: {:?}",
+            change_sets(&fixture)
+        );
+        assert!(
+            function_code(&fixture).contains(&key(&first)),
+            "{point}: the old code runs"
+        );
+        assert_eq!(get(&fixture, LOCK), None, "{point}: the lock was released");
+    }
+
+    // Interrupted once the change set was executed: the update happened, and is said to have.
+    release(&fixture, "executed, then interrupted");
+    let (output, said) = Paused::start(&fixture, "executed").interrupt();
+    assert!(!output.status.success(), "{said}");
+    let error = last_error(&said);
+    assert!(
+        error.contains("was executed: stack hardware-dev is UPDATE_COMPLETE"),
+        "{said}"
+    );
+    assert!(
+        error.contains("the next deploy of it records what runs (as recovered)"),
+        "{said}"
+    );
+    let running = function_code(&fixture);
+    assert!(!running.contains(&key(&first)), "the new code runs");
+
+    // The next deploy finds nothing to change, and records what runs.
+    let again = fixture
+        .command(&["deploy", "hardware", "dev", "--local", "--json"])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("recorded it, as recovered"),
+        "{}",
+        stderr(&again)
+    );
+    let history: Vec<Value> =
+        serde_json::from_str(&get(&fixture, "deployments/hardware-dev.json").unwrap()).unwrap();
+    let newest = history.last().unwrap();
+    assert_eq!(newest["command"], "recovered");
+    let key = newest["artifact_keys"]["ApigatewayExecuteArtifactKey"]
+        .as_str()
+        .unwrap();
+    assert!(running.contains(key), "{newest:#}");
+    assert!(Path::new(&fixture.root).exists());
+}
