@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::local::{self, Session};
+use crate::local::{self, Access, Session};
 use crate::names::{Environment, parse_key_value};
 use crate::progress::Progress;
 use crate::release::deployer;
 use crate::release::traffic::Traffic;
+use crate::release::upload::Packaging;
 use crate::workspace::{Service, Workspace};
 
 /// `SERVICE... ENV`, or `--all ENV`.
@@ -104,13 +105,28 @@ pub struct Account {
 }
 
 impl Account {
-    /// The connection the flags name; with `--local`, the emulator started if needed and its
-    /// artifact bucket created the first time.
+    /// The connection the flags name, for a command that publishes or deploys; with `--local`,
+    /// the emulator started if needed and its artifact bucket created the first time.
     pub fn connect(&self, workspace: &Workspace, progress: Progress) -> anyhow::Result<Session> {
+        self.connect_for(Access::Changes, workspace, progress)
+    }
+
+    /// The connection the flags name, for a command that creates nothing.
+    pub fn read(&self, workspace: &Workspace, progress: Progress) -> anyhow::Result<Session> {
+        self.connect_for(Access::Reads, workspace, progress)
+    }
+
+    fn connect_for(
+        &self,
+        access: Access,
+        workspace: &Workspace,
+        progress: Progress,
+    ) -> anyhow::Result<Session> {
         local::connect(
             self.region.as_deref(),
             self.bucket.as_deref(),
             self.local,
+            access,
             workspace,
             progress,
         )
@@ -182,6 +198,29 @@ pub struct Output {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where deploy and publish get their zips: built (`--install-tools` installs what the build
+/// needs), or `--prebuilt`, what `package` left.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Zips {
+    #[command(flatten)]
+    pub install: Install,
+    /// Use the zips `package` left instead of building: refused unless they were built from HEAD,
+    /// committed, and each still hashes to its key. Nothing is compiled.
+    #[arg(long, conflicts_with = "tools")]
+    pub prebuilt: bool,
+}
+
+impl Zips {
+    pub fn packaging(&self) -> Packaging {
+        match self.prebuilt {
+            true => Packaging::Prebuilt,
+            false => Packaging::Build {
+                install_tools: self.install.tools,
+            },
+        }
+    }
 }
 
 /// `--install-tools`.

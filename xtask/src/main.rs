@@ -32,6 +32,15 @@ struct Cli {
     /// The workspace to work on (default: this one).
     #[arg(long, global = true, value_name = "PATH")]
     manifest_path: Option<PathBuf>,
+    /// Read the workspace from this output of `cargo metadata --no-deps --format-version 1`
+    /// instead of running cargo (the release workflow's deploy job, where nothing may compile).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        conflicts_with = "manifest_path"
+    )]
+    cargo_metadata: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,7 +75,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let workspace = Workspace::load(cli.manifest_path.as_deref())?;
+    let workspace = match &cli.cargo_metadata {
+        Some(file) => Workspace::from_file(file)?,
+        None => Workspace::load(cli.manifest_path.as_deref())?,
+    };
     let progress = Progress::detect();
     match cli.command {
         Command::Package(package) => package.run(&workspace, progress),

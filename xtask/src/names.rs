@@ -69,6 +69,44 @@ pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// An AWS region's name as AWS spells them (`us-west-2`, `ap-southeast-1`, `us-gov-west-1`), or why
+/// `text` is not one.
+pub fn check_region(text: &str) -> Result<(), String> {
+    let parts: Vec<&str> = text.split('-').collect();
+    let letters = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase());
+    let shaped = (3..=4).contains(&parts.len())
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1].iter().all(|p| letters(p))
+        && parts[parts.len() - 1].parse::<u8>().is_ok();
+    match shaped {
+        true => Ok(()),
+        false => Err(format!(
+            "`{text}` is not an AWS region: regions are named like us-west-2 or eu-central-1"
+        )),
+    }
+}
+
+/// An S3 bucket name by S3's rules (3 to 63 lowercase letters, digits, dots and hyphens, beginning
+/// and ending with a letter or digit), or why `text` is not one.
+pub fn check_bucket_name(text: &str) -> Result<(), String> {
+    let allowed = text
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let ends = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let valid = (3..=63).contains(&text.len())
+        && allowed
+        && ends(text.as_bytes().first())
+        && ends(text.as_bytes().last())
+        && !text.contains("..");
+    match valid {
+        true => Ok(()),
+        false => Err(format!(
+            "`{text}` is not a valid S3 bucket name: 3 to 63 lowercase letters, digits, dots and \
+             hyphens, beginning and ending with a letter or digit"
+        )),
+    }
+}
+
 /// A span of time as people type it: `30s`, `15m`, `2h`, `30d`; `None` for anything else.
 pub fn duration(text: &str) -> Option<std::time::Duration> {
     let units = [('s', 1), ('m', 60), ('h', 3_600), ('d', 86_400)];
@@ -137,6 +175,42 @@ mod tests {
             error.to_string(),
             "unknown environment `prod`: known environments are dev, qa, production"
         );
+    }
+
+    #[test]
+    fn regions_and_bucket_names_are_checked_as_aws_names_them() {
+        for region in [
+            "us-west-2",
+            "eu-central-1",
+            "ap-southeast-1",
+            "us-gov-west-1",
+        ] {
+            assert_eq!(check_region(region), Ok(()), "{region}");
+        }
+        for bad in [
+            "mars-1",
+            "us-west",
+            "US-WEST-2",
+            "uswest2",
+            "us-west-2a",
+            "",
+        ] {
+            assert!(check_region(bad).is_err(), "{bad}");
+        }
+        for bucket in ["biometrix-infrastructure-us-west-2", "a.b-c", "abc"] {
+            assert_eq!(check_bucket_name(bucket), Ok(()), "{bucket}");
+        }
+        for bad in [
+            "ab",
+            "Bucket",
+            "bucket_name",
+            "-bucket",
+            "bucket.",
+            "a..b",
+            &"a".repeat(64),
+        ] {
+            assert!(check_bucket_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -94,6 +94,24 @@ impl Workspace {
         let metadata = command
             .exec()
             .context("reading the workspace with `cargo metadata`")?;
+        Workspace::from_metadata(metadata)
+    }
+
+    /// Reads the workspace from a file `cargo metadata --no-deps --format-version 1` wrote, without
+    /// running cargo: for the release workflow's deploy job, where nothing may compile.
+    pub fn from_file(path: &Path) -> anyhow::Result<Workspace> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the workspace's metadata from {}", path.display()))?;
+        let metadata = MetadataCommand::parse(text).with_context(|| {
+            format!(
+                "{} is not what `cargo metadata --no-deps --format-version 1` writes",
+                path.display()
+            )
+        })?;
+        Workspace::from_metadata(metadata)
+    }
+
+    fn from_metadata(metadata: cargo_metadata::Metadata) -> anyhow::Result<Workspace> {
         let is_bin = |bin: &str| {
             metadata.workspace_packages().iter().any(|package| {
                 package

@@ -66,6 +66,26 @@ pub async fn check_bucket(
             "the artifact bucket {bucket} does not exist in {region}: create it with \
              `cargo xtask bootstrap --region {region}`, or pass --bucket with an existing one"
         ),
+        Err(error)
+            if error
+                .raw_response()
+                .is_some_and(|r| r.status().as_u16() == 403) =>
+        {
+            bail!(
+                "the artifact bucket {bucket} exists, but these credentials may not use it: it belongs \
+             to another account, or the role lacks s3:ListBucket on it; pass --bucket with your own"
+            )
+        }
+        Err(error) if error.as_service_error().is_none() => Err(anyhow::anyhow!(
+            "{}",
+            aws_sdk_s3::error::DisplayErrorContext(&error)
+        ))
+        .with_context(|| {
+            format!(
+                "could not reach S3 in {region}: check that {region} is a region your \
+                         account uses (like us-west-2), and the network"
+            )
+        }),
         Err(error) => Err(anyhow::Error::new(error))
             .with_context(|| format!("checking the artifact bucket {bucket} in {region}")),
     }

@@ -6,7 +6,7 @@
 
 use anyhow::bail;
 
-use crate::cli::{Account, ChangeSet, Install, Output, Rollout, Selection};
+use crate::cli::{Account, ChangeSet, Output, Rollout, Selection, Zips};
 use crate::local::check::Checked;
 use crate::local::secrets;
 use crate::progress::{Progress, print_result};
@@ -43,7 +43,7 @@ pub struct Deploy {
     #[command(flatten)]
     output: Output,
     #[command(flatten)]
-    install: Install,
+    zips: Zips,
 }
 
 impl Deploy {
@@ -70,7 +70,7 @@ impl Deploy {
                 workspace,
                 &services,
                 &options.parameters,
-                self.install.tools,
+                self.zips.install.tools,
                 progress,
             )?;
         }
@@ -85,7 +85,7 @@ impl Deploy {
             environment,
             &target,
             &aws.runtime,
-            self.install.tools,
+            self.zips.packaging(),
             progress,
         )?;
         let mut report = Report {

@@ -59,7 +59,7 @@ impl Destroy {
                 "--confirm {confirm} does not name the environment being destroyed ({environment})"
             );
         }
-        let session = self.account.connect(workspace, progress)?;
+        let session = self.account.read(workspace, progress)?;
         let aws = &session.aws;
         let options = Options {
             parameters: Vec::new(),

@@ -8,7 +8,6 @@ use crate::cli::{Account, Output};
 use crate::names::human_size;
 use crate::progress::{Progress, print_result};
 use crate::release::gc::{self, Action, Report};
-use crate::release::upload::Target;
 use crate::workspace::Workspace;
 
 /// List, or delete, the artifacts and templates nothing runs or may roll back to.
@@ -55,7 +54,7 @@ fn age(text: &str) -> Result<std::time::Duration, String> {
 
 impl Gc {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
-        let session = self.account.connect(workspace, progress)?;
+        let session = self.account.read(workspace, progress)?;
         let aws = &session.aws;
         let options = gc::Options {
             keep: self.keep,
@@ -64,10 +63,8 @@ impl Gc {
             no_wait: self.no_wait,
             timeout: std::time::Duration::from_secs(self.timeout),
         };
-        let report = aws.runtime.block_on(async {
-            Target::check(&aws.sdk, &aws.region, &aws.bucket).await?;
-            gc::run(aws, &options, progress).await
-        })?;
+        session.require_bucket()?;
+        let report = aws.runtime.block_on(gc::run(aws, &options, progress))?;
         print_result(&report, self.output.json, text)?;
         if let Some(gone) = report.missing.first() {
             let service = gone.key.split('/').nth(1).unwrap_or_default();

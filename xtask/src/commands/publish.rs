@@ -1,10 +1,9 @@
 //! `cargo xtask publish <service>... <env>`: upload each function zip and the templates its stack
 //! needs to the artifact bucket, content-addressed, skipping what is already there.
 
-use crate::cli::{Account, Install, Output, Selection};
+use crate::cli::{Account, Output, Selection, Zips};
 use crate::progress::{Progress, print_result};
 use crate::release::lease::Lease;
-use crate::release::package;
 use crate::release::upload::{self, Outcome, Report, Target};
 use crate::workspace::Workspace;
 
@@ -26,7 +25,7 @@ pub struct Publish {
     #[command(flatten)]
     output: Output,
     #[command(flatten)]
-    install: Install,
+    zips: Zips,
 }
 
 impl Publish {
@@ -35,13 +34,8 @@ impl Publish {
         let session = self.account.connect(workspace, progress)?;
         let aws = &session.aws;
         let report = if self.dry_run {
-            let plan = package::build(
-                workspace,
-                &services,
-                environment,
-                self.install.tools,
-                progress,
-            )?;
+            let packaging = self.zips.packaging();
+            let plan = upload::zips(workspace, &services, environment, packaging, progress)?;
             Report {
                 region: aws.region.clone(),
                 bucket: aws.bucket.clone(),
@@ -63,7 +57,7 @@ impl Publish {
                 environment,
                 &target,
                 &aws.runtime,
-                self.install.tools,
+                self.zips.packaging(),
                 progress,
             )?;
             report

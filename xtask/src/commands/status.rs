@@ -90,7 +90,8 @@ struct Head {
 impl Status {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
         let (service, environment) = self.stack.resolve(workspace)?;
-        let session = self.account.connect(workspace, progress)?;
+        let session = self.account.read(workspace, progress)?;
+        session.require_bucket()?;
         let aws = &session.aws;
         let stack = format!("{}-{environment}", service.name);
         let (s3, bucket) = (aws.s3(), aws.bucket.as_str());

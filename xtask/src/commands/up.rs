@@ -73,7 +73,7 @@ impl Up {
         if !self.account.local {
             bail!("up runs what the local emulator holds: pass --local");
         }
-        let session = self.account.connect(workspace, progress)?;
+        let session = self.account.read(workspace, progress)?;
         let aws = &session.aws;
         let endpoint = session.endpoint()?;
         // What is deployed, then the ports of those: a taken one stops everything before anything

@@ -30,6 +30,26 @@ impl Session {
             .context("the local emulator is not running")
     }
 
+    /// Fails, saying how to get one, when the artifact bucket does not exist.
+    pub fn require_bucket(&self) -> anyhow::Result<()> {
+        let (aws, bucket) = (&self.aws, self.aws.bucket.as_str());
+        if self.emulator.is_some() {
+            if !aws
+                .runtime
+                .block_on(aws::s3::bucket_exists(&aws.s3(), bucket))
+            {
+                anyhow::bail!(
+                    "the local emulator has no artifact bucket {bucket}: the first `cargo xtask \
+                     deploy <service> <env> --local` creates it (or pass the --bucket you deployed \
+                     with); nothing was created"
+                );
+            }
+            return Ok(());
+        }
+        aws.runtime
+            .block_on(aws::s3::check_bucket(&aws.s3(), &aws.region, bucket))
+    }
+
     /// What a command says last when it used the emulator: that it keeps running, and how to
     /// look at it and stop it. Empty for an AWS account.
     pub fn note(&self) -> String {
@@ -39,15 +59,32 @@ impl Session {
     }
 }
 
+/// What a command may change where it connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// It publishes or deploys: on the emulator, a missing artifact bucket is bootstrapped.
+    Changes,
+    /// It only reads (or deletes what exists): nothing is created, a missing bucket stays missing.
+    Reads,
+}
+
 /// Connects to `region` (default: the AWS configuration's) and `bucket` (default: the region's),
-/// in the emulator when `local`.
+/// in the emulator when `local`. Names are checked first, and an account's credentials before
+/// anything is asked of it, so that every command says the same about them.
 pub fn connect(
     region: Option<&str>,
     bucket: Option<&str>,
     local: bool,
+    access: Access,
     workspace: &Workspace,
     progress: Progress,
 ) -> anyhow::Result<Session> {
+    if let Some(region) = region {
+        crate::names::check_region(region).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(bucket) = bucket {
+        crate::names::check_bucket_name(bucket).map_err(anyhow::Error::msg)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -61,7 +98,12 @@ pub fn connect(
         }
     });
     let connection = Connection::new(runtime, sdk, bucket.map(str::to_owned));
-    if emulator.is_some() {
+    if emulator.is_none() {
+        connection
+            .runtime
+            .block_on(aws::check_credentials(&connection.sdk))?;
+    }
+    if emulator.is_some() && access == Access::Changes {
         let (sdk, bucket) = (&connection.sdk, connection.bucket.as_str());
         connection.runtime.block_on(async {
             if aws::s3::bucket_exists(&connection.s3(), bucket).await {

@@ -14,7 +14,7 @@ pub mod runtime;
 pub mod secrets;
 pub mod state;
 
-pub use account::{Session, connect};
+pub use account::{Access, Session, connect};
 
 /// `count` random bytes from the kernel, as hex: names and secrets nobody can guess.
 pub fn random_hex(count: usize) -> anyhow::Result<String> {

@@ -238,3 +238,97 @@ pub fn source(sh: &Shell, root: &Path, toolchain: &str) -> Source {
         toolchain: toolchain.to_owned(),
     }
 }
+
+/// What `package` left for `services`, to deploy without building (`--prebuilt`, as the release
+/// workflow's deploy job does, where nothing may compile): refused unless every manifest was built
+/// from HEAD with no uncommitted changes, for `environment`, and every zip still hashes to its key.
+pub fn prebuilt(
+    workspace: &Workspace,
+    services: &[&Service],
+    environment: Environment,
+) -> anyhow::Result<Plan> {
+    let head = source(&Shell::new()?, &workspace.root, "");
+    if head.dirty {
+        bail!(
+            "--prebuilt deploys only a clean checkout of the commit that was packaged, and this \
+             tree has uncommitted changes (or is not a git checkout); commit them, or deploy \
+             without --prebuilt"
+        );
+    }
+    let mut merged: Option<Plan> = None;
+    for service in services {
+        let path = workspace.lambda_dir(&service.name).join(MANIFEST);
+        let plan = Plan::read(&path).with_context(|| {
+            format!(
+                "nothing is packaged for {}: run `cargo xtask package {} {environment}` first \
+                 (in the release workflow, the build job's artifact)",
+                service.name, service.name
+            )
+        })?;
+        let built = plan
+            .source
+            .as_ref()
+            .map_or("an unknown commit", |s| s.commit.as_str());
+        if plan
+            .source
+            .as_ref()
+            .is_none_or(|s| s.dirty || s.commit != head.commit)
+        {
+            bail!(
+                "the packaged {} ({}) was built from {built}{}, not from HEAD {} as committed: \
+                 package it again from HEAD",
+                service.name,
+                path.display(),
+                if plan.source.as_ref().is_some_and(|s| s.dirty) {
+                    " with uncommitted changes"
+                } else {
+                    ""
+                },
+                crate::names::short(&head.commit)
+            );
+        }
+        if plan.environment != environment {
+            bail!(
+                "the packaged {} is for {}, not {environment}: package it for {environment}",
+                service.name,
+                plan.environment
+            );
+        }
+        for function in workspace.released_functions(service) {
+            let artifact = plan
+                .functions
+                .iter()
+                .find(|a| a.function == function.name)
+                .with_context(|| {
+                    format!(
+                        "{} has no zip of function {}: package it again",
+                        path.display(),
+                        function.name
+                    )
+                })?;
+            let (zip, key) = artifact
+                .zip
+                .as_ref()
+                .zip(artifact.key.as_ref())
+                .with_context(|| format!("{} is not a finished manifest", path.display()))?;
+            let bytes = std::fs::read(zip).with_context(|| format!("reading {}", zip.display()))?;
+            let actual = sha256_hex(&bytes);
+            if Some(actual.as_str()) != super::integrity::named_sha256(key) {
+                bail!(
+                    "{} hashes to {actual}, not to the {key} its manifest names: it changed since \
+                     it was packaged; package again",
+                    zip.display()
+                );
+            }
+        }
+        merged = Some(match merged {
+            None => plan,
+            Some(mut all) => {
+                all.builds.extend(plan.builds);
+                all.functions.extend(plan.functions);
+                all
+            }
+        });
+    }
+    merged.context("no service to deploy")
+}

@@ -57,21 +57,56 @@ pub struct Report {
     pub bytes_sent: u64,
 }
 
-/// Packages `services` (a no-op when nothing changed) and uploads what the bucket lacks: the
-/// half of a release that `deploy` shares with `publish`.
+/// Where the zips come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Packaging {
+    /// Built now (a no-op when nothing changed), installing missing build tools if asked.
+    Build { install_tools: bool },
+    /// What `package` left, checked against HEAD and the zips' hashes; nothing is compiled.
+    Prebuilt,
+}
+
+/// Packages `services` and uploads what the bucket lacks: the half of a release that `deploy`
+/// shares with `publish`.
 pub fn publish(
     workspace: &Workspace,
     services: &[&Service],
     environment: Environment,
     target: &Target,
     runtime: &tokio::runtime::Runtime,
-    install_tools: bool,
+    packaging: Packaging,
     progress: Progress,
 ) -> anyhow::Result<(Plan, Report)> {
-    let plan = package::build(workspace, services, environment, install_tools, progress)?;
+    // A template CloudFormation would refuse to read is refused before the build, and never
+    // uploaded.
+    for service in services {
+        for file in [
+            service_template(&service.name),
+            APIGATEWAY_TEMPLATE.to_owned(),
+        ] {
+            super::stack::Template::parse(&file, workspace.template(&file)?)?;
+        }
+    }
+    let plan = zips(workspace, services, environment, packaging, progress)?;
     let objects = objects(workspace, &plan)?;
     let report = runtime.block_on(target.upload(objects, progress))?;
     Ok((plan, report))
+}
+
+/// The packaged plan of `services`, built or prebuilt as `packaging` says.
+pub fn zips(
+    workspace: &Workspace,
+    services: &[&Service],
+    environment: Environment,
+    packaging: Packaging,
+    progress: Progress,
+) -> anyhow::Result<Plan> {
+    match packaging {
+        Packaging::Build { install_tools } => {
+            package::build(workspace, services, environment, install_tools, progress)
+        }
+        Packaging::Prebuilt => package::prebuilt(workspace, services, environment),
+    }
 }
 
 /// Every zip in the plan and, per service, its stack template and the shared nested one.

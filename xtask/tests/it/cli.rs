@@ -43,6 +43,38 @@ fn unknown_names_are_refused_with_the_known_ones() {
 }
 
 #[test]
+fn malformed_regions_and_bucket_names_are_refused_before_any_request() {
+    let fixture = Fixture::copy("tiny");
+    assert_refused(
+        &fixture.xtask(&["status", "tiny", "dev", "--region", "mars"]),
+        "`mars` is not an AWS region: regions are named like us-west-2 or eu-central-1",
+    );
+    assert_refused(
+        &fixture.xtask(&["publish", "tiny", "dev", "--bucket", "My_Bucket"]),
+        "`My_Bucket` is not a valid S3 bucket name: 3 to 63 lowercase letters, digits, dots and \
+         hyphens, beginning and ending with a letter or digit",
+    );
+}
+
+#[test]
+fn a_service_named_twice_is_packaged_once() {
+    let fixture = Fixture::copy("tiny");
+    let plan = |args: &[&str]| {
+        let output = fixture.xtask(args);
+        assert!(
+            output.status.success(),
+            "{}",
+            crate::support::stderr(&output)
+        );
+        crate::support::stdout(&output)
+    };
+    assert_eq!(
+        plan(&["package", "tiny", "tiny", "dev", "--dry-run", "--json"]),
+        plan(&["package", "tiny", "dev", "--dry-run", "--json"])
+    );
+}
+
+#[test]
 fn a_missing_cross_compiler_says_how_to_install_it() {
     let fixture = Fixture::copy("tiny");
     let output = fixture

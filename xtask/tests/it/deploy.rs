@@ -540,6 +540,12 @@ fn parameters_are_checked_before_anything_is_built() {
         "deploy sets the parameter ApigatewayExecuteArtifactKey itself; leave out \
          --parameter ApigatewayExecuteArtifactKey=…",
     );
+    let output = deploy(&fixture, &["--parameter", "LogRetentionDays="]);
+    assert_refused(
+        &output,
+        "--parameter LogRetentionDays=: LogRetentionDays is a number, and `` is not one \
+         (hardware-environment.yaml)",
+    );
     let output = deploy(&fixture, &["--parameter", "no-equals-sign"]);
     assert!(
         stderr(&output).contains("`no-equals-sign` is not KEY=VALUE"),

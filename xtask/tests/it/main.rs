@@ -11,6 +11,7 @@ mod integrity;
 mod invoke;
 mod logs;
 mod package;
+mod prebuilt;
 mod probe;
 mod promote;
 mod publish;

@@ -231,6 +231,30 @@ fn a_tampered_object_is_refused_not_reused() {
 }
 
 #[test]
+fn a_template_that_does_not_parse_is_refused_before_the_build() {
+    let (s3, fixture) = (s3(), Fixture::copy("tiny"));
+    let bucket = new_bucket(&s3);
+    let template = fixture.root.join("cloudformation/tiny-environment.yaml");
+    let text = std::fs::read_to_string(&template).unwrap();
+    std::fs::write(&template, format!("{text}\n  Broken: [unclosed\n")).unwrap();
+    let output = publish(&fixture, &bucket);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("error: tiny-environment.yaml is not valid YAML"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !fixture.root.join("target/lambda").exists(),
+        "nothing was built"
+    );
+    let listed = runtime()
+        .block_on(s3.list_objects_v2().bucket(&bucket).send())
+        .unwrap();
+    assert!(listed.contents().is_empty(), "nothing was uploaded");
+}
+
+#[test]
 fn a_missing_bucket_says_how_to_create_it() {
     let fixture = Fixture::copy("tiny");
     endpoint();

@@ -171,3 +171,67 @@ fn rollback_goes_back_to_the_previous_release_and_refuses_a_missing_key() {
     let unknown = fixture.xtask(&["rollback", "hardware", "dev", "--local", "--to", "ffffff0"]);
     refused(&unknown, &first_commit[..12]);
 }
+
+#[test]
+fn read_only_commands_with_another_bucket_change_nothing() {
+    let fixture = stand_in();
+    commit(&fixture, "first release");
+    deployed(&fixture, &[]);
+    let endpoint = fixture.emulator().unwrap().0;
+    let before = everything(&endpoint);
+    for args in [
+        &["status", "hardware", "dev"][..],
+        &["gc"],
+        &["logs", "hardware", "dev"],
+        &["destroy", "hardware", "qa"],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--local", "--bucket", "another-bucket-for-reads"]);
+        let output = fixture.xtask(&all);
+        if matches!(args[0], "status" | "gc") {
+            refused(
+                &output,
+                "the local emulator has no artifact bucket another-bucket-for-reads",
+            );
+        }
+    }
+    assert_eq!(
+        everything(&endpoint),
+        before,
+        "a read-only command changed something"
+    );
+}
+
+/// The emulator's buckets, and each stack with its status and parameters.
+fn everything(endpoint: &str) -> String {
+    let s3 = crate::deploy::s3(endpoint);
+    let cloudformation = crate::deploy::cloudformation(endpoint);
+    crate::deploy::runtime().block_on(async {
+        let buckets: Vec<String> = s3
+            .list_buckets()
+            .send()
+            .await
+            .unwrap()
+            .buckets()
+            .iter()
+            .filter_map(|b| b.name().map(str::to_owned))
+            .collect();
+        let stacks: Vec<String> = cloudformation
+            .describe_stacks()
+            .send()
+            .await
+            .unwrap()
+            .stacks()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{:?} {:?} {:?}",
+                    s.stack_name(),
+                    s.stack_status(),
+                    s.parameters()
+                )
+            })
+            .collect();
+        format!("{buckets:?}\n{stacks:#?}")
+    })
+}

@@ -123,7 +123,14 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
     let invocations = options.invocations.max(1);
 
     // The deployed zip first: without it there is nothing to run under qemu.
-    let session = crate::local::connect(None, None, true, workspace, progress)?;
+    let session = crate::local::connect(
+        None,
+        None,
+        true,
+        crate::local::Access::Changes,
+        workspace,
+        progress,
+    )?;
     let aws = &session.aws;
     let endpoint = session.endpoint()?;
     let deployed = aws

@@ -194,6 +194,11 @@ pub fn check_declared(
                 .join(", ")
         );
     }
+    for (key, value) in set {
+        if let Some(why) = template.refuses(key, value) {
+            anyhow::bail!("--parameter {key}={value}: {why} ({template_name})");
+        }
+    }
     Ok(())
 }
 

@@ -75,6 +75,32 @@ impl Template {
         }
     }
 
+    /// Why CloudFormation would refuse `value` for `parameter` by its `Type: Number` or its
+    /// `AllowedValues`; `None` when it would take it (as far as those two say).
+    pub fn refuses(&self, parameter: &str, value: &str) -> Option<String> {
+        let declared = &self.yaml["Parameters"][parameter];
+        if declared["Type"].as_str() == Some("Number") && value.trim().parse::<f64>().is_err() {
+            return Some(format!("{parameter} is a number, and `{value}` is not one"));
+        }
+        let allowed: Vec<String> = declared["AllowedValues"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| match v {
+                Yaml::String(text) | Yaml::Real(text) => Some(text.clone()),
+                Yaml::Integer(number) => Some(number.to_string()),
+                _ => None,
+            })
+            .collect();
+        if !allowed.is_empty() && !allowed.iter().any(|a| a == value) {
+            return Some(format!(
+                "{parameter} is one of {}, and `{value}` is not",
+                allowed.join(", ")
+            ));
+        }
+        None
+    }
+
     /// The resources of one type (`AWS::DynamoDB::Table`), with their logical ids, in template order.
     pub fn resources(&self, kind: &str) -> Vec<(&str, &Yaml)> {
         self.all_resources()
