@@ -25,6 +25,11 @@ does with them: a version is published only when the function's code has the ver
 there is no CodeDeploy to shift it), and answers `Ref` with its ARN. moto accepts both types
 without that.
 
+And it gives a stack made through a change set what CloudFormation gives every stack: its outputs
+and exports, evaluated after each executed change set, and the region's exports for its
+`Fn::ImportValue`s. moto builds a change set's stack from an empty template and no exports, and
+never evaluates its outputs again.
+
 Used by scripts/test and by `cargo xtask deploy --local`.
 """
 
@@ -36,6 +41,7 @@ from moto.awslambda import models as awslambda
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException, ValidationError
 from moto.core.common_models import CloudFormationModel
 from moto import server
+from moto.cloudformation import models as cloudformation_models
 from moto.cloudformation import parsing
 from moto.cloudformation.responses import CloudFormationResponse
 from moto.core.responses import ActionResult
@@ -311,6 +317,34 @@ class _Alias(CloudFormationModel):
             backend.delete_alias(properties["Name"], properties["FunctionName"])
         except Exception:
             pass
+
+
+_create_change_set = cloudformation_models.CloudFormationBackend.create_change_set
+_execute_change_set = cloudformation_models.CloudFormationBackend.execute_change_set
+
+
+def _create_change_set_importing(self, *args, **kwargs):
+    created = _create_change_set(self, *args, **kwargs)
+    for stack in self.stacks.values():
+        stack.cross_stack_resources = self.exports
+        stack.resource_map.cross_stack_resources = self.exports
+    return created
+
+
+def _execute_change_set_with_outputs(self, change_set_name, stack_name=None):
+    _execute_change_set(self, change_set_name, stack_name)
+    for change_set in self.change_sets.values():
+        if change_set_name in (change_set.change_set_id, change_set.change_set_name):
+            stack = self.stacks[change_set.stack_id]
+            stack.output_map = parsing.OutputMap(
+                stack.resource_map, change_set.template_dict, stack.stack_id
+            )
+            for export in stack.exports:
+                self.exports[export.name] = export
+
+
+cloudformation_models.CloudFormationBackend.create_change_set = _create_change_set_importing
+cloudformation_models.CloudFormationBackend.execute_change_set = _execute_change_set_with_outputs
 
 
 # moto's own `LambdaVersion` is defined before `_Version`, so the map from types to models, built

@@ -99,7 +99,8 @@ pub struct Account {
     /// The artifact bucket (default: biometrix-infrastructure-<region>).
     #[arg(long)]
     pub bucket: Option<String>,
-    /// Use the local AWS emulator (started if needed, its bucket bootstrapped): no AWS account.
+    /// Use the local AWS emulator (started if needed; publish and deploy bootstrap its bucket): no
+    /// AWS account.
     #[arg(long)]
     pub local: bool,
 }

@@ -91,11 +91,18 @@ impl Status {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
         let (service, environment) = self.stack.resolve(workspace)?;
         let session = self.account.read(workspace, progress)?;
-        session.require_bucket()?;
         let aws = &session.aws;
         let stack = format!("{}-{environment}", service.name);
         let (s3, bucket) = (aws.s3(), aws.bucket.as_str());
 
+        // A stack that exists needs its bucket; one that does not is simply not deployed.
+        let exists = aws
+            .runtime
+            .block_on(cloudformation::describe(&aws.cloudformation(), &stack))?
+            .is_some();
+        if exists {
+            session.require_bucket()?;
+        }
         let (current, functions, history) = aws.runtime.block_on(async {
             let current = cloudformation::describe(&aws.cloudformation(), &stack).await?;
             let lambda = aws_sdk_lambda::Client::new(&aws.sdk);

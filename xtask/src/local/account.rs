@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use super::emulator::Emulator;
 use crate::aws::{self, Connection};
 use crate::progress::Progress;
@@ -23,7 +25,6 @@ pub struct Session {
 impl Session {
     /// The emulator's endpoint, for a command that only runs against it.
     pub fn endpoint(&self) -> anyhow::Result<String> {
-        use anyhow::Context as _;
         self.emulator
             .as_ref()
             .map(|e| e.endpoint.clone())
@@ -106,7 +107,19 @@ pub fn connect(
     if emulator.is_some() && access == Access::Changes {
         let (sdk, bucket) = (&connection.sdk, connection.bucket.as_str());
         connection.runtime.block_on(async {
-            if aws::s3::bucket_exists(&connection.s3(), bucket).await {
+            // Bootstrapped again when the workspace's infrastructure template changed since.
+            let cloudformation = connection.cloudformation();
+            let current = aws::cloudformation::describe(&cloudformation, bootstrap::STACK).await?;
+            let deployed = match &current {
+                Some(current) => {
+                    aws::cloudformation::template_body(&cloudformation, &current.id).await?
+                }
+                None => String::new(),
+            };
+            let path = workspace.root.join(bootstrap::TEMPLATE);
+            let wanted = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if aws::s3::bucket_exists(&connection.s3(), bucket).await && deployed == wanted {
                 return anyhow::Ok(());
             }
             progress.note(&format!("bootstrapping the local artifact bucket {bucket}"));

@@ -60,6 +60,7 @@ pub async fn apply(
         )]),
         description: "cargo xtask bootstrap",
         fence: None,
+        role_arn: None,
     };
     let phase = RefCell::new(Phase::Preparing);
     let (outcome, _) = engine

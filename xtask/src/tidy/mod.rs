@@ -9,6 +9,7 @@ mod probes;
 mod roles;
 mod secrets;
 mod templates;
+mod workflows;
 
 use std::path::{Path, PathBuf};
 

@@ -14,10 +14,24 @@ const DATA_STORES: [&str; 4] = ["dynamodb", "s3", "cognito-idp", "cognito-identi
 
 /// EC2 actions that take no resource-level permissions, so `"*"` is the only resource they accept,
 /// with why each is granted.
-const RESOURCE_WILDCARD_EXCEPTIONS: [(&str, &str); 1] = [(
-    "ec2:DescribeNetworkInterfaces",
-    "Lambda lists a function's network interfaces in its VPC; EC2's Describe calls are resource-less",
-)];
+const RESOURCE_WILDCARD_EXCEPTIONS: [(&str, &str); 4] = [
+    (
+        "ec2:DescribeNetworkInterfaces",
+        "Lambda lists a function's network interfaces in its VPC; EC2's Describe calls are resource-less",
+    ),
+    (
+        "ec2:DescribeSecurityGroups",
+        "CloudFormation checks a function's VpcConfig (infrastructure.yaml's CloudFormationRole)",
+    ),
+    (
+        "ec2:DescribeSubnets",
+        "CloudFormation checks a function's VpcConfig (infrastructure.yaml's CloudFormationRole)",
+    ),
+    (
+        "ec2:DescribeVpcs",
+        "CloudFormation checks a function's VpcConfig (infrastructure.yaml's CloudFormationRole)",
+    ),
+];
 
 /// Every policy document of a template's roles and policies: inline role policies, and
 /// `AWS::IAM::Policy` resources (under an `!If`, both branches), each with its owner's name.

@@ -192,8 +192,8 @@ pub fn function_code(fixture: &Fixture) -> String {
     function["Code"]["Location"].as_str().unwrap().to_owned()
 }
 
-/// The CloudFormation actions the emulator received while `during` ran.
-pub fn actions_during(fixture: &Fixture, during: impl FnOnce()) -> Vec<String> {
+/// The requests the emulator received while `during` ran, as its recorder keeps them.
+pub fn requests_during(fixture: &Fixture, during: impl FnOnce()) -> Vec<Value> {
     request(fixture, "POST", "/moto-api/recorder/start-recording", "");
     during();
     let recording = request(fixture, "GET", "/moto-api/recorder/download-recording", "");
@@ -201,6 +201,13 @@ pub fn actions_during(fixture: &Fixture, during: impl FnOnce()) -> Vec<String> {
     recording
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .collect()
+}
+
+/// The CloudFormation actions the emulator received while `during` ran.
+pub fn actions_during(fixture: &Fixture, during: impl FnOnce()) -> Vec<String> {
+    requests_during(fixture, during)
+        .into_iter()
         .map(|request| {
             let body = request["body"].as_str().unwrap_or_default().to_owned();
             let action = body
@@ -489,6 +496,43 @@ fn a_deploy_in_progress_is_waited_for_or_refused() {
     );
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(report["stacks"][0]["outcome"], "updated");
+}
+
+#[test]
+fn change_sets_run_as_the_role_the_infrastructure_stack_made() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+    release(&fixture, "second");
+    let mut output = None;
+    let requests = requests_during(&fixture, || output = Some(deploy(&fixture, &[])));
+    let output = output.unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let created: Vec<String> = requests
+        .iter()
+        .filter_map(|r| {
+            let body = r["body"].as_str()?;
+            match r["body_encoded"].as_bool() {
+                Some(true) => {
+                    use base64::Engine as _;
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .ok()?;
+                    String::from_utf8(bytes).ok()
+                }
+                _ => Some(body.to_owned()),
+            }
+        })
+        .filter(|body| body.contains("Action=CreateChangeSet"))
+        .collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    let role = created[0]
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("RoleARN="))
+        .expect("the change set names a role");
+    assert!(
+        role.starts_with("arn%3Aaws%3Aiam%3A%3A") && role.contains("CloudFormationRole"),
+        "{role}"
+    );
 }
 
 #[test]

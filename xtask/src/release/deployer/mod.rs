@@ -152,9 +152,27 @@ impl<'a> Deployer<'a> {
         }
         let overrides: BTreeMap<String, String> = self.options.parameters.iter().cloned().collect();
         super::stack::decide::check_declared(template, &overrides, &template.name)?;
+        self.stack_role().await?;
         self.engine()
             .precheck(&self.stack_name(&service.name))
             .await
+    }
+
+    /// The role the region's infrastructure stack made for CloudFormation to run service stacks'
+    /// change sets as (`CloudFormationRoleArn`); refused, saying how to get it, when that stack
+    /// predates it (the service templates also import its permissions boundary).
+    async fn stack_role(&self) -> anyhow::Result<String> {
+        let infrastructure = super::bootstrap::STACK;
+        let current = cloudformation::describe(&self.cloudformation, infrastructure).await?;
+        let role = current.and_then(|c| c.outputs.get("CloudFormationRoleArn").cloned());
+        role.with_context(|| {
+            format!(
+                "the infrastructure stack {infrastructure} in {} has no CloudFormationRoleArn: it \
+                 predates the role that service stacks' change sets run as. Run `cargo xtask \
+                 bootstrap --region {}` once, then deploy again",
+                self.region, self.region
+            )
+        })
     }
 
     /// A service's stack template from the workspace, and the nested one its change sets cover.
@@ -242,6 +260,7 @@ impl<'a> Deployer<'a> {
                 set.insert(key.clone(), value.clone());
             }
         }
+        let role = self.stack_role().await?;
         let deadline = started + self.options.timeout;
         let phase = RefCell::new(Phase::Preparing);
         let work = async |lock: &Lock| {
@@ -253,6 +272,7 @@ impl<'a> Deployer<'a> {
                 set,
                 description: "cargo xtask deploy",
                 fence: Some(lock),
+                role_arn: Some(&role),
             };
             self.recover(service, &stack).await;
             // While the stack waits on the live alias, CodeDeploy's deployment is followed.

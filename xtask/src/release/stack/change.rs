@@ -71,6 +71,8 @@ pub struct Change<'a> {
     pub description: &'a str,
     /// The stack's lock, confirmed still held just before the change set is executed.
     pub fence: Option<&'a Lock>,
+    /// The role CloudFormation runs the change set as (`RoleARN`), instead of the caller's own.
+    pub role_arn: Option<&'a str>,
 }
 
 /// Runs changes against one region.
@@ -279,6 +281,7 @@ impl Engine<'_> {
             .change_set_type(kind)
             .set_parameters(Some(parameters))
             .set_capabilities(Some(change.template.capabilities(change.nested)))
+            .set_role_arn(change.role_arn.map(str::to_owned))
             .description(change.description);
         request = match &change.source {
             Source::Url(url) => request.template_url(url),
