@@ -47,6 +47,9 @@ struct Report {
     /// The environment the running release was promoted from, when it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     promoted_from: Option<String>,
+    /// Whether the history records the release that runs (a deploy interrupted after it executed,
+    /// or one made by another tool, is not until the next deploy records it as recovered).
+    recorded: bool,
     /// Newest first.
     history: Vec<Entry>,
 }
@@ -168,6 +171,8 @@ impl Status {
             })
         });
         let promoted_from = running.and_then(|entry| entry.promoted_from.clone());
+        // Said, not recorded: status changes nothing; the next deploy records it.
+        let recorded = current.is_none() || running.is_some();
         let report = Report {
             stack,
             region: aws.region.clone(),
@@ -177,6 +182,7 @@ impl Status {
             head,
             outputs: current.map(|c| c.outputs).unwrap_or_default(),
             promoted_from,
+            recorded,
             history: history.into_iter().rev().take(self.history).collect(),
         };
         print_result(&report, self.output.json, |report| {
@@ -310,6 +316,12 @@ fn text(report: &Report, service: &str, environment: Environment, colour: bool) 
             )));
             out.push('\n');
         }
+    }
+    if !report.recorded {
+        out.push_str(
+            "  the release it runs is not in its history (a deploy interrupted after it executed, \
+             or one made by another tool): the next deploy records it, as recovered\n",
+        );
     }
     if let Some(from) = &report.promoted_from {
         out.push_str(&format!(

@@ -226,6 +226,7 @@ fn a_history_written_meanwhile_keeps_both_entries() {
 #[test]
 fn an_interrupted_deploy_says_exactly_what_it_left() {
     let fixture = stand_in();
+    crate::release::commit(&fixture, "status needs a commit");
     let (first, _) = deployed(&fixture, &[]);
     let cases = [
         (
@@ -279,6 +280,11 @@ fn an_interrupted_deploy_says_exactly_what_it_left() {
     let running = function_code(&fixture);
     assert!(!running.contains(&key(&first)), "the new code runs");
 
+    // status says so, and changes nothing.
+    let status = fixture.xtask(&["status", "hardware", "dev", "--local", "--json"]);
+    let status: Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(status["recorded"], false, "{status:#}");
+
     // The next deploy finds nothing to change, and records what runs.
     let again = fixture
         .command(&["deploy", "hardware", "dev", "--local", "--json"])
@@ -298,5 +304,8 @@ fn an_interrupted_deploy_says_exactly_what_it_left() {
         .as_str()
         .unwrap();
     assert!(running.contains(key), "{newest:#}");
+    let status = fixture.xtask(&["status", "hardware", "dev", "--local", "--json"]);
+    let status: Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(status["recorded"], true, "{status:#}");
     assert!(Path::new(&fixture.root).exists());
 }
