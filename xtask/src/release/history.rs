@@ -21,7 +21,8 @@ const KEPT: usize = 100;
 pub struct Entry {
     /// RFC 3339, UTC.
     pub deployed_at: String,
-    /// `deploy`, `rollback` or `promote`.
+    /// `deploy`, `rollback` or `promote`; `recovered` for a release a deploy found running but not
+    /// recorded (one interrupted after it executed, or made by another tool).
     pub command: String,
     /// The commit the code was built from, and whether the tree had uncommitted changes.
     pub commit: String,
