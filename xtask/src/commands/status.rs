@@ -99,15 +99,13 @@ impl Status {
         let (s3, bucket) = (aws.s3(), aws.bucket.as_str());
 
         // A stack that exists needs its bucket; one that does not is simply not deployed.
-        let exists = aws
+        let current = aws
             .runtime
-            .block_on(cloudformation::describe(&aws.cloudformation(), &stack))?
-            .is_some();
-        if exists {
+            .block_on(cloudformation::describe(&aws.cloudformation(), &stack))?;
+        if current.is_some() {
             session.require_bucket()?;
         }
-        let (current, functions, history) = aws.runtime.block_on(async {
-            let current = cloudformation::describe(&aws.cloudformation(), &stack).await?;
+        let (functions, history) = aws.runtime.block_on(async {
             let lambda = aws_sdk_lambda::Client::new(&aws.sdk);
             let mut functions = Vec::new();
             for function in &service.functions {
@@ -157,7 +155,7 @@ impl Status {
             } else {
                 Vec::new()
             };
-            anyhow::Ok((current, functions, history))
+            anyhow::Ok((functions, history))
         })?;
 
         let head = head(workspace, &service.name, &functions)?;

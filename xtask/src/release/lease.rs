@@ -166,8 +166,8 @@ pub async fn wait_until_none(
         if Instant::now() > until {
             bail!(
                 "{busy}, still, after waiting for as long as --timeout allows; nothing was deleted. \
-                 Run gc again later; if that run was killed, its lease expires by itself, or remove \
-                 it with `aws s3 rm`"
+                 Run gc again later: a lease whose run was killed stops counting by itself, once \
+                 its lifetime has passed or at once when its process is gone from this host"
             );
         }
         match &waiting {
