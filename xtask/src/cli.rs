@@ -183,13 +183,41 @@ pub struct Rollout {
     pub traffic: Option<Traffic>,
 }
 
+/// Where a deploy or a promotion brings `services`: the connection, and what this machine gives
+/// them when it is the emulator.
+pub struct Destination<'a> {
+    pub session: &'a Session,
+    pub workspace: &'a Workspace,
+    pub services: &'a [&'a Service],
+    /// Whether a local PostgreSQL may be installed for the emulator's database secret.
+    pub install_tools: bool,
+    pub progress: Progress,
+}
+
 impl Rollout {
-    /// The deployer's options: `change_set`'s, with these parameters and this traffic policy.
-    pub fn options(&self, change_set: &ChangeSet, recreate: bool) -> deployer::Options {
-        deployer::Options {
+    /// The deployer's options: `change_set`'s, with these parameters and this traffic policy, and
+    /// on the emulator the stack parameters this machine gives local stacks (its secrets).
+    pub fn options(
+        &self,
+        change_set: &ChangeSet,
+        recreate: bool,
+        to: &Destination<'_>,
+    ) -> anyhow::Result<deployer::Options> {
+        let mut options = deployer::Options {
             traffic: self.traffic,
             ..change_set.options(self.parameters.clone(), recreate)
+        };
+        if to.session.emulator.is_some() {
+            options.defaults = local::secrets::stack_parameters(
+                &to.session.aws,
+                to.workspace,
+                to.services,
+                &options.parameters,
+                to.install_tools,
+                to.progress,
+            )?;
         }
+        Ok(options)
     }
 }
 

@@ -6,9 +6,8 @@
 
 use anyhow::bail;
 
-use crate::cli::{Account, ChangeSet, Output, Rollout, Selection, Zips};
+use crate::cli::{Account, ChangeSet, Destination, Output, Rollout, Selection, Zips};
 use crate::local::check::Checked;
-use crate::local::secrets;
 use crate::progress::{Progress, print_result};
 use crate::release::deployer::Deployer;
 use crate::release::lease::Lease;
@@ -63,17 +62,16 @@ impl Deploy {
         // From before publish looks at the bucket until the stacks run what it found there, gc
         // deletes none of it.
         let _lease = Lease::take(aws, self.change_set.timeout(), progress)?;
-        let mut options = self.rollout.options(&self.change_set, self.recreate);
-        if session.emulator.is_some() {
-            options.defaults = secrets::stack_parameters(
-                aws,
-                workspace,
-                &services,
-                &options.parameters,
-                self.zips.install.tools,
-                progress,
-            )?;
-        }
+        let destination = Destination {
+            session: &session,
+            workspace,
+            services: &services,
+            install_tools: self.zips.install.tools,
+            progress,
+        };
+        let options = self
+            .rollout
+            .options(&self.change_set, self.recreate, &destination)?;
         let deployer = Deployer::new(aws, workspace, environment, options, progress);
         for service in &services {
             aws.runtime.block_on(deployer.precheck(service))?;

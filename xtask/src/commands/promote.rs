@@ -5,9 +5,8 @@
 
 use anyhow::bail;
 
-use crate::cli::{Account, ChangeSet, Output, Rollout, Selection};
+use crate::cli::{Account, ChangeSet, Destination, Output, Rollout, Selection};
 use crate::local::check::Checked;
-use crate::local::secrets;
 use crate::names::Environment;
 use crate::progress::{Progress, print_result};
 use crate::release::deployer::Deployer;
@@ -82,17 +81,16 @@ impl Promote {
             .block_on(Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
         // From before the objects are found until the stacks run them, gc deletes none of them.
         let _lease = Lease::take(aws, self.change_set.timeout(), progress)?;
-        let mut options = self.rollout.options(&self.change_set, false);
-        if session.emulator.is_some() {
-            options.defaults = secrets::stack_parameters(
-                aws,
-                workspace,
-                &services,
-                &options.parameters,
-                false,
-                progress,
-            )?;
-        }
+        let destination = Destination {
+            session: &session,
+            workspace,
+            services: &services,
+            install_tools: false,
+            progress,
+        };
+        let options = self
+            .rollout
+            .options(&self.change_set, false, &destination)?;
         let deployer = Deployer::new(aws, workspace, to, options, progress);
         // Every release is found and checked before any stack changes.
         let mut releases = Vec::new();
