@@ -443,13 +443,8 @@ impl JwksIssuer {
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, ApiError> {
         let http = self
             .http
-            .get_or_try_init(|| async {
-                reqwest::Client::builder()
-                    .timeout(Duration::from_secs(5))
-                    .build()
-            })
-            .await
-            .map_err(ApiError::internal)?;
+            .get_or_init(|| async { crate::tls::http_client(Duration::from_secs(5)) })
+            .await;
         let url = &self.config.jwks_url;
         tracing::info!(%url, "fetching signing keys");
         let set: JwkSet = http

@@ -16,6 +16,7 @@ mod secrets;
 mod serve;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 mod types;
 
 pub use app::{BODY_LIMIT, REQUEST_ID_HEADER, Routes, app};

@@ -9,7 +9,9 @@ use lambda_http::request::LambdaRequest;
 use lambda_http::tower::ServiceExt as _;
 use lambda_http::tower::util::MapRequest;
 use lambda_http::{LambdaEvent, Service};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::{ConfigError, Env};
 use crate::error::ErrorChain;
@@ -51,23 +53,31 @@ impl Mode {
     }
 }
 
-/// Logs: one JSON object per line in Lambda, readable lines locally; `RUST_LOG` filters.
+/// Logs: one JSON object per line in Lambda, readable lines locally.
+///
+/// `RUST_LOG` filters by level and target (`info`, `warn,kit=debug`); span and field directives
+/// are not supported. The filter is `Targets`, not `EnvFilter`, whose regular expressions cost
+/// every zip the regex engine and its Unicode tables.
 pub fn init_tracing(mode: &Mode, env: &Env) {
     let filter = env
         .optional("RUST_LOG")
-        .and_then(|directives| EnvFilter::try_new(directives).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let builder = tracing_subscriber::fmt();
     match mode {
         Mode::Lambda => builder
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .with_ansi(false)
+            .finish()
+            .with(filter)
             .init(),
         Mode::Local { .. } => builder
             .compact()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .finish()
+            .with(filter)
             .init(),
     }
 }
@@ -186,7 +196,8 @@ pub async fn run(router: Router, mode: Mode) -> Result<(), lambda_http::Error> {
 /// parses the system's root certificates: milliseconds of every cold start, for nothing.
 /// Locally, the default chain applies (profiles, `aws sso login`, the emulator's variables).
 pub async fn aws_config(mode: &Mode) -> aws_config::SdkConfig {
-    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::tls::sdk_http_client());
     match mode {
         Mode::Lambda => {
             loader

@@ -32,12 +32,9 @@ impl Owners {
     /// may not record sessions.
     pub async fn of(&self, mac: &MacAddress) -> Result<Uuid, ApiError> {
         let secret = self.secret.get().await?;
-        let http = self.http.get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(5))
-                .build()
-                .expect("the HTTP client builds")
-        });
+        let http = self
+            .http
+            .get_or_init(|| kit::tls::http_client(std::time::Duration::from_secs(5)));
         let response = http
             .get(format!("{}/accessory/{mac}", self.hardware_url))
             .header(
