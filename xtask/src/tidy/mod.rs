@@ -3,6 +3,7 @@
 //! exactly the secrets its function is given, every probe goes to a route its service has, and the
 //! release tool keeps its layers (see ARCHITECTURE.md).
 
+mod features;
 mod layers;
 mod lint;
 mod probes;
