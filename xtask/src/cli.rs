@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use crate::local::{self, Access, Session};
-use crate::names::{Environment, parse_key_value};
+use crate::names::{Environment, Profile, parse_key_value};
 use crate::progress::Progress;
 use crate::release::deployer;
 use crate::release::traffic::Traffic;
@@ -237,18 +237,37 @@ pub struct Zips {
     pub install: Install,
     /// Use the zips `package` left instead of building: refused unless they were built from HEAD,
     /// committed, and each still hashes to its key. Nothing is compiled.
-    #[arg(long, conflicts_with = "tools")]
+    #[arg(long, conflicts_with_all = ["tools", "profile"])]
     pub prebuilt: bool,
+    #[command(flatten)]
+    pub profile: BuildProfile,
 }
 
 impl Zips {
-    pub fn packaging(&self) -> Packaging {
+    pub fn packaging(&self, environment: Environment) -> Packaging {
         match self.prebuilt {
             true => Packaging::Prebuilt,
             false => Packaging::Build {
                 install_tools: self.install.tools,
+                profile: self.profile.or_default(environment),
             },
         }
+    }
+}
+
+/// `--profile`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct BuildProfile {
+    /// The cargo profile to build with: `fast` (dev's default: quick to rebuild, larger) or
+    /// `release` (qa's and production's: fat LTO, smallest).
+    #[arg(long, value_name = "PROFILE", value_parser = str::parse::<Profile>)]
+    pub profile: Option<Profile>,
+}
+
+impl BuildProfile {
+    /// The profile asked for, or `environment`'s own.
+    pub fn or_default(&self, environment: Environment) -> Profile {
+        self.profile.unwrap_or(environment.profile())
     }
 }
 

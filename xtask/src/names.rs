@@ -27,6 +27,69 @@ impl Environment {
     }
 }
 
+impl Environment {
+    /// The cargo profile this environment's functions are built with when nobody asks for another:
+    /// dev builds for a quick loop, qa and production for size and speed, so that what qa tested
+    /// is what `promote` gives production.
+    pub fn profile(self) -> Profile {
+        match self {
+            Environment::Dev => Profile::Fast,
+            Environment::Qa | Environment::Production => Profile::Release,
+        }
+    }
+}
+
+/// A cargo profile functions are built with; the workspace's Cargo.toml defines both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Optimised for size across crates (fat LTO, one codegen unit): what qa and production run.
+    Release,
+    /// Compiled quickly and linked incrementally, for dev: larger and slower, never for production
+    /// unless someone asks.
+    Fast,
+}
+
+impl Profile {
+    /// The name cargo knows it by, which is also its directory under `target/<triple>/`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Release => "release",
+            Profile::Fast => "fast",
+        }
+    }
+
+    /// What an artifact's `profile` metadata says; artifacts published before it was recorded
+    /// were all built with the release profile.
+    pub fn from_metadata(value: Option<&str>) -> Option<Profile> {
+        match value {
+            None | Some("release") => Some(Profile::Release),
+            Some("fast") => Some(Profile::Fast),
+            Some(_) => None,
+        }
+    }
+}
+
+impl FromStr for Profile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Profile, String> {
+        match s {
+            "release" => Ok(Profile::Release),
+            "fast" => Ok(Profile::Fast),
+            _ => Err(format!(
+                "unknown profile `{s}`: the profiles are release (qa and production) and fast (dev)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl FromStr for Environment {
     type Err = anyhow::Error;
 

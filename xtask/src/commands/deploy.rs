@@ -83,7 +83,7 @@ impl Deploy {
             environment,
             &target,
             &aws.runtime,
-            self.zips.packaging(),
+            self.zips.packaging(environment),
             progress,
         )?;
         let mut report = Report {

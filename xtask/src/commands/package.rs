@@ -5,7 +5,7 @@ use std::path::Path;
 
 use xshell::Shell;
 
-use crate::cli::{Install, Output, Selection};
+use crate::cli::{BuildProfile, Install, Output, Selection};
 use crate::names::human_size;
 use crate::progress::{Progress, print_result};
 use crate::release::compile::Tools;
@@ -29,6 +29,8 @@ pub struct Package {
     output: Output,
     #[command(flatten)]
     install: Install,
+    #[command(flatten)]
+    profile: BuildProfile,
 }
 
 impl Package {
@@ -40,6 +42,7 @@ impl Package {
             workspace,
             &services,
             environment,
+            self.profile.or_default(environment),
             &tools,
             self.install.tools,
         )?;

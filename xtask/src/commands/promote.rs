@@ -7,7 +7,7 @@ use anyhow::bail;
 
 use crate::cli::{Account, ChangeSet, Destination, Output, Rollout, Selection};
 use crate::local::check::Checked;
-use crate::names::Environment;
+use crate::names::{Environment, Profile};
 use crate::progress::{Progress, print_result};
 use crate::release::deployer::Deployer;
 use crate::release::lease::Lease;
@@ -38,6 +38,10 @@ pub struct Promote {
     rollout: Rollout,
     #[command(flatten)]
     change_set: ChangeSet,
+    /// Promote artifacts built with the fast profile (dev's) to an environment that builds the
+    /// release profile (qa, production), which is refused otherwise.
+    #[arg(long)]
+    allow_fast_profile: bool,
     #[command(flatten)]
     output: Output,
 }
@@ -97,6 +101,18 @@ impl Promote {
         for service in &services {
             let release = aws.runtime.block_on(async {
                 let release = deployer.promoted(service, from).await?;
+                if to.profile() == Profile::Release && !self.allow_fast_profile {
+                    let fast = deployer.fast_artifacts(&release).await?;
+                    if let Some(key) = fast.first() {
+                        bail!(
+                            "{from} runs {key}, built with the fast profile, and {to} runs only \
+                             release builds, so that what reaches production is what qa tested: \
+                             deploy {to} from source (`cargo xtask deploy {} {to}`), or pass \
+                             --allow-fast-profile; nothing was changed",
+                            service.name
+                        );
+                    }
+                }
                 deployer.precheck_with(service, &release.template).await?;
                 anyhow::Ok(release)
             })?;

@@ -34,7 +34,7 @@ impl Publish {
         let session = self.account.connect(workspace, progress)?;
         let aws = &session.aws;
         let report = if self.dry_run {
-            let packaging = self.zips.packaging();
+            let packaging = self.zips.packaging(environment);
             let plan = upload::zips(workspace, &services, environment, packaging, progress)?;
             Report {
                 region: aws.region.clone(),
@@ -57,7 +57,7 @@ impl Publish {
                 environment,
                 &target,
                 &aws.runtime,
-                self.zips.packaging(),
+                self.zips.packaging(environment),
                 progress,
             )?;
             report

@@ -10,7 +10,7 @@ use xshell::Shell;
 
 use crate::aws::{cloudformation, s3};
 use crate::cli::{Account, Output, Stack};
-use crate::names::{Environment, short};
+use crate::names::{Environment, Profile, short};
 use crate::progress::{Progress, print_result};
 use crate::release::history::{self, Entry};
 use crate::release::integrity;
@@ -62,6 +62,8 @@ struct Function {
     /// The commit the artifact's metadata records; `None` when the object is gone or has none.
     commit: Option<String>,
     dirty: Option<bool>,
+    /// The cargo profile the artifact was built with, as its metadata records it.
+    profile: Option<Profile>,
     in_bucket: bool,
     /// Whether the bytes at the key hash to what the key names; `None` when they are not there.
     intact: Option<bool>,
@@ -120,6 +122,7 @@ impl Status {
                     artifact_key: key.clone(),
                     commit: None,
                     dirty: None,
+                    profile: None,
                     in_bucket: false,
                     intact: None,
                     running_sha256: None,
@@ -146,6 +149,9 @@ impl Status {
                         found.dirty = metadata
                             .and_then(|m| m.get("git-dirty"))
                             .map(|d| d == "true");
+                        found.profile = Profile::from_metadata(
+                            metadata.and_then(|m| m.get("profile")).map(String::as_str),
+                        );
                     }
                 }
                 functions.push(found);
@@ -300,6 +306,10 @@ fn text(report: &Report, service: &str, environment: Environment, colour: bool) 
             }
             (Some(commit), _, _) => format!("from {}", short(commit)),
             (None, _, true) => "from an unrecorded commit".to_owned(),
+        };
+        let origin = match f.profile {
+            Some(profile) => format!("{origin}, {profile} profile"),
+            None => origin,
         };
         out.push_str(&format!(
             "  {}: {} ({origin})\n",

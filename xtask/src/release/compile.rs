@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
 use super::manifest::Builder;
-use crate::names::MAX_GLIBC;
+use crate::names::{MAX_GLIBC, Profile};
 
 /// Pinned versions of the Python-packaged build tools, installed by `--install-tools`.
 const TOOLS_REQUIREMENTS: &str = "xtask/requirements-tools.txt";
@@ -82,6 +82,13 @@ impl Tools {
         ))
     }
 
+    /// `program` from `.venv`, or else from `PATH`.
+    pub fn find(&self, program: &str) -> Option<PathBuf> {
+        Some(self.venv_bin.join(program))
+            .filter(|p| p.is_file())
+            .or_else(|| find_on_path(program))
+    }
+
     /// Installs what is missing: zigbuild (with zig) into `.venv`, and the Rust targets.
     pub fn install(&mut self, sh: &Shell, root: &Path, targets: &[&str]) -> anyhow::Result<()> {
         if self.zigbuild.is_none() {
@@ -112,12 +119,13 @@ impl Tools {
         Ok(())
     }
 
-    /// The cargo invocation that builds `bins` for `target` in release.
+    /// The cargo invocation that builds `bins` for `target` with `profile`.
     pub fn command(
         &self,
         builder: Builder,
         manifest: &Path,
         target: &str,
+        profile: Profile,
         bins: &[String],
     ) -> Vec<OsString> {
         let mut command: Vec<OsString> = match builder {
@@ -139,7 +147,8 @@ impl Tools {
             ],
         };
         command.extend([
-            "--release".into(),
+            "--profile".into(),
+            profile.as_str().into(),
             "--manifest-path".into(),
             manifest.into(),
         ]);
@@ -149,13 +158,24 @@ impl Tools {
         command
     }
 
-    /// Runs a build command with the environment that makes its output reproducible.
-    pub fn run(&self, sh: &Shell, root: &Path, command: &[OsString]) -> anyhow::Result<()> {
+    /// Runs a build command for `target` with the environment that makes its output reproducible.
+    pub fn run(
+        &self,
+        sh: &Shell,
+        root: &Path,
+        target: &str,
+        command: &[OsString],
+    ) -> anyhow::Result<()> {
+        let _flags = sh.push_env("CARGO_ENCODED_RUSTFLAGS", rustflags(root, target));
+        self.run_as_is(sh, command)
+    }
+
+    /// Runs a build command as it is, with the installed tools (zig among them) on `PATH`.
+    pub fn run_as_is(&self, sh: &Shell, command: &[OsString]) -> anyhow::Result<()> {
         let path = std::env::join_paths(std::iter::once(self.venv_bin.clone()).chain(
             std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
         ))?;
         let _path = sh.push_env("PATH", path);
-        let _flags = sh.push_env("CARGO_ENCODED_RUSTFLAGS", reproducible_rustflags(root));
         let (program, args) = command.split_first().context("an empty build command")?;
         cmd!(sh, "{program} {args...}").run().map_err(|_| {
             anyhow::anyhow!(
@@ -165,12 +185,15 @@ impl Tools {
     }
 }
 
+/// The flags every build gets, after any `RUSTFLAGS` of the caller's.
+///
 /// Source paths end up in panic messages; mapping them to fixed prefixes keeps the binary the
 /// same whichever directory the workspace was checked out in.
-fn reproducible_rustflags(root: &Path) -> String {
+fn rustflags(root: &Path, target: &str) -> String {
     let mut flags: Vec<String> = std::env::var("RUSTFLAGS")
         .map(|f| f.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
+    let _ = target;
     flags.push(format!("--remap-path-prefix={}=/build", root.display()));
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)

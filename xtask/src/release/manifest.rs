@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::names::{Architecture, Environment};
+use crate::names::{Architecture, Environment, Profile};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub environment: Environment,
-    pub profile: String,
+    /// The cargo profile every binary is built with; the S3 metadata and `status` show it.
+    pub profile: Profile,
     /// Where the source came from; filled in when the work is done.
     pub source: Option<Source>,
     /// One cargo invocation per target, each building every requested binary for it.
@@ -59,6 +60,16 @@ pub struct Artifact {
     pub key: Option<String>,
     /// The service stack's parameter that carries `key`; deploy sets it.
     pub parameter: String,
+}
+
+impl Artifact {
+    /// The file name of the binary that becomes `bootstrap`: the crate's bin.
+    pub fn binary_name(&self) -> &str {
+        self.binary
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default()
+    }
 }
 
 /// `lambdas/<service>/<function>/<sha256>.zip`: the key changes exactly when the code does.

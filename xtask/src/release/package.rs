@@ -13,7 +13,7 @@ use super::elf::ElfFacts;
 use super::manifest::{
     Artifact, Build, MANIFEST, Plan, Source, artifact_key, artifact_key_parameter,
 };
-use crate::names::{Environment, human_size};
+use crate::names::{Environment, Profile, human_size};
 use crate::progress::Progress;
 use crate::workspace::{Service, Workspace};
 
@@ -22,12 +22,20 @@ pub fn build(
     workspace: &Workspace,
     services: &[&Service],
     environment: Environment,
+    profile: Profile,
     install_tools: bool,
     progress: Progress,
 ) -> anyhow::Result<Plan> {
     let sh = Shell::new()?;
     let mut tools = Tools::detect(&sh, &workspace.root)?;
-    let plan = plan(workspace, services, environment, &tools, install_tools)?;
+    let plan = plan(
+        workspace,
+        services,
+        environment,
+        profile,
+        &tools,
+        install_tools,
+    )?;
     execute(&sh, workspace, plan, &mut tools, install_tools, progress)
 }
 
@@ -36,6 +44,7 @@ pub fn plan(
     workspace: &Workspace,
     services: &[&Service],
     environment: Environment,
+    profile: Profile,
     tools: &Tools,
     will_install: bool,
 ) -> anyhow::Result<Plan> {
@@ -56,7 +65,7 @@ pub fn plan(
                 binary: workspace
                     .target_dir
                     .join(target)
-                    .join("release")
+                    .join(profile.as_str())
                     .join(&function.bin),
                 binary_sha256: None,
                 zip: None,
@@ -72,7 +81,7 @@ pub fn plan(
         .into_iter()
         .map(|(target, bins)| {
             let builder = tools.builder_for(target, will_install)?;
-            let command = tools.command(builder, &manifest, target, &bins);
+            let command = tools.command(builder, &manifest, target, profile, &bins);
             Ok(Build {
                 target: target.to_owned(),
                 builder,
@@ -86,7 +95,7 @@ pub fn plan(
         .collect::<anyhow::Result<_>>()?;
     Ok(Plan {
         environment,
-        profile: "release".to_owned(),
+        profile,
         source: None,
         builds,
         functions,
@@ -118,9 +127,10 @@ pub fn execute(
             build.builder,
             &workspace.root.join("Cargo.toml"),
             &build.target,
+            plan.profile,
             &build.bins,
         );
-        if let Err(error) = tools.run(sh, &workspace.root, &command) {
+        if let Err(error) = tools.run(sh, &workspace.root, &build.target, &command) {
             return Err(match tools.missing_target(sh, &targets) {
                 Some(missing) => anyhow::anyhow!(missing),
                 None => error,
@@ -174,7 +184,7 @@ pub fn execute(
         let (sha256, size, reused) = match reusable_zip(&previous, artifact, &binary_sha256) {
             Some((sha256, size)) => (sha256, size, true),
             None => {
-                let zip = zip_bootstrap(binary)?;
+                let zip = zip_bootstrap(binary, plan.profile)?;
                 let sha256 = sha256_hex(&zip);
                 write_atomically(&dir.join(format!("{sha256}.zip")), &zip)?;
                 (sha256, zip.len() as u64, false)

@@ -16,7 +16,7 @@ use super::integrity;
 use super::manifest::Plan;
 use super::package;
 use crate::aws::{self, check_credentials, s3_client};
-use crate::names::Environment;
+use crate::names::{Environment, Profile};
 use crate::progress::Progress;
 use crate::workspace::{APIGATEWAY_TEMPLATE, Service, Workspace, service_template};
 
@@ -60,8 +60,12 @@ pub struct Report {
 /// Where the zips come from.
 #[derive(Debug, Clone, Copy)]
 pub enum Packaging {
-    /// Built now (a no-op when nothing changed), installing missing build tools if asked.
-    Build { install_tools: bool },
+    /// Built now with `profile` (a no-op when nothing changed), installing missing build tools
+    /// if asked.
+    Build {
+        install_tools: bool,
+        profile: Profile,
+    },
     /// What `package` left, checked against HEAD and the zips' hashes; nothing is compiled.
     Prebuilt,
 }
@@ -102,9 +106,17 @@ pub fn zips(
     progress: Progress,
 ) -> anyhow::Result<Plan> {
     match packaging {
-        Packaging::Build { install_tools } => {
-            package::build(workspace, services, environment, install_tools, progress)
-        }
+        Packaging::Build {
+            install_tools,
+            profile,
+        } => package::build(
+            workspace,
+            services,
+            environment,
+            profile,
+            install_tools,
+            progress,
+        ),
         Packaging::Prebuilt => package::prebuilt(workspace, services, environment),
     }
 }
@@ -135,7 +147,7 @@ pub fn objects(workspace: &Workspace, plan: &Plan) -> anyhow::Result<Vec<Object>
         let mut metadata = provenance(sha256);
         metadata.insert("toolchain".into(), source.toolchain.clone());
         metadata.insert("target".into(), artifact.target.clone());
-        metadata.insert("profile".into(), plan.profile.clone());
+        metadata.insert("profile".into(), plan.profile.as_str().to_owned());
         objects.push(Object {
             key: key.clone(),
             path: zip.clone(),

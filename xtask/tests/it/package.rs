@@ -81,7 +81,8 @@ fn packaging_is_reproducible_and_content_addressed() {
         assert_eq!(artifact["binary_sha256"], sha256(&binary));
         assert_eq!(
             PathBuf::from(artifact["binary"].as_str().unwrap()),
-            first.root.join(format!("target/{target}/release/tiny"))
+            first.root.join(format!("target/{target}/fast/tiny")),
+            "dev builds with the fast profile"
         );
     }
 
@@ -170,7 +171,8 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert!(command.ends_with(&[
-        "--release",
+        "--profile",
+        "release",
         "--manifest-path",
         fixture.manifest().to_str().unwrap(),
         "--bin",
@@ -199,12 +201,61 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     let human = fixture.xtask(&["package", "tiny", "dev", "--dry-run"]);
     let text = stdout(&human);
     assert!(
-        text.starts_with("plan for dev (release profile):\n  build: "),
+        text.starts_with("plan for dev (fast profile):\n  build: "),
         "{text}"
     );
     assert!(
         text.contains("tiny/arm (arm64)") && text.contains("tiny/amd (x86_64)"),
         "{text}"
+    );
+}
+
+#[test]
+fn dev_builds_the_fast_profile_and_qa_and_production_the_release_one() {
+    let fixture = Fixture::copy("tiny");
+    let plan = |args: &[&str]| -> Value {
+        let output =
+            fixture.xtask(&[&["package", "--all"], args, &["--dry-run", "--json"]].concat());
+        assert!(output.status.success(), "{}", stderr(&output));
+        serde_json::from_str(&stdout(&output)).unwrap()
+    };
+    for (args, profile) in [
+        (&["dev"][..], "fast"),
+        (&["qa"], "release"),
+        (&["production"], "release"),
+        (&["dev", "--profile", "release"], "release"),
+        (&["qa", "--profile", "fast"], "fast"),
+    ] {
+        let plan = plan(args);
+        assert_eq!(plan["profile"], profile, "{args:?}");
+        for build in plan["builds"].as_array().unwrap() {
+            let command: Vec<&str> = build["command"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            assert!(
+                command.windows(2).any(|w| w == ["--profile", profile]),
+                "{args:?}: {command:?}"
+            );
+        }
+        for artifact in plan["functions"].as_array().unwrap() {
+            let binary = artifact["binary"].as_str().unwrap();
+            assert!(
+                binary.contains(&format!("/{profile}/")),
+                "{args:?}: {binary}"
+            );
+        }
+    }
+    let output = fixture.xtask(&["package", "tiny", "dev", "--profile", "small"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(
+            "unknown profile `small`: the profiles are release (qa and production) and fast (dev)"
+        ),
+        "{}",
+        stderr(&output)
     );
 }
 

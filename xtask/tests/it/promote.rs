@@ -56,9 +56,26 @@ fn promote_moves_what_dev_runs_to_qa_without_building_or_uploading() {
     )
     .unwrap();
 
+    // dev builds the fast profile; qa runs only release builds unless asked.
+    let text = stdout(&fixture.xtask(&["status", "hardware", "dev", "--local"]));
+    assert!(text.contains(", fast profile)"), "{text}");
+    let output = promote(&fixture, &["hardware", "dev", "qa"]);
+    refused(
+        &output,
+        &format!(
+            "dev runs {}, built with the fast profile, and qa runs only release builds",
+            key(&dev)
+        ),
+    );
+    assert!(stderr(&output).contains("--allow-fast-profile; nothing was changed"));
+    let qa = fixture.xtask(&["status", "hardware", "qa", "--local", "--json"]);
+    let qa: Value = serde_json::from_str(&stdout(&qa)).unwrap();
+    assert_eq!(qa["status"], Value::Null, "qa was not created: {qa:#}");
+
+    let promote_fast = ["hardware", "dev", "qa", "--allow-fast-profile", "--json"];
     let mut output = None;
     let actions = actions_during(&fixture, || {
-        output = Some(promote(&fixture, &["hardware", "dev", "qa", "--json"]));
+        output = Some(promote(&fixture, &promote_fast));
     });
     let output = output.unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
@@ -98,11 +115,12 @@ fn promote_moves_what_dev_runs_to_qa_without_building_or_uploading() {
     assert_eq!(status["promoted_from"], "dev", "{status:#}");
     assert_eq!(status["history"][0]["command"], "promote");
     assert_eq!(status["history"][0]["promoted_from"], "dev");
+    assert_eq!(status["functions"][0]["profile"], "fast", "{status:#}");
     let text = stdout(&fixture.xtask(&["status", "hardware", "qa", "--local"]));
     assert!(text.contains("promoted from dev"), "{text}");
 
     // Again: qa already runs it, so nothing changes and nothing is recorded.
-    let again = promote(&fixture, &["hardware", "dev", "qa", "--json"]);
+    let again = promote(&fixture, &promote_fast);
     assert!(again.status.success(), "{}", stderr(&again));
     let again: Value = serde_json::from_str(&stdout(&again)).unwrap();
     assert_eq!(again["stacks"][0]["outcome"], "unchanged", "{again:#}");

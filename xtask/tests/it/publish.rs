@@ -151,7 +151,10 @@ fn first_publish_uploads_with_provenance_and_a_republish_sends_nothing() {
                 key.starts_with("lambdas/tiny/")
                     && key.ends_with(&format!("{}.zip", object["sha256"].as_str().unwrap()))
             );
-            assert_eq!(metadata["profile"], "release");
+            assert_eq!(
+                metadata["profile"], "fast",
+                "dev builds with the fast profile"
+            );
             assert!(metadata["toolchain"].starts_with("rustc "));
             assert!(metadata["target"].ends_with("-unknown-linux-gnu"));
         } else {

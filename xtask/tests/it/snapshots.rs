@@ -105,6 +105,7 @@ fn publish_deploy_and_status_print_what_they_did() {
         "hardware",
         "dev",
         "qa",
+        "--allow-fast-profile",
         "--local",
         "--timeout",
         "120",

@@ -14,6 +14,7 @@ use xshell::Shell;
 use crate::local::emulator::CREDENTIALS;
 use crate::local::provision::{self, Needs, Seed};
 use crate::local::secrets;
+use crate::names::Profile;
 use crate::progress::Progress;
 use crate::release::artifact::{ENTRY, unzip_bootstrap, write_atomically, zip_bootstrap};
 use crate::release::compile::Tools;
@@ -117,6 +118,7 @@ pub(super) fn build<'s>(
     services: &[&'s Service],
     sh: &Shell,
     tools: &mut Tools,
+    profile: Profile,
     install: bool,
     progress: Progress,
 ) -> anyhow::Result<Vec<Vec<(&'s crate::workspace::Function, PathBuf, u64)>>> {
@@ -129,12 +131,13 @@ pub(super) fn build<'s>(
         tools.install(sh, &workspace.root, &[target.as_str()])?;
     }
     let builder = tools.builder_for(&target, install)?;
-    let command = tools.command(builder, &workspace.root.join("Cargo.toml"), &target, &bins);
+    let manifest = workspace.root.join("Cargo.toml");
+    let command = tools.command(builder, &manifest, &target, profile, &bins);
     progress.note(&format!(
-        "building {} for {target}, this machine (release profile, as package builds)",
+        "building {} for {target}, this machine ({profile} profile, as package builds)",
         bins.join(", ")
     ));
-    tools.run(sh, &workspace.root, &command)?;
+    tools.run(sh, &workspace.root, &target, &command)?;
 
     let mut built = Vec::new();
     for service in services {
@@ -143,11 +146,11 @@ pub(super) fn build<'s>(
             let binary = workspace
                 .target_dir
                 .join(&target)
-                .join("release")
+                .join(profile.as_str())
                 .join(&function.bin);
             let bytes =
                 std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
-            let zip = zip_bootstrap(&bytes)?;
+            let zip = zip_bootstrap(&bytes, profile)?;
             let dir = workspace
                 .target_dir
                 .join("bench/lambda")

@@ -145,7 +145,16 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
     let sh = Shell::new()?;
     let mut tools = Tools::detect(&sh, &workspace.root)?;
     let install = options.install.tools;
-    let built = function::build(workspace, &[service], &sh, &mut tools, install, progress)?;
+    let release = crate::names::Profile::Release;
+    let built = function::build(
+        workspace,
+        &[service],
+        &sh,
+        &mut tools,
+        release,
+        install,
+        progress,
+    )?;
     let native = built[0][0].1.clone();
 
     let secrets = Secrets::put(&aws.runtime, &aws.sdk)?;

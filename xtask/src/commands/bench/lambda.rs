@@ -8,7 +8,7 @@
 //!   short warm-up;
 //! - peak RSS: the largest `VmHWM` any of those processes reached.
 //!
-//! The binaries are built in the release profile for this machine's architecture, then zipped
+//! The binaries are built in the release profile (or `--profile fast`) for this machine's architecture, then zipped
 //! exactly as `package` zips them and unzipped again: what runs is the packaged `bootstrap`.
 //! Where Lambda's architecture differs from this machine's (arm64 functions on an x86_64 host),
 //! the same code is measured natively rather than through an instruction-set emulator, which
@@ -28,6 +28,7 @@ use super::function::{
 use super::{max, median, min, percentile, report};
 use crate::cli::{Install, Output};
 use crate::local::emulator::Emulator;
+use crate::names::Profile;
 use crate::progress::Progress;
 use crate::release::compile::Tools;
 use crate::release::package;
@@ -47,6 +48,9 @@ pub struct Options {
     /// Where the figures are written as JSON (default: target/bench/lambda.json).
     #[arg(long, value_name = "PATH")]
     output: Option<PathBuf>,
+    /// The profile to build with: release (qa's and production's, the default) or fast (dev's).
+    #[arg(long, value_name = "PROFILE", default_value = "release", value_parser = str::parse::<Profile>)]
+    profile: Profile,
     #[command(flatten)]
     format: Output,
     #[command(flatten)]
@@ -61,6 +65,7 @@ const WARM_UP: usize = 20;
 struct Figures {
     machine: Machine,
     commit: String,
+    profile: Profile,
     cold_starts: usize,
     invocations: usize,
     functions: Vec<FunctionFigures>,
@@ -138,6 +143,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
         &services,
         &sh,
         &mut tools,
+        options.profile,
         options.install.tools,
         progress,
     )?;
@@ -182,6 +188,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
 
     let figures = Figures {
         machine: machine(&tools),
+        profile: options.profile,
         commit: package::source(&sh, &workspace.root, &tools.toolchain).commit,
         cold_starts,
         invocations,
@@ -281,11 +288,13 @@ fn invoke(running: &mut Running, probe: &Probe, name: &str) -> anyhow::Result<Du
     Ok(invocation.latency)
 }
 
-/// Cold init, warm p50 and peak RSS, against the targets of the issue that asked for them.
-const COLD_INIT_TARGET_MS: f64 = 10.0;
-const WARM_P50_TARGET_MS: f64 = 0.5;
+/// Cold init, warm latency and peak RSS, against the targets of the issues that asked for them;
+/// the first store request may cost at most this much more than the same route warm.
+const COLD_INIT_TARGET_MS: f64 = 5.0;
+const WARM_P50_TARGET_MS: f64 = 0.3;
 const WARM_P99_TARGET_MS: f64 = 1.0;
 const RSS_TARGET_MIB: f64 = 15.0;
+const FIRST_STORE_OVER_WARM_TARGET_MS: f64 = 2.0;
 
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
@@ -294,8 +303,8 @@ fn verdict(met: bool) -> &'static str {
 fn print(figures: &Figures) {
     let m = &figures.machine;
     println!(
-        "{} × {}, {} GiB, {}; {}; commit {}",
-        m.cpus, m.cpu, m.memory_gib, m.os, m.toolchain, figures.commit
+        "{} × {}, {} GiB, {}; {}; commit {}; {} profile",
+        m.cpus, m.cpu, m.memory_gib, m.os, m.toolchain, figures.commit, figures.profile
     );
     println!();
     println!(
@@ -318,7 +327,19 @@ fn print(figures: &Figures) {
             f.first_request_ms.max,
             f.first_store_request_ms.as_ref().map_or_else(
                 || "none measured".to_owned(),
-                |s| format!("{:.2} ({:.2})", s.median, s.max)
+                |s| {
+                    let warm = f.routes.iter().find(|r| !r.store_free).map(|r| r.p50_ms);
+                    let over = warm.map(|warm| s.median - warm);
+                    format!(
+                        "{:.2} ({:.2}){}",
+                        s.median,
+                        s.max,
+                        over.map_or_else(String::new, |over| format!(
+                            ", {over:+.2} over warm p50 {}",
+                            verdict(over <= FIRST_STORE_OVER_WARM_TARGET_MS)
+                        ))
+                    )
+                }
             ),
             f.peak_rss_mib,
             verdict(f.peak_rss_mib <= RSS_TARGET_MIB),

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::{Install, Output};
+use crate::names::{Environment, Profile};
 use crate::progress::{Progress, print_json};
 use crate::workspace::Workspace;
 
@@ -24,6 +25,9 @@ pub struct Options {
     /// How many times to repeat each no-op measurement.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// How many code changes to deploy one after another (the figure is their median).
+    #[arg(long, default_value_t = 3)]
+    changes: usize,
     #[command(flatten)]
     output: Output,
     #[command(flatten)]
@@ -40,7 +44,11 @@ struct Figures {
     noop_publish_bytes: u64,
     noop_deploy_seconds: Vec<f64>,
     changed_service: String,
-    change_deploy_seconds: f64,
+    /// The profile dev builds with, which the changes were built with.
+    profile: Profile,
+    /// Each change: build, zip, upload, change set, update, and the probes' answers from the new
+    /// code (deploy probes what it deployed before it reports).
+    change_deploy_seconds: Vec<f64>,
     change_bytes_sent: u64,
     revert_deploy_seconds: f64,
 }
@@ -75,7 +83,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
     step.done(&format!("first deploy: {:.1}s", first.as_secs_f64()));
 
     let noop_package_seconds = measure(progress, "package --all, nothing changed", runs, || {
-        package_all(workspace)
+        package_all(workspace, Environment::Dev.profile())
     })?;
 
     let (mut requests, mut bytes) = (0, 0);
@@ -104,17 +112,28 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
 
     let service = changed.name.clone();
     let one = ["deploy", service.as_str(), "dev", "--local", "--json"];
-    let step = progress.step(&format!("deploy {service} after a change to its code"));
-    let change = Change::apply(&main)?;
-    let (change_deploy, report) = json(xtask(workspace, &one)?)?;
-    expect_outcome(&report, "updated")?;
-    let change_bytes_sent = report["bytes_sent"].as_u64().unwrap_or_default();
-    step.done(&format!(
-        "deploy {service} after a change: {:.1}s",
-        change_deploy.as_secs_f64()
-    ));
+    let mut change_deploy_seconds = Vec::new();
+    let mut change_bytes_sent = 0;
+    let mut change = None;
+    for run in 1..=options.changes.max(1) {
+        let step = progress.step(&format!("deploy {service} after change {run} to its code"));
+        // Each change replaces the last, so every deploy ships new code.
+        drop(change.take());
+        change = Some(Change::apply(&main)?);
+        let (took, report) = json(xtask(workspace, &one)?)?;
+        expect_outcome(&report, "updated")?;
+        expect_probes_passed(&report)?;
+        change_bytes_sent = report["bytes_sent"].as_u64().unwrap_or_default();
+        step.done(&format!(
+            "deploy {service} after change {run}: {:.1}s",
+            took.as_secs_f64()
+        ));
+        change_deploy_seconds.push(took.as_secs_f64());
+    }
     let step = progress.step(&format!("deploy {service} after reverting the change"));
-    change.revert()?;
+    if let Some(change) = change {
+        change.revert()?;
+    }
     let (revert_deploy, report) = json(xtask(workspace, &one)?)?;
     expect_outcome(&report, "updated")?;
     step.done(&format!(
@@ -131,7 +150,8 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
         noop_publish_bytes: bytes,
         noop_deploy_seconds,
         changed_service: service,
-        change_deploy_seconds: change_deploy.as_secs_f64(),
+        profile: Environment::Dev.profile(),
+        change_deploy_seconds,
         change_bytes_sent,
         revert_deploy_seconds: revert_deploy.as_secs_f64(),
     };
@@ -145,6 +165,20 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
 fn json((took, stdout): (Duration, Vec<u8>)) -> anyhow::Result<(Duration, Value)> {
     let report = serde_json::from_slice(&stdout).context("a --json report that is not JSON")?;
     Ok((took, report))
+}
+
+/// Every stack in a deploy report was probed, and its new code answered every probe.
+fn expect_probes_passed(report: &Value) -> anyhow::Result<()> {
+    for stack in report["stacks"].as_array().into_iter().flatten() {
+        if stack["probes"]["result"] != "passed" {
+            bail!(
+                "{} was deployed but its probes did not pass: {}",
+                stack["stack"],
+                stack["probes"]
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Every stack in a deploy report ended with `outcome`.
@@ -191,9 +225,16 @@ fn print(figures: &Figures) {
         "| publish, nothing changed: requests, bytes sent | {} requests, {} bytes |",
         figures.noop_publish_requests, figures.noop_publish_bytes
     );
+    let changes = &figures.change_deploy_seconds;
     println!(
-        "| `deploy {} dev --local` after a code change ({} bytes uploaded) | {:.2} |",
-        figures.changed_service, figures.change_bytes_sent, figures.change_deploy_seconds
+        "| `deploy {} dev --local` after a code change, {} profile, probes answered (median of {}; max) ({} bytes uploaded) | {:.2} ({:.2}; {}) |",
+        figures.changed_service,
+        figures.profile,
+        changes.len(),
+        figures.change_bytes_sent,
+        median(changes),
+        max(changes),
+        list(changes)
     );
     println!(
         "| `deploy {} dev --local` after reverting it | {:.2} |",

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 
 use super::{Deployer, Release};
 use crate::aws::cloudformation::{self, Current};
-use crate::names::Environment;
+use crate::names::{Environment, Profile};
 use crate::release::history::{self, Entry, Target};
 use crate::release::integrity;
 use crate::release::manifest::artifact_key_parameter;
@@ -18,6 +18,28 @@ use crate::release::stack::decide::is_settled;
 use crate::workspace::{APIGATEWAY_TEMPLATE, Service, service_template};
 
 impl Deployer<'_> {
+    /// The artifacts of `release` that were built with the fast profile, as their metadata
+    /// records it (read once `recorded` has checked each object's bytes against its key).
+    pub async fn fast_artifacts(&self, release: &Release) -> anyhow::Result<Vec<String>> {
+        let mut fast = Vec::new();
+        for key in release.artifact_keys.values() {
+            let head = crate::aws::s3::head_object(&self.s3, &self.bucket, key).await?;
+            let recorded = head
+                .as_ref()
+                .and_then(|h| h.metadata()?.get("profile").cloned());
+            match Profile::from_metadata(recorded.as_deref()) {
+                Some(Profile::Fast) => fast.push(key.clone()),
+                Some(Profile::Release) => {}
+                None => bail!(
+                    "{key} records the build profile `{}`, which this xtask does not know: \
+                     update the xtask, or deploy from source",
+                    recorded.unwrap_or_default()
+                ),
+            }
+        }
+        Ok(fast)
+    }
+
     /// The earlier release `target` names in the stack's history.
     pub async fn earlier(&self, service: &Service, target: &Target) -> anyhow::Result<Release> {
         let stack = self.stack_name(&service.name);
