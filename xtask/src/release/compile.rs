@@ -185,15 +185,22 @@ impl Tools {
     }
 }
 
+/// The CPU Lambda's arm64 functions run on (Graviton2); later Gravitons run its code too.
+const LAMBDA_ARM64_CPU: &str = "neoverse-n1";
+
 /// The flags every build gets, after any `RUSTFLAGS` of the caller's.
 ///
 /// Source paths end up in panic messages; mapping them to fixed prefixes keeps the binary the
-/// same whichever directory the workspace was checked out in.
+/// same whichever directory the workspace was checked out in. For arm64, code is generated for
+/// Lambda's own CPU rather than the oldest ARMv8, as cargo-lambda does: see docs/benchmarks.md for
+/// what it does to the size.
 fn rustflags(root: &Path, target: &str) -> String {
     let mut flags: Vec<String> = std::env::var("RUSTFLAGS")
         .map(|f| f.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
-    let _ = target;
+    if target.starts_with("aarch64-") {
+        flags.push(format!("-Ctarget-cpu={LAMBDA_ARM64_CPU}"));
+    }
     flags.push(format!("--remap-path-prefix={}=/build", root.display()));
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
