@@ -12,6 +12,10 @@
 use std::sync::{Arc, LazyLock};
 
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use base64::Engine as _;
 
 /// The rustls configuration every client in this process shares.
@@ -41,8 +45,29 @@ pub fn http_client(timeout: std::time::Duration) -> reqwest::Client {
 }
 
 /// The HTTP client the AWS SDK's clients get from `kit::aws_config`: the SDK's own hyper client,
-/// told to trust the same roots instead of loading the system's.
-pub(crate) fn sdk_http_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
+/// told to trust the same roots instead of loading the system's, and made when the first request
+/// needs a connection, not at start-up.
+pub(crate) fn sdk_http_client() -> SharedHttpClient {
+    SharedHttpClient::new(OnFirstRequest(LazyLock::new(hyper_client)))
+}
+
+/// An HTTP client built when the SDK first asks it for a connector. Cold starts that never reach
+/// a store skip encoding the roots; and the SDK's check of a client when an SDK client is built
+/// has nothing to check yet.
+#[derive(Debug)]
+struct OnFirstRequest(LazyLock<SharedHttpClient>);
+
+impl HttpClient for OnFirstRequest {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+}
+
+fn hyper_client() -> SharedHttpClient {
     // The SDK takes extra roots only as PEM; it parses them when it first builds a connector.
     let trust = TrustStore::empty()
         .with_native_roots(false)
