@@ -35,9 +35,7 @@ impl Tools {
             .to_owned();
         let toolchain = verbose.lines().next().unwrap_or("unknown").to_owned();
         let venv_bin = root.join(".venv/bin");
-        let zigbuild = Some(venv_bin.join("cargo-zigbuild"))
-            .filter(|p| p.is_file())
-            .or_else(|| find_on_path("cargo-zigbuild"));
+        let zigbuild = find_tool(&venv_bin, "cargo-zigbuild");
         Ok(Tools {
             host,
             toolchain,
@@ -84,9 +82,7 @@ impl Tools {
 
     /// `program` from `.venv`, or else from `PATH`.
     pub fn find(&self, program: &str) -> Option<PathBuf> {
-        Some(self.venv_bin.join(program))
-            .filter(|p| p.is_file())
-            .or_else(|| find_on_path(program))
+        find_tool(&self.venv_bin, program)
     }
 
     /// Installs what is missing: zigbuild (with zig) into `.venv`, and the Rust targets.
@@ -212,6 +208,13 @@ fn rustflags(root: &Path, target: &str) -> String {
         ));
     }
     flags.join("\u{1f}")
+}
+
+/// `program` in `venv_bin`, or else on `PATH`.
+fn find_tool(venv_bin: &Path, program: &str) -> Option<PathBuf> {
+    Some(venv_bin.join(program))
+        .filter(|p| p.is_file())
+        .or_else(|| find_on_path(program))
 }
 
 fn find_on_path(program: &str) -> Option<PathBuf> {
