@@ -25,9 +25,7 @@ impl Environment {
             Environment::Production => "production",
         }
     }
-}
 
-impl Environment {
     /// The cargo profile this environment's functions are built with when nobody asks for another:
     /// dev builds for a quick loop, qa and production for size and speed, so that what qa tested
     /// is what `promote` gives production.
@@ -62,11 +60,7 @@ impl Profile {
     /// What an artifact's `profile` metadata says; artifacts published before it was recorded
     /// were all built with the release profile.
     pub fn from_metadata(value: Option<&str>) -> Option<Profile> {
-        match value {
-            None | Some("release") => Some(Profile::Release),
-            Some("fast") => Some(Profile::Fast),
-            Some(_) => None,
-        }
+        value.map_or(Ok(Profile::Release), str::parse).ok()
     }
 }
 

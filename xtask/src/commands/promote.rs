@@ -102,7 +102,7 @@ impl Promote {
             let release = aws.runtime.block_on(async {
                 let release = deployer.promoted(service, from).await?;
                 if to.profile() == Profile::Release && !self.allow_fast_profile {
-                    let fast = deployer.fast_artifacts(&release).await?;
+                    let fast = Deployer::fast_artifacts(&release)?;
                     if let Some(key) = fast.first() {
                         bail!(
                             "{from} runs {key}, built with the fast profile, and {to} runs only \

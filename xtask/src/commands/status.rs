@@ -8,7 +8,7 @@ use anyhow::bail;
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::aws::{cloudformation, s3};
+use crate::aws::cloudformation;
 use crate::cli::{Account, Output, Stack};
 use crate::names::{Environment, Profile, short};
 use crate::progress::{Progress, print_result};
@@ -141,17 +141,12 @@ impl Status {
                     found.intact =
                         Some(Some(stored.sha256.as_str()) == integrity::named_sha256(&key));
                     // The metadata is the writer's word: believed only of bytes that are the key's.
-                    if found.intact == Some(true)
-                        && let Some(head) = s3::head_object(&s3, bucket, &key).await?
-                    {
-                        let metadata = head.metadata();
-                        found.commit = metadata.and_then(|m| m.get("git-commit")).cloned();
-                        found.dirty = metadata
-                            .and_then(|m| m.get("git-dirty"))
-                            .map(|d| d == "true");
-                        found.profile = Profile::from_metadata(
-                            metadata.and_then(|m| m.get("profile")).map(String::as_str),
-                        );
+                    if found.intact == Some(true) {
+                        let metadata = &stored.metadata;
+                        found.commit = metadata.get("git-commit").cloned();
+                        found.dirty = metadata.get("git-dirty").map(|d| d == "true");
+                        found.profile =
+                            Profile::from_metadata(metadata.get("profile").map(String::as_str));
                     }
                 }
                 functions.push(found);

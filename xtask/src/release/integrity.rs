@@ -52,6 +52,9 @@ pub struct Stored {
     pub sha256: String,
     /// The object's version in a versioned bucket; `None` where the bucket is not versioned.
     pub version_id: Option<String>,
+    /// The writer's metadata (commit, profile, …): its word only, to believe once `sha256` is
+    /// what the key names.
+    pub metadata: std::collections::HashMap<String, String>,
 }
 
 /// What S3 stores at `key`, hashed as this module says; `None` when there is nothing.
@@ -67,13 +70,18 @@ pub async fn stored(
         .version_id()
         .filter(|v| *v != "null")
         .map(str::to_owned);
+    let metadata = head.metadata().cloned().unwrap_or_default();
     // A multipart object's checksum ends in `-<parts>`: a checksum of checksums, not of the bytes.
     let checksum = head
         .checksum_sha256()
         .filter(|c| !c.contains('-'))
         .and_then(from_base64);
     if let Some(sha256) = checksum {
-        return Ok(Some(Stored { sha256, version_id }));
+        return Ok(Some(Stored {
+            sha256,
+            version_id,
+            metadata,
+        }));
     }
     let mut get = s3.get_object().bucket(bucket).key(key);
     if let Some(version) = &version_id {
@@ -95,6 +103,7 @@ pub async fn stored(
     Ok(Some(Stored {
         sha256: hex(&hasher.finalize()),
         version_id,
+        metadata,
     }))
 }
 

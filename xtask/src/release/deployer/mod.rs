@@ -64,6 +64,9 @@ pub struct Release {
     /// Artifact key parameter → the S3 version of its object, where the bucket is versioned: what
     /// CloudFormation fetches, so that an overwrite of the key cannot change what is deployed.
     pub artifact_versions: BTreeMap<String, String>,
+    /// Artifact key → the build profile its metadata records (none for artifacts published before
+    /// the profile was recorded).
+    pub profiles: BTreeMap<String, String>,
     /// Recorded in the stack's history.
     pub commit: String,
     pub dirty: bool,
@@ -226,6 +229,10 @@ impl<'a> Deployer<'a> {
                 .to_owned(),
             template,
             nested,
+            profiles: artifact_keys
+                .values()
+                .map(|key| (key.clone(), plan.profile.as_str().to_owned()))
+                .collect(),
             artifact_keys,
             artifact_versions,
             commit: source.commit.clone(),

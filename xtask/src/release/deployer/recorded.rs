@@ -19,14 +19,11 @@ use crate::workspace::{APIGATEWAY_TEMPLATE, Service, service_template};
 
 impl Deployer<'_> {
     /// The artifacts of `release` that were built with the fast profile, as their metadata
-    /// records it (read once `recorded` has checked each object's bytes against its key).
-    pub async fn fast_artifacts(&self, release: &Release) -> anyhow::Result<Vec<String>> {
+    /// records it.
+    pub fn fast_artifacts(release: &Release) -> anyhow::Result<Vec<String>> {
         let mut fast = Vec::new();
         for key in release.artifact_keys.values() {
-            let head = crate::aws::s3::head_object(&self.s3, &self.bucket, key).await?;
-            let recorded = head
-                .as_ref()
-                .and_then(|h| h.metadata()?.get("profile").cloned());
+            let recorded = release.profiles.get(key).cloned();
             match Profile::from_metadata(recorded.as_deref()) {
                 Some(Profile::Fast) => fast.push(key.clone()),
                 Some(Profile::Release) => {}
@@ -175,11 +172,8 @@ impl Deployer<'_> {
         // The commit is the artifacts' word, believed only of bytes that are their key's.
         let mut commit = "unknown".to_owned();
         if let Some(key) = running.values().next()
-            && integrity::verify(&self.s3, &self.bucket, key, "")
-                .await
-                .is_ok()
-            && let Some(head) = crate::aws::s3::head_object(&self.s3, &self.bucket, key).await?
-            && let Some(recorded) = head.metadata().and_then(|m| m.get("git-commit"))
+            && let Ok(stored) = integrity::verify(&self.s3, &self.bucket, key, "").await
+            && let Some(recorded) = stored.metadata.get("git-commit")
         {
             commit = recorded.clone();
         }
@@ -235,11 +229,14 @@ impl Deployer<'_> {
         let (s3, bucket) = (&self.s3, self.bucket.as_str());
         // Each zip and template is what its key names, or the release is refused before any change.
         let then = format!("That release cannot be deployed; nothing was changed. {advice}");
-        let mut artifact_versions = BTreeMap::new();
+        let (mut artifact_versions, mut profiles) = (BTreeMap::new(), BTreeMap::new());
         for (parameter, key) in &entry.artifact_keys {
             let stored = integrity::verify(s3, bucket, key, &then).await?;
             if let Some(version) = stored.version_id {
                 artifact_versions.insert(parameter.clone(), version);
+            }
+            if let Some(profile) = stored.metadata.get("profile") {
+                profiles.insert(key.clone(), profile.clone());
             }
         }
         let template = self
@@ -255,6 +252,7 @@ impl Deployer<'_> {
             apigateway_template_key: entry.apigateway_template_key,
             artifact_keys: entry.artifact_keys,
             artifact_versions,
+            profiles,
             commit: entry.commit,
             dirty: entry.dirty,
             command,
