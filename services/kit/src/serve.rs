@@ -192,8 +192,8 @@ pub async fn run(router: Router, mode: Mode) -> Result<(), lambda_http::Error> {
 ///
 /// In Lambda, credentials and region always come from the variables Lambda sets, so only those
 /// providers are used. The default chain would also build its profile, SSO, web-identity and
-/// instance-metadata providers, and the web-identity one creates an STS client, which loads and
-/// parses the system's root certificates: milliseconds of every cold start, for nothing.
+/// instance-metadata providers, and the web-identity one creates an STS client: work at every cold
+/// start, for nothing.
 /// Locally, the default chain applies (profiles, `aws sso login`, the emulator's variables).
 pub async fn aws_config(mode: &Mode) -> aws_config::SdkConfig {
     let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())

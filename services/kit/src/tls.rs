@@ -1,13 +1,19 @@
-//! One trust store for every TLS client a function makes: the AWS SDK's, the JWKS fetcher's and
+//! The trust stores of every TLS client a function makes: the AWS SDK's, the JWKS fetcher's and
 //! any service's own HTTP client.
 //!
-//! The roots are Mozilla's, compiled in (`webpki-root-certs`), never read from the file system.
-//! Reading the system's store cost the first request that reached a store about 7 ms here (a
-//! directory of 146 certificates and a bundle, parsed for every new connector); a compiled-in
-//! list costs no file access, and what is parsed is parsed once per process. The consequence,
-//! written down in docs/benchmarks.md: the roots change when this crate is updated, not when the
-//! system's `ca-certificates` is, and `SSL_CERT_FILE` is not read. The legacy database keeps its
-//! own CA (`kit::db`), which no public store holds.
+//! No root is read from the file system. Reading the system's store cost the first request that
+//! reached a store about 7 ms here (a directory of 146 certificates and a bundle, parsed for every
+//! new connector). The consequence, written down in docs/benchmarks.md: the roots change when this
+//! crate is updated, not when the system's `ca-certificates` is, and `SSL_CERT_FILE` is not read.
+//! The legacy database keeps its own CA (`kit::db`), which no public store holds.
+//!
+//! - The AWS SDK's clients talk to AWS's endpoints and to nothing else, and every one of those
+//!   presents a chain to Amazon Trust Services: the SDK trusts those five roots
+//!   ([`AMAZON_TRUST_SERVICES`]), not the 113 other CAs that could otherwise vouch for
+//!   `dynamodb.<region>.amazonaws.com`. Parsing 5 roots instead of 118 is also what keeps the first
+//!   store request within 2 ms of a warm one (`cargo xtask bench lambda`).
+//! - Clients of URLs from the configuration (the JWKS fetcher, preprocessing's client for the
+//!   hardware API) trust Mozilla's roots, compiled in (`webpki-root-certs`): [`client_config`].
 
 use std::sync::{Arc, LazyLock};
 
@@ -16,9 +22,14 @@ use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use base64::Engine as _;
 
-/// The rustls configuration every client in this process shares.
+/// Amazon Root CA 1 to 4 and Starfield Services Root Certificate Authority – G2 (which
+/// cross-signs them), as PEM: the roots of every certificate an AWS endpoint presents. Each is
+/// byte for byte one of Mozilla's roots in `webpki-root-certs` (a test checks it), copied here
+/// because the SDK takes extra roots only as PEM, which it decodes for every connector.
+pub const AMAZON_TRUST_SERVICES: &str = include_str!("amazon-trust-services.pem");
+
+/// The rustls configuration every client of a configured URL shares: Mozilla's roots.
 pub fn client_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: LazyLock<Arc<rustls::ClientConfig>> = LazyLock::new(|| {
         let mut roots = rustls::RootCertStore::empty();
@@ -35,7 +46,7 @@ pub fn client_config() -> Arc<rustls::ClientConfig> {
     CONFIG.clone()
 }
 
-/// An HTTP client that trusts the shared roots, with a whole-request timeout.
+/// An HTTP client that trusts Mozilla's roots, with a whole-request timeout.
 pub fn http_client(timeout: std::time::Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(timeout)
@@ -45,14 +56,14 @@ pub fn http_client(timeout: std::time::Duration) -> reqwest::Client {
 }
 
 /// The HTTP client the AWS SDK's clients get from `kit::aws_config`: the SDK's own hyper client,
-/// told to trust the same roots instead of loading the system's, and made when the first request
-/// needs a connection, not at start-up.
+/// told to trust Amazon Trust Services' roots instead of loading the system's, and made when the
+/// first request needs a connection, not at start-up.
 pub(crate) fn sdk_http_client() -> SharedHttpClient {
     SharedHttpClient::new(OnFirstRequest(LazyLock::new(hyper_client)))
 }
 
-/// An HTTP client built when the SDK first asks it for a connector. Cold starts that never reach
-/// a store skip encoding the roots; and the SDK's check of a client when an SDK client is built
+/// An HTTP client built when the SDK first asks it for a connector, so that cold starts that
+/// never reach a store build none, and the SDK's check of a client when an SDK client is built
 /// has nothing to check yet.
 #[derive(Debug)]
 struct OnFirstRequest(LazyLock<SharedHttpClient>);
@@ -68,10 +79,9 @@ impl HttpClient for OnFirstRequest {
 }
 
 fn hyper_client() -> SharedHttpClient {
-    // The SDK takes extra roots only as PEM; it parses them when it first builds a connector.
     let trust = TrustStore::empty()
         .with_native_roots(false)
-        .with_pem_certificate(pem(webpki_root_certs::TLS_SERVER_ROOT_CERTS));
+        .with_pem_certificate(AMAZON_TRUST_SERVICES);
     let context = TlsContext::builder()
         .with_trust_store(trust)
         .build()
@@ -82,53 +92,70 @@ fn hyper_client() -> SharedHttpClient {
         .build_https()
 }
 
-fn pem(certificates: &[rustls::pki_types::CertificateDer<'_>]) -> Vec<u8> {
-    let mut pem = Vec::with_capacity(certificates.iter().map(|c| c.len() * 4 / 3 + 64).sum());
-    for certificate in certificates {
-        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
-        let encoded = base64::engine::general_purpose::STANDARD.encode(certificate.as_ref());
-        for line in encoded.as_bytes().chunks(64) {
-            pem.extend_from_slice(line);
-            pem.push(b'\n');
-        }
-        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
-    }
-    pem
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
 
-    #[test]
-    fn the_sdk_gets_every_compiled_in_root_as_pem() {
-        let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS;
-        let decoded: Vec<_> = CertificateDer::pem_slice_iter(&pem(roots))
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(decoded.len(), roots.len());
-        assert!(decoded.iter().zip(roots).all(|(a, b)| a == b));
-        // Amazon's roots, which every AWS endpoint chains to, are among them.
+    /// The common names of the roots, read from the certificates themselves.
+    fn subjects(certificates: &[CertificateDer<'static>]) -> Vec<String> {
         let mut store = rustls::RootCertStore::empty();
-        let (added, rejected) = store.add_parsable_certificates(roots.iter().cloned());
-        assert!(
-            added > 100 && rejected == 0,
-            "{added} added, {rejected} rejected"
-        );
-        let amazon = store
+        let (added, rejected) = store.add_parsable_certificates(certificates.iter().cloned());
+        assert_eq!((added, rejected), (certificates.len(), 0));
+        store
             .roots
             .iter()
-            .filter(|anchor| {
-                String::from_utf8_lossy(anchor.subject.as_ref()).contains("Amazon Root CA")
+            .map(|anchor| {
+                let subject = String::from_utf8_lossy(anchor.subject.as_ref()).into_owned();
+                let known = [
+                    "Amazon Root CA 1",
+                    "Amazon Root CA 2",
+                    "Amazon Root CA 3",
+                    "Amazon Root CA 4",
+                    "Starfield Services Root Certificate Authority - G2",
+                ];
+                known
+                    .iter()
+                    .find(|name| subject.ends_with(*name))
+                    .map_or(subject.clone(), |name| (*name).to_owned())
             })
-            .count();
-        assert_eq!(amazon, 4, "Amazon Root CA 1 to 4");
+            .collect()
+    }
+
+    /// The SDK reads the text with the same parser (`pem_slice_iter`, then `RootCertStore::add`),
+    /// and panics on what it cannot parse; every test that reaches the emulator builds it.
+    #[test]
+    fn the_sdk_trusts_exactly_amazon_trust_services_roots_as_mozilla_ships_them() {
+        let ours: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(AMAZON_TRUST_SERVICES.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        assert_eq!(
+            subjects(&ours),
+            [
+                "Amazon Root CA 1",
+                "Amazon Root CA 2",
+                "Amazon Root CA 3",
+                "Amazon Root CA 4",
+                "Starfield Services Root Certificate Authority - G2",
+            ]
+        );
+        for root in &ours {
+            assert!(
+                webpki_root_certs::TLS_SERVER_ROOT_CERTS.contains(root),
+                "a root that Mozilla's list (webpki-root-certs) does not hold: update \
+                 amazon-trust-services.pem from it"
+            );
+        }
     }
 
     #[test]
-    fn every_client_shares_one_configuration() {
+    fn clients_of_configured_urls_trust_all_of_mozillas_roots() {
+        let all = webpki_root_certs::TLS_SERVER_ROOT_CERTS;
+        let subjects = subjects(all);
+        assert!(all.len() > 100);
+        assert!(subjects.iter().any(|s| s == "Amazon Root CA 1"));
         assert!(Arc::ptr_eq(&client_config(), &client_config()));
     }
 }

@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 #[derive(Debug)]
 pub struct Owners {
-    /// Built at the first lookup: building it loads the system's root certificates, which would
-    /// otherwise cost every cold start, including those that never look an owner up.
+    /// Built at the first lookup, so that cold starts that never look an owner up do not build a
+    /// connection pool and TLS configuration they will not use.
     http: std::sync::OnceLock<reqwest::Client>,
     hardware_url: String,
     /// The service secret, read from Secrets Manager.
