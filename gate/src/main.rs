@@ -10,7 +10,7 @@ use gate::hook::{self, Invoked, Target};
 use gate::probe::{DEADLINE, Failed, Probe, release_checks, retry};
 use lambda_runtime::{LambdaEvent, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tracing_subscriber::fmt()
         .json()

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use kit::{Env, Mode};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     kit::exit(serve().await)
 }
