@@ -84,15 +84,17 @@ pub fn app(service: &str, routes: Router, verifier: Arc<Verifier>) -> Router {
     let routed = Router::new()
         .nest("/v1", routes.clone())
         .nest(&format!("/{service}"), routes)
-        .fallback(unknown_endpoint)
+        .fallback(unknown_endpoint);
+    // Every layer wraps the routed app as a whole, once: normalising must happen before routing,
+    // and `Router::layer` on the routed app would wrap each of its routes, twice over (under `/v1`
+    // and `/<service>`), at every cold start.
+    Router::new()
+        .fallback_service(routed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(catch_panic))
         .layer(middleware::from_fn(cors))
         .layer(middleware::from_fn(trace))
-        .layer(axum::Extension(verifier));
-    // Normalising must happen before routing, so it wraps the routed app as a whole.
-    Router::new()
-        .fallback_service(routed)
+        .layer(axum::Extension(verifier))
         .layer(middleware::map_request(normalize_path))
 }
 
