@@ -267,12 +267,21 @@ fn up_refuses_what_it_cannot_serve() {
     // `up <env>` serves what is deployed, numbering only those, and names what it does not serve.
     let port = free_port();
     let port_text = port.to_string();
-    let (child, seen, _) = spawn_until(
+    let (child, mut seen, lines) = spawn_until(
         fixture.command(&["up", "dev", "--local", "--port", &port_text]),
         true,
         "serving the deployed zips",
         Duration::from_secs(120),
     );
+    // The note about what is not served goes to stderr, written before that line on stdout; the
+    // two are read on threads of their own, so the note may come after it.
+    while !seen.contains("not served: ") {
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) else {
+            break;
+        };
+        seen.push_str(&line);
+        seen.push('\n');
+    }
     stop(child);
     assert!(
         seen.contains(&format!("hardware       http://127.0.0.1:{port}/v1 ")),
