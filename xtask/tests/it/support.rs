@@ -180,18 +180,30 @@ pub fn spawn_until(
         });
     }
     let mut seen = String::new();
-    loop {
-        let Ok(line) = lines.recv_timeout(within) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no line with {marker:?} within {within:?}; it printed:\n{seen}");
-        };
+    if !read_until(&lines, &mut seen, marker, within) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no line with {marker:?} within {within:?}; it printed:\n{seen}");
+    }
+    (child, seen, lines)
+}
+
+/// Appends the lines of `lines` to `seen` until one holds `marker`; false if none came within
+/// `within` of the one before.
+pub fn read_until(
+    lines: &std::sync::mpsc::Receiver<String>,
+    seen: &mut String,
+    marker: &str,
+    within: std::time::Duration,
+) -> bool {
+    while let Ok(line) = lines.recv_timeout(within) {
         seen.push_str(&line);
         seen.push('\n');
         if line.contains(marker) {
-            return (child, seen, lines);
+            return true;
         }
     }
+    false
 }
 
 /// A port nothing listens on at the moment, on 127.0.0.1.

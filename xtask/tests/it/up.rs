@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::deploy::{deployed, release, stand_in};
-use crate::support::{Fixture, call, free_port, spawn_until, stderr};
+use crate::support::{Fixture, call, free_port, read_until, spawn_until, stderr};
 
 /// `up hardware dev --local` on `port`, once it says it is serving; the channel of its later
 /// stdout and stderr lines.
@@ -275,12 +275,8 @@ fn up_refuses_what_it_cannot_serve() {
     );
     // The note about what is not served goes to stderr, written before that line on stdout; the
     // two are read on threads of their own, so the note may come after it.
-    while !seen.contains("not served: ") {
-        let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) else {
-            break;
-        };
-        seen.push_str(&line);
-        seen.push('\n');
+    if !seen.contains("not served: ") {
+        read_until(&lines, &mut seen, "not served: ", Duration::from_secs(10));
     }
     stop(child);
     assert!(
