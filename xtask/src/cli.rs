@@ -8,10 +8,13 @@ use anyhow::bail;
 
 use crate::local::{self, Access, Session};
 use crate::names::{Environment, Profile, parse_key_value};
-use crate::progress::Progress;
-use crate::release::deployer;
+use crate::progress::{Progress, print_result};
+use crate::release::deployer::{self, Deployer};
+use crate::release::lease::Lease;
+use crate::release::report::{Report, StackReport};
+use crate::release::rollout::{self, Prober};
 use crate::release::traffic::Traffic;
-use crate::release::upload::Packaging;
+use crate::release::upload::{self, Packaging};
 use crate::workspace::{Service, Workspace};
 
 /// `SERVICE... ENV`, or `--all ENV`.
@@ -113,6 +116,21 @@ impl Account {
     }
 
     /// The connection the flags name, for a command that creates nothing.
+    /// These flags as the user gave them, for advice that must aim where this command aimed.
+    pub fn flags(&self) -> String {
+        let mut flags = String::new();
+        if let Some(region) = &self.region {
+            flags.push_str(&format!(" --region {region}"));
+        }
+        if let Some(bucket) = &self.bucket {
+            flags.push_str(&format!(" --bucket {bucket}"));
+        }
+        if self.local {
+            flags.push_str(" --local");
+        }
+        flags
+    }
+
     pub fn read(&self, workspace: &Workspace, progress: Progress) -> anyhow::Result<Session> {
         self.connect_for(Access::Reads, workspace, progress)
     }
@@ -154,8 +172,15 @@ impl ChangeSet {
     }
 
     /// The deployer's options, with the parameters and the recreate choice of the command.
-    pub fn options(&self, parameters: Vec<(String, String)>, recreate: bool) -> deployer::Options {
+    /// The deployer's options; `account`'s flags aim its advice where this command aimed.
+    pub fn options(
+        &self,
+        account: &Account,
+        parameters: Vec<(String, String)>,
+        recreate: bool,
+    ) -> deployer::Options {
         deployer::Options {
+            flags: account.flags(),
             parameters,
             defaults: Vec::new(),
             no_execute: self.no_execute,
@@ -187,6 +212,8 @@ pub struct Rollout {
 /// them when it is the emulator.
 pub struct Destination<'a> {
     pub session: &'a Session,
+    /// How the user aimed the command, for advice.
+    pub account: &'a Account,
     pub workspace: &'a Workspace,
     pub services: &'a [&'a Service],
     /// Whether a local PostgreSQL may be installed for the emulator's database secret.
@@ -205,7 +232,7 @@ impl Rollout {
     ) -> anyhow::Result<deployer::Options> {
         let mut options = deployer::Options {
             traffic: self.traffic,
-            ..change_set.options(self.parameters.clone(), recreate)
+            ..change_set.options(to.account, self.parameters.clone(), recreate)
         };
         if to.session.emulator.is_some() {
             options.defaults = local::secrets::stack_parameters(
@@ -222,6 +249,83 @@ impl Rollout {
 }
 
 /// `--json`.
+/// What a command that brings stacks to releases did: each stack's report, what it uploaded, and
+/// the failure to exit non-zero with.
+#[derive(Default)]
+pub struct Released {
+    pub stacks: Vec<StackReport>,
+    pub failure: Option<String>,
+    pub uploaded: usize,
+    pub bytes_sent: u64,
+}
+
+impl Destination<'_> {
+    /// What deploy, promote and rollback share around their releases: the bucket checked, gc kept
+    /// away from what they find there (a lease, held until the stacks run it), the deployer and
+    /// the rollout with the probes aimed where the session is (the API's URLs in AWS, a local
+    /// gateway on the emulator), and the report printed. `work` brings the stacks to releases.
+    pub fn roll_out(
+        &self,
+        environment: Environment,
+        options: deployer::Options,
+        no_rollback: bool,
+        output: Output,
+        work: impl FnOnce(&rollout::Rollout<'_>, &upload::Target) -> anyhow::Result<Released>,
+    ) -> anyhow::Result<()> {
+        let aws = &self.session.aws;
+        // Checked before anything else, packaging included, which can take minutes.
+        let target =
+            aws.runtime
+                .block_on(upload::Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
+        let lease = Lease::take(aws, options.timeout, self.progress)?;
+        let deployer = Deployer::new(aws, self.workspace, environment, options, self.progress);
+        let endpoint = self.session.emulator.as_ref().map(|e| e.endpoint.clone());
+        let gateway;
+        let urls;
+        let prober: &dyn Prober = match &endpoint {
+            Some(endpoint) => {
+                gateway = local::check::Gateway {
+                    aws,
+                    workspace: self.workspace,
+                    environment,
+                    endpoint,
+                    progress: self.progress,
+                };
+                &gateway
+            }
+            None => {
+                urls = crate::release::probe::Urls {
+                    region: &aws.region,
+                    progress: self.progress,
+                };
+                &urls
+            }
+        };
+        let rollout = rollout::Rollout {
+            deployer: &deployer,
+            lease: &lease,
+            prober,
+            no_rollback,
+        };
+        let released = work(&rollout, &target)?;
+        let report = Report {
+            region: aws.region.clone(),
+            bucket: aws.bucket.clone(),
+            endpoint,
+            uploaded: released.uploaded,
+            bytes_sent: released.bytes_sent,
+            stacks: released.stacks,
+        };
+        print_result(&report, output.json, |report| {
+            report.text() + &self.session.note()
+        })?;
+        match released.failure {
+            None => Ok(()),
+            Some(failure) => bail!("{failure}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Output {
     /// Print the result as JSON on stdout.

@@ -19,8 +19,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, bootstrap, deploy, destroy, gc, invoke, logs, package, promote, publish, rollback,
-    serve, status, up,
+    bench, bootstrap, deploy, destroy, gc, invoke, logs, package, promote, publish, reset_history,
+    rollback, serve, status, up,
 };
 use crate::progress::Progress;
 use crate::workspace::Workspace;
@@ -53,6 +53,7 @@ enum Command {
     Serve(serve::Serve),
     Status(status::Status),
     Rollback(rollback::Rollback),
+    ResetHistory(reset_history::ResetHistory),
     Promote(promote::Promote),
     Destroy(destroy::Destroy),
     Gc(gc::Gc),
@@ -77,7 +78,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let workspace = match &cli.cargo_metadata {
         Some(file) => Workspace::from_file(file)?,
-        None => Workspace::load(cli.manifest_path.as_deref())?,
+        None => local::metadata::workspace(cli.manifest_path.as_deref())?,
     };
     let progress = Progress::detect();
     match cli.command {
@@ -87,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(serve) => serve.run(&workspace, progress),
         Command::Status(status) => status.run(&workspace, progress),
         Command::Rollback(rollback) => rollback.run(&workspace, progress),
+        Command::ResetHistory(reset) => reset.run(&workspace, progress),
         Command::Promote(promote) => promote.run(&workspace, progress),
         Command::Destroy(destroy) => destroy.run(&workspace, progress),
         Command::Gc(gc) => gc.run(&workspace, progress),

@@ -56,12 +56,6 @@ impl Profile {
             Profile::Fast => "fast",
         }
     }
-
-    /// What an artifact's `profile` metadata says; artifacts published before it was recorded
-    /// were all built with the release profile.
-    pub fn from_metadata(value: Option<&str>) -> Option<Profile> {
-        value.map_or(Ok(Profile::Release), str::parse).ok()
-    }
 }
 
 impl FromStr for Profile {

@@ -1,5 +1,7 @@
 //! The one way the release tool waits for something to change: polls spaced by a backoff, up to a
-//! deadline. AWS operations are polled with [`poll`]; local processes with [`poll_blocking`].
+//! deadline. AWS operations are polled with [`poll`]; local processes with [`poll_blocking`]. Every
+//! other wait is a [`pause`] (or [`pause_blocking`]) here, and nothing else in the tool sleeps
+//! (`tidy/layers.rs` checks it), so that every wait is bounded and easy to find.
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,16 @@ impl Backoff {
     }
 }
 
+/// Waits `how_long` on the runtime: the one async sleep of the tool.
+pub async fn pause(how_long: Duration) {
+    tokio::time::sleep(how_long).await;
+}
+
+/// Blocks this thread for `how_long`: the one blocking sleep of the tool.
+pub fn pause_blocking(how_long: Duration) {
+    std::thread::sleep(how_long);
+}
+
 /// Calls `attempt` until it gives a value, pausing between calls; past `deadline`, fails with
 /// `timed_out()`. The first attempt is immediate.
 pub async fn poll<T>(
@@ -53,7 +65,7 @@ pub async fn poll<T>(
         if Instant::now() > deadline {
             return Err(timed_out());
         }
-        tokio::time::sleep(backoff.pause()).await;
+        pause(backoff.pause()).await;
     }
 }
 
@@ -71,7 +83,7 @@ pub fn poll_blocking<T>(
         if Instant::now() > deadline {
             return Err(timed_out());
         }
-        std::thread::sleep(backoff.pause());
+        pause_blocking(backoff.pause());
     }
 }
 
@@ -89,7 +101,7 @@ pub async fn pause_point(point: &str) {
         if resume.as_ref().is_some_and(|file| file.exists()) {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        pause(Duration::from_millis(50)).await;
     }
 }
 

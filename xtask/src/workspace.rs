@@ -84,19 +84,6 @@ pub fn service_template(service: &str) -> String {
 }
 
 impl Workspace {
-    /// Reads the workspace at `manifest_path` (default: the one `cargo xtask` runs in).
-    pub fn load(manifest_path: Option<&Path>) -> anyhow::Result<Workspace> {
-        let mut command = MetadataCommand::new();
-        command.no_deps();
-        if let Some(path) = manifest_path {
-            command.manifest_path(path);
-        }
-        let metadata = command
-            .exec()
-            .context("reading the workspace with `cargo metadata`")?;
-        Workspace::from_metadata(metadata)
-    }
-
     /// Reads the workspace from a file `cargo metadata --no-deps --format-version 1` wrote, without
     /// running cargo: for the release workflow's deploy job, where nothing may compile.
     pub fn from_file(path: &Path) -> anyhow::Result<Workspace> {
@@ -111,7 +98,9 @@ impl Workspace {
         Workspace::from_metadata(metadata)
     }
 
-    fn from_metadata(metadata: cargo_metadata::Metadata) -> anyhow::Result<Workspace> {
+    /// The workspace `metadata` (`cargo metadata --no-deps`) describes. Running cargo is this
+    /// machine's business (`local::metadata`); this only reads what it said.
+    pub fn from_metadata(metadata: cargo_metadata::Metadata) -> anyhow::Result<Workspace> {
         let is_bin = |bin: &str| {
             metadata.workspace_packages().iter().any(|package| {
                 package

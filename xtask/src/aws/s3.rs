@@ -6,12 +6,24 @@ use anyhow::{Context, bail};
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::types::ChecksumMode;
 
-/// An object's bytes; `None` when there is no such key.
+/// The bytes at `key`; `None` when there is no such key.
 pub async fn read_object(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
 ) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(read_object_with_etag(s3, bucket, key)
+        .await?
+        .map(|(bytes, _)| bytes))
+}
+
+/// The bytes at `key` and the ETag they were read at, for a write conditional on it; `None` when
+/// there is no such key.
+pub async fn read_object_with_etag(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<Option<(Vec<u8>, Option<String>)>> {
     let object = match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(object) => object,
         Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
@@ -22,13 +34,14 @@ pub async fn read_object(
                 .with_context(|| format!("reading s3://{bucket}/{key}"));
         }
     };
+    let etag = object.e_tag().map(str::to_owned);
     let bytes = object
         .body
         .collect()
         .await
         .with_context(|| format!("reading s3://{bucket}/{key}"))?
         .into_bytes();
-    Ok(Some(bytes.to_vec()))
+    Ok(Some((bytes.to_vec(), etag)))
 }
 
 /// An object's metadata (with S3's SHA-256 checksum where it keeps one); `None` when there is no
@@ -170,6 +183,9 @@ pub async fn list_versions(
 
 /// Deletes exactly these versions (never a newer one of the same key), a thousand a request.
 /// The versions S3 could not delete, each with its reason.
+/// The most versions one `DeleteObjects` request takes.
+pub const DELETE_BATCH: usize = 1000;
+
 pub async fn delete_versions(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -177,7 +193,7 @@ pub async fn delete_versions(
 ) -> anyhow::Result<Vec<(Version, String)>> {
     use aws_sdk_s3::types::{Delete, ObjectIdentifier};
     let mut failed = Vec::new();
-    for batch in versions.chunks(1000) {
+    for batch in versions.chunks(DELETE_BATCH) {
         let objects = batch
             .iter()
             .map(|v| {

@@ -6,13 +6,9 @@
 
 use anyhow::bail;
 
-use crate::cli::{Account, ChangeSet, Destination, Output, Rollout, Selection, Zips};
-use crate::local::check::Checked;
-use crate::progress::{Progress, print_result};
-use crate::release::deployer::Deployer;
-use crate::release::lease::Lease;
-use crate::release::report::Report;
-use crate::release::upload::{self, Outcome, Target};
+use crate::cli::{Account, ChangeSet, Destination, Output, Released, Rollout, Selection, Zips};
+use crate::progress::Progress;
+use crate::release::upload::{self, Outcome};
 use crate::workspace::Workspace;
 
 /// Package, publish and deploy services: one change set per stack, followed to the end.
@@ -55,15 +51,9 @@ impl Deploy {
         }
         let session = self.account.connect(workspace, progress)?;
         let aws = &session.aws;
-        // Checked before packaging, which can take minutes.
-        let target = aws
-            .runtime
-            .block_on(Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
-        // From before publish looks at the bucket until the stacks run what it found there, gc
-        // deletes none of it.
-        let _lease = Lease::take(aws, self.change_set.timeout(), progress)?;
         let destination = Destination {
             session: &session,
+            account: &self.account,
             workspace,
             services: &services,
             install_tools: self.zips.install.tools,
@@ -72,58 +62,50 @@ impl Deploy {
         let options = self
             .rollout
             .options(&self.change_set, self.recreate, &destination)?;
-        let deployer = Deployer::new(aws, workspace, environment, options, progress);
-        for service in &services {
-            aws.runtime.block_on(deployer.precheck(service))?;
-        }
-
-        let (plan, published) = upload::publish(
-            workspace,
-            &services,
+        let no_rollback = self.rollout.no_rollback;
+        destination.roll_out(
             environment,
-            &target,
-            &aws.runtime,
-            self.zips.packaging(environment),
-            progress,
-        )?;
-        let mut report = Report {
-            region: aws.region.clone(),
-            bucket: aws.bucket.clone(),
-            endpoint: session.emulator.as_ref().map(|e| e.endpoint.clone()),
-            uploaded: published
-                .objects
-                .iter()
-                .filter(|o| o.outcome == Outcome::Uploaded)
-                .count(),
-            bytes_sent: published.bytes_sent,
-            stacks: Vec::new(),
-        };
-        let releases = plan
-            .services()
-            .into_iter()
-            .map(|name| {
-                Ok((
-                    workspace.service(name)?,
-                    deployer.packaged(name, &plan, &published)?,
-                ))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let checked = Checked {
-            aws,
-            workspace,
-            deployer: &deployer,
-            environment,
-            endpoint: report.endpoint.as_deref(),
-            progress,
-        };
-        let (stacks, failure) = checked.each(releases, self.rollout.no_rollback)?;
-        report.stacks = stacks;
-        print_result(&report, self.output.json, |report| {
-            report.text() + &session.note()
-        })?;
-        match failure {
-            None => Ok(()),
-            Some(failure) => bail!("{failure}"),
-        }
+            options,
+            no_rollback,
+            self.output,
+            |rollout, target| {
+                let deployer = rollout.deployer;
+                // A damaged history is refused before anything is built; the loop needs it.
+                for service in &services {
+                    aws.runtime.block_on(async {
+                        deployer.precheck(service).await?;
+                        deployer.history(&deployer.stack_name(&service.name)).await
+                    })?;
+                }
+                let (plan, published) = upload::publish(
+                    workspace,
+                    &services,
+                    environment,
+                    target,
+                    &aws.runtime,
+                    self.zips.packaging(environment),
+                    progress,
+                )?;
+                let releases = plan
+                    .services()
+                    .into_iter()
+                    .map(|name| {
+                        let release = deployer.packaged(name, &plan, &published)?;
+                        Ok((workspace.service(name)?, release))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let (stacks, failure) = aws.runtime.block_on(rollout.each(releases))?;
+                Ok(Released {
+                    stacks,
+                    failure,
+                    uploaded: published
+                        .objects
+                        .iter()
+                        .filter(|o| o.outcome == Outcome::Uploaded)
+                        .count(),
+                    bytes_sent: published.bytes_sent,
+                })
+            },
+        )
     }
 }

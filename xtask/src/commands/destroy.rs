@@ -69,6 +69,7 @@ impl Destroy {
             recreate: false,
             timeout: Duration::from_secs(self.timeout),
             traffic: None,
+            flags: self.account.flags(),
         };
         let deployer = Deployer::new(aws, workspace, environment, options, progress);
         let destroyed = aws.runtime.block_on(deployer.destroy(&service.name))?;

@@ -90,7 +90,7 @@ impl Invoke {
         }
         let answer = match &session.emulator {
             Some(emulator) => {
-                let (instances, stage, name) = check::one_instance(
+                let (instances, stage, name) = aws.runtime.block_on(check::one_instance(
                     aws,
                     workspace,
                     service,
@@ -98,7 +98,7 @@ impl Invoke {
                     &emulator.endpoint,
                     None,
                     progress,
-                )?;
+                ))?;
                 let answer = instances.invoke(&event(&request, &stage)?);
                 instances.stop();
                 (name, answer)

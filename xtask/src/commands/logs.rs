@@ -148,7 +148,7 @@ impl Logs {
             } else {
                 (pause * 2).min(Duration::from_secs(10))
             };
-            std::thread::sleep(pause);
+            crate::wait::pause_blocking(pause);
         }
     }
 }

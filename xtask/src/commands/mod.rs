@@ -12,6 +12,7 @@ pub mod logs;
 pub mod package;
 pub mod promote;
 pub mod publish;
+pub mod reset_history;
 pub mod rollback;
 pub mod serve;
 pub mod status;

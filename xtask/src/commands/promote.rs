@@ -5,14 +5,10 @@
 
 use anyhow::bail;
 
-use crate::cli::{Account, ChangeSet, Destination, Output, Rollout, Selection};
-use crate::local::check::Checked;
+use crate::cli::{Account, ChangeSet, Destination, Output, Released, Rollout, Selection};
 use crate::names::{Environment, Profile};
-use crate::progress::{Progress, print_result};
-use crate::release::deployer::Deployer;
-use crate::release::lease::Lease;
-use crate::release::report::Report;
-use crate::release::upload::Target;
+use crate::progress::Progress;
+use crate::release::deployer::Release;
 use crate::workspace::{Service, Workspace};
 
 /// Deploy the exact release one environment runs to another, without building anything.
@@ -38,8 +34,8 @@ pub struct Promote {
     rollout: Rollout,
     #[command(flatten)]
     change_set: ChangeSet,
-    /// Promote artifacts built with the fast profile (dev's) to an environment that builds the
-    /// release profile (qa, production), which is refused otherwise.
+    /// Promote artifacts built with the fast profile (dev's), or whose profile is not known, to an
+    /// environment that builds the release profile (qa, production), which is refused otherwise.
     #[arg(long)]
     allow_fast_profile: bool,
     #[command(flatten)]
@@ -81,12 +77,9 @@ impl Promote {
         let (services, from, to) = self.resolve(workspace)?;
         let session = self.account.connect(workspace, progress)?;
         let aws = &session.aws;
-        aws.runtime
-            .block_on(Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
-        // From before the objects are found until the stacks run them, gc deletes none of them.
-        let _lease = Lease::take(aws, self.change_set.timeout(), progress)?;
         let destination = Destination {
             session: &session,
+            account: &self.account,
             workspace,
             services: &services,
             install_tools: false,
@@ -95,53 +88,59 @@ impl Promote {
         let options = self
             .rollout
             .options(&self.change_set, false, &destination)?;
-        let deployer = Deployer::new(aws, workspace, to, options, progress);
-        // Every release is found and checked before any stack changes.
-        let mut releases = Vec::new();
-        for service in &services {
-            let release = aws.runtime.block_on(async {
-                let release = deployer.promoted(service, from).await?;
-                if to.profile() == Profile::Release && !self.allow_fast_profile {
-                    let fast = Deployer::fast_artifacts(&release)?;
-                    if let Some(key) = fast.first() {
-                        bail!(
-                            "{from} runs {key}, built with the fast profile, and {to} runs only \
-                             release builds, so that what reaches production is what qa tested: \
-                             deploy {to} from source (`cargo xtask deploy {} {to}`), or pass \
-                             --allow-fast-profile; nothing was changed",
-                            service.name
-                        );
-                    }
-                }
-                deployer.precheck_with(service, &release.template).await?;
-                anyhow::Ok(release)
-            })?;
-            releases.push((*service, release));
+        let no_rollback = self.rollout.no_rollback;
+        destination.roll_out(to, options, no_rollback, self.output, |rollout, _| {
+            let deployer = rollout.deployer;
+            // Every release is found and checked before any stack changes.
+            let mut releases = Vec::new();
+            for service in &services {
+                let release = aws.runtime.block_on(async {
+                    let release = deployer.promoted(service, from).await?;
+                    self.check_profile(&release, service, from, to)?;
+                    deployer.precheck_with(service, &release.template).await?;
+                    anyhow::Ok(release)
+                })?;
+                releases.push((*service, release));
+            }
+            let (stacks, failure) = aws.runtime.block_on(rollout.each(releases))?;
+            Ok(Released {
+                stacks,
+                failure,
+                ..Released::default()
+            })
+        })
+    }
+
+    /// Refuses, unless `--allow-fast-profile`, a release for an environment that runs release
+    /// builds whose zips are not stamped as release builds: fast, or of no known profile.
+    fn check_profile(
+        &self,
+        release: &Release,
+        service: &Service,
+        from: Environment,
+        to: Environment,
+    ) -> anyhow::Result<()> {
+        if to.profile() != Profile::Release || self.allow_fast_profile {
+            return Ok(());
         }
-        let endpoint = session.emulator.as_ref().map(|e| e.endpoint.clone());
-        let checked = Checked {
-            aws,
-            workspace,
-            deployer: &deployer,
-            environment: to,
-            endpoint: endpoint.as_deref(),
-            progress,
+        let built = match release.profile {
+            Some(Profile::Release) => return Ok(()),
+            Some(Profile::Fast) => "built with the fast profile".to_owned(),
+            None => "of no known profile (its zips carry no profile stamp that their keys \
+                     cover)"
+                .to_owned(),
         };
-        let (stacks, failure) = checked.each(releases, self.rollout.no_rollback)?;
-        let report = Report {
-            region: aws.region.clone(),
-            bucket: aws.bucket.clone(),
-            endpoint,
-            uploaded: 0,
-            bytes_sent: 0,
-            stacks,
-        };
-        print_result(&report, self.output.json, |report| {
-            report.text() + &session.note()
-        })?;
-        match failure {
-            None => Ok(()),
-            Some(failure) => bail!("{failure}"),
-        }
+        let key = release
+            .artifact_keys
+            .values()
+            .next()
+            .cloned()
+            .unwrap_or_default();
+        bail!(
+            "{from} runs {key}, {built}, and {to} runs only release builds, so that what reaches \
+             production is what qa tested: deploy {to} from source (`cargo xtask deploy {} {to}`), \
+             or pass --allow-fast-profile; nothing was changed",
+            service.name
+        )
     }
 }

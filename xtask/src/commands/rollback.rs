@@ -2,21 +2,14 @@
 //! release whose artifacts are still in the bucket, through deploy's own change-set path (lock,
 //! change set, execute, follow, history). Nothing is built or uploaded.
 //!
-//! With no `--to`, the target is the newest release in the stack's history whose code differs from
-//! what runs now. The release's templates are restored with its code, so a rollback undoes a
-//! deploy as a whole.
+//! With no `--to`, the target is the release that ran before the one that runs now, skipping any
+//! that failed or was rolled back; `--to` may name a known failure, and then it is said. The
+//! release's templates are restored with its code, so a rollback undoes a deploy as a whole. With
+//! a damaged history, `--to <key>` still works, from what the stack runs.
 
-use anyhow::bail;
-
-use crate::cli::{Account, ChangeSet, Output, Stack};
-use crate::local::check;
-use crate::progress::{Progress, print_result};
-use crate::release::deployer::Deployer;
+use crate::cli::{Account, ChangeSet, Destination, Output, Released, Stack};
+use crate::progress::Progress;
 use crate::release::history::Target;
-use crate::release::lease::Lease;
-use crate::release::report::{Probes, Report};
-use crate::release::stack::Outcome;
-use crate::release::upload;
 use crate::workspace::Workspace;
 
 /// Redeploy an earlier release that is already in the bucket.
@@ -45,67 +38,27 @@ impl Rollback {
         let (service, environment) = self.stack.resolve(workspace)?;
         let session = self.account.connect(workspace, progress)?;
         let aws = &session.aws;
-        aws.runtime
-            .block_on(upload::Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
-        // From before the release's objects are found until the stack runs them, gc deletes none.
-        let _lease = Lease::take(aws, self.change_set.timeout(), progress)?;
-        let deployer = Deployer::new(
-            aws,
+        let destination = Destination {
+            session: &session,
+            account: &self.account,
             workspace,
-            environment,
-            self.change_set.options(Vec::new(), false),
+            services: &[service],
+            install_tools: false,
             progress,
-        );
-
-        let target = self.to.clone().unwrap_or(Target::Previous);
-        let release = aws.runtime.block_on(async {
-            deployer.precheck(service).await?;
-            deployer.earlier(service, &target).await
-        })?;
-        let mut stack = aws
-            .runtime
-            .block_on(deployer.release(&service.name, release))?;
-        // The restored release is checked as a deploy is.
-        let mut failure = None;
-        if matches!(stack.outcome, Outcome::Created | Outcome::Updated) {
-            let endpoint = session.emulator.as_ref().map(|e| e.endpoint.as_str());
-            let checked = check::probe(
-                aws,
-                workspace,
-                service,
-                environment,
-                endpoint,
-                &stack,
-                progress,
-            )?;
-            stack.probes = Some(match checked {
-                Ok(()) => Probes::Passed,
-                Err(failed) => {
-                    failure = Some(failed.to_string());
-                    Probes::Failed {
-                        failed: failed.to_string(),
-                    }
-                }
-            });
-        }
-        let name = stack.stack.clone();
-        let report = Report {
-            region: aws.region.clone(),
-            bucket: aws.bucket.clone(),
-            endpoint: session.emulator.as_ref().map(|e| e.endpoint.clone()),
-            uploaded: 0,
-            bytes_sent: 0,
-            stacks: vec![stack],
         };
-        print_result(&report, self.output.json, |report| {
-            report.text() + &session.note()
-        })?;
-        if let Some(failed) = failure {
-            bail!(
-                "{name} is rolled back, but the release it restored fails its probes too \
-                 ({failed}): pick another with --to (`cargo xtask status` lists the releases)"
-            );
-        }
-        Ok(())
+        let options = self.change_set.options(&self.account, Vec::new(), false);
+        let target = self.to.clone().unwrap_or(Target::Previous);
+        // A rollback that fails its probes is not rolled back again: it says so.
+        destination.roll_out(environment, options, true, self.output, |rollout, _| {
+            let (stack, failure) = aws.runtime.block_on(async {
+                rollout.deployer.precheck(service).await?;
+                rollout.restore(service, &target).await
+            })?;
+            Ok(Released {
+                stacks: vec![stack],
+                failure,
+                ..Released::default()
+            })
+        })
     }
 }

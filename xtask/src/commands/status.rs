@@ -12,10 +12,11 @@ use crate::aws::cloudformation;
 use crate::cli::{Account, Output, Stack};
 use crate::names::{Environment, Profile, short};
 use crate::progress::{Progress, print_result};
-use crate::release::history::{self, Entry};
+use crate::release::history::{self, Entry, Outcome};
 use crate::release::integrity;
 use crate::release::manifest::{MANIFEST, Plan, artifact_key_parameter};
 use crate::release::package;
+use crate::release::stack::decide::RELEASE_DIGEST;
 use crate::workspace::Workspace;
 
 /// Show what is deployed, where it came from, and whether HEAD differs.
@@ -50,8 +51,42 @@ struct Report {
     /// Whether the history records the release that runs (a deploy interrupted after it executed,
     /// or one made by another tool, is not until the next deploy records it as recovered).
     recorded: bool,
+    /// The running release's outcome as its history records it: `None` when nothing runs, or the
+    /// history does not record it (then it counts as unchecked).
+    outcome: Option<Outcome>,
+    /// Why the history could not be read, when it could not: what runs is then shown from the
+    /// stack alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history_damaged: Option<String>,
     /// Newest first.
     history: Vec<Entry>,
+}
+
+impl Report {
+    /// Why a script should not take what runs as good: it failed, or was never checked.
+    fn trouble(&self, service: &str, environment: Environment, flags: &str) -> Option<String> {
+        self.status.as_ref()?;
+        let stack = &self.stack;
+        if let Some(why) = &self.history_damaged {
+            return Some(format!(
+                "{why}: whether what {stack} runs passed its checks is not known. Move the history \
+                 aside and start a new one from what runs with `cargo xtask reset-history \
+                 {service} {environment}{flags}`"
+            ));
+        }
+        match &self.outcome {
+            Some(outcome) if outcome.is_good() => None,
+            Some(outcome) => Some(format!(
+                "{stack} runs a release recorded as {}: deploy a fix, or roll back with `cargo \
+                 xtask rollback {service} {environment}{flags}`",
+                outcome.describe()
+            )),
+            None => Some(format!(
+                "{stack} runs a release its history does not record, so it was never checked: \
+                 `cargo xtask deploy {service} {environment}{flags}` records it and checks it"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -62,7 +97,8 @@ struct Function {
     /// The commit the artifact's metadata records; `None` when the object is gone or has none.
     commit: Option<String>,
     dirty: Option<bool>,
-    /// The cargo profile the artifact was built with, as its metadata records it.
+    /// The cargo profile the artifact was built with, as the release's history entry records it
+    /// (read from the profile stamped into its zip, never from the object's metadata).
     profile: Option<Profile>,
     in_bucket: bool,
     /// Whether the bytes at the key hash to what the key names; `None` when they are not there.
@@ -107,7 +143,7 @@ impl Status {
         if current.is_some() {
             session.require_bucket()?;
         }
-        let (functions, history) = aws.runtime.block_on(async {
+        let (mut functions, history) = aws.runtime.block_on(async {
             let lambda = aws_sdk_lambda::Client::new(&aws.sdk);
             let mut functions = Vec::new();
             for function in &service.functions {
@@ -145,31 +181,44 @@ impl Status {
                         let metadata = &stored.metadata;
                         found.commit = metadata.get("git-commit").cloned();
                         found.dirty = metadata.get("git-dirty").map(|d| d == "true");
-                        found.profile =
-                            Profile::from_metadata(metadata.get("profile").map(String::as_str));
                     }
                 }
                 functions.push(found);
             }
-            let history = if current.is_some() {
-                history::read(&s3, bucket, &stack).await?
-            } else {
-                Vec::new()
+            let history = match current.is_some() {
+                true => history::read(&s3, bucket, &stack).await,
+                false => Ok(Vec::new()),
             };
             anyhow::Ok((functions, history))
         })?;
+        // A damaged history does not hide what runs: that comes from the stack alone.
+        let (history, history_damaged) = match history {
+            Ok(history) => (history, None),
+            Err(error) if history::is_damaged(&error) => (Vec::new(), Some(format!("{error:#}"))),
+            Err(error) => return Err(error),
+        };
 
         let head = head(workspace, &service.name, &functions)?;
-        // The newest recorded release with the keys that run now is the one running.
+        // The newest recorded release that is what runs now (its digest, else its keys).
         let running = current.as_ref().and_then(|c| {
-            history.iter().rev().find(|entry| {
-                entry
-                    .artifact_keys
+            let running = history::Running {
+                digest: c.parameters.get(RELEASE_DIGEST).cloned(),
+                artifact_keys: c
+                    .parameters
                     .iter()
-                    .all(|(parameter, key)| c.parameters.get(parameter) == Some(key))
-            })
+                    .filter(|(p, _)| functions.iter().any(|f| f.parameter == **p))
+                    .map(|(p, k)| (p.clone(), k.clone()))
+                    .collect(),
+                apigateway_template_key: None,
+            };
+            history::find_running(&history, &running).map(|at| &history[at])
         });
         let promoted_from = running.and_then(|entry| entry.promoted_from.clone());
+        let outcome = running.map(|entry| entry.outcome.clone());
+        // The profile is what the tool that packaged the release stamped into its zips.
+        for function in &mut functions {
+            function.profile = running.and_then(|entry| entry.profile);
+        }
         // Said, not recorded: status changes nothing; the next deploy records it.
         let recorded = current.is_none() || running.is_some();
         let report = Report {
@@ -182,12 +231,19 @@ impl Status {
             outputs: current.map(|c| c.outputs).unwrap_or_default(),
             promoted_from,
             recorded,
+            outcome,
+            history_damaged,
             history: history.into_iter().rev().take(self.history).collect(),
         };
+        let flags = self.account.flags();
         print_result(&report, self.output.json, |report| {
             let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
-            text(report, &service.name, environment, colour)
-        })
+            text(report, &service.name, environment, colour, &flags)
+        })?;
+        match report.trouble(&service.name, environment, &flags) {
+            Some(trouble) => bail!("{trouble}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -270,10 +326,17 @@ fn head(workspace: &Workspace, service: &str, functions: &[Function]) -> anyhow:
 }
 
 /// What is deployed, as people read it.
-fn text(report: &Report, service: &str, environment: Environment, colour: bool) -> String {
+fn text(
+    report: &Report,
+    service: &str,
+    environment: Environment,
+    colour: bool,
+    flags: &str,
+) -> String {
     let Some(status) = &report.status else {
         return format!(
-            "{}: not deployed in {}. Deploy it with `cargo xtask deploy {service} {environment}`.\n",
+            "{}: not deployed in {}. Deploy it with `cargo xtask deploy {service} \
+             {environment}{flags}`.\n",
             report.stack, report.region
         );
     };
@@ -320,11 +383,32 @@ fn text(report: &Report, service: &str, environment: Environment, colour: bool) 
             out.push('\n');
         }
     }
-    if !report.recorded {
-        out.push_str(
-            "  the release it runs is not in its history (a deploy interrupted after it executed, \
-             or one made by another tool): the next deploy records it, as recovered\n",
-        );
+    if let Some(why) = &report.history_damaged {
+        out.push_str(&red(format!(
+            "  HISTORY UNREADABLE: {why}; what runs is shown from the stack alone"
+        )));
+        out.push('\n');
+    } else if !report.recorded {
+        out.push_str(&red(
+            "  UNCHECKED: the release it runs is not in its history (a deploy interrupted after it \
+             executed, or one made by another tool): the next deploy records it, as recovered, \
+             and checks it"
+                .to_owned(),
+        ));
+        out.push('\n');
+    }
+    match &report.outcome {
+        Some(outcome) if outcome.is_good() => {
+            out.push_str(&format!("  release: {}\n", outcome.describe()));
+        }
+        Some(outcome) => {
+            out.push_str(&red(format!(
+                "  release: {}",
+                outcome.describe().to_uppercase()
+            )));
+            out.push('\n');
+        }
+        None => {}
     }
     if let Some(from) = &report.promoted_from {
         out.push_str(&format!(
@@ -354,18 +438,24 @@ fn text(report: &Report, service: &str, environment: Environment, colour: bool) 
                 .map(|file| file.get(..12).unwrap_or(file))
                 .collect();
             out.push_str(&format!(
-                "    {}  {:<8}  {}{}  {}\n",
+                "    {}  {:<9}  {}{}  {}  {}\n",
                 entry.deployed_at,
-                entry.command,
+                entry.kind.as_str(),
                 short(&entry.commit),
                 if entry.dirty { "+dirty" } else { "" },
-                keys.join(" ")
+                keys.join(" "),
+                match &entry.outcome {
+                    Outcome::Failed { .. } | Outcome::RolledBack { .. } => "FAILED",
+                    Outcome::Unchecked => "unchecked",
+                    Outcome::Live => "live",
+                    Outcome::Superseded => "",
+                }
             ));
             if let Some(from) = &entry.promoted_from {
                 out.push_str(&format!("      promoted from {from}\n"));
             }
-            if let Some(reason) = &entry.rolled_back {
-                out.push_str(&format!("      rolled back by itself: {reason}\n"));
+            if entry.outcome.is_failure() {
+                out.push_str(&format!("      {}\n", entry.outcome.describe()));
             }
         }
     }

@@ -136,16 +136,18 @@ impl Up {
         };
         let mut served = Vec::new();
         for ((service, deployed), listener) in deployed.iter().zip(listeners) {
-            let local = Local::prepare(aws, &here, service, deployed)?;
+            let local = aws
+                .runtime
+                .block_on(Local::prepare(aws, &here, service, deployed))?;
             let step = progress.step(&format!("fetching {}", deployed.key));
-            let launch = launch(
+            let launch = aws.runtime.block_on(launch(
                 aws,
                 deployed,
                 &local,
                 &scratch,
                 &endpoint,
                 self.install_tools,
-            )?;
+            ))?;
             step.done(&format!("{} is {}", deployed.name, launch.version));
             let stage = runtime::stage(deployed, binary_media_types.clone());
             let instances = Arc::new(Instances::new(
@@ -210,7 +212,7 @@ fn follow(
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(100));
+            crate::wait::pause_blocking(Duration::from_millis(100));
         }
         for one in served.iter_mut() {
             let service = workspace.service(&one.deployed.service)?;
@@ -230,7 +232,10 @@ fn follow(
             let Some(now) = now.filter(|now| *now != one.deployed) else {
                 continue;
             };
-            match launch(aws, &now, &one.local, scratch, endpoint, false) {
+            match aws
+                .runtime
+                .block_on(launch(aws, &now, &one.local, scratch, endpoint, false))
+            {
                 Ok(launch) => {
                     one.instances.say(
                         Kind::Lambda,

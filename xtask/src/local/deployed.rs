@@ -1,8 +1,8 @@
 //! A function as it is deployed: what Lambda knows of it (`GetFunction`: its code, environment,
 //! memory and timeout as CloudFormation resolved them) and the exact zip its code location names,
 //! fetched from the artifact bucket by that key, checked against the SHA-256 in the key and
-//! Lambda's `CodeSha256`, and unpacked. Nothing is read from the templates and nothing is built
-//! from source.
+//! Lambda's `CodeSha256`, and unpacked, with the template its stack runs. Nothing is read from the
+//! workspace's templates and nothing is built from source.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,9 @@ pub struct Deployed {
     pub environment: BTreeMap<String, String>,
     /// The REST API in front of it (the stack's `RestApiId` output), when the stack has one.
     pub api_id: Option<String>,
+    /// The template its stack runs (not the workspace's, which may have moved on): what its
+    /// environment is made of, for what a local run fills in.
+    pub template: String,
 }
 
 impl Deployed {
@@ -50,6 +53,8 @@ impl Deployed {
                     service.name
                 )
             })?;
+        let template =
+            crate::aws::cloudformation::template_body(&aws.cloudformation(), &current.id).await?;
         let lambda = aws_sdk_lambda::Client::new(&aws.sdk);
         let mut functions = Vec::new();
         for function in &service.functions {
@@ -89,6 +94,7 @@ impl Deployed {
                 timeout_s: configuration.timeout().unwrap_or(3).max(1) as u32,
                 environment: variables,
                 api_id: current.outputs.get("RestApiId").cloned(),
+                template: template.clone(),
             });
         }
         Ok(functions)

@@ -7,6 +7,7 @@ pub mod check;
 pub mod deployed;
 pub mod emulator;
 pub mod gateway;
+pub mod metadata;
 pub mod postgres;
 pub mod process;
 pub mod provision;

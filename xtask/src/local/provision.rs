@@ -528,7 +528,7 @@ mod tests {
     #[test]
     fn every_service_template_can_be_served() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let workspace = Workspace::load(Some(&root)).unwrap();
+        let workspace = crate::local::metadata::workspace(Some(&root)).unwrap();
         assert!(workspace.services.len() >= 4);
         for service in &workspace.services {
             let needs = Needs::for_service(&workspace, &service.name)

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use crate::aws::Connection;
 use crate::local::deployed::{self, Deployed, Fill, is_unresolved};
 use crate::local::emulator::CREDENTIALS;
@@ -42,9 +44,9 @@ pub struct Here<'a> {
 }
 
 impl Local {
-    pub fn prepare(
+    pub async fn prepare(
         aws: &Connection,
-        here: &Here,
+        here: &Here<'_>,
         service: &Service,
         deployed: &Deployed,
     ) -> anyhow::Result<Local> {
@@ -55,7 +57,12 @@ impl Local {
             install,
             progress,
         } = here;
-        let needs = Needs::for_service(workspace, &service.name)?;
+        // What the stack runs declares the environment, not the workspace, which may have moved on
+        // (a rollback restores an older template).
+        let file = crate::workspace::service_template(&service.name);
+        let template = Template::parse(&file, deployed.template.clone())?;
+        let needs =
+            Needs::of(&template).with_context(|| format!("the template {file} deployed"))?;
         let unresolved: Vec<&Source> = needs
             .env
             .iter()
@@ -67,11 +74,7 @@ impl Local {
             .iter()
             .any(|s| matches!(s, Source::Resource(_) | Source::Unset))
         {
-            fill.pools = aws.runtime.block_on(provision::provision_pools(
-                &aws.sdk,
-                &service.name,
-                &needs,
-            ))?;
+            fill.pools = provision::provision_pools(&aws.sdk, &service.name, &needs).await?;
         }
         // The emulator's database secret holds the local server's URL as it is now (a restarted
         // server listens on another port), whether deploy passed its ARN or it is filled in here.
@@ -83,16 +86,10 @@ impl Local {
             .any(|arn| secrets::is_database_secret(arn));
         if passed || unresolved.contains(&&Source::Database) {
             let url = Postgres::ensure_installed(workspace, *install, *progress)?.url();
-            fill.database = Some(
-                aws.runtime
-                    .block_on(secrets::database_secret(&aws.sdk, &url))?,
-            );
+            fill.database = Some(secrets::database_secret(&aws.sdk, &url).await?);
         }
         if unresolved.contains(&&Source::ServiceSecret) {
-            fill.service_secret = Some(
-                aws.runtime
-                    .block_on(secrets::service_token_secret(&aws.sdk, workspace))?,
-            );
+            fill.service_secret = Some(secrets::service_token_secret(&aws.sdk, workspace).await?);
         }
         fill.values = service.local.env.clone();
         for (name, _) in needs.env.iter().filter(|(_, s)| **s == Source::Unset) {
@@ -105,7 +102,7 @@ impl Local {
             }
         }
         let issuers = provision::issuers(&aws.sdk, workspace, service, &aws.region, endpoint);
-        fill.values.extend(aws.runtime.block_on(issuers)?);
+        fill.values.extend(issuers.await?);
         Ok(Local { needs, fill })
     }
 
@@ -130,7 +127,7 @@ impl Local {
 
 /// How to start the function `deployed` describes: its zip fetched and unpacked, run natively or
 /// under qemu, with Lambda's environment, the emulator's endpoint, and its own variables.
-pub fn launch(
+pub async fn launch(
     aws: &Connection,
     deployed: &Deployed,
     local: &Local,
@@ -138,7 +135,7 @@ pub fn launch(
     endpoint: &str,
     install: bool,
 ) -> anyhow::Result<Launch> {
-    let (bootstrap, architecture) = aws.runtime.block_on(deployed.fetch(aws, scratch))?;
+    let (bootstrap, architecture) = deployed.fetch(aws, scratch).await?;
     let mut runner = gateway::runner(&bootstrap, architecture, install)?
         .function_name(&deployed.name)
         .memory_mb(deployed.memory_mb)

@@ -26,9 +26,14 @@ fn level(profile: Profile) -> i64 {
     }
 }
 
-/// Zips `binary` as `bootstrap`. The bytes depend on nothing but `binary` and its profile: fixed
-/// timestamp (1980-01-01, the zip epoch), fixed permissions, the profile's compression level, no
-/// extra fields.
+/// What the zip's comment says of the profile, `biometrix-profile=<profile>`. The comment is part
+/// of the zip's bytes, so the key's SHA-256 covers it: the one record of a build's profile that
+/// a writer of the bucket cannot change without changing the key (object metadata it can).
+const PROFILE_STAMP: &str = "biometrix-profile=";
+
+/// Zips `binary` as `bootstrap`, stamped with its profile. The bytes depend on nothing but
+/// `binary` and its profile: fixed timestamp (1980-01-01, the zip epoch), fixed permissions, the
+/// profile's compression level, no extra fields, the profile in the archive's comment.
 pub fn zip_bootstrap(binary: &[u8], profile: Profile) -> anyhow::Result<Vec<u8>> {
     let options = SimpleFileOptions::default()
         .compression_method(CompressionMethod::Deflated)
@@ -40,7 +45,17 @@ pub fn zip_bootstrap(binary: &[u8], profile: Profile) -> anyhow::Result<Vec<u8>>
     zip.start_file(ENTRY, options)
         .context("starting the zip entry")?;
     zip.write_all(binary).context("compressing the binary")?;
+    zip.set_comment(format!("{PROFILE_STAMP}{}", profile.as_str()))
+        .context("stamping the profile")?;
     Ok(zip.finish().context("finishing the zip")?.into_inner())
+}
+
+/// The profile `zip_bootstrap` stamped into `zip`; `None` for a zip without the stamp (made by
+/// another tool, or by this one before it stamped).
+pub fn stamped_profile(zip: &[u8]) -> Option<Profile> {
+    let archive = zip::ZipArchive::new(Cursor::new(zip)).ok()?;
+    let comment = std::str::from_utf8(archive.comment()).ok()?;
+    comment.strip_prefix(PROFILE_STAMP)?.parse().ok()
 }
 
 /// Extracts the zip's `bootstrap` to `to` with the permissions the zip records, as Lambda does.
@@ -110,6 +125,23 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         (0..200_000u32).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn the_profile_is_stamped_into_the_bytes_the_key_names() {
+        let release = zip_bootstrap(&sample(), Profile::Release).unwrap();
+        let fast = zip_bootstrap(&sample(), Profile::Fast).unwrap();
+        assert_eq!(stamped_profile(&release), Some(Profile::Release));
+        assert_eq!(stamped_profile(&fast), Some(Profile::Fast));
+        // A zip without the stamp (another tool's, or one re-zipped) has no known profile.
+        let mut plain = ZipWriter::new(Cursor::new(Vec::new()));
+        plain
+            .start_file(ENTRY, SimpleFileOptions::default())
+            .unwrap();
+        plain.write_all(&sample()).unwrap();
+        let plain = plain.finish().unwrap().into_inner();
+        assert_eq!(stamped_profile(&plain), None);
+        assert_eq!(stamped_profile(b"not a zip"), None);
     }
 
     #[test]

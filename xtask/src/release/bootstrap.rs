@@ -63,9 +63,10 @@ pub async fn apply(
         role_arn: None,
     };
     let phase = RefCell::new(Phase::Preparing);
-    let (outcome, _) = engine
+    let outcome = engine
         .apply(&change, Instant::now() + timeout, &phase)
-        .await?;
+        .await?
+        .outcome;
     let current = cloudformation::describe(&client, stack)
         .await?
         .with_context(|| format!("stack {stack} disappeared in {region}"))?;

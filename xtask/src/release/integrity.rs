@@ -144,6 +144,70 @@ pub fn check_bytes(bucket: &str, key: &str, bytes: &[u8]) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The build profile stamped into the zip at `key` (at `version`, where the bucket keeps versions),
+/// read from bytes proven to be the key's: never from the object's metadata. `None` when the zip
+/// carries no stamp.
+pub async fn stamped_profile(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> anyhow::Result<Option<crate::names::Profile>> {
+    let mut get = s3.get_object().bucket(bucket).key(key);
+    if let Some(version) = version {
+        get = get.version_id(version);
+    }
+    let bytes = get
+        .send()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?
+        .body
+        .collect()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?
+        .into_bytes();
+    check_bytes(bucket, key, &bytes)?;
+    Ok(super::artifact::stamped_profile(&bytes))
+}
+
+/// Fails unless `key` is an artifact of `function` of `service`, stored under `parameter`:
+/// `lambdas/<service>/<function>/<sha256>.zip`. A history entry is the bucket's word, so each key
+/// it names is checked against the stack it is deployed to before it is.
+pub fn check_artifact_key(
+    service: &str,
+    functions: &[&str],
+    parameter: &str,
+    key: &str,
+) -> anyhow::Result<()> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let belongs = matches!(parts.as_slice(), ["lambdas", owner, function, _]
+        if *owner == service
+            && functions.contains(function)
+            && super::manifest::artifact_key_parameter(function) == parameter)
+        && named_sha256(key).is_some();
+    if !belongs {
+        bail!(
+            "{parameter}={key} is not an artifact of {service}'s function for that parameter              (lambdas/{service}/<function>/<sha256>.zip, functions {}): the release names              another service's code, so it is refused; nothing was changed",
+            functions.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Fails unless `key` is `file` of `service`'s templates: `cloudformation/<service>/<sha256>/<file>`.
+pub fn check_template_key(service: &str, file: &str, key: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let belongs = matches!(parts.as_slice(), ["cloudformation", owner, _, name]
+        if *owner == service && *name == file)
+        && named_sha256(key).is_some();
+    if !belongs {
+        bail!(
+            "{key} is not {service}'s {file} (cloudformation/{service}/<sha256>/{file}): the              release names another template, so it is refused; nothing was changed"
+        );
+    }
+    Ok(())
+}
+
 /// Fails unless Lambda runs, as `function`, the zip `key` names: `code_sha256` is its
 /// `CodeSha256`.
 pub fn check_running(function: &str, key: &str, code_sha256: Option<&str>) -> anyhow::Result<()> {
@@ -179,6 +243,32 @@ mod tests {
         ] {
             assert_eq!(named_sha256(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn keys_are_checked_against_the_service_and_function_they_are_for() {
+        let functions = ["apigateway-execute", "pre-traffic"];
+        let parameter = "ApigatewayExecuteArtifactKey";
+        let own = format!("lambdas/hardware/apigateway-execute/{EMPTY}.zip");
+        check_artifact_key("hardware", &functions, parameter, &own).unwrap();
+        for forged in [
+            format!("lambdas/users/apigateway-execute/{EMPTY}.zip"),
+            format!("lambdas/hardware/pre-traffic/{EMPTY}.zip"),
+            format!("lambdas/hardware/other/{EMPTY}.zip"),
+            "lambdas/hardware/apigateway-execute/abc.zip".to_owned(),
+            format!("lambdas/hardware/apigateway-execute/x/{EMPTY}.zip"),
+        ] {
+            let error = check_artifact_key("hardware", &functions, parameter, &forged);
+            assert!(
+                error.unwrap_err().to_string().contains("is refused"),
+                "{forged}"
+            );
+        }
+        let template = format!("cloudformation/hardware/{EMPTY}/apigateway.yaml");
+        check_template_key("hardware", "apigateway.yaml", &template).unwrap();
+        let other = format!("cloudformation/users/{EMPTY}/apigateway.yaml");
+        assert!(check_template_key("hardware", "apigateway.yaml", &other).is_err());
+        assert!(check_template_key("hardware", "users-environment.yaml", &template).is_err());
     }
 
     #[test]

@@ -15,9 +15,11 @@
 //! - gc that sees a lease waits until it is gone, and only then reads what the stacks run, which by
 //!   then includes what that publisher deployed.
 //!
-//! A lease left by a killed process stops counting once S3 wrote it longer ago than the command's
-//! timeout plus a margin, or at once when its process is gone from this host; until then gc waits
-//! for it and names it.
+//! A lease is written again as each stack's work begins and before a rollback ([`Lease::renew`]), so
+//! that it outlives every wait a deploy of several stacks makes, and it is given back on every way
+//! out: success, failure, refusal, Ctrl-C. A lease left by a killed process stops counting once S3
+//! wrote it longer ago than the command's timeout plus a margin, or at once when its process is
+//! gone from this machine; until then gc waits for it and names it.
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,8 @@ const POLL: Duration = Duration::from_secs(2);
 pub struct Lease<'a> {
     aws: &'a Connection,
     key: String,
+    mine: Holder,
+    progress: Progress,
 }
 
 impl<'a> Lease<'a> {
@@ -55,23 +59,15 @@ impl<'a> Lease<'a> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let key = format!("{PREFIX}{nanos}-{}.json", std::process::id());
-        let location = format!("s3://{bucket}/{key}");
         let until = Instant::now() + timeout;
         let mut waiting = None;
         let mine = Holder::me(
             "a lease on the bucket's artifacts".to_owned(),
             timeout + MARGIN,
         );
-        aws.runtime.block_on(async {
+        let taken = aws.runtime.block_on(async {
             loop {
-                s3.put_object()
-                    .bucket(bucket)
-                    .key(&key)
-                    .content_type("application/json")
-                    .body(ByteStream::from(serde_json::to_vec_pretty(&mine)?))
-                    .send()
-                    .await
-                    .with_context(|| format!("writing the lease {location}"))?;
+                write(&s3, bucket, &key, &mine).await?;
                 let gc = lock::read(&s3, bucket, &Scope::Artifacts.key()).await?;
                 let Some(gc) = gc.filter(|gc| gc.stale().is_none()) else {
                     if let Some(step) = waiting.take() {
@@ -91,11 +87,41 @@ impl<'a> Lease<'a> {
                 if waiting.is_none() {
                     waiting = Some(progress.step(&format!("waiting: {busy}")));
                 }
-                tokio::time::sleep(POLL).await;
+                crate::wait::pause(POLL).await;
             }
-        })?;
-        Ok(Lease { aws, key })
+        });
+        let lease = Lease {
+            aws,
+            key,
+            mine,
+            progress,
+        };
+        // Refused (a garbage gc lock, no time left): the lease is given back as it is dropped.
+        taken.map(|()| lease)
     }
+
+    /// Writes the lease again, so that it counts for its whole lifetime from now: called as each
+    /// stack's work begins, and before a rollback, each of which may wait for up to the timeout.
+    pub async fn renew(&self) -> anyhow::Result<()> {
+        write(&self.aws.s3(), &self.aws.bucket, &self.key, &self.mine).await
+    }
+}
+
+async fn write(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    mine: &Holder,
+) -> anyhow::Result<()> {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/json")
+        .body(ByteStream::from(serde_json::to_vec_pretty(mine)?))
+        .send()
+        .await
+        .with_context(|| format!("writing the lease s3://{bucket}/{key}"))?;
+    Ok(())
 }
 
 impl Drop for Lease<'_> {
@@ -106,11 +132,11 @@ impl Drop for Lease<'_> {
             .runtime
             .block_on(give_back(&s3, &self.aws.bucket, &self.key));
         if let Err(error) = given_back {
-            eprintln!(
+            self.progress.note(&format!(
                 "warning: {error:#}; gc waits for it until it expires, or remove it with `aws s3 rm \
                  s3://{}/{}`",
                 self.aws.bucket, self.key
-            );
+            ));
         }
     }
 }
@@ -174,6 +200,6 @@ pub async fn wait_until_none(
             Some(step) => crate::progress::Step::set_message(step, &format!("waiting: {busy}")),
             None => waiting = Some(progress.step(&format!("waiting: {busy}"))),
         }
-        tokio::time::sleep(POLL).await;
+        crate::wait::pause(POLL).await;
     }
 }

@@ -10,7 +10,9 @@
 //!   before anything is executed;
 //! - a lock is stale when S3 wrote it longer ago than its lifetime, judged by S3's clock alone (its
 //!   `LastModified` against `aws::clock::server_now`), never by the writer's;
-//! - a lock whose holder ran on this host, in a process that is gone, is taken over at once.
+//! - a lock whose holder ran on this machine since it booted (its boot id, not its host name, which
+//!   two machines can share), in a process that is gone, is taken over at once;
+//! - a renewal that fails for a passing reason is tried again until close to the lock's lifetime.
 //!
 //! The same objects, with a lifetime and no renewal, are `gc`'s lock and the leases of `lease`.
 
@@ -30,6 +32,34 @@ const POLL: Duration = Duration::from_secs(2);
 pub const RENEW: Duration = Duration::from_secs(20);
 /// How long a lock that is renewed counts after its last renewal.
 pub const RENEWED_LIFETIME: Duration = Duration::from_secs(90);
+/// How soon a renewal that failed for a passing reason is tried again.
+const RETRY: Duration = Duration::from_secs(5);
+/// How long before the lock's lifetime ends renewal stops trying: a write then could land after
+/// another deploy judged the lock stale.
+const MARGIN: Duration = Duration::from_secs(15);
+
+/// Whether a renewal that failed `since` the last successful write may be tried again: while one
+/// more try still lands inside the lock's `lifetime`, less a margin.
+pub fn keep_trying(since: Duration, lifetime: Duration) -> bool {
+    since + RETRY + MARGIN < lifetime
+}
+
+/// A lock that another holder has (or that is gone): never worth renewing again.
+#[derive(Debug)]
+pub struct Lost(String);
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Lost {}
+
+/// Whether `error` says the lock is lost, rather than that renewing it failed for now.
+pub fn is_lost(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| e.downcast_ref::<Lost>().is_some())
+}
 
 /// Who holds a lock, as stored in it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,8 +67,13 @@ pub struct Holder {
     pub holder: String,
     /// What it guards, as people read it.
     pub stack: String,
+    /// The machine's name, for people; never used to decide anything (two machines can share one).
     #[serde(default)]
     pub host: String,
+    /// The boot of the machine it ran on (`/proc/sys/kernel/random/boot_id`): with `pid`, what
+    /// tells whether its process is gone.
+    #[serde(default)]
+    pub boot_id: String,
     #[serde(default)]
     pub pid: u32,
     /// How long it counts after S3 last wrote it, in seconds.
@@ -53,6 +88,7 @@ impl Holder {
             holder: whoami(),
             stack: what,
             host: host(),
+            boot_id: boot_id(),
             pid: std::process::id(),
             lifetime: lifetime.as_secs(),
         }
@@ -78,10 +114,9 @@ impl Found {
                 self.holder.lifetime
             ));
         }
-        let here = self.holder.host == host() && !self.holder.host.is_empty();
-        if here && self.holder.pid != 0 && !alive(self.holder.pid) {
+        if gone(&self.holder, &boot_id()) {
             return Some(format!(
-                "its process ({}) is no longer running on this host",
+                "its process ({}) is no longer running on this machine",
                 self.holder.pid
             ));
         }
@@ -249,7 +284,7 @@ impl Lock {
                         }
                         None => waiting = Some(progress.step(&format!("waiting: {busy}"))),
                     }
-                    tokio::time::sleep(POLL).await;
+                    crate::wait::pause(POLL).await;
                 }
             }
         }
@@ -281,26 +316,47 @@ impl Lock {
                     || "nobody: it was removed".to_owned(),
                     |found| found.holder.holder,
                 );
-                bail!(
+                Err(anyhow::Error::new(Lost(format!(
                     "the lock on {} (s3://{}/{}) is no longer this deploy's: it is held by {by}",
-                    self.name,
-                    self.bucket,
-                    self.key
-                )
+                    self.name, self.bucket, self.key
+                ))))
             }
             Err(error) => Err(anyhow::Error::new(error))
                 .with_context(|| format!("renewing the lock s3://{}/{}", self.bucket, self.key)),
         }
     }
 
-    /// Renews the lock every [`RENEW`] for as long as it is polled; stops renewing, and says so,
-    /// once it is lost (the next [`Lock::confirm`] then fails too). Never returns.
+    /// Renews the lock every [`RENEW`] for as long as it is polled. A renewal that fails for a
+    /// passing reason (the network, throttling, an expired token) is tried again every
+    /// [`RETRY`] for as long as [`keep_trying`] allows; a lock that is lost, or that could not be
+    /// renewed in time, is said and no longer renewed (the next [`Lock::confirm`] then fails too).
+    /// Never returns.
     pub async fn keep(&self, progress: Progress) {
+        let mut written = Instant::now();
         loop {
-            tokio::time::sleep(RENEW).await;
-            if let Err(error) = self.confirm().await {
-                progress.note(&format!("warning: {error:#}"));
-                std::future::pending::<()>().await;
+            crate::wait::pause(RENEW).await;
+            loop {
+                match self.confirm().await {
+                    Ok(()) => {
+                        written = Instant::now();
+                        break;
+                    }
+                    Err(error) if is_lost(&error) => {
+                        progress.note(&format!("warning: {error:#}"));
+                        return std::future::pending().await;
+                    }
+                    Err(error) if keep_trying(written.elapsed(), RENEWED_LIFETIME) => {
+                        progress.note(&format!("warning: {error:#}; trying again"));
+                        crate::wait::pause(RETRY).await;
+                    }
+                    Err(error) => {
+                        progress.note(&format!(
+                            "warning: {error:#}; the lock could not be renewed within its \
+                             lifetime, so another deploy may take it"
+                        ));
+                        return std::future::pending().await;
+                    }
+                }
             }
         }
     }
@@ -386,7 +442,65 @@ fn host() -> String {
         .unwrap_or_else(|| "unknown host".to_owned())
 }
 
-/// Whether process `pid` runs on this host; `true` where that cannot be told.
+/// This boot of this machine: the same on every process of it, another on any other machine or
+/// after a restart; empty where it cannot be read (then no process is judged gone).
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Whether `holder`'s process is known to be gone: it ran during this boot of this machine (`here`
+/// is this boot's id) and its pid runs no more. A holder on another machine (or one that shares
+/// this one's name) is never judged so; its lock goes stale by S3's clock.
+fn gone(holder: &Holder, here: &str) -> bool {
+    !here.is_empty() && holder.boot_id == here && holder.pid != 0 && !alive(holder.pid)
+}
+
+/// Whether process `pid` runs on this machine; `true` where that cannot be told.
 fn alive(pid: u32) -> bool {
     !cfg!(target_os = "linux") || std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_keeps_trying_until_close_to_the_lifetime() {
+        let lifetime = RENEWED_LIFETIME;
+        assert!(keep_trying(Duration::from_secs(20), lifetime));
+        assert!(keep_trying(Duration::from_secs(65), lifetime));
+        assert!(!keep_trying(Duration::from_secs(70), lifetime));
+        assert!(!keep_trying(Duration::from_secs(200), lifetime));
+    }
+
+    #[test]
+    fn only_a_lost_lock_stops_renewal_at_once() {
+        let lost = anyhow::Error::new(Lost("held by someone else".into())).context("renewing");
+        assert!(is_lost(&lost));
+        let transient = anyhow::anyhow!("dispatch failure: connection refused").context("renewing");
+        assert!(!is_lost(&transient));
+    }
+
+    #[test]
+    fn a_process_is_judged_gone_only_on_this_boot_of_this_machine() {
+        let here = "9f1c2a7e-boot";
+        let dead = u32::MAX - 1;
+        let holder = |boot_id: &str, pid: u32| Holder {
+            holder: "ci@runner (pid 1)".into(),
+            stack: "stack s".into(),
+            host: "runner".into(),
+            boot_id: boot_id.into(),
+            pid,
+            lifetime: 90,
+        };
+        assert!(gone(&holder(here, dead), here));
+        // The same host name on another machine (another boot): its pid means nothing here.
+        assert!(!gone(&holder("another-boot", dead), here));
+        // Written before boot ids were recorded: judged by S3's clock alone.
+        assert!(!gone(&holder("", dead), here));
+        assert!(!gone(&holder(here, std::process::id()), here));
+        assert!(!gone(&holder(here, dead), ""));
+    }
 }

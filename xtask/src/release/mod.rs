@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod package;
 pub mod probe;
 pub mod report;
+pub mod rollout;
 pub mod stack;
 pub mod traffic;
 pub mod upload;

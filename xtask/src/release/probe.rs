@@ -10,6 +10,38 @@ use gate::probe::{DEADLINE, Failed, release_checks, retry};
 
 use crate::workspace::Probe;
 
+/// The probes of a release in AWS: sent to its API's stage URL and custom domains, read from the
+/// outputs of the stack that runs it.
+pub struct Urls<'a> {
+    pub region: &'a str,
+    pub progress: crate::progress::Progress,
+}
+
+impl super::rollout::Prober for Urls<'_> {
+    fn probe<'a>(
+        &'a self,
+        _service: &'a crate::workspace::Service,
+        probes: &'a [Probe],
+        stack: &'a super::report::StackReport,
+    ) -> super::rollout::Probed<'a> {
+        Box::pin(async move {
+            let bases = urls(&stack.outputs, self.region)?;
+            let step = self.progress.step(&format!(
+                "probing {} at {} ({} probes)",
+                stack.stack,
+                bases.join(", "),
+                release_checks(probes).len()
+            ));
+            let result = check(&bases, probes).await?;
+            match &result {
+                Ok(()) => step.done(&format!("{} passed its probes", stack.stack)),
+                Err(failed) => step.done(&format!("{} failed: {failed}", stack.stack)),
+            }
+            Ok(result)
+        })
+    }
+}
+
 /// The base URLs a deployed API answers on, each ending where the service's own `/v1` would:
 /// a probe's path `/v1/x` is sent to `<base>/x`.
 pub fn urls(outputs: &BTreeMap<String, String>, region: &str) -> anyhow::Result<Vec<String>> {

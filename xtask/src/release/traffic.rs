@@ -251,7 +251,7 @@ impl Follower {
         loop {
             tokio::select! {
                 done = &mut work => return done,
-                _ = tokio::time::sleep(POLL) => self.poll().await,
+                _ = crate::wait::pause(POLL) => self.poll().await,
             }
         }
     }

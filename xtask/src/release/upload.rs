@@ -93,7 +93,24 @@ pub fn publish(
     }
     let plan = zips(workspace, services, environment, packaging, progress)?;
     let objects = objects(workspace, &plan)?;
-    let report = runtime.block_on(target.upload(objects, progress))?;
+    let total = objects.len();
+    let done = std::cell::RefCell::new(Vec::new());
+    let report = runtime.block_on(async {
+        tokio::select! {
+            report = target.upload(objects, &done, progress) => report,
+            _ = tokio::signal::ctrl_c() => {
+                let done = done.borrow();
+                anyhow::bail!(
+                    "interrupted while publishing: {} of {total} objects are in s3://{} ({}); S3 \
+                     keeps an object only once it has all of it, so nothing partial is left, and \
+                     publishing again resumes, skipping what is there",
+                    done.len(),
+                    target.bucket,
+                    if done.is_empty() { "none yet".to_owned() } else { done.join(", ") }
+                )
+            }
+        }
+    })?;
     Ok((plan, report))
 }
 
@@ -226,7 +243,14 @@ impl Target {
     }
 
     /// Uploads what is not there yet; what is there must have the same SHA-256.
-    pub async fn upload(&self, objects: Vec<Object>, progress: Progress) -> anyhow::Result<Report> {
+    /// Uploads what is missing of `objects`; each key found or uploaded whole is pushed onto
+    /// `done` as it is, so that an interrupt can say what is in the bucket.
+    pub async fn upload(
+        &self,
+        objects: Vec<Object>,
+        done: &std::cell::RefCell<Vec<String>>,
+        progress: Progress,
+    ) -> anyhow::Result<Report> {
         let (s3, bucket) = (&self.s3, self.bucket.as_str());
         let mut report = Report {
             region: self.region.clone(),
@@ -251,6 +275,7 @@ impl Target {
                     object.key
                 ),
                 None => {
+                    crate::wait::pause_point("upload").await;
                     let body = std::fs::read(&object.path)
                         .with_context(|| format!("reading {}", object.path.display()))?;
                     if sha256_hex(&body) != object.sha256 {
@@ -283,6 +308,7 @@ impl Target {
                     Outcome::Uploaded
                 }
             };
+            done.borrow_mut().push(object.key.clone());
             step.done(&format!(
                 "{} {}",
                 if outcome == Outcome::Uploaded {

@@ -6,9 +6,15 @@
 //! - no command imports another command;
 //! - there are no import circles;
 //! - nothing below the commands and `cli` knows clap;
-//! - only `local/process.rs` starts a long-running process (`std::process::Command`), and nothing
-//!   below `release` runs one at all;
+//! - only `local/process.rs` starts a long-running process (`std::process::Command`,
+//!   `tokio::process`), and nothing below `release` runs a process at all, however it is spelled
+//!   (xshell's `cmd!`, cargo_metadata's `MetadataCommand`, a `Command`);
+//! - nothing but `wait.rs` sleeps: every wait is a `wait::pause` or a poll;
+//! - nothing in `release/` or `aws/` prints;
 //! - no source file is over 600 lines.
+//!
+//! `tidy/` itself is checked too: it is test code on the top floor (it may import anything and run
+//! cargo), but its imports go into the circle check like everyone's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -20,7 +26,7 @@ const MOST_LINES: usize = 600;
 fn floor(module: &str) -> (u8, &'static str) {
     let top = module.split("::").next().unwrap_or_default();
     match top {
-        "main" => (0, "main.rs"),
+        "main" | "tidy" => (0, "main.rs and tidy/"),
         "commands" => (1, "commands/"),
         "cli" => (2, "cli.rs"),
         "local" => (3, "local/"),
@@ -110,6 +116,7 @@ fn check(files: &[(String, String)]) -> Vec<String> {
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (path, text) in files {
         let from = module_of(path);
+        let code = code(text);
         let (from_floor, from_name) = floor(&from);
         for segments in paths(&from, text) {
             // The longest prefix that is a module of the tree: `crate::aws::s3::head_object` is
@@ -155,15 +162,35 @@ fn check(files: &[(String, String)]) -> Vec<String> {
                 "{path}: knows clap; only the commands and cli.rs parse flags"
             ));
         }
-        if text.contains("std::process::Command") && path != "local/process.rs" {
+        let test_code = path.starts_with("tidy/");
+        let spawns = ["std::process::Command", "tokio::process", "Command::new("];
+        if !test_code
+            && path != "local/process.rs"
+            && spawns.iter().any(|spawn| names(&code, spawn))
+        {
             problems.push(format!(
-                "{path}: uses std::process::Command; long-running processes start through \
+                "{path}: starts a process with a Command; long-running processes start through \
                  local/process.rs, and commands that run to completion through xshell"
             ));
         }
-        if from_floor > 4 && text.contains("xshell") {
+        let runs = ["xshell", "cmd!(", "MetadataCommand::new(", "Command::new("];
+        if from_floor > 4 && runs.iter().any(|run| names(&code, run)) {
             problems.push(format!(
                 "{path}: runs a process, which nothing below release/ does"
+            ));
+        }
+        let prints = ["println!(", "eprintln!(", "print!(", "eprint!("];
+        let quiet = path.starts_with("release/") || path.starts_with("aws/");
+        if quiet && prints.iter().any(|print| names(&code, print)) {
+            problems.push(format!(
+                "{path}: prints; release/ and aws/ return results and report progress through \
+                 Progress"
+            ));
+        }
+        let sleeps = ["time::sleep(", "thread::sleep("];
+        if !test_code && path != "wait.rs" && sleeps.iter().any(|sleep| code.contains(sleep)) {
+            problems.push(format!(
+                "{path}: sleeps; every wait goes through wait.rs (wait::pause, or a poll)"
             ));
         }
         let lines = text.lines().count();
@@ -175,6 +202,16 @@ fn check(files: &[(String, String)]) -> Vec<String> {
     }
     problems.extend(circles(&edges));
     problems
+}
+
+/// Whether `code` names `path` as a whole: `Command::new(`, but not `MetadataCommand::new(`.
+fn names(code: &str, path: &str) -> bool {
+    code.match_indices(path).any(|(at, _)| {
+        !code[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
 }
 
 /// Each import circle, once, as `a → b → a`.
@@ -238,9 +275,11 @@ fn the_release_tool_keeps_its_layers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     sources(&root, &root, &mut files);
-    // The checks themselves are test code, outside the layers.
-    files.retain(|(path, _)| !path.starts_with("tidy/"));
     assert!(files.len() > 20, "the sources were found");
+    assert!(
+        files.iter().any(|(path, _)| path.starts_with("tidy/")),
+        "tidy/ is checked too"
+    );
     let problems = check(&files);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let imports: usize = files
@@ -275,14 +314,32 @@ fn the_layer_check_catches_what_it_forbids() {
             "let c = std::process::Command::new(\"pg_ctl\");",
         ),
         file("names.rs", &"// a line\n".repeat(601)),
+        file(
+            "workspace.rs",
+            "let m = cargo_metadata::MetadataCommand::new().exec();",
+        ),
+        file(
+            "release/lease.rs",
+            "tokio::time::sleep(POLL).await; eprintln!(\"warning\");",
+        ),
+        file("tidy/roles.rs", "use super::secrets::READ;"),
+        file("tidy/secrets.rs", "use super::roles::documents;"),
+        file(
+            "tidy/features.rs",
+            "let out = cmd!(sh, \"cargo tree\").read();",
+        ),
     ];
     let problems = check(&files);
     let expected = [
         "commands/deploy.rs: the command `deploy` imports commands::package",
         "aws/config.rs: imports local::emulator (local/), which is above aws/",
         "release/c.rs: knows clap",
-        "local/postgres.rs: uses std::process::Command",
+        "local/postgres.rs: starts a process with a Command",
         "names.rs: 601 lines, over 600",
+        "workspace.rs: runs a process, which nothing below release/ does",
+        "release/lease.rs: sleeps; every wait goes through wait.rs",
+        "release/lease.rs: prints; release/ and aws/ return results",
+        "import circle: tidy::roles → tidy::secrets → tidy::roles",
         "import circle: aws::config → local::emulator → aws::config",
         "import circle: release::a → release::b → release::a",
     ];

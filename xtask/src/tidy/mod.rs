@@ -48,3 +48,28 @@ fn one_or_many(value: &Yaml) -> Vec<&Yaml> {
         single => vec![single],
     }
 }
+
+/// Every policy document of a template's roles and policies: inline role policies, and
+/// `AWS::IAM::Policy` resources (under an `!If`, both branches), each with its owner's name.
+pub fn policy_documents(template: &Template) -> Vec<(&str, &Yaml)> {
+    let mut documents = Vec::new();
+    for (role, resource) in template.resources("AWS::IAM::Role") {
+        for policy in one_or_many(&resource["Properties"]["Policies"]) {
+            documents.push((role, policy));
+        }
+    }
+    for (name, resource) in template.resources("AWS::IAM::Policy") {
+        documents.push((name, &resource["Properties"]));
+    }
+    documents
+        .into_iter()
+        .flat_map(|(name, policy)| match policy {
+            Yaml::Array(branches) => branches
+                .iter()
+                .filter(|b| b.as_hash().is_some())
+                .map(|b| (name, b))
+                .collect::<Vec<_>>(),
+            single => vec![(name, single)],
+        })
+        .collect()
+}

@@ -3,7 +3,7 @@
 //! declared with status 404, never check anything); it is refused here, before any deploy.
 
 use super::roles::rust_sources;
-use crate::workspace::{Probe, Workspace};
+use crate::workspace::Probe;
 
 /// The paths a service's source routes (`.route("/misc/time", ...)`), relative to `/v1`.
 fn routes(source: &str) -> Vec<String> {
@@ -38,8 +38,8 @@ fn unrouted<'a>(probes: &'a [Probe], routes: &[String]) -> Vec<&'a Probe> {
 
 #[test]
 fn every_probe_goes_to_a_route_its_service_has() {
-    let workspace =
-        Workspace::load(Some(&super::repo().join("Cargo.toml"))).expect("the workspace loads");
+    let workspace = crate::local::metadata::workspace(Some(&super::repo().join("Cargo.toml")))
+        .expect("the workspace loads");
     let mut problems = Vec::new();
     for service in &workspace.services {
         let routes = routes(&rust_sources(&service.manifest_path.with_file_name("src")));

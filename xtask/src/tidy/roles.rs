@@ -5,9 +5,9 @@ use std::path::Path;
 
 use yaml_rust2::Yaml;
 
-use super::{load, one_or_many, repo, templates};
+use super::{load, one_or_many, policy_documents, repo, templates};
 use crate::release::stack::Template;
-use crate::workspace::{Workspace, service_template};
+use crate::workspace::service_template;
 
 /// Services whose data an over-broad grant would expose.
 const DATA_STORES: [&str; 4] = ["dynamodb", "s3", "cognito-idp", "cognito-identity"];
@@ -32,31 +32,6 @@ const RESOURCE_WILDCARD_EXCEPTIONS: [(&str, &str); 4] = [
         "CloudFormation checks a function's VpcConfig (infrastructure.yaml's CloudFormationRole)",
     ),
 ];
-
-/// Every policy document of a template's roles and policies: inline role policies, and
-/// `AWS::IAM::Policy` resources (under an `!If`, both branches), each with its owner's name.
-pub(super) fn policy_documents(template: &Template) -> Vec<(&str, &Yaml)> {
-    let mut documents = Vec::new();
-    for (role, resource) in template.resources("AWS::IAM::Role") {
-        for policy in one_or_many(&resource["Properties"]["Policies"]) {
-            documents.push((role, policy));
-        }
-    }
-    for (name, resource) in template.resources("AWS::IAM::Policy") {
-        documents.push((name, &resource["Properties"]));
-    }
-    documents
-        .into_iter()
-        .flat_map(|(name, policy)| match policy {
-            Yaml::Array(branches) => branches
-                .iter()
-                .filter(|b| b.as_hash().is_some())
-                .map(|b| (name, b))
-                .collect::<Vec<_>>(),
-            single => vec![(name, single)],
-        })
-        .collect()
-}
 
 /// Every `Allow` that names a wildcard action on a data store or EC2, or grants an EC2 action on
 /// every resource (`"*"`) where EC2 can scope it.
@@ -300,7 +275,8 @@ fn sdk_operations() -> Vec<(&'static str, &'static str, Vec<String>)> {
 #[test]
 fn each_role_grants_exactly_the_actions_its_code_calls() {
     let operations = sdk_operations();
-    let workspace = Workspace::load(Some(&repo().join("Cargo.toml"))).expect("the workspace loads");
+    let workspace = crate::local::metadata::workspace(Some(&repo().join("Cargo.toml")))
+        .expect("the workspace loads");
     let mut problems = Vec::new();
     for service in &workspace.services {
         let source_dir = service.manifest_path.with_file_name("src");

@@ -6,8 +6,7 @@ use std::collections::BTreeSet;
 
 use yaml_rust2::Yaml;
 
-use super::roles::policy_documents;
-use super::{load, one_or_many, templates};
+use super::{load, one_or_many, policy_documents, templates};
 use crate::release::stack::Template;
 
 /// The one action a function needs for a secret.

@@ -6,11 +6,12 @@ use crate::release::manifest::{
     artifact_key_parameter, artifact_version_parameter, code_sha256_parameter,
 };
 use crate::release::stack::decide::STACK_PARAMETERS;
-use crate::workspace::{Workspace, service_template};
+use crate::workspace::service_template;
 
 #[test]
 fn service_templates_take_what_the_xtask_passes() {
-    let workspace = Workspace::load(Some(&repo().join("Cargo.toml"))).expect("the workspace loads");
+    let workspace = crate::local::metadata::workspace(Some(&repo().join("Cargo.toml")))
+        .expect("the workspace loads");
     assert!(!workspace.services.is_empty());
     for service in &workspace.services {
         let path = repo()

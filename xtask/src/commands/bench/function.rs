@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn every_service_of_the_workspace_declares_what_the_benchmark_needs() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let workspace = Workspace::load(Some(&root)).unwrap();
+        let workspace = crate::local::metadata::workspace(Some(&root)).unwrap();
         assert!(workspace.services.len() >= 4);
         for service in &workspace.services {
             let subject = subject(service).unwrap_or_else(|e| panic!("{e:#}"));

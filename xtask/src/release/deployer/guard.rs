@@ -9,13 +9,13 @@ use super::Deployer;
 use crate::aws::cloudformation;
 use crate::release::lock::{Contention, Lock, RENEWED_LIFETIME, Scope};
 use crate::release::stack::Phase;
-use crate::release::stack::decide::is_terminal;
+use crate::release::stack::decide::{is_terminal, succeeded};
 
 impl Deployer<'_> {
     /// Runs `work` holding `stack`'s lock (renewed while it runs), waiting for it as the options
     /// say. Ctrl-C drops the work wherever it is, and `interrupted` says what it left; the lock is
     /// released either way, and a lock that cannot be released is said, not fatal.
-    pub(super) async fn locked<T>(
+    pub(in crate::release) async fn locked<T>(
         &self,
         stack: &str,
         deadline: Instant,
@@ -65,18 +65,46 @@ impl Deployer<'_> {
     }
 
     /// What Ctrl-C leaves behind, read back from CloudFormation, and what to do about it: an
-    /// unexecuted change set is deleted; an update under way goes on in AWS.
-    pub(super) async fn interrupted(&self, stack: &str, phase: Phase) -> anyhow::Error {
+    /// unexecuted change set is deleted; an update under way goes on in AWS. `service` and
+    /// `flags` make the advice a command that works where this one ran.
+    pub(in crate::release) async fn interrupted(
+        &self,
+        stack: &str,
+        service: &str,
+        phase: Phase,
+        flags: &str,
+    ) -> anyhow::Error {
         let cloudformation = &self.cloudformation;
         let region = &self.region;
-        let follow = format!(
-            "follow it with `aws cloudformation describe-stack-events --stack-name {stack} --region \
-             {region}`, or run the same deploy again, which waits for it and records the release"
-        );
+        let environment = self.environment;
+        let status_of = async || {
+            cloudformation::describe(cloudformation, stack)
+                .await
+                .ok()
+                .flatten()
+                .map_or_else(|| "unknown".to_owned(), |c| c.status)
+        };
         let change_set = match &phase {
             Phase::Preparing => {
                 return anyhow::anyhow!(
                     "interrupted before anything was sent to stack {stack}; it is as it was"
+                );
+            }
+            Phase::Deleting => {
+                let status = status_of().await;
+                return anyhow::anyhow!(
+                    "interrupted while stack {stack} was being deleted to be created again: it is \
+                     {status}, and a deletion that was sent goes on in AWS. Deploy again, which \
+                     waits for it and creates the stack"
+                );
+            }
+            Phase::Checking { release } => {
+                return anyhow::anyhow!(
+                    "interrupted while probing {stack}: it runs the release just deployed \
+                     ({release}), recorded as unchecked; it was neither checked nor rolled back. \
+                     The next `cargo xtask deploy {service} {environment}{flags}` checks it (and \
+                     rolls it back if it fails); undo it now with `cargo xtask rollback {service} \
+                     {environment}{flags}`"
                 );
             }
             Phase::Creating { name } => name.clone(),
@@ -90,14 +118,14 @@ impl Deployer<'_> {
             .and_then(|(_, rest)| rest.split('/').next())
             .unwrap_or(&id)
             .to_owned();
-        let executed = match state {
+        let execution = match state {
             Ok(None) => {
                 return anyhow::anyhow!(
                     "interrupted before change set {change_set} was created; stack {stack} is as \
                      it was"
                 );
             }
-            Ok(Some((_, execution))) => execution != "AVAILABLE" && execution != "UNAVAILABLE",
+            Ok(Some((_, execution))) => execution,
             Err(error) => {
                 return anyhow::anyhow!(
                     "interrupted, and what change set {change_set} of stack {stack} became cannot \
@@ -106,16 +134,24 @@ impl Deployer<'_> {
                 );
             }
         };
+        if execution == "OBSOLETE" {
+            return anyhow::anyhow!(
+                "interrupted before change set {change_set} was executed; it is OBSOLETE (another \
+                 change reached stack {stack} after it was made), so it can no longer be executed, \
+                 and stack {stack} is {}",
+                status_of().await
+            );
+        }
+        let executed = matches!(
+            execution.as_str(),
+            "EXECUTE_IN_PROGRESS" | "EXECUTE_COMPLETE" | "EXECUTE_FAILED"
+        );
         if !executed {
             let deleted =
                 cloudformation::delete_change_set_of(cloudformation, Some(stack), &id).await;
-            let status = cloudformation::describe(cloudformation, stack)
-                .await
-                .ok()
-                .flatten()
-                .map(|c| c.status);
-            let empty = match status.as_deref() {
-                Some("REVIEW_IN_PROGRESS") => {
+            let status = status_of().await;
+            let empty = match status.as_str() {
+                "REVIEW_IN_PROGRESS" => {
                     " (CloudFormation keeps the empty stack it made for it, in \
                      REVIEW_IN_PROGRESS, until the next deploy replaces it)"
                 }
@@ -127,28 +163,33 @@ impl Deployer<'_> {
                      stack {stack} is as it was{empty}"
                 ),
                 Err(error) => anyhow::anyhow!(
-                    "interrupted before change set {change_set} was executed, and deleting it \
-                     failed ({error:#}); stack {stack} is as it was. Delete it with `aws \
-                     cloudformation delete-change-set --stack-name {stack} --change-set-name \
-                     {change_set} --region {region}`"
+                    "interrupted before change set {change_set} was executed; stack {stack} is as \
+                     it was, but deleting the change set could not be sent ({error:#}), so it may \
+                     remain: {change_set}. Delete it with `aws cloudformation delete-change-set \
+                     --stack-name {stack} --change-set-name {change_set} --region {region}`"
                 ),
             };
         }
-        let status = cloudformation::describe(cloudformation, stack)
-            .await
-            .ok()
-            .flatten()
-            .map_or_else(|| "unknown".to_owned(), |c| c.status);
+        let status = status_of().await;
         if !is_terminal(&status) {
             return anyhow::anyhow!(
                 "interrupted after change set {change_set} was executed: the update of stack \
-                 {stack} goes on in AWS ({status}); {follow}"
+                 {stack} goes on in AWS ({status}); follow it with `aws cloudformation \
+                 describe-stack-events --stack-name {stack} --region {region}`, or run the same \
+                 deploy again, which waits for it, records what runs (as recovered) and checks it"
+            );
+        }
+        if succeeded(&status) {
+            return anyhow::anyhow!(
+                "interrupted after change set {change_set} was executed: stack {stack} is \
+                 {status}, so it runs the new release, which was neither recorded nor checked. \
+                 The next `cargo xtask deploy {service} {environment}{flags}` records it (as \
+                 recovered) and checks it"
             );
         }
         anyhow::anyhow!(
-            "interrupted after change set {change_set} was executed: stack {stack} is {status}. \
-             The release is not in the stack's history yet: the next deploy of it records what \
-             runs (as recovered)"
+            "interrupted after change set {change_set} was executed: stack {stack} is {status}, so \
+             CloudFormation did not keep the new release, and the stack runs what it ran before"
         )
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use aws_sdk_cloudformation::Client;
 
-use super::history;
+use super::history::{self, Kind};
 use super::integrity;
 use super::lock::Lock;
 use super::manifest::{
@@ -22,14 +22,14 @@ use super::manifest::{
 };
 use super::report::StackReport;
 use super::stack::decide::STACK_PARAMETERS;
-use super::stack::{Change, Engine, Outcome, Phase, Source, Template};
-use super::traffic::{Follower, Traffic};
+use super::stack::{Applied, Change, Engine, Outcome, Phase, Source, Template};
+use super::traffic::{Follower, Shift, Traffic};
 use super::upload;
 use crate::aws::cloudformation;
 use crate::aws::{Connection, template_url};
-use crate::names::Environment;
+use crate::names::{Environment, Profile};
 use crate::progress::Progress;
-use crate::workspace::{APIGATEWAY_TEMPLATE, Service, Workspace, service_template};
+use crate::workspace::{APIGATEWAY_TEMPLATE, Probe, Service, Workspace, service_template};
 
 /// How a release is brought to its stack.
 #[derive(Debug, Clone)]
@@ -50,9 +50,13 @@ pub struct Options {
     /// How CodeDeploy moves traffic to the new version (`--traffic`); the environment's default
     /// when `None`. A rollback always moves it all at once.
     pub traffic: Option<Traffic>,
+    /// The flags that aim a command where this one aimed (` --local`, ` --region …`,
+    /// ` --bucket …`), so that every piece of advice is a command that works as written.
+    pub flags: String,
 }
 
-/// What a stack is brought to: its templates and each function's artifact.
+/// What a stack is brought to: its templates and each function's artifact, where they came from,
+/// and how (the [`Kind`] its history records).
 #[derive(Debug)]
 pub struct Release {
     pub template: Template,
@@ -64,14 +68,15 @@ pub struct Release {
     /// Artifact key parameter → the S3 version of its object, where the bucket is versioned: what
     /// CloudFormation fetches, so that an overwrite of the key cannot change what is deployed.
     pub artifact_versions: BTreeMap<String, String>,
-    /// Artifact key → the build profile its metadata records (none for artifacts published before
-    /// the profile was recorded).
-    pub profiles: BTreeMap<String, String>,
+    /// The profile every artifact was built with: what this tool built, or what it read stamped
+    /// into the zips' verified bytes; `None` when that is not known (or they differ).
+    pub profile: Option<Profile>,
+    /// What it is checked with: the gate's `Probes` parameter and the release tool's own check.
+    pub probes: Vec<Probe>,
     /// Recorded in the stack's history.
     pub commit: String,
     pub dirty: bool,
-    /// `deploy`, `rollback` or `promote`, recorded in the history.
-    pub command: &'static str,
+    pub kind: Kind,
     /// The environment a promoted release was taken from.
     pub promoted_from: Option<Environment>,
 }
@@ -80,14 +85,14 @@ pub struct Release {
 pub struct Deployer<'a> {
     cloudformation: Client,
     codedeploy: aws_sdk_codedeploy::Client,
-    s3: aws_sdk_s3::Client,
+    pub(in crate::release) s3: aws_sdk_s3::Client,
     sdk: aws_config::SdkConfig,
     workspace: &'a Workspace,
-    region: String,
-    bucket: String,
-    environment: Environment,
-    options: Options,
-    progress: Progress,
+    pub(in crate::release) region: String,
+    pub(in crate::release) bucket: String,
+    pub(in crate::release) environment: Environment,
+    pub(in crate::release) options: Options,
+    pub(in crate::release) progress: Progress,
 }
 
 impl<'a> Deployer<'a> {
@@ -229,26 +234,24 @@ impl<'a> Deployer<'a> {
                 .to_owned(),
             template,
             nested,
-            profiles: artifact_keys
-                .values()
-                .map(|key| (key.clone(), plan.profile.as_str().to_owned()))
-                .collect(),
+            profile: Some(plan.profile),
+            probes: self.workspace.service(service)?.probes.clone(),
             artifact_keys,
             artifact_versions,
             commit: source.commit.clone(),
             dirty: source.dirty,
-            command: "deploy",
+            kind: Kind::Deploy,
             promoted_from: None,
         })
     }
 
-    /// Brings the service's stack to `release` under its lock, and records it in the history
-    /// when the stack changed.
-    pub async fn release(&self, service: &str, release: Release) -> anyhow::Result<StackReport> {
-        let stack = self.stack_name(service);
-        let started = Instant::now();
-        let nested_url = template_url(&self.region, &self.bucket, &release.apigateway_template_key);
-        let template_url = template_url(&self.region, &self.bucket, &release.template_key);
+    /// The parameters deploy sets for `release`: the environment, bucket and nested template, the
+    /// artifact keys, `--parameter`s, what the release declares, and this machine's defaults.
+    fn parameters(
+        &self,
+        release: &Release,
+        nested_url: String,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
         let mut set: BTreeMap<String, String> = BTreeMap::from([
             ("Environment".to_owned(), self.environment.to_string()),
             ("ArtifactBucket".to_owned(), self.bucket.clone()),
@@ -257,7 +260,7 @@ impl<'a> Deployer<'a> {
         set.extend(release.artifact_keys.clone());
         set.extend(self.options.parameters.iter().cloned());
         let declared = release.template.parameters();
-        for (key, value) in self.release_parameters(service, &release)? {
+        for (key, value) in self.release_parameters(release)? {
             if declared.contains_key(&key) {
                 set.insert(key, value);
             }
@@ -267,66 +270,79 @@ impl<'a> Deployer<'a> {
                 set.insert(key.clone(), value.clone());
             }
         }
-        let role = self.stack_role().await?;
-        let deadline = started + self.options.timeout;
-        let phase = RefCell::new(Phase::Preparing);
-        let work = async |lock: &Lock| {
-            let change = Change {
-                stack: &stack,
-                template: &release.template,
-                nested: std::slice::from_ref(&release.nested),
-                source: Source::Url(template_url.clone()),
-                set,
-                description: "cargo xtask deploy",
-                fence: Some(lock),
-                role_arn: Some(&role),
-            };
-            self.recover(service, &stack).await;
-            // While the stack waits on the live alias, CodeDeploy's deployment is followed.
-            let mut follower = Follower::new(
-                self.codedeploy.clone(),
-                &stack,
-                self.traffic(&release),
-                self.progress,
-            );
-            let applied = follower
-                .during(self.engine().apply(&change, deadline, &phase))
-                .await;
-            let applied = match applied {
-                Ok(applied) => applied,
-                Err(error) => {
-                    return Err(match follower.finish().await {
-                        Some(shift) => error.context(format!("CodeDeploy: {}", shift.sentence())),
-                        None => error,
-                    });
-                }
-            };
-            let mut shift = None;
-            if matches!(applied.0, Outcome::Created | Outcome::Updated) {
-                shift = follower.finish().await;
-                self.record(&stack, &release).await;
-            }
-            Ok((applied, shift))
-        };
-        let interrupted = async || {
-            let phase = phase.borrow().clone();
-            self.interrupted(&stack, phase).await
-        };
-        let ((outcome, change_set_id), traffic) =
-            self.locked(&stack, deadline, work, interrupted).await?;
+        Ok(set)
+    }
 
-        if outcome != Outcome::Review {
-            self.check_running(service, &release.artifact_keys).await?;
+    /// Brings the service's stack to `release`, under `lock`, which the caller holds: the change
+    /// set, executed and followed to the end, with CodeDeploy's traffic shift followed while the
+    /// stack waits on the live alias. `phase` says, as it goes, what an interrupt would leave.
+    pub(in crate::release) async fn apply(
+        &self,
+        lock: &Lock,
+        service: &str,
+        release: &Release,
+        phase: &RefCell<Phase>,
+        deadline: Instant,
+    ) -> anyhow::Result<(Applied, Option<Shift>)> {
+        let stack = self.stack_name(service);
+        let nested_url = template_url(&self.region, &self.bucket, &release.apigateway_template_key);
+        let set = self.parameters(release, nested_url)?;
+        let role = self.stack_role().await?;
+        let change = Change {
+            stack: &stack,
+            template: &release.template,
+            nested: std::slice::from_ref(&release.nested),
+            source: Source::Url(self.template_url(release)),
+            set,
+            description: "cargo xtask deploy",
+            fence: Some(lock),
+            role_arn: Some(&role),
+        };
+        let mut follower = Follower::new(
+            self.codedeploy.clone(),
+            &stack,
+            self.traffic(release),
+            self.progress,
+        );
+        let applied = follower
+            .during(self.engine().apply(&change, deadline, phase))
+            .await;
+        match applied {
+            Ok(applied) if matches!(applied.outcome, Outcome::Created | Outcome::Updated) => {
+                Ok((applied, follower.finish().await))
+            }
+            Ok(applied) => Ok((applied, None)),
+            Err(error) => Err(match follower.finish().await {
+                Some(shift) => error.context(format!("CodeDeploy: {}", shift.sentence())),
+                None => error,
+            }),
         }
+    }
+
+    /// Where CloudFormation reads `release`'s service template.
+    fn template_url(&self, release: &Release) -> String {
+        template_url(&self.region, &self.bucket, &release.template_key)
+    }
+
+    /// What the stack is after `applied`: its status, outputs and resources.
+    pub(in crate::release) async fn report(
+        &self,
+        service: &str,
+        release: &Release,
+        applied: &Applied,
+        traffic: Option<Shift>,
+        started: Instant,
+    ) -> anyhow::Result<StackReport> {
+        let stack = self.stack_name(service);
         let current = cloudformation::describe(&self.cloudformation, &stack)
             .await?
             .with_context(|| format!("stack {stack} disappeared"))?;
         Ok(StackReport {
             status: current.status,
-            outcome,
-            change_set_id,
-            template_url,
-            artifact_keys: release.artifact_keys,
+            outcome: applied.outcome,
+            change_set_id: applied.change_set.clone(),
+            template_url: self.template_url(release),
+            artifact_keys: release.artifact_keys.clone(),
             outputs: current.outputs,
             resources: cloudformation::resources(&self.cloudformation, &current.id).await?,
             seconds: started.elapsed().as_secs_f64(),
@@ -336,9 +352,32 @@ impl<'a> Deployer<'a> {
         })
     }
 
+    /// The history entry of `release` as applied with `digest`.
+    pub(in crate::release) fn entry(
+        &self,
+        release: &Release,
+        digest: &str,
+        outcome: history::Outcome,
+    ) -> history::Entry {
+        history::Entry {
+            deployed_at: crate::progress::now_rfc3339(),
+            kind: release.kind,
+            commit: release.commit.clone(),
+            dirty: release.dirty,
+            artifact_keys: release.artifact_keys.clone(),
+            template_key: release.template_key.clone(),
+            apigateway_template_key: release.apigateway_template_key.clone(),
+            digest: digest.to_owned(),
+            profile: release.profile,
+            probes: Some(release.probes.clone()),
+            outcome,
+            promoted_from: release.promoted_from.map(|e| e.to_string()),
+        }
+    }
+
     /// Fails unless each function of `service` runs exactly the zip its key names (Lambda's
     /// `CodeSha256` against the key's hash).
-    async fn check_running(
+    pub(in crate::release) async fn check_running(
         &self,
         service: &str,
         artifact_keys: &BTreeMap<String, String>,
@@ -359,8 +398,8 @@ impl<'a> Deployer<'a> {
     /// How traffic moves to `release`: as asked, else as its environment does; a rollback restores
     /// a release that ran before, all at once.
     fn traffic(&self, release: &Release) -> Traffic {
-        match release.command {
-            "rollback" => Traffic::AllAtOnce,
+        match release.kind {
+            Kind::Rollback => Traffic::AllAtOnce,
             _ => self
                 .options
                 .traffic
@@ -372,19 +411,14 @@ impl<'a> Deployer<'a> {
     /// is deployed without it): each function's `<Function>CodeSha256`, which its published
     /// version must match, and `<Function>ArtifactVersion`, the S3 version CloudFormation fetches;
     /// the traffic configuration; the probes the pre-traffic gate sends.
-    fn release_parameters(
-        &self,
-        service: &str,
-        release: &Release,
-    ) -> anyhow::Result<Vec<(String, String)>> {
+    fn release_parameters(&self, release: &Release) -> anyhow::Result<Vec<(String, String)>> {
         let traffic = self.traffic(release);
-        let probes = &self.workspace.service(service)?.probes;
         let mut parameters = vec![
             (
                 "DeploymentConfiguration".to_owned(),
                 traffic.configuration().to_owned(),
             ),
-            ("Probes".to_owned(), serde_json::to_string(probes)?),
+            ("Probes".to_owned(), serde_json::to_string(&release.probes)?),
         ];
         for (parameter, key) in &release.artifact_keys {
             let hash = integrity::named_sha256(key)
@@ -400,27 +434,5 @@ impl<'a> Deployer<'a> {
             ));
         }
         Ok(parameters)
-    }
-
-    /// Appends the release to the stack's history. The stack has changed either way; a missing
-    /// record must not read as a failed deploy, only be said.
-    async fn record(&self, stack: &str, release: &Release) {
-        let entry = history::Entry {
-            deployed_at: crate::progress::now_rfc3339(),
-            command: release.command.to_owned(),
-            commit: release.commit.clone(),
-            dirty: release.dirty,
-            artifact_keys: release.artifact_keys.clone(),
-            template_key: release.template_key.clone(),
-            apigateway_template_key: release.apigateway_template_key.clone(),
-            rolled_back: None,
-            promoted_from: release.promoted_from.map(|e| e.to_string()),
-        };
-        if let Err(error) = history::append(&self.s3, &self.bucket, stack, entry).await {
-            self.progress.note(&format!(
-                "warning: {stack} is deployed, but the release was not recorded ({error:#}); \
-                 status and rollback will not know it"
-            ));
-        }
     }
 }

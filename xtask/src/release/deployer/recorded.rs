@@ -1,7 +1,8 @@
-//! Releases read back from the bucket rather than built: an earlier release of a stack (what
-//! `rollback` deploys, and what a release that fails its probes goes back to), and the release
-//! another environment runs (what `promote` deploys). Either is taken from a stack's recorded
-//! history, and refused when any of its objects is gone from the bucket.
+//! Releases read back rather than built: an earlier release of a stack (what `rollback` deploys,
+//! and what a release that fails its probes goes back to), the release another environment runs
+//! (what `promote` deploys), and the release a stack runs as its history should record it. A
+//! history entry is the bucket's word, so every key it names is checked against the service it is
+//! deployed to, every object against its key, and the profile is read from the zips' own bytes.
 
 use std::collections::BTreeMap;
 
@@ -10,73 +11,42 @@ use anyhow::{Context as _, bail};
 use super::{Deployer, Release};
 use crate::aws::cloudformation::{self, Current};
 use crate::names::{Environment, Profile};
-use crate::release::history::{self, Entry, Target};
+use crate::release::history::{self, Entry, Kind, Outcome, Running};
 use crate::release::integrity;
 use crate::release::manifest::artifact_key_parameter;
 use crate::release::stack::Template;
-use crate::release::stack::decide::is_settled;
+use crate::release::stack::decide::{RELEASE_DIGEST, is_settled};
 use crate::workspace::{APIGATEWAY_TEMPLATE, Service, service_template};
 
 impl Deployer<'_> {
-    /// The artifacts of `release` that were built with the fast profile, as their metadata
-    /// records it.
-    pub fn fast_artifacts(release: &Release) -> anyhow::Result<Vec<String>> {
-        let mut fast = Vec::new();
-        for key in release.artifact_keys.values() {
-            let recorded = release.profiles.get(key).cloned();
-            match Profile::from_metadata(recorded.as_deref()) {
-                Some(Profile::Fast) => fast.push(key.clone()),
-                Some(Profile::Release) => {}
-                None => bail!(
-                    "{key} records the build profile `{}`, which this xtask does not know: \
-                     update the xtask, or deploy from source",
-                    recorded.unwrap_or_default()
-                ),
-            }
-        }
-        Ok(fast)
+    /// The stack's history; a damaged one is refused with the way out, which works.
+    pub async fn history(&self, stack: &str) -> anyhow::Result<Vec<Entry>> {
+        history::read(&self.s3, &self.bucket, stack)
+            .await
+            .map_err(|error| {
+                if !history::is_damaged(&error) {
+                    return error;
+                }
+                let service = stack
+                    .strip_suffix(&format!("-{}", self.environment))
+                    .unwrap_or(stack);
+                error.context(format!(
+                    "the history of {stack} cannot be read, so nothing that changes the stack \
+                     trusts it; nothing was changed. Move it aside and start a new one from what \
+                     runs with `cargo xtask reset-history {service} {}{}`, then try again",
+                    self.environment,
+                    self.flags()
+                ))
+            })
     }
 
-    /// The earlier release `target` names in the stack's history.
-    pub async fn earlier(&self, service: &Service, target: &Target) -> anyhow::Result<Release> {
-        let stack = self.stack_name(&service.name);
-        let Some((_, running)) = self.running(service, &stack).await? else {
-            bail!(
-                "stack {stack} does not exist in {}: there is nothing to roll back; deploy it with \
-                 `cargo xtask deploy {} {}`",
-                self.region,
-                service.name,
-                self.environment
-            );
-        };
-        if let Target::Key(key) = target {
-            let owner = key.split('/').nth(1).unwrap_or_default();
-            if owner != service.name {
-                bail!(
-                    "{key} is an artifact of service {owner}, not of {}: rollback --to takes only \
-                     the keys of {}'s own functions (`cargo xtask status {} {}` lists its releases)",
-                    service.name,
-                    service.name,
-                    service.name,
-                    self.environment
-                );
-            }
-        }
-        let history = history::read(&self.s3, &self.bucket, &stack).await?;
-        let entry = history::pick(&history, &running, target, &stack)?;
-        self.progress.note(&format!(
-            "rolling {stack} back to the release from commit {} (deployed {} by {})",
-            crate::names::short(&entry.commit),
-            entry.deployed_at,
-            entry.command
-        ));
-        let advice = "Pick another with --to (`cargo xtask status` lists the releases)";
-        self.recorded(service, entry, "rollback", None, advice)
-            .await
+    /// The flags that aim a command where this deployer is aimed, for advice.
+    pub fn flags(&self) -> &str {
+        &self.options.flags
     }
 
     /// The release that `service`'s stack in `from` runs, exactly: its artifact keys from the
-    /// stack's parameters, its templates from the history entry that deployed those keys.
+    /// stack's parameters, its templates from the history entry that is that release.
     pub async fn promoted(&self, service: &Service, from: Environment) -> anyhow::Result<Release> {
         let stack = format!("{}-{from}", service.name);
         let deploy = format!("`cargo xtask deploy {} {from}`", service.name);
@@ -98,7 +68,7 @@ impl Deployer<'_> {
         }
         for function in self.workspace.released_functions(service) {
             let parameter = artifact_key_parameter(&function.name);
-            if !running.contains_key(&parameter) {
+            if !running.artifact_keys.contains_key(&parameter) {
                 bail!(
                     "stack {stack} has no {parameter}: it was deployed before function {} existed, \
                      so it does not run a whole release of this workspace; deploy {from} again with \
@@ -107,12 +77,8 @@ impl Deployer<'_> {
                 );
             }
         }
-        let history = history::read(&self.s3, &self.bucket, &stack).await?;
-        let Some(entry) = history
-            .into_iter()
-            .rev()
-            .find(|entry| entry.artifact_keys == running)
-        else {
+        let history = self.history(&stack).await?;
+        let Some(at) = history::find_running(&history, &running) else {
             bail!(
                 "the release stack {stack} runs is not in its recorded history \
                  (s3://{}/{}), so its templates are not known: promote moves only releases this \
@@ -121,41 +87,41 @@ impl Deployer<'_> {
                 history::key(&stack)
             );
         };
+        let entry = history[at].clone();
+        if !entry.outcome.is_good() {
+            bail!(
+                "stack {stack} runs a release recorded as {}: promote moves only a release that \
+                 passed its checks; fix {from} first (`cargo xtask status {} {from}`)",
+                entry.outcome.describe(),
+                service.name
+            );
+        }
         self.progress.note(&format!(
             "promoting what {stack} runs: the release from commit {} (deployed {} by {})",
             crate::names::short(&entry.commit),
             entry.deployed_at,
-            entry.command
+            entry.kind.as_str()
         ));
         let advice = format!("Deploy {from} again with {deploy} to upload it, then promote");
-        self.recorded(service, entry, "promote", Some(from), &advice)
+        self.recorded(service, entry, Kind::Promote, Some(from), &advice)
             .await
     }
 
-    /// Records the release `stack` runs when its history does not know it (a deploy interrupted
-    /// after its change set was executed, or one made by another tool), as `recovered`, so that
-    /// status and rollback know it. Its template's key is found by hashing the template the stack
-    /// runs. A failure is said, never fatal: the deploy goes on either way.
-    pub(super) async fn recover(&self, service: &str, stack: &str) {
-        if let Err(error) = self.try_recover(service, stack).await {
-            self.progress.note(&format!(
-                "warning: could not check that {stack}'s history records what it runs ({error:#})"
-            ));
-        }
-    }
-
-    async fn try_recover(&self, service: &str, stack: &str) -> anyhow::Result<()> {
-        let service = self.workspace.service(service)?;
+    /// What `stack` runs, as its history should record it: kind `recovered`, unchecked. Its
+    /// template's key is found by hashing the template the stack runs; its commit is the
+    /// artifacts' word, believed only of bytes that are their key's. `None` when there is no such
+    /// stack, or it is changing, or it does not run a whole release.
+    pub(in crate::release) async fn running_entry(
+        &self,
+        service: &Service,
+        stack: &str,
+    ) -> anyhow::Result<Option<Entry>> {
         let Some((current, running)) = self.running(service, stack).await? else {
-            return Ok(());
+            return Ok(None);
         };
-        let whole = running.len() == self.workspace.released_functions(service).len();
+        let whole = running.artifact_keys.len() == self.workspace.released_functions(service).len();
         if !is_settled(&current.status) || !whole {
-            return Ok(());
-        }
-        let history = history::read(&self.s3, &self.bucket, stack).await?;
-        if history.iter().any(|entry| entry.artifact_keys == running) {
-            return Ok(());
+            return Ok(None);
         }
         let body = cloudformation::template_body(&self.cloudformation, &current.id).await?;
         let template_key = crate::release::upload::template_key(
@@ -163,85 +129,137 @@ impl Deployer<'_> {
             &crate::release::artifact::sha256_hex(body.as_bytes()),
             &service_template(&service.name),
         );
-        let apigateway_template_key = current
-            .parameters
-            .get("ApiGatewayTemplateUrl")
-            .and_then(|url| url.split_once(&format!("/{}/", self.bucket)))
-            .map(|(_, key)| key.to_owned())
-            .unwrap_or_default();
-        // The commit is the artifacts' word, believed only of bytes that are their key's.
         let mut commit = "unknown".to_owned();
-        if let Some(key) = running.values().next()
+        if let Some(key) = running.artifact_keys.values().next()
             && let Ok(stored) = integrity::verify(&self.s3, &self.bucket, key, "").await
             && let Some(recorded) = stored.metadata.get("git-commit")
         {
             commit = recorded.clone();
         }
-        let entry = Entry {
+        Ok(Some(Entry {
             deployed_at: crate::progress::now_rfc3339(),
-            command: "recovered".to_owned(),
+            kind: Kind::Recovered,
             commit,
             dirty: false,
-            artifact_keys: running,
+            artifact_keys: running.artifact_keys,
             template_key,
-            apigateway_template_key,
-            rolled_back: None,
+            apigateway_template_key: running.apigateway_template_key.unwrap_or_default(),
+            digest: running.digest.unwrap_or_default(),
+            profile: None,
+            probes: current
+                .parameters
+                .get("Probes")
+                .and_then(|probes| serde_json::from_str(probes).ok()),
+            outcome: Outcome::Unchecked,
             promoted_from: None,
+        }))
+    }
+
+    /// Records the release `stack` runs when `history` does not know it (a deploy interrupted
+    /// after its change set was executed, or one made by another tool), as `recovered` and
+    /// unchecked, so that status and rollback know it and the next check judges it.
+    pub(in crate::release) async fn recover(
+        &self,
+        service: &Service,
+        stack: &str,
+        history: &[Entry],
+    ) -> anyhow::Result<()> {
+        let Some((_, running)) = self.running(service, stack).await? else {
+            return Ok(());
+        };
+        if history::find_running(history, &running).is_some() {
+            return Ok(());
+        }
+        let Some(entry) = self.running_entry(service, stack).await? else {
+            return Ok(());
         };
         history::append(&self.s3, &self.bucket, stack, entry).await?;
         self.progress.note(&format!(
             "{stack} runs a release its history did not record (a deploy interrupted after it \
-             executed, or one made by another tool): recorded it, as recovered"
+             executed, or one made by another tool): recorded it, as recovered and unchecked"
         ));
         Ok(())
     }
 
-    /// `stack` as it is and the artifact key it runs for each function `service` releases;
-    /// `None` when there is no such stack.
-    async fn running(
+    /// `stack` as it is and the release it runs, as its parameters say; `None` when there is no
+    /// such stack.
+    pub(in crate::release) async fn running(
         &self,
         service: &Service,
         stack: &str,
-    ) -> anyhow::Result<Option<(Current, BTreeMap<String, String>)>> {
+    ) -> anyhow::Result<Option<(Current, Running)>> {
         let Some(current) = cloudformation::describe(&self.cloudformation, stack).await? else {
             return Ok(None);
         };
-        let running = self
+        let artifact_keys = self
             .workspace
             .released_functions(service)
             .iter()
             .map(|f| artifact_key_parameter(&f.name))
             .filter_map(|p| Some((p.clone(), current.parameters.get(&p)?.clone())))
             .collect();
+        let apigateway_template_key = current
+            .parameters
+            .get("ApiGatewayTemplateUrl")
+            .and_then(|url| url.split_once(&format!("/{}/", self.bucket)))
+            .map(|(_, key)| key.to_owned());
+        let running = Running {
+            digest: current.parameters.get(RELEASE_DIGEST).cloned(),
+            artifact_keys,
+            apigateway_template_key,
+        };
         Ok(Some((current, running)))
     }
 
-    /// The release `entry` recorded, once every object it needs is found in the bucket, with its
-    /// templates read back from there. `advice` says what to do when one is missing.
-    async fn recorded(
+    /// The release `entry` recorded, once every key it names is proven to be `service`'s and every
+    /// object it needs is found in the bucket as its key names, with its templates read back from
+    /// there and its profile from its zips' bytes. `advice` says what to do when one is missing.
+    pub(in crate::release) async fn recorded(
         &self,
         service: &Service,
         entry: Entry,
-        command: &'static str,
+        kind: Kind,
         promoted_from: Option<Environment>,
         advice: &str,
     ) -> anyhow::Result<Release> {
+        let functions: Vec<&str> = self
+            .workspace
+            .released_functions(service)
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        for (parameter, key) in &entry.artifact_keys {
+            integrity::check_artifact_key(&service.name, &functions, parameter, key)?;
+        }
+        let template_file = service_template(&service.name);
+        integrity::check_template_key(&service.name, &template_file, &entry.template_key)?;
+        integrity::check_template_key(
+            &service.name,
+            APIGATEWAY_TEMPLATE,
+            &entry.apigateway_template_key,
+        )?;
         let (s3, bucket) = (&self.s3, self.bucket.as_str());
         // Each zip and template is what its key names, or the release is refused before any change.
         let then = format!("That release cannot be deployed; nothing was changed. {advice}");
-        let (mut artifact_versions, mut profiles) = (BTreeMap::new(), BTreeMap::new());
+        let mut artifact_versions = BTreeMap::new();
+        let mut profiles = Vec::new();
         for (parameter, key) in &entry.artifact_keys {
             let stored = integrity::verify(s3, bucket, key, &then).await?;
+            let version = stored.version_id.as_deref();
+            profiles.push(integrity::stamped_profile(s3, bucket, key, version).await?);
             if let Some(version) = stored.version_id {
                 artifact_versions.insert(parameter.clone(), version);
             }
-            if let Some(profile) = stored.metadata.get("profile") {
-                profiles.insert(key.clone(), profile.clone());
-            }
         }
+        let profile: Option<Profile> = match profiles.split_first() {
+            Some((first, rest)) if rest.iter().all(|p| p == first) => *first,
+            _ => None,
+        };
         let template = self
-            .read_template(&entry.template_key, &service_template(&service.name))
+            .read_template(&entry.template_key, &template_file)
             .await?;
+        // Checked as it was checked; an entry from before probes were recorded, as the service is.
+        let probes = entry.probes.unwrap_or_else(|| service.probes.clone());
         let nested = self
             .read_template(&entry.apigateway_template_key, APIGATEWAY_TEMPLATE)
             .await?;
@@ -252,30 +270,13 @@ impl Deployer<'_> {
             apigateway_template_key: entry.apigateway_template_key,
             artifact_keys: entry.artifact_keys,
             artifact_versions,
-            profiles,
+            profile,
+            probes,
             commit: entry.commit,
             dirty: entry.dirty,
-            command,
+            kind,
             promoted_from,
         })
-    }
-
-    /// Records in the stack's history that the release running `artifact_keys` was rolled back
-    /// by the tool, and why; a failure to record is said, not fatal (the stack is what matters).
-    pub async fn mark_rolled_back(
-        &self,
-        service: &str,
-        artifact_keys: &BTreeMap<String, String>,
-        reason: &str,
-    ) {
-        let stack = self.stack_name(service);
-        let marked =
-            history::mark_rolled_back(&self.s3, &self.bucket, &stack, artifact_keys, reason).await;
-        if let Err(error) = marked {
-            self.progress.note(&format!(
-                "warning: the rollback of {stack} was not recorded in its history ({error:#})"
-            ));
-        }
     }
 
     /// A release's template, read back from the bucket and checked against its key.
@@ -293,5 +294,59 @@ impl Deployer<'_> {
         let body =
             String::from_utf8(bytes).with_context(|| format!("s3://{bucket}/{key} is not text"))?;
         Template::parse(name, body)
+    }
+}
+
+impl Deployer<'_> {
+    /// The way out of a damaged history: under the stack's lock, moves it aside to a versioned
+    /// copy and starts a new one holding what the stack runs (recovered, unchecked, so the next
+    /// deploy checks it). Refused while the history reads fine. What was done, as a sentence.
+    pub async fn reset_history(&self, service: &Service) -> anyhow::Result<String> {
+        let stack = self.stack_name(&service.name);
+        match history::read(&self.s3, &self.bucket, &stack).await {
+            Ok(_) => bail!(
+                "the history of {stack} (s3://{}/{}) reads fine: there is nothing to reset",
+                self.bucket,
+                history::key(&stack)
+            ),
+            Err(error) if history::is_damaged(&error) => {}
+            Err(error) => return Err(error),
+        }
+        let deadline = std::time::Instant::now() + self.options.timeout;
+        let reset = async |_: &crate::release::lock::Lock| {
+            let fresh: Vec<Entry> = self
+                .running_entry(service, &stack)
+                .await?
+                .into_iter()
+                .collect();
+            let stamp = crate::progress::now_rfc3339();
+            let moved = history::reset(&self.s3, &self.bucket, &stack, &stamp, fresh.clone())
+                .await?
+                .unwrap_or_default();
+            let started = match fresh.first() {
+                Some(entry) => format!(
+                    "a new one records what it runs ({}), as recovered and unchecked: the next \
+                     deploy checks it",
+                    entry
+                        .artifact_keys
+                        .values()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => "a new one starts empty, since the stack runs no whole release".to_owned(),
+            };
+            anyhow::Ok(format!(
+                "moved the history of {stack} aside to s3://{}/{moved}; {started}",
+                self.bucket
+            ))
+        };
+        let interrupted = async || {
+            anyhow::anyhow!(
+                "interrupted: the history of {stack} may have been copied aside, and is otherwise \
+                 as it was; run the same command again"
+            )
+        };
+        self.locked(&stack, deadline, reset, interrupted).await
     }
 }

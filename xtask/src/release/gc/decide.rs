@@ -237,13 +237,16 @@ mod tests {
     fn entry(n: u32) -> Entry {
         Entry {
             deployed_at: format!("2026-11-{n:02}T10:00:00Z"),
-            command: "deploy".to_owned(),
+            kind: crate::release::history::Kind::Deploy,
             commit: format!("{n:040}"),
             dirty: false,
             artifact_keys: BTreeMap::from([("ApigatewayExecuteArtifactKey".to_owned(), zip(n))]),
             template_key: template(n),
             apigateway_template_key: "cloudformation/hardware/a/apigateway.yaml".to_owned(),
-            rolled_back: None,
+            digest: format!("{n}"),
+            profile: None,
+            probes: None,
+            outcome: crate::release::history::Outcome::Superseded,
             promoted_from: None,
         }
     }

@@ -91,7 +91,7 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let (s3, bucket) = (aws.s3(), aws.bucket.as_str());
     if !options.delete {
-        return collect(aws, options, progress).await;
+        return collect(aws, options, None, progress).await;
     }
     let until = Instant::now() + options.timeout;
     let contention = match options.no_wait {
@@ -109,7 +109,7 @@ pub async fn run(
     .await?;
     let work = async {
         lease::wait_until_none(&s3, bucket, until, progress).await?;
-        collect(aws, options, progress).await
+        collect(aws, options, Some(&lock), progress).await
     };
     let result = tokio::select! {
         result = work => result,
@@ -124,10 +124,11 @@ pub async fn run(
     Ok(report)
 }
 
-/// The scan, the decision and (with `--delete`) the sweep.
+/// The scan, the decision and (with `--delete`, holding `lock`) the sweep.
 async fn collect(
     aws: &Connection,
     options: &Options,
+    lock: Option<&Lock>,
     progress: Progress,
 ) -> anyhow::Result<Report> {
     let (s3, bucket) = (aws.s3(), aws.bucket.as_str());
@@ -145,9 +146,11 @@ async fn collect(
         PREFIXES.join(" and ")
     ));
     let (mut objects, missing) = decide(&inputs, options.keep, options.older_than, now);
-    if options.delete && objects.iter().any(|v| v.action == Action::Delete) {
+    if let Some(lock) = lock.filter(|_| options.delete)
+        && objects.iter().any(|v| v.action == Action::Delete)
+    {
         let step = progress.step("deleting what is not kept");
-        sweep(&s3, bucket, &mut objects).await?;
+        sweep(&s3, bucket, lock, &mut objects).await?;
         step.done("deleted");
     }
     let mut report = Report {
@@ -222,10 +225,13 @@ pub async fn scan(
     Ok(inputs)
 }
 
-/// Deletes the versions `verdicts` mark [`Action::Delete`], marking each deleted or failed.
+/// Deletes the versions `verdicts` mark [`Action::Delete`], marking each deleted or failed, in
+/// batches, each only once `lock` is confirmed still gc's: a gc whose lock was taken over (it
+/// could not renew it in time) stops before it deletes anything more.
 pub async fn sweep(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
+    lock: &Lock,
     verdicts: &mut [Verdict],
 ) -> anyhow::Result<()> {
     let doomed: Vec<Version> = verdicts
@@ -238,7 +244,14 @@ pub async fn sweep(
             last_modified: v.last_modified,
         })
         .collect();
-    let failed = s3::delete_versions(s3, bucket, &doomed).await?;
+    let mut failed = Vec::new();
+    for batch in doomed.chunks(s3::DELETE_BATCH) {
+        crate::wait::pause_point("sweep").await;
+        lock.confirm().await.context(
+            "gc stopped before deleting more: what it deleted is gone, the rest is as it was",
+        )?;
+        failed.extend(s3::delete_versions(s3, bucket, batch).await?);
+    }
     for verdict in verdicts.iter_mut().filter(|v| v.action == Action::Delete) {
         let refused = failed
             .iter()

@@ -18,10 +18,11 @@ use aws_sdk_cloudformation::types::{ChangeSetStatus, ChangeSetType, Parameter};
 use serde::Serialize;
 
 use super::decide::{self, Next, Value};
+pub use super::explain::{busy, change_table, failed, not_deleted};
 use super::template::Template;
-use super::watch::{Failure, Watch, settle};
+use super::watch::{Watch, settle};
 use crate::aws::cloudformation::{self, Current, is_empty_change};
-use crate::progress::{Progress, table};
+use crate::progress::Progress;
 use crate::release::lock::Lock;
 use crate::wait::{self, Backoff, pause_point};
 
@@ -47,6 +48,21 @@ pub enum Phase {
     Reviewing { change_set: String },
     /// `ExecuteChangeSet` may have been sent.
     Executing { change_set: String },
+    /// `DeleteStack` may have been sent: a stack deleted to be created again (`--recreate`, or
+    /// one left in REVIEW_IN_PROGRESS).
+    Deleting,
+    /// The stack runs the release, recorded as unchecked; its probes are being sent.
+    Checking { release: String },
+}
+
+/// What one change of a stack did: how it ended, the change set it executed (or left for review),
+/// and the release's digest (its templates and every parameter's final value), which is the
+/// release's identity in the history whether or not the template declares `ReleaseDigest`.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub outcome: Outcome,
+    pub change_set: Option<String>,
+    pub digest: String,
 }
 
 /// Where CloudFormation reads the template from.
@@ -108,7 +124,7 @@ impl Engine<'_> {
         change: &Change<'_>,
         deadline: Instant,
         phase: &RefCell<Phase>,
-    ) -> anyhow::Result<(Outcome, Option<String>)> {
+    ) -> anyhow::Result<Applied> {
         let (cloudformation, stack) = (self.cloudformation, change.stack);
         let current = loop {
             let current = cloudformation::describe(cloudformation, stack).await?;
@@ -133,25 +149,32 @@ impl Engine<'_> {
                 }
                 Next::Recreate | Next::Discard => {
                     let current = current.expect("a stack with a status exists");
+                    *phase.borrow_mut() = Phase::Deleting;
                     self.delete(stack, &current, deadline).await?;
+                    *phase.borrow_mut() = Phase::Preparing;
                 }
             }
         };
 
         let mut set = change.set.clone();
+        let digest = decide::release_digest(
+            change.template,
+            change.nested,
+            &set,
+            current.as_ref().map(|c| &c.parameters),
+        );
         if change
             .template
             .parameters()
             .contains_key(decide::RELEASE_DIGEST)
         {
-            let digest = decide::release_digest(
-                change.template,
-                change.nested,
-                &set,
-                current.as_ref().map(|c| &c.parameters),
-            );
-            set.insert(decide::RELEASE_DIGEST.to_owned(), digest);
+            set.insert(decide::RELEASE_DIGEST.to_owned(), digest.clone());
         }
+        let applied = |outcome, change_set| Applied {
+            outcome,
+            change_set,
+            digest: digest.clone(),
+        };
         let values = decide::parameters(
             change.template,
             &set,
@@ -162,9 +185,9 @@ impl Engine<'_> {
             let deployed = cloudformation::template_body(cloudformation, &current.id).await?;
             if decide::unchanged(change.template, &values, &deployed, &current.parameters) {
                 self.progress.note(&format!(
-                    "stack {stack} already runs this template with these parameters: nothing to deploy"
+                    "stack {stack} already runs this template with these parameters"
                 ));
-                return Ok((Outcome::Unchanged, None));
+                return Ok(applied(Outcome::Unchanged, None));
             }
         }
 
@@ -177,7 +200,7 @@ impl Engine<'_> {
             .change_set(change, kind.clone(), &values, phase)
             .await?;
         let Some((change_set, stack_id)) = created else {
-            return Ok((Outcome::Unchanged, None));
+            return Ok(applied(Outcome::Unchanged, None));
         };
         if self.no_execute {
             self.progress.note(&format!(
@@ -186,7 +209,7 @@ impl Engine<'_> {
                  `aws cloudformation delete-change-set --change-set-name {change_set} --region {region}`",
                 region = self.region
             ));
-            return Ok((Outcome::Review, Some(change_set)));
+            return Ok(applied(Outcome::Review, Some(change_set)));
         }
 
         let mut watch = Watch::start(cloudformation, &stack_id, stack).await?;
@@ -197,10 +220,20 @@ impl Engine<'_> {
         if let Some(lock) = change.fence
             && let Err(lost) = lock.confirm().await
         {
-            let _ = cloudformation::delete_change_set(cloudformation, &change_set).await;
+            let deleted = cloudformation::delete_change_set(cloudformation, &change_set).await;
             bail!(
-                "{lost:#}. Nothing was executed: change set {change_set} was deleted, and stack \
-                 {stack} is as it was; deploy again once that deploy is done"
+                "{lost:#}. Nothing was executed, and stack {stack} is as it was; {}",
+                match deleted {
+                    Ok(()) => format!(
+                        "change set {change_set} was deleted. Deploy again once whoever holds the \
+                         lock is done"
+                    ),
+                    Err(error) => format!(
+                        "deleting change set {change_set} could not be sent ({error:#}), so it \
+                         may remain: {change_set}. Deploy again once the lock and CloudFormation \
+                         answer"
+                    ),
+                }
             );
         }
         let step = self.progress.step(&format!("deploying {stack}"));
@@ -220,11 +253,15 @@ impl Engine<'_> {
                 .flatten()
                 .map_or_else(|| "missing".to_owned(), |c| c.status);
             // An unexecuted change set left AVAILABLE would only confuse the next person.
-            let _ = cloudformation::delete_change_set(cloudformation, &change_set).await;
+            let deleted = cloudformation::delete_change_set(cloudformation, &change_set).await;
+            let left = match deleted {
+                Ok(()) => "the change set was deleted".to_owned(),
+                Err(_) => format!("its deletion could not be sent, so it may remain: {change_set}"),
+            };
             bail!(
                 "CloudFormation did not execute change set {change_set}: {reason}\n\
-                 stack {stack} is {status}; nothing was deployed, so the previous version keeps \
-                 serving (the change set was deleted)"
+                 stack {stack} is {status}; nothing was executed, so the stack runs what it ran \
+                 before ({left})"
             );
         }
         pause_point("executed").await;
@@ -236,7 +273,7 @@ impl Engine<'_> {
             } else {
                 Outcome::Updated
             };
-            return Ok((outcome, Some(change_set)));
+            return Ok(applied(outcome, Some(change_set)));
         }
         bail!(failed(stack, self.region, &ended.status, &ended.failures))
     }
@@ -409,174 +446,5 @@ impl Engine<'_> {
         }
         step.done(&format!("deleted {stack}"));
         Ok(())
-    }
-}
-
-/// What to do about a stack whose deletion failed (`DELETE_FAILED`), after its failures.
-pub fn not_deleted(stack: &str, region: &str) -> String {
-    format!(
-        "stack {stack} was not deleted. Fix what keeps each resource below (a bucket must be \
-         empty, say), then destroy again; or keep those and delete the rest with `aws \
-         cloudformation delete-stack --stack-name {stack} --region {region} --retain-resources \
-         <their logical ids>`"
-    )
-}
-
-/// Why a stack is refused with `--no-wait`, and what to do.
-pub fn busy(stack: &str, status: &str, region: &str) -> String {
-    format!(
-        "stack {stack} is busy ({status}): another deploy, or someone in the console, is changing it; \
-         run again without --no-wait to wait for it, or follow it with \
-         `aws cloudformation describe-stack-events --stack-name {stack} --region {region}`"
-    )
-}
-
-/// The change set as a table: action, logical id, type, replacement.
-pub fn change_table(stack: &str, changes: &[aws_sdk_cloudformation::types::Change]) -> String {
-    let rows: Vec<[String; 4]> = changes
-        .iter()
-        .filter_map(|change| change.resource_change())
-        .map(|change| {
-            [
-                change.action().map_or("?", |a| a.as_str()).to_owned(),
-                change.logical_resource_id().unwrap_or("?").to_owned(),
-                change.resource_type().unwrap_or("?").to_owned(),
-                change.replacement().map_or("-", |r| r.as_str()).to_owned(),
-            ]
-        })
-        .collect();
-    let mut text = table(
-        &format!("change set for {stack}:"),
-        ["ACTION", "LOGICAL ID", "TYPE", "REPLACEMENT"],
-        &rows,
-    );
-    if rows.is_empty() {
-        text.push_str("  (no resource changes listed)\n");
-    }
-    text
-}
-
-/// The error for a stack operation that ended badly: its final state and every failing resource.
-pub fn failed(stack: &str, region: &str, status: &str, failures: &[Failure]) -> String {
-    let mut message = format!("stack {stack} ended in {status}");
-    message.push_str(match status {
-        "UPDATE_ROLLBACK_COMPLETE" => {
-            ": the update failed and was rolled back, so the previous version keeps serving"
-        }
-        "ROLLBACK_COMPLETE" => {
-            ": its first deploy failed; fix the cause, then deploy again with --recreate"
-        }
-        _ => "",
-    });
-    if failures.is_empty() {
-        message.push_str(&format!(
-            "\nno resource reported a failure; see `aws cloudformation describe-stack-events \
-             --stack-name {stack} --region {region}`"
-        ));
-    } else {
-        message.push_str("\nfailed resources:");
-        for failure in failures {
-            message.push_str(&format!(
-                "\n  {} ({}) {}: {}",
-                failure.resource, failure.kind, failure.status, failure.reason
-            ));
-        }
-    }
-    message
-}
-
-#[cfg(test)]
-mod tests {
-    use aws_sdk_cloudformation::types::{ChangeAction, Replacement, ResourceChange};
-    use expect_test::expect;
-
-    use super::*;
-
-    #[test]
-    fn change_sets_print_as_aligned_tables() {
-        let change = |action, id: &str, kind: &str, replacement| {
-            aws_sdk_cloudformation::types::Change::builder()
-                .resource_change(
-                    ResourceChange::builder()
-                        .action(action)
-                        .logical_resource_id(id)
-                        .resource_type(kind)
-                        .set_replacement(replacement)
-                        .build(),
-                )
-                .build()
-        };
-        let table = change_table(
-            "hardware-dev",
-            &[
-                change(
-                    ChangeAction::Modify,
-                    "Function",
-                    "AWS::Lambda::Function",
-                    Some(Replacement::False),
-                ),
-                change(ChangeAction::Add, "Api", "AWS::CloudFormation::Stack", None),
-            ],
-        );
-        expect![[r#"
-            change set for hardware-dev:
-              ACTION LOGICAL ID TYPE                       REPLACEMENT
-              Modify Function   AWS::Lambda::Function      False
-              Add    Api        AWS::CloudFormation::Stack -
-        "#]]
-        .assert_eq(&table);
-        expect![[r#"
-            change set for hardware-dev:
-              ACTION LOGICAL ID TYPE REPLACEMENT
-              (no resource changes listed)
-        "#]]
-        .assert_eq(&change_table("hardware-dev", &[]));
-    }
-
-    #[test]
-    fn a_failed_deletion_names_the_way_out() {
-        let error = anyhow::anyhow!(failed(
-            "hardware-dev",
-            "us-west-2",
-            "DELETE_FAILED",
-            &[Failure {
-                resource: "FirmwareBucket".into(),
-                kind: "AWS::S3::Bucket".into(),
-                status: "DELETE_FAILED".into(),
-                reason: "The bucket you tried to delete is not empty".into(),
-            }],
-        ))
-        .context(not_deleted("hardware-dev", "us-west-2"));
-        let said = format!("{error:#}");
-        assert!(
-            said.starts_with("stack hardware-dev was not deleted."),
-            "{said}"
-        );
-        assert!(said.contains("--retain-resources"), "{said}");
-        assert!(
-            said.contains("The bucket you tried to delete is not empty"),
-            "{said}"
-        );
-    }
-
-    #[test]
-    fn failures_name_every_resource_and_reason() {
-        let message = failed(
-            "hardware-dev",
-            "us-west-2",
-            "UPDATE_ROLLBACK_COMPLETE",
-            &[Failure {
-                resource: "Api/RestApi".into(),
-                kind: "AWS::ApiGateway::RestApi".into(),
-                status: "UPDATE_FAILED".into(),
-                reason: "Invalid binary media type".into(),
-            }],
-        );
-        assert_eq!(
-            message,
-            "stack hardware-dev ended in UPDATE_ROLLBACK_COMPLETE: the update failed and was rolled \
-             back, so the previous version keeps serving\nfailed resources:\n  Api/RestApi \
-             (AWS::ApiGateway::RestApi) UPDATE_FAILED: Invalid binary media type"
-        );
     }
 }

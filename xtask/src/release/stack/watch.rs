@@ -133,7 +133,7 @@ impl<'a> Watch<'a> {
             if !fresh.is_empty() {
                 backoff.reset();
             }
-            tokio::time::sleep(backoff.pause()).await;
+            wait::pause(backoff.pause()).await;
         }
     }
 
