@@ -43,14 +43,14 @@ fn change_sets(fixture: &Fixture) -> Vec<String> {
 }
 
 /// A deploy started with the test hook pausing it at `point`; its stderr goes to a file.
-struct Paused {
+pub struct Paused {
     child: Child,
     log: PathBuf,
     resume: PathBuf,
 }
 
 impl Paused {
-    fn start(fixture: &Fixture, point: &str) -> Paused {
+    pub fn start(fixture: &Fixture, point: &str) -> Paused {
         let log = fixture.root.join(format!("deploy-{point}.log"));
         let resume = fixture.root.join(format!("resume-{point}"));
         let child = crate::deploy::deploy_command(fixture, &["--json"])
@@ -66,11 +66,11 @@ impl Paused {
         paused
     }
 
-    fn said(&self) -> String {
+    pub fn said(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn wait_for(&self, text: &str) {
+    pub fn wait_for(&self, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(180);
         while !self.said().contains(text) {
             assert!(
@@ -82,12 +82,12 @@ impl Paused {
         }
     }
 
-    fn resume(self) -> (Output, String) {
+    pub fn resume(self) -> (Output, String) {
         std::fs::write(&self.resume, "").unwrap();
         self.finish()
     }
 
-    fn interrupt(self) -> (Output, String) {
+    pub fn interrupt(self) -> (Output, String) {
         let signal = std::process::Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status()
@@ -103,7 +103,7 @@ impl Paused {
     }
 }
 
-fn last_error(said: &str) -> &str {
+pub fn last_error(said: &str) -> &str {
     said.lines()
         .rev()
         .find(|l| l.starts_with("error: "))
@@ -133,25 +133,43 @@ fn stale_and_orphaned_locks_are_taken_over() {
         stderr(&output)
     );
 
-    // A lock whose process on this host is gone.
+    // A live lock of a machine that shares this one's name but not its boot: its pid means
+    // nothing here, so it is waited for (refused with --no-wait), never taken over.
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let pid = gone.id();
     gone.wait().unwrap();
-    let orphan = serde_json::json!({
-        "holder": "me@fencing-test-host", "stack": "stack hardware-dev",
-        "host": "fencing-test-host", "pid": pid, "lifetime": 600,
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let twin = serde_json::json!({
+        "holder": "ci@runner (pid 7)", "stack": "stack hardware-dev",
+        "host": "fencing-test-host", "boot_id": "another-machine", "pid": pid, "lifetime": 600,
     });
-    put(&fixture, LOCK, &orphan.to_string());
-    release(&fixture, "after an orphaned lock");
+    put(&fixture, LOCK, &twin.to_string());
     let output = fixture
         .command(&["deploy", "hardware", "dev", "--local", "--no-wait"])
         .env("HOSTNAME", "fencing-test-host")
         .output()
         .unwrap();
+    assert!(
+        stderr(&output).contains("stack hardware-dev is being deployed by ci@runner (pid 7)"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A lock whose process on this machine, this boot, is gone.
+    let orphan = serde_json::json!({
+        "holder": "me@fencing-test-host", "stack": "stack hardware-dev",
+        "host": "another-name", "boot_id": boot_id.trim(), "pid": pid, "lifetime": 600,
+    });
+    put(&fixture, LOCK, &orphan.to_string());
+    release(&fixture, "after an orphaned lock");
+    let output = fixture
+        .command(&["deploy", "hardware", "dev", "--local", "--no-wait"])
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains(&format!(
-            "its process ({pid}) is no longer running on this host"
+            "its process ({pid}) is no longer running on this machine"
         )),
         "{}",
         stderr(&output)
@@ -274,7 +292,10 @@ fn an_interrupted_deploy_says_exactly_what_it_left() {
         "{said}"
     );
     assert!(
-        error.contains("the next deploy of it records what runs (as recovered)"),
+        error.contains(
+            "so it runs the new release, which was neither recorded nor checked. The next `cargo \
+             xtask deploy hardware dev --local` records it (as recovered) and checks it"
+        ),
         "{said}"
     );
     let running = function_code(&fixture);

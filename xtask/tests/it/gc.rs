@@ -152,6 +152,83 @@ fn gc_keeps_what_runs_and_the_last_releases_and_deletes_the_rest() {
     assert!(exists(&fixture, &orphan) && exists(&fixture, &keys[2]));
 }
 
+#[test]
+fn a_gc_whose_lock_was_taken_over_deletes_nothing_more() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+    let orphan = format!("lambdas/hardware/apigateway-execute/{}.zip", "0".repeat(64));
+    put(&fixture, &orphan, "never deployed");
+    let log = fixture.root.join("gc.log");
+    let resume = fixture.root.join("resume-sweep");
+    let mut child = fixture
+        .command(&["gc", "--local", "--older-than", "0s", "--delete"])
+        .env("XTASK_TEST_PAUSE_AT", "sweep")
+        .env("XTASK_TEST_RESUME", &resume)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    until("gc to pause before its sweep", || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("paused at sweep")
+    });
+    // Its lock is taken over meanwhile (as when it could not renew it in time).
+    let thief = r#"{"holder": "thief@elsewhere (pid 2)", "stack": "the bucket's artifacts", "lifetime": 600}"#;
+    put(&fixture, "locks/gc.json", thief);
+    std::fs::write(&resume, "").unwrap();
+    assert!(!child.wait().unwrap().success());
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains(
+            "gc stopped before deleting more: what it deleted is gone, the rest is as it was"
+        ) && said.contains("it is held by thief@elsewhere (pid 2)"),
+        "{said}"
+    );
+    assert!(exists(&fixture, &orphan), "nothing was deleted");
+}
+
+#[test]
+fn a_refused_or_interrupted_deploy_gives_its_lease_back() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+    // Refused after its lease was written: a gc lock this tool did not write.
+    put(&fixture, "locks/gc.json", "not a lock");
+    release(&fixture, "refused");
+    let output = crate::deploy::deploy(&fixture, &[]);
+    assert!(
+        stderr(&output).contains(
+            "s3://biometrix-infrastructure-us-west-2/locks/gc.json is not a lock this tool wrote"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        keys_under(&fixture, "locks/artifacts/"),
+        Vec::<String>::new()
+    );
+    delete(&fixture, "locks/gc.json");
+
+    // Ctrl-C during the upload: said, with what is in the bucket, and the lease given back.
+    release(&fixture, "interrupted upload");
+    let (output, said) = crate::fencing::Paused::start(&fixture, "upload").interrupt();
+    assert!(!output.status.success());
+    let error = crate::fencing::last_error(&said);
+    assert!(
+        error.starts_with("error: interrupted while publishing: 0 of ")
+            && error.contains(
+                "nothing partial is left, and publishing again resumes, skipping what is there"
+            ),
+        "{said}"
+    );
+    assert_eq!(
+        keys_under(&fixture, "locks/artifacts/"),
+        Vec::<String>::new()
+    );
+    // A rerun resumes.
+    let (after, _) = deployed(&fixture, &[]);
+    assert!(function_code(&fixture).contains(&key(&after)));
+}
+
 /// Reads `child`'s stderr to the end in the background, so that it never blocks on a full pipe.
 fn drain(child: &mut Child) -> std::thread::JoinHandle<String> {
     let mut stderr = child.stderr.take().unwrap();

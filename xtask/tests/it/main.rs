@@ -10,6 +10,7 @@ mod gc;
 mod integrity;
 mod invoke;
 mod logs;
+mod outcomes;
 mod package;
 mod prebuilt;
 mod probe;

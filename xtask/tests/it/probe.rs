@@ -7,7 +7,7 @@ use crate::deploy::{deploy, deployed, function_code, key, release, stand_in};
 use crate::support::{Fixture, stderr, stdout};
 
 /// A deploy expected to fail its probes: its stderr and its one stack's report.
-fn failed(fixture: &Fixture, extra: &[&str]) -> (String, Value) {
+pub fn failed(fixture: &Fixture, extra: &[&str]) -> (String, Value) {
     let mut args = vec!["--json"];
     args.extend_from_slice(extra);
     let output = deploy(fixture, &args);
@@ -70,7 +70,8 @@ fn a_release_that_fails_its_probes_is_rolled_back_by_itself() {
     let status = fixture.xtask(&["status", "hardware", "dev", "--local"]);
     assert!(status.status.success(), "{}", stderr(&status));
     assert!(
-        stdout(&status).contains("rolled back by itself: probe GET /v1/misc/time (200) at "),
+        stdout(&status)
+            .contains("rolled back by itself (probe): probe GET /v1/misc/time (200) at "),
         "{}",
         stdout(&status)
     );

@@ -49,6 +49,7 @@ fn help_of_every_command() {
         &["publish"],
         &["deploy"],
         &["rollback"],
+        &["reset-history"],
         &["promote"],
         &["destroy"],
         &["gc"],
