@@ -224,13 +224,21 @@ pub async fn delete_change_set_of(
     Ok(())
 }
 
-/// A change set's status and execution status (`AVAILABLE` until it is executed), or `None` when
-/// there is no such change set (or stack).
+/// A change set's name as people saw it when it was made, from its id (an ARN, which is what is
+/// looked up) or its name.
+pub fn change_set_name(id: &str) -> &str {
+    id.split_once(":changeSet/")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or(id)
+}
+
+/// A change set's execution status (`AVAILABLE` until it is executed), or `None` when there is no
+/// such change set (or stack).
 pub async fn change_set_state(
     cloudformation: &Client,
     stack: &str,
     name: &str,
-) -> anyhow::Result<Option<(String, String)>> {
+) -> anyhow::Result<Option<aws_sdk_cloudformation::types::ExecutionStatus>> {
     // A change set named by its ARN takes no stack name; one named by its name does.
     let of = (!name.starts_with("arn:")).then(|| stack.to_owned());
     let described = cloudformation
@@ -240,16 +248,11 @@ pub async fn change_set_state(
         .send()
         .await;
     match described {
-        Ok(described) => Ok(Some((
-            described
-                .status()
-                .map_or("UNKNOWN", |s| s.as_str())
-                .to_owned(),
-            described
-                .execution_status()
-                .map_or("UNKNOWN", |s| s.as_str())
-                .to_owned(),
-        ))),
+        Ok(described) => {
+            Ok(Some(described.execution_status().cloned().unwrap_or(
+                aws_sdk_cloudformation::types::ExecutionStatus::Unavailable,
+            )))
+        }
         Err(error) if is_missing(&error) || error.code() == Some("ChangeSetNotFound") => Ok(None),
         Err(error) => Err(anyhow::Error::new(error))
             .with_context(|| format!("reading change set {name} of stack {stack}")),

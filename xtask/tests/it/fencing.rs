@@ -330,3 +330,48 @@ fn an_interrupted_deploy_says_exactly_what_it_left() {
     assert_eq!(status["recorded"], true, "{status:#}");
     assert!(Path::new(&fixture.root).exists());
 }
+
+#[test]
+fn interrupted_in_a_deletion_or_with_aws_gone_it_says_what_is_true() {
+    let fixture = stand_in();
+    // The bucket first (a first deploy would pause in its bootstrap).
+    let published = fixture.xtask(&["publish", "hardware", "dev", "--local"]);
+    assert!(published.status.success(), "{}", stderr(&published));
+    // A first deploy interrupted once its change set was sent leaves an empty stack in review.
+    let (_, said) = Paused::start(&fixture, "change-set-sent").interrupt();
+    assert!(last_error(&said).contains("REVIEW_IN_PROGRESS"), "{said}");
+    // The next deploy deletes that stack first; interrupted there, it says the deletion had not
+    // started, not that nothing was sent.
+    let (output, said) = Paused::start(&fixture, "delete").interrupt();
+    assert!(!output.status.success());
+    assert_eq!(
+        last_error(&said),
+        "error: interrupted while stack hardware-dev was being deleted to be created again: it is \
+         REVIEW_IN_PROGRESS: the deletion had not started. Deploy again, which waits for it and \
+         creates the stack",
+        "{said}"
+    );
+    let (first, _) = deployed(&fixture, &[]);
+
+    // The emulator gone just before execute: nothing was executed, and the change set whose
+    // deletion could not be sent may remain; it is not said to be deleted.
+    release(&fixture, "never executed");
+    let paused = Paused::start(&fixture, "execute");
+    let (_, pid) = fixture.emulator().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (output, said) = paused.resume();
+    assert!(!output.status.success());
+    let error = last_error(&said);
+    assert!(
+        error.contains("Nothing was executed, and stack hardware-dev is as it was; deleting change set xtask-deploy-")
+            && error.contains("could not be sent")
+            && error.contains("so it may remain: "),
+        "{said}"
+    );
+    assert!(!error.contains("was deleted"), "{said}");
+    assert!(!key(&first).is_empty());
+}

@@ -10,6 +10,7 @@ use crate::aws::cloudformation;
 use crate::release::lock::{Contention, Lock, RENEWED_LIFETIME, Scope};
 use crate::release::stack::Phase;
 use crate::release::stack::decide::{is_terminal, succeeded};
+use aws_sdk_cloudformation::types::ExecutionStatus;
 
 impl Deployer<'_> {
     /// Runs `work` holding `stack`'s lock (renewed while it runs), waiting for it as the options
@@ -92,10 +93,14 @@ impl Deployer<'_> {
             }
             Phase::Deleting => {
                 let status = status_of().await;
+                let left = match status.as_str() {
+                    "DELETE_IN_PROGRESS" => "its deletion goes on in AWS".to_owned(),
+                    "unknown" | "DELETE_COMPLETE" => "it was deleted".to_owned(),
+                    status => format!("it is {status}: the deletion had not started"),
+                };
                 return anyhow::anyhow!(
-                    "interrupted while stack {stack} was being deleted to be created again: it is \
-                     {status}, and a deletion that was sent goes on in AWS. Deploy again, which \
-                     waits for it and creates the stack"
+                    "interrupted while stack {stack} was being deleted to be created again: \
+                     {left}. Deploy again, which waits for it and creates the stack"
                 );
             }
             Phase::Checking { release } => {
@@ -112,12 +117,7 @@ impl Deployer<'_> {
         };
         let state = cloudformation::change_set_state(cloudformation, stack, &change_set).await;
         let id = change_set;
-        // Its name, as people saw it when it was created; its id (an ARN) is what is looked up.
-        let change_set = id
-            .split_once(":changeSet/")
-            .and_then(|(_, rest)| rest.split('/').next())
-            .unwrap_or(&id)
-            .to_owned();
+        let change_set = cloudformation::change_set_name(&id).to_owned();
         let execution = match state {
             Ok(None) => {
                 return anyhow::anyhow!(
@@ -125,7 +125,7 @@ impl Deployer<'_> {
                      it was"
                 );
             }
-            Ok(Some((_, execution))) => execution,
+            Ok(Some(execution)) => execution,
             Err(error) => {
                 return anyhow::anyhow!(
                     "interrupted, and what change set {change_set} of stack {stack} became cannot \
@@ -134,62 +134,154 @@ impl Deployer<'_> {
                 );
             }
         };
-        if execution == "OBSOLETE" {
-            return anyhow::anyhow!(
-                "interrupted before change set {change_set} was executed; it is OBSOLETE (another \
-                 change reached stack {stack} after it was made), so it can no longer be executed, \
-                 and stack {stack} is {}",
-                status_of().await
-            );
-        }
-        let executed = matches!(
-            execution.as_str(),
-            "EXECUTE_IN_PROGRESS" | "EXECUTE_COMPLETE" | "EXECUTE_FAILED"
-        );
-        if !executed {
-            let deleted =
-                cloudformation::delete_change_set_of(cloudformation, Some(stack), &id).await;
-            let status = status_of().await;
-            let empty = match status.as_str() {
-                "REVIEW_IN_PROGRESS" => {
-                    " (CloudFormation keeps the empty stack it made for it, in \
-                     REVIEW_IN_PROGRESS, until the next deploy replaces it)"
-                }
-                _ => "",
-            };
-            return match deleted {
-                Ok(()) => anyhow::anyhow!(
-                    "interrupted before change set {change_set} was executed; it was deleted, and \
-                     stack {stack} is as it was{empty}"
-                ),
-                Err(error) => anyhow::anyhow!(
-                    "interrupted before change set {change_set} was executed; stack {stack} is as \
-                     it was, but deleting the change set could not be sent ({error:#}), so it may \
-                     remain: {change_set}. Delete it with `aws cloudformation delete-change-set \
-                     --stack-name {stack} --change-set-name {change_set} --region {region}`"
-                ),
-            };
-        }
         let status = status_of().await;
-        if !is_terminal(&status) {
-            return anyhow::anyhow!(
-                "interrupted after change set {change_set} was executed: the update of stack \
-                 {stack} goes on in AWS ({status}); follow it with `aws cloudformation \
-                 describe-stack-events --stack-name {stack} --region {region}`, or run the same \
-                 deploy again, which waits for it, records what runs (as recovered) and checks it"
-            );
+        match Left::by(&execution) {
+            Left::Obsolete => anyhow::anyhow!(
+                "interrupted before change set {change_set} was executed; it is OBSOLETE (another \
+                 change reached stack {stack} after it was made), so it can no longer be \
+                 executed, and stack {stack} is {status}"
+            ),
+            Left::Unexecuted => {
+                let deleted =
+                    cloudformation::delete_change_set_of(cloudformation, Some(stack), &id).await;
+                let empty = match status.as_str() {
+                    "REVIEW_IN_PROGRESS" => {
+                        " (CloudFormation keeps the empty stack it made for it, in \
+                         REVIEW_IN_PROGRESS, until the next deploy replaces it)"
+                    }
+                    _ => "",
+                };
+                match deleted {
+                    Ok(()) => anyhow::anyhow!(
+                        "interrupted before change set {change_set} was executed; it was deleted, \
+                         and stack {stack} is as it was{empty}"
+                    ),
+                    Err(error) => anyhow::anyhow!(
+                        "interrupted before change set {change_set} was executed; stack {stack} is \
+                         as it was, but deleting the change set could not be sent ({error:#}), so \
+                         it may remain: {change_set}. Delete it with `aws cloudformation \
+                         delete-change-set --stack-name {stack} --change-set-name {change_set} \
+                         --region {region}`"
+                    ),
+                }
+            }
+            Left::Executed => anyhow::anyhow!(
+                "{}",
+                after_execution(
+                    stack,
+                    &change_set,
+                    &status,
+                    service,
+                    environment,
+                    flags,
+                    region
+                )
+            ),
         }
-        if succeeded(&status) {
-            return anyhow::anyhow!(
-                "interrupted after change set {change_set} was executed: stack {stack} is \
-                 {status}, so it runs the new release, which was neither recorded nor checked. \
-                 The next `cargo xtask deploy {service} {environment}{flags}` records it (as \
-                 recovered) and checks it"
-            );
+    }
+}
+
+/// What an interrupted change set left, by its execution status as CloudFormation reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Left {
+    /// Never executed (`AVAILABLE`, `UNAVAILABLE`): it can be deleted, and the stack is as it was.
+    Unexecuted,
+    /// Another change reached the stack after it was made: it can never be executed.
+    Obsolete,
+    /// `ExecuteChangeSet` was accepted: the stack's own status says what became of it.
+    Executed,
+}
+
+impl Left {
+    fn by(execution: &ExecutionStatus) -> Left {
+        match execution {
+            ExecutionStatus::Obsolete => Left::Obsolete,
+            ExecutionStatus::ExecuteInProgress
+            | ExecutionStatus::ExecuteComplete
+            | ExecutionStatus::ExecuteFailed => Left::Executed,
+            // Available, Unavailable, and whatever a newer API adds: nothing ran it.
+            _ => Left::Unexecuted,
         }
-        anyhow::anyhow!(
-            "interrupted after change set {change_set} was executed: stack {stack} is {status}, so \
-             CloudFormation did not keep the new release, and the stack runs what it ran before"
-        )
+    }
+}
+
+/// What an interrupt after `ExecuteChangeSet` leaves, by the stack's status: an update going on in
+/// AWS, the new release running unrecorded, or CloudFormation's rollback (the old one runs).
+fn after_execution(
+    stack: &str,
+    change_set: &str,
+    status: &str,
+    service: &str,
+    environment: crate::names::Environment,
+    flags: &str,
+    region: &str,
+) -> String {
+    if !is_terminal(status) {
+        return format!(
+            "interrupted after change set {change_set} was executed: the update of stack {stack} \
+             goes on in AWS ({status}); follow it with `aws cloudformation describe-stack-events \
+             --stack-name {stack} --region {region}`, or run the same deploy again, which waits \
+             for it, records what runs (as recovered) and checks it"
+        );
+    }
+    if succeeded(status) {
+        return format!(
+            "interrupted after change set {change_set} was executed: stack {stack} is {status}, \
+             so it runs the new release, which was neither recorded nor checked. The next `cargo \
+             xtask deploy {service} {environment}{flags}` records it (as recovered) and checks it"
+        );
+    }
+    format!(
+        "interrupted after change set {change_set} was executed: stack {stack} is {status}, so \
+         CloudFormation did not keep the new release, and the stack runs what it ran before"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::Environment;
+
+    #[test]
+    fn every_documented_execution_status_says_what_is_left() {
+        let cases = [
+            (ExecutionStatus::Available, Left::Unexecuted),
+            (ExecutionStatus::Unavailable, Left::Unexecuted),
+            (ExecutionStatus::Obsolete, Left::Obsolete),
+            (ExecutionStatus::ExecuteInProgress, Left::Executed),
+            (ExecutionStatus::ExecuteComplete, Left::Executed),
+            (ExecutionStatus::ExecuteFailed, Left::Executed),
+        ];
+        for (execution, left) in cases {
+            assert_eq!(Left::by(&execution), left, "{execution:?}");
+        }
+    }
+
+    #[test]
+    fn after_execution_the_stack_status_says_which_release_runs() {
+        let said = |status| {
+            after_execution(
+                "s-dev",
+                "cs",
+                status,
+                "s",
+                Environment::Dev,
+                " --local",
+                "r",
+            )
+        };
+        assert!(said("UPDATE_IN_PROGRESS").contains("goes on in AWS (UPDATE_IN_PROGRESS)"));
+        assert!(said("UPDATE_COMPLETE").contains(
+            "so it runs the new release, which was neither recorded nor checked. The next \
+             `cargo xtask deploy s dev --local` records it"
+        ));
+        for rolled_back in ["UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_COMPLETE"] {
+            let said = said(rolled_back);
+            assert!(
+                said.contains("did not keep the new release, and the stack runs what it ran"),
+                "{said}"
+            );
+            assert!(!said.contains("runs the new release"), "{said}");
+        }
     }
 }

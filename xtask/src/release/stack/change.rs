@@ -221,17 +221,17 @@ impl Engine<'_> {
             && let Err(lost) = lock.confirm().await
         {
             let deleted = cloudformation::delete_change_set(cloudformation, &change_set).await;
+            let name = cloudformation::change_set_name(&change_set);
             bail!(
                 "{lost:#}. Nothing was executed, and stack {stack} is as it was; {}",
                 match deleted {
                     Ok(()) => format!(
-                        "change set {change_set} was deleted. Deploy again once whoever holds the \
-                         lock is done"
+                        "change set {name} was deleted. Deploy again once whoever holds the lock \
+                         is done"
                     ),
-                    Err(error) => format!(
-                        "deleting change set {change_set} could not be sent ({error:#}), so it \
-                         may remain: {change_set}. Deploy again once the lock and CloudFormation \
-                         answer"
+                    Err(_) => format!(
+                        "deleting change set {name} could not be sent either, so it may remain: \
+                         {name}. Deploy again once the lock and CloudFormation answer"
                     ),
                 }
             );
@@ -434,6 +434,7 @@ impl Engine<'_> {
         }
         let mut watch = Watch::start(self.cloudformation, &current.id, stack).await?;
         let step = self.progress.step(&format!("deleting {stack}"));
+        pause_point("delete").await;
         self.cloudformation
             .delete_stack()
             .stack_name(&current.id)
