@@ -1,10 +1,61 @@
 //! Names the release tool accepts, parsed once at the edge (environments, architectures,
-//! `KEY=VALUE` pairs), and how it writes a few values for people (commits, sizes).
+//! `KEY=VALUE` pairs), the names it derives (a stack's, a function's: made in one place each),
+//! and how it writes a few values for people (commits, sizes).
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+/// A service's stack in one environment, `<service>-<environment>`: the one place that name is
+/// made. It reads as the `&str` it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct StackName(String);
+
+impl StackName {
+    pub fn new(service: &str, environment: Environment) -> StackName {
+        StackName(format!("{service}-{environment}"))
+    }
+
+    /// One of the stack's functions: `<service>-<environment>-<function>`.
+    pub fn function(&self, function: &str) -> FunctionName {
+        FunctionName(format!("{}-{function}", self.0))
+    }
+}
+
+impl std::ops::Deref for StackName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StackName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Lambda function a service stack makes, `<service>-<environment>-<function>`; made only by
+/// [`StackName::function`]. It reads as the `&str` it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FunctionName(String);
+
+impl std::ops::Deref for FunctionName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FunctionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A deployment environment; unknown names are refused with the list of known ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +268,16 @@ impl fmt::Display for Architecture {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stack_and_function_names_are_made_in_one_way() {
+        let stack = StackName::new("hardware", Environment::Dev);
+        assert_eq!(&*stack, "hardware-dev");
+        assert_eq!(
+            stack.function("apigateway-execute").to_string(),
+            "hardware-dev-apigateway-execute"
+        );
+    }
 
     #[test]
     fn environments_parse_and_unknown_ones_list_the_known() {

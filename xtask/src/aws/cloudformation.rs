@@ -16,7 +16,7 @@ use serde::Serialize;
 #[derive(Debug, Clone)]
 pub struct Current {
     pub id: String,
-    pub status: String,
+    pub status: aws_sdk_cloudformation::types::StackStatus,
     /// When the stack was last updated (or created), RFC 3339.
     pub updated: Option<String>,
     pub parameters: BTreeMap<String, String>,
@@ -99,8 +99,8 @@ fn current(found: &aws_sdk_cloudformation::types::Stack, stack: &str) -> Current
             .and_then(|t| t.fmt(DateTimeFormat::DateTime).ok()),
         status: found
             .stack_status()
-            .map_or("UNKNOWN", |s| s.as_str())
-            .to_owned(),
+            .cloned()
+            .unwrap_or_else(|| "UNKNOWN".into()),
         parameters: pairs(
             found
                 .parameters()

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::cli::{Account, Output, Stack};
 use crate::local::check;
+use crate::names::StackName;
 use crate::progress::{Progress, print_result};
 use crate::workspace::Workspace;
 
@@ -79,7 +80,7 @@ impl Invoke {
             .functions
             .first()
             .context("the service declares no function")?;
-        let function = format!("{}-{environment}-{}", service.name, declared.name);
+        let function = StackName::new(&service.name, environment).function(&declared.name);
         if self.service_token {
             let token = aws
                 .runtime

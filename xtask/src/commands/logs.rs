@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::aws::logs::{Event, filter};
 use crate::cli::{Account, Output, Stack};
+use crate::names::StackName;
 use crate::progress::Progress;
 use crate::workspace::Workspace;
 
@@ -91,7 +92,7 @@ impl Logs {
         let Some(function) = service.functions.first() else {
             bail!("{} declares no function", service.name);
         };
-        let name = format!("{}-{environment}-{}", service.name, function.name);
+        let name = StackName::new(&service.name, environment).function(&function.name);
         let group = format!("/aws/lambda/{name}");
         let client = aws_sdk_cloudwatchlogs::Client::new(&aws.sdk);
         let mut start = match self.since {

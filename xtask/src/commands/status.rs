@@ -10,7 +10,7 @@ use xshell::Shell;
 
 use crate::aws::cloudformation;
 use crate::cli::{Account, Output, Stack};
-use crate::names::{Environment, Profile, short};
+use crate::names::{Environment, Profile, StackName, short};
 use crate::progress::{Progress, print_result};
 use crate::release::history::{self, Entry, Outcome};
 use crate::release::integrity;
@@ -37,7 +37,7 @@ pub struct Status {
 
 #[derive(Debug, Serialize)]
 struct Report {
-    stack: String,
+    stack: StackName,
     region: String,
     /// `None` when the stack does not exist.
     status: Option<String>,
@@ -133,7 +133,7 @@ impl Status {
         let (service, environment) = self.stack.resolve(workspace)?;
         let session = self.account.read(workspace, progress)?;
         let aws = &session.aws;
-        let stack = format!("{}-{environment}", service.name);
+        let stack = StackName::new(&service.name, environment);
         let (s3, bucket) = (aws.s3(), aws.bucket.as_str());
 
         // A stack that exists needs its bucket; one that does not is simply not deployed.
@@ -167,7 +167,7 @@ impl Status {
                     functions.push(found);
                     continue;
                 };
-                let name = format!("{stack}-{}", function.name);
+                let name = stack.function(&function.name);
                 found.running_sha256 = crate::aws::lambda::code_sha256(&lambda, &name)
                     .await?
                     .as_deref()
@@ -224,7 +224,7 @@ impl Status {
         let report = Report {
             stack,
             region: aws.region.clone(),
-            status: current.as_ref().map(|c| c.status.clone()),
+            status: current.as_ref().map(|c| c.status.as_str().to_owned()),
             last_updated: current.as_ref().and_then(|c| c.updated.clone()),
             functions,
             head,

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 
 use crate::aws::Connection;
 use crate::local::provision::{Needs, Source};
-use crate::names::{Architecture, Environment};
+use crate::names::{Architecture, Environment, StackName};
 use crate::release::artifact::{sha256_hex, unzip_bootstrap};
 use crate::release::elf::ElfFacts;
 use crate::workspace::Service;
@@ -43,7 +43,7 @@ impl Deployed {
         service: &Service,
         environment: Environment,
     ) -> anyhow::Result<Vec<Deployed>> {
-        let stack = format!("{}-{environment}", service.name);
+        let stack = StackName::new(&service.name, environment);
         let current = crate::aws::cloudformation::describe(&aws.cloudformation(), &stack)
             .await?
             .with_context(|| {
@@ -58,7 +58,7 @@ impl Deployed {
         let lambda = aws_sdk_lambda::Client::new(&aws.sdk);
         let mut functions = Vec::new();
         for function in &service.functions {
-            let name = format!("{}-{environment}-{}", service.name, function.name);
+            let name = stack.function(&function.name).to_string();
             let found = lambda
                 .get_function()
                 .function_name(&name)

@@ -72,7 +72,7 @@ pub async fn apply(
         .with_context(|| format!("stack {stack} disappeared in {region}"))?;
     let outcome = match outcome {
         Outcome::Unchanged => "already up to date".to_owned(),
-        _ => current.status.clone(),
+        _ => current.status.as_str().to_owned(),
     };
     // The output is the contract; the emulator computes no outputs for change sets, so the
     // bucket resource itself is the fallback.

@@ -7,11 +7,12 @@ use serde::Serialize;
 use super::stack::Outcome;
 use super::traffic::Shift;
 use crate::aws::cloudformation::Resource;
+use crate::names::StackName;
 use crate::progress::table;
 
 #[derive(Debug, Serialize)]
 pub struct StackReport {
-    pub stack: String,
+    pub stack: StackName,
     pub status: String,
     pub outcome: Outcome,
     pub change_set_id: Option<String>,
@@ -131,7 +132,7 @@ impl Report {
 /// What `destroy` did to one stack.
 #[derive(Debug, Serialize)]
 pub struct Destroyed {
-    pub stack: String,
+    pub stack: StackName,
     pub outcome: DestroyOutcome,
     /// What CloudFormation kept, and how to remove it.
     pub retained: Vec<Retained>,

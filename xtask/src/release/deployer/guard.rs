@@ -83,7 +83,7 @@ impl Deployer<'_> {
                 .await
                 .ok()
                 .flatten()
-                .map_or_else(|| "unknown".to_owned(), |c| c.status)
+                .map_or_else(|| "unknown".to_owned(), |c| c.status.as_str().to_owned())
         };
         let change_set = match &phase {
             Phase::Preparing => {
@@ -216,7 +216,7 @@ fn after_execution(
     flags: &str,
     region: &str,
 ) -> String {
-    if !is_terminal(status) {
+    if !is_terminal(&status.into()) {
         return format!(
             "interrupted after change set {change_set} was executed: the update of stack {stack} \
              goes on in AWS ({status}); follow it with `aws cloudformation describe-stack-events \
@@ -224,7 +224,7 @@ fn after_execution(
              for it, records what runs (as recovered) and checks it"
         );
     }
-    if succeeded(status) {
+    if succeeded(&status.into()) {
         return format!(
             "interrupted after change set {change_set} was executed: stack {stack} is {status}, \
              so it runs the new release, which was neither recorded nor checked. The next `cargo \

@@ -27,7 +27,7 @@ use super::traffic::{Follower, Shift, Traffic};
 use super::upload;
 use crate::aws::cloudformation;
 use crate::aws::{Connection, template_url};
-use crate::names::{Environment, Profile};
+use crate::names::{Environment, Profile, StackName};
 use crate::progress::Progress;
 use crate::workspace::{APIGATEWAY_TEMPLATE, Probe, Service, Workspace, service_template};
 
@@ -118,8 +118,8 @@ impl<'a> Deployer<'a> {
         }
     }
 
-    pub fn stack_name(&self, service: &str) -> String {
-        format!("{service}-{}", self.environment)
+    pub fn stack_name(&self, service: &str) -> StackName {
+        StackName::new(service, self.environment)
     }
 
     fn engine(&self) -> Engine<'_> {
@@ -338,7 +338,7 @@ impl<'a> Deployer<'a> {
             .await?
             .with_context(|| format!("stack {stack} disappeared"))?;
         Ok(StackReport {
-            status: current.status,
+            status: current.status.as_str().to_owned(),
             outcome: applied.outcome,
             change_set_id: applied.change_set.clone(),
             template_url: self.template_url(release),
@@ -388,7 +388,7 @@ impl<'a> Deployer<'a> {
             let Some(key) = artifact_keys.get(&artifact_key_parameter(&function.name)) else {
                 continue;
             };
-            let name = format!("{}-{}-{}", service.name, self.environment, function.name);
+            let name = self.stack_name(&service.name).function(&function.name);
             let running = crate::aws::lambda::code_sha256(&lambda, &name).await?;
             integrity::check_running(&name, key, running.as_deref())?;
         }

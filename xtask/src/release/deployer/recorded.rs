@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 
 use super::{Deployer, Release};
 use crate::aws::cloudformation::{self, Current};
-use crate::names::{Environment, Profile};
+use crate::names::{Environment, Profile, StackName};
 use crate::release::history::{self, Entry, Kind, Outcome, Running};
 use crate::release::integrity;
 use crate::release::manifest::artifact_key_parameter;
@@ -48,7 +48,7 @@ impl Deployer<'_> {
     /// The release that `service`'s stack in `from` runs, exactly: its artifact keys from the
     /// stack's parameters, its templates from the history entry that is that release.
     pub async fn promoted(&self, service: &Service, from: Environment) -> anyhow::Result<Release> {
-        let stack = format!("{}-{from}", service.name);
+        let stack = StackName::new(&service.name, from);
         let deploy = format!("`cargo xtask deploy {} {from}`", service.name);
         let Some((current, running)) = self.running(service, &stack).await? else {
             bail!(

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::error::ProvideErrorMetadata;
-use aws_sdk_cloudformation::types::{ChangeSetStatus, ChangeSetType, Parameter};
+use aws_sdk_cloudformation::types::{ChangeSetStatus, ChangeSetType, Parameter, StackStatus};
 use serde::Serialize;
 
 use super::decide::{self, Next, Value};
@@ -109,10 +109,12 @@ impl Engine<'_> {
     /// Fails early on a stack in a state the change would be refused in.
     pub async fn precheck(&self, stack: &str) -> anyhow::Result<()> {
         let current = cloudformation::describe(self.cloudformation, stack).await?;
-        let status = current.as_ref().map(|c| c.status.as_str());
+        let status = current.as_ref().map(|c| &c.status);
         match decide::next(status, stack, self.region, self.recreate) {
             Next::Refuse(message) => bail!(message),
-            Next::Wait if self.no_wait => bail!(busy(stack, status.unwrap_or("?"), self.region)),
+            Next::Wait if self.no_wait => {
+                bail!(busy(stack, status.map_or("?", |s| s.as_str()), self.region))
+            }
             _ => Ok(()),
         }
     }
@@ -128,18 +130,18 @@ impl Engine<'_> {
         let (cloudformation, stack) = (self.cloudformation, change.stack);
         let current = loop {
             let current = cloudformation::describe(cloudformation, stack).await?;
-            let status = current.as_ref().map(|c| c.status.as_str());
+            let status = current.as_ref().map(|c| &c.status);
             match decide::next(status, stack, self.region, self.recreate) {
                 Next::Create => break None,
                 Next::Update => break current,
                 Next::Refuse(message) => bail!(message),
                 Next::Wait if self.no_wait => {
-                    bail!(busy(stack, status.unwrap_or("?"), self.region))
+                    bail!(busy(stack, status.map_or("?", |s| s.as_str()), self.region))
                 }
                 Next::Wait => {
                     let step = self.progress.step(&format!(
                         "waiting: stack {stack} is {}, changed by someone else",
-                        status.unwrap_or("?")
+                        status.map_or("?", |s| s.as_str())
                     ));
                     let settled = settle(cloudformation, stack, &step, deadline).await?;
                     step.done(&format!(
@@ -251,7 +253,7 @@ impl Engine<'_> {
                 .await
                 .ok()
                 .flatten()
-                .map_or_else(|| "missing".to_owned(), |c| c.status);
+                .map_or_else(|| "missing".to_owned(), |c| c.status.as_str().to_owned());
             // An unexecuted change set left AVAILABLE would only confuse the next person.
             let deleted = cloudformation::delete_change_set(cloudformation, &change_set).await;
             let left = match deleted {
@@ -266,7 +268,7 @@ impl Engine<'_> {
         }
         pause_point("executed").await;
         let ended = watch.follow(&step, deadline).await?;
-        if decide::succeeded(&ended.status) {
+        if decide::succeeded(&ended.status.as_str().into()) {
             step.done(&format!("stack {stack} is {}", ended.status));
             let outcome = if kind == ChangeSetType::Create {
                 Outcome::Created
@@ -398,15 +400,16 @@ impl Engine<'_> {
             let Some(current) = cloudformation::describe(cloudformation, stack).await? else {
                 return Ok(false);
             };
-            if !current.status.ends_with("_IN_PROGRESS") || current.status == "REVIEW_IN_PROGRESS" {
+            let status = &current.status;
+            if decide::is_terminal(status) || *status == StackStatus::ReviewInProgress {
                 break current;
             }
             if self.no_wait {
-                bail!(busy(stack, &current.status, self.region));
+                bail!(busy(stack, status.as_str(), self.region));
             }
             let step = self.progress.step(&format!(
                 "waiting: stack {stack} is {}, changed by someone else",
-                current.status
+                status.as_str()
             ));
             let settled = settle(cloudformation, stack, &step, deadline).await?;
             step.done(&format!(
@@ -426,10 +429,13 @@ impl Engine<'_> {
         current: &Current,
         deadline: Instant,
     ) -> anyhow::Result<()> {
-        if current.status == "ROLLBACK_COMPLETE" || current.status == "REVIEW_IN_PROGRESS" {
+        if matches!(
+            current.status,
+            StackStatus::RollbackComplete | StackStatus::ReviewInProgress
+        ) {
             self.progress.note(&format!(
                 "deleting stack {stack} ({}, so it has no resources to lose) to create it again",
-                current.status
+                current.status.as_str()
             ));
         }
         let mut watch = Watch::start(self.cloudformation, &current.id, stack).await?;

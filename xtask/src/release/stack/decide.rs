@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use aws_sdk_cloudformation::types::StackStatus;
+
 use super::template::Template;
 
 /// The parameters deploy sets on every service stack, besides one artifact key and one code hash
@@ -70,7 +72,8 @@ pub enum Next {
 }
 
 /// The answer for every stack status. `status` is `None` when the stack does not exist.
-pub fn next(status: Option<&str>, stack: &str, region: &str, recreate: bool) -> Next {
+pub fn next(status: Option<&StackStatus>, stack: &str, region: &str, recreate: bool) -> Next {
+    use StackStatus as S;
     let Some(status) = status else {
         return Next::Create;
     };
@@ -78,68 +81,78 @@ pub fn next(status: Option<&str>, stack: &str, region: &str, recreate: bool) -> 
         "see why with `aws cloudformation describe-stack-events --stack-name {stack} --region {region}`"
     );
     match status {
-        "DELETE_COMPLETE" => Next::Create,
-        "REVIEW_IN_PROGRESS" => Next::Discard,
-        "CREATE_COMPLETE"
-        | "UPDATE_COMPLETE"
-        | "UPDATE_ROLLBACK_COMPLETE"
-        | "UPDATE_FAILED"
-        | "IMPORT_COMPLETE"
-        | "IMPORT_ROLLBACK_COMPLETE" => Next::Update,
-        "ROLLBACK_COMPLETE" | "CREATE_FAILED" if recreate => Next::Recreate,
-        "ROLLBACK_COMPLETE" | "CREATE_FAILED" => Next::Refuse(format!(
-            "stack {stack} is in {status}: its first deploy failed, so it has no working version and \
+        S::DeleteComplete => Next::Create,
+        S::ReviewInProgress => Next::Discard,
+        S::CreateComplete
+        | S::UpdateComplete
+        | S::UpdateRollbackComplete
+        | S::UpdateFailed
+        | S::ImportComplete
+        | S::ImportRollbackComplete => Next::Update,
+        S::RollbackComplete | S::CreateFailed if recreate => Next::Recreate,
+        S::RollbackComplete | S::CreateFailed => Next::Refuse(format!(
+            "stack {stack} is in {}: its first deploy failed, so it has no working version and \
              CloudFormation cannot update it; {events}, fix the cause, then deploy again with --recreate, \
              which deletes the empty stack and creates it again (resources kept by a Retain policy stay \
-             behind and must be removed first if their names are fixed)"
+             behind and must be removed first if their names are fixed)",
+            status.as_str()
         )),
-        "UPDATE_ROLLBACK_FAILED" => Next::Refuse(format!(
+        S::UpdateRollbackFailed => Next::Refuse(format!(
             "stack {stack} is in UPDATE_ROLLBACK_FAILED: an update failed and so did its rollback, so \
              CloudFormation will not touch it until the rollback is finished; {events}, fix or skip the \
              resources that failed (`aws cloudformation continue-update-rollback --stack-name {stack} \
              --region {region}`, adding `--resources-to-skip <logical ids>` for resources that cannot be \
              rolled back), wait for UPDATE_ROLLBACK_COMPLETE, then deploy again"
         )),
-        "ROLLBACK_FAILED" => Next::Refuse(format!(
+        S::RollbackFailed => Next::Refuse(format!(
             "stack {stack} is in ROLLBACK_FAILED: its first deploy failed and its rollback did too; \
              {events}, delete it (`aws cloudformation delete-stack --stack-name {stack} --region {region}`, \
              with `--retain-resources` for what cannot be deleted), then deploy again"
         )),
-        "DELETE_FAILED" => Next::Refuse(format!(
+        S::DeleteFailed => Next::Refuse(format!(
             "stack {stack} is in DELETE_FAILED: someone tried to delete it and that failed part way; \
              {events}, then finish the delete (`aws cloudformation delete-stack --stack-name {stack} \
              --region {region}`) and deploy again to create it afresh"
         )),
-        in_progress if in_progress.ends_with("_IN_PROGRESS") => Next::Wait,
+        in_progress if is_in_progress(in_progress) => Next::Wait,
         other => Next::Refuse(format!(
-            "stack {stack} is in {other}, a state deploy does not know how to handle; {events}"
+            "stack {stack} is in {}, a state deploy does not know how to handle; {events}",
+            other.as_str()
         )),
     }
 }
 
 /// True for the states in which a stack runs one release and nothing is changing it: what
 /// `promote` may take a release from.
-pub fn is_settled(status: &str) -> bool {
+pub fn is_settled(status: &StackStatus) -> bool {
+    use StackStatus as S;
     matches!(
         status,
-        "CREATE_COMPLETE"
-            | "UPDATE_COMPLETE"
-            | "UPDATE_ROLLBACK_COMPLETE"
-            | "IMPORT_COMPLETE"
-            | "IMPORT_ROLLBACK_COMPLETE"
+        S::CreateComplete
+            | S::UpdateComplete
+            | S::UpdateRollbackComplete
+            | S::ImportComplete
+            | S::ImportRollbackComplete
     )
 }
 
+/// True while an operation changes the stack (every `*_IN_PROGRESS` state, those added after
+/// this was written included).
+fn is_in_progress(status: &StackStatus) -> bool {
+    status.as_str().ends_with("_IN_PROGRESS")
+}
+
 /// True for the states a stack operation ends in.
-pub fn is_terminal(status: &str) -> bool {
-    !status.ends_with("_IN_PROGRESS")
+pub fn is_terminal(status: &StackStatus) -> bool {
+    !is_in_progress(status)
 }
 
 /// True for the terminal states in which the operation did what was asked.
-pub fn succeeded(status: &str) -> bool {
+pub fn succeeded(status: &StackStatus) -> bool {
+    use StackStatus as S;
     matches!(
         status,
-        "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "DELETE_COMPLETE" | "IMPORT_COMPLETE"
+        S::CreateComplete | S::UpdateComplete | S::DeleteComplete | S::ImportComplete
     )
 }
 
@@ -224,6 +237,11 @@ pub fn unchanged(
 mod tests {
     use super::*;
 
+    /// A status as CloudFormation spells it.
+    fn st(status: &str) -> StackStatus {
+        StackStatus::from(status)
+    }
+
     fn refused(next: Next) -> String {
         match next {
             Next::Refuse(message) => message,
@@ -255,7 +273,7 @@ mod tests {
         ];
         for (status, expected) in cases {
             assert_eq!(
-                next(Some(status), "hardware-dev", "us-west-2", false),
+                next(Some(&st(status)), "hardware-dev", "us-west-2", false),
                 expected,
                 "{status}"
             );
@@ -266,7 +284,7 @@ mod tests {
     #[test]
     fn a_failed_first_deploy_is_recreated_only_when_asked() {
         for status in ["ROLLBACK_COMPLETE", "CREATE_FAILED"] {
-            let message = refused(next(Some(status), "users-qa", "eu-west-1", false));
+            let message = refused(next(Some(&st(status)), "users-qa", "eu-west-1", false));
             assert!(message.starts_with(&format!("stack users-qa is in {status}")));
             assert!(message.contains("--recreate"), "{message}");
             assert!(
@@ -274,14 +292,14 @@ mod tests {
                 "{message}"
             );
             assert_eq!(
-                next(Some(status), "users-qa", "eu-west-1", true),
+                next(Some(&st(status)), "users-qa", "eu-west-1", true),
                 Next::Recreate
             );
         }
         // --recreate never deletes a stack that has a working version.
         assert_eq!(
             next(
-                Some("UPDATE_ROLLBACK_COMPLETE"),
+                Some(&st("UPDATE_ROLLBACK_COMPLETE")),
                 "users-qa",
                 "eu-west-1",
                 true
@@ -293,7 +311,7 @@ mod tests {
     #[test]
     fn broken_stacks_are_refused_with_the_way_out() {
         let message = refused(next(
-            Some("UPDATE_ROLLBACK_FAILED"),
+            Some(&st("UPDATE_ROLLBACK_FAILED")),
             "alerts-production",
             "us-west-2",
             true,
@@ -304,21 +322,38 @@ mod tests {
             ),
             "{message}"
         );
-        let message = refused(next(Some("ROLLBACK_FAILED"), "a-dev", "us-west-2", true));
+        let message = refused(next(
+            Some(&st("ROLLBACK_FAILED")),
+            "a-dev",
+            "us-west-2",
+            true,
+        ));
         assert!(message.contains("delete-stack"), "{message}");
-        let message = refused(next(Some("DELETE_FAILED"), "a-dev", "us-west-2", false));
+        let message = refused(next(
+            Some(&st("DELETE_FAILED")),
+            "a-dev",
+            "us-west-2",
+            false,
+        ));
         assert!(message.contains("DELETE_FAILED"), "{message}");
-        let message = refused(next(Some("SOMETHING_NEW"), "a-dev", "us-west-2", false));
+        let message = refused(next(
+            Some(&st("SOMETHING_NEW")),
+            "a-dev",
+            "us-west-2",
+            false,
+        ));
         assert!(message.contains("SOMETHING_NEW"), "{message}");
     }
 
     #[test]
     fn terminal_states() {
-        assert!(!is_terminal("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"));
-        assert!(is_terminal("UPDATE_ROLLBACK_COMPLETE"));
-        assert!(!succeeded("UPDATE_ROLLBACK_COMPLETE"));
-        assert!(succeeded("UPDATE_COMPLETE"));
-        assert!(!succeeded("ROLLBACK_COMPLETE"));
+        assert!(!is_terminal(&st(
+            "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"
+        )));
+        assert!(is_terminal(&st("UPDATE_ROLLBACK_COMPLETE")));
+        assert!(!succeeded(&st("UPDATE_ROLLBACK_COMPLETE")));
+        assert!(succeeded(&st("UPDATE_COMPLETE")));
+        assert!(!succeeded(&st("ROLLBACK_COMPLETE")));
     }
 
     #[test]
@@ -328,7 +363,7 @@ mod tests {
             "UPDATE_COMPLETE",
             "UPDATE_ROLLBACK_COMPLETE",
         ] {
-            assert!(is_settled(status), "{status}");
+            assert!(is_settled(&st(status)), "{status}");
         }
         for status in [
             "UPDATE_IN_PROGRESS",
@@ -340,7 +375,7 @@ mod tests {
             "UPDATE_FAILED",
             "DELETE_FAILED",
         ] {
-            assert!(!is_settled(status), "{status}");
+            assert!(!is_settled(&st(status)), "{status}");
         }
     }
 

@@ -113,7 +113,7 @@ impl<'a> Watch<'a> {
                 let is_the_stack = prefix.is_none()
                     && event.resource_type() == Some(NESTED_STACK)
                     && event.logical_resource_id() == Some(self.stack_name.as_str());
-                if is_the_stack && is_terminal(status) {
+                if is_the_stack && is_terminal(&status.into()) {
                     ended = Some(status.to_owned());
                 }
             }
@@ -232,9 +232,9 @@ pub async fn settle(
         async || {
             let status = cloudformation::describe(cloudformation, stack)
                 .await?
-                .map(|current| current.status);
+                .map(|current| current.status.as_str().to_owned());
             match status {
-                Some(status) if !is_terminal(&status) => {
+                Some(status) if !is_terminal(&status.as_str().into()) => {
                     step.set_message(&format!(
                         "waiting: stack {stack} is {status}, changed by someone else"
                     ));
