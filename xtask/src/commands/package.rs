@@ -9,7 +9,7 @@ use crate::cli::{BuildProfile, Install, Output, Selection};
 use crate::names::human_size;
 use crate::progress::{Progress, print_result};
 use crate::release::compile::Tools;
-use crate::release::manifest::Plan;
+use crate::release::manifest::{Manifest, Plan};
 use crate::release::package;
 use crate::workspace::Workspace;
 
@@ -46,55 +46,60 @@ impl Package {
             &tools,
             self.install.tools,
         )?;
-        let plan = if self.dry_run {
-            plan
-        } else {
-            package::execute(
-                &sh,
-                workspace,
-                plan,
-                &mut tools,
-                self.install.tools,
-                progress,
-            )?
-        };
-        print_result(&plan, self.output.json, text)
+        if self.dry_run {
+            return print_result(&plan, self.output.json, plan_text);
+        }
+        let manifest = package::execute(
+            &sh,
+            workspace,
+            plan,
+            &mut tools,
+            self.install.tools,
+            progress,
+        )?;
+        print_result(&manifest, self.output.json, manifest_text)
     }
 }
 
-/// The plan (before the work) or the manifest (after it), as people read it.
-pub fn text(plan: &Plan) -> String {
-    let mut out = String::new();
-    if plan.source.is_none() {
-        out.push_str(&format!(
-            "plan for {} ({} profile):\n",
-            plan.environment, plan.profile
-        ));
-        for build in &plan.builds {
-            out.push_str(&format!("  build: {}\n", build.command.join(" ")));
-        }
+/// The plan, before the work, as people read it.
+pub fn plan_text(plan: &Plan) -> String {
+    let mut out = format!(
+        "plan for {} ({} profile):\n",
+        plan.environment, plan.profile
+    );
+    for build in &plan.builds {
+        out.push_str(&format!("  build: {}\n", build.command.join(" ")));
     }
-    for artifact in &plan.functions {
-        let name = format!(
-            "{}/{} ({}",
-            artifact.service, artifact.function, artifact.architecture
-        );
-        out.push_str(&match (&artifact.zip, &artifact.key, artifact.size) {
-            (Some(zip), Some(key), Some(size)) => format!(
-                "{name}, {})\n  zip: {}\n  key: {key}\n",
-                human_size(size),
-                zip.display()
-            ),
-            _ => format!(
-                "  {name}): {} → zip under {}\n",
-                artifact.binary.display(),
-                artifact
-                    .binary
-                    .parent()
-                    .and_then(Path::parent)
-                    .map_or_else(String::new, |p| p.display().to_string()),
-            ),
-        });
+    for planned in &plan.functions {
+        out.push_str(&format!(
+            "  {}/{} ({}): {} → zip under {}\n",
+            planned.service,
+            planned.function,
+            planned.architecture,
+            planned.binary.display(),
+            planned
+                .binary
+                .parent()
+                .and_then(Path::parent)
+                .map_or_else(String::new, |p| p.display().to_string()),
+        ));
+    }
+    out
+}
+
+/// The manifest, after the work, as people read it.
+pub fn manifest_text(manifest: &Manifest) -> String {
+    let mut out = String::new();
+    for artifact in &manifest.functions {
+        out.push_str(&format!(
+            "{}/{} ({}, {})\n  zip: {}\n  key: {}\n",
+            artifact.service,
+            artifact.function,
+            artifact.architecture,
+            human_size(artifact.size),
+            artifact.zip.display(),
+            artifact.key
+        ));
     }
     out
 }

@@ -14,7 +14,7 @@ use crate::names::{Environment, Profile, StackName, short};
 use crate::progress::{Progress, print_result};
 use crate::release::history::{self, Entry, Outcome};
 use crate::release::integrity;
-use crate::release::manifest::{MANIFEST, Plan, artifact_key_parameter};
+use crate::release::manifest::{MANIFEST, Manifest, artifact_key_parameter};
 use crate::release::package;
 use crate::release::stack::decide::RELEASE_DIGEST;
 use crate::workspace::Workspace;
@@ -276,18 +276,16 @@ fn head(workspace: &Workspace, service: &str, functions: &[Function]) -> anyhow:
             reason: "not every function is deployed".into(),
         });
     }
-    let manifest = Plan::read(&workspace.lambda_dir(service).join(MANIFEST)).ok();
-    if let Some(manifest) = manifest.filter(|m| {
-        m.source
-            .as_ref()
-            .is_some_and(|s| s.commit == commit && !s.dirty && !dirty)
-    }) {
+    let manifest = Manifest::read(&workspace.lambda_dir(service).join(MANIFEST)).ok();
+    if let Some(manifest) =
+        manifest.filter(|m| m.source.commit == commit && !m.source.dirty && !dirty)
+    {
         let differs = functions.iter().any(|f| {
             manifest
                 .functions
                 .iter()
                 .find(|a| a.parameter == f.parameter)
-                .and_then(|a| a.key.as_ref())
+                .map(|a| &a.key)
                 != f.artifact_key.as_ref()
         });
         return Ok(Head {

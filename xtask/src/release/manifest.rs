@@ -1,5 +1,7 @@
-//! The plan `package` computes before any work, and the manifest it leaves next to the zips: the
-//! same type, filled in. `publish` and `deploy` read the manifest; tests assert on both.
+//! The plan `package` computes before any work ([`Plan`], what `--dry-run` prints), and the
+//! manifest it leaves next to the zips ([`Manifest`]): two types, so that a packaged artifact has
+//! its zip, hash and key as plain fields, never as `Option`s to unwrap. `publish` and `deploy`
+//! read the manifest; tests assert on both.
 
 use std::path::{Path, PathBuf};
 
@@ -8,14 +10,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::{Architecture, Environment, Profile};
 
+/// What `package` will do, computed before doing any of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub environment: Environment,
-    /// The cargo profile every binary is built with; the S3 metadata and `status` show it.
+    /// The cargo profile every binary is built with; the zips are stamped with it.
     pub profile: Profile,
-    /// Where the source came from; filled in when the work is done.
-    pub source: Option<Source>,
     /// One cargo invocation per target, each building every requested binary for it.
+    pub builds: Vec<Build>,
+    pub functions: Vec<Planned>,
+}
+
+/// What `package` left: the plan carried out, where the source came from, and every zip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub environment: Environment,
+    pub profile: Profile,
+    pub source: Source,
     pub builds: Vec<Build>,
     pub functions: Vec<Artifact>,
 }
@@ -45,7 +56,44 @@ pub struct Build {
     pub command: Vec<String>,
 }
 
-/// One function's artifact. The fields after `binary` are known once it is built.
+/// One function's artifact as planned: which binary becomes its `bootstrap`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Planned {
+    pub service: String,
+    pub function: String,
+    pub architecture: Architecture,
+    pub target: String,
+    pub binary: PathBuf,
+    /// The service stack's parameter that carries the key; deploy sets it.
+    pub parameter: String,
+}
+
+impl Planned {
+    /// The artifact this plan became: its binary's hash, and its zip with the zip's hash and size.
+    pub fn packaged(
+        &self,
+        binary_sha256: String,
+        zip: PathBuf,
+        sha256: String,
+        size: u64,
+    ) -> Artifact {
+        Artifact {
+            service: self.service.clone(),
+            function: self.function.clone(),
+            architecture: self.architecture,
+            target: self.target.clone(),
+            binary: self.binary.clone(),
+            parameter: self.parameter.clone(),
+            key: artifact_key(&self.service, &self.function, &sha256),
+            binary_sha256,
+            zip,
+            sha256,
+            size,
+        }
+    }
+}
+
+/// One function's packaged artifact: its zip, named by its SHA-256, and the key it is published under.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
     pub service: String,
@@ -53,16 +101,16 @@ pub struct Artifact {
     pub architecture: Architecture,
     pub target: String,
     pub binary: PathBuf,
-    pub binary_sha256: Option<String>,
-    pub zip: Option<PathBuf>,
-    pub sha256: Option<String>,
-    pub size: Option<u64>,
-    pub key: Option<String>,
     /// The service stack's parameter that carries `key`; deploy sets it.
     pub parameter: String,
+    pub binary_sha256: String,
+    pub zip: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub key: String,
 }
 
-impl Artifact {
+impl Planned {
     /// The file name of the binary that becomes `bootstrap`: the crate's bin.
     pub fn binary_name(&self) -> &str {
         self.binary
@@ -112,37 +160,53 @@ pub fn artifact_key_parameter(function: &str) -> String {
 
 pub const MANIFEST: &str = "manifest.json";
 
+/// The services `functions` belong to, each once, in order.
+fn services<'a>(functions: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut services: Vec<&str> = Vec::new();
+    for service in functions {
+        if !services.contains(&service) {
+            services.push(service);
+        }
+    }
+    services
+}
+
 impl Plan {
-    /// The part of the plan about one service: what its manifest holds.
-    pub fn for_service(&self, service: &str) -> Plan {
-        Plan {
+    /// The services the plan covers, each once, in plan order.
+    pub fn services(&self) -> Vec<&str> {
+        services(self.functions.iter().map(|a| a.service.as_str()))
+    }
+}
+
+impl Manifest {
+    /// The part of the manifest about one service: what its `manifest.json` holds.
+    pub fn for_service(&self, service: &str) -> Manifest {
+        Manifest {
             functions: self
                 .functions
                 .iter()
                 .filter(|a| a.service == service)
                 .cloned()
                 .collect(),
-            builds: self.builds.clone(),
             ..self.clone()
         }
     }
 
-    /// The services the plan covers, each once, in plan order.
+    /// The services the manifest covers, each once, in order.
     pub fn services(&self) -> Vec<&str> {
-        let mut services: Vec<&str> = Vec::new();
-        for artifact in &self.functions {
-            if !services.contains(&artifact.service.as_str()) {
-                services.push(&artifact.service);
-            }
-        }
-        services
+        services(self.functions.iter().map(|a| a.service.as_str()))
     }
 
-    pub fn read(path: &Path) -> anyhow::Result<Plan> {
+    pub fn read(path: &Path) -> anyhow::Result<Manifest> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a package manifest", path.display()))
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a package manifest (or one from before this release of the tool): \
+                 package again",
+                path.display()
+            )
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use super::artifact::{sha256_hex, write_atomically, zip_bootstrap};
 use super::compile::Tools;
 use super::elf::ElfFacts;
 use super::manifest::{
-    Artifact, Build, MANIFEST, Plan, Source, artifact_key, artifact_key_parameter,
+    Artifact, Build, MANIFEST, Manifest, Plan, Planned, Source, artifact_key_parameter,
 };
 use crate::names::{Environment, Profile, human_size};
 use crate::progress::Progress;
@@ -25,7 +25,7 @@ pub fn build(
     profile: Profile,
     install_tools: bool,
     progress: Progress,
-) -> anyhow::Result<Plan> {
+) -> anyhow::Result<Manifest> {
     let sh = Shell::new()?;
     let mut tools = Tools::detect(&sh, &workspace.root)?;
     let plan = plan(
@@ -57,7 +57,7 @@ pub fn plan(
             if !bins.contains(&function.bin) {
                 bins.push(function.bin.clone());
             }
-            functions.push(Artifact {
+            functions.push(Planned {
                 service: service.name.clone(),
                 function: function.name.clone(),
                 architecture: function.architecture,
@@ -67,11 +67,6 @@ pub fn plan(
                     .join(target)
                     .join(profile.as_str())
                     .join(&function.bin),
-                binary_sha256: None,
-                zip: None,
-                sha256: None,
-                size: None,
-                key: None,
                 parameter: artifact_key_parameter(&function.name),
             });
         }
@@ -96,7 +91,6 @@ pub fn plan(
     Ok(Plan {
         environment,
         profile,
-        source: None,
         builds,
         functions,
     })
@@ -107,11 +101,11 @@ pub fn plan(
 pub fn execute(
     sh: &Shell,
     workspace: &Workspace,
-    mut plan: Plan,
+    plan: Plan,
     tools: &mut Tools,
     install: bool,
     progress: Progress,
-) -> anyhow::Result<Plan> {
+) -> anyhow::Result<Manifest> {
     let targets: Vec<&str> = plan.builds.iter().map(|b| b.target.as_str()).collect();
     if install {
         tools.install(sh, &workspace.root, &targets)?;
@@ -164,24 +158,22 @@ pub fn execute(
     }
     step.done("verified the executables");
 
-    plan.source = Some(source(sh, &workspace.root, &tools.toolchain));
+    let source = source(sh, &workspace.root, &tools.toolchain);
     // What the last run left, read once: a zip whose binary did not change is reused.
     let mut previous: Vec<Artifact> = Vec::new();
     for service in plan.services() {
-        if let Ok(manifest) = Plan::read(&workspace.lambda_dir(service).join(MANIFEST)) {
+        if let Ok(manifest) = Manifest::read(&workspace.lambda_dir(service).join(MANIFEST)) {
             previous.extend(manifest.functions);
         }
     }
-    for (artifact, binary) in plan.functions.iter_mut().zip(&binaries) {
-        let step = progress.step(&format!(
-            "zipping {}/{}",
-            artifact.service, artifact.function
-        ));
+    let mut functions = Vec::new();
+    for (planned, binary) in plan.functions.iter().zip(&binaries) {
+        let step = progress.step(&format!("zipping {}/{}", planned.service, planned.function));
         let binary_sha256 = sha256_hex(binary);
         let dir = workspace
-            .lambda_dir(&artifact.service)
-            .join(&artifact.function);
-        let (sha256, size, reused) = match reusable_zip(&previous, artifact, &binary_sha256) {
+            .lambda_dir(&planned.service)
+            .join(&planned.function);
+        let (sha256, size, reused) = match reusable_zip(&previous, planned, &binary_sha256) {
             Some((sha256, size)) => (sha256, size, true),
             None => {
                 let zip = zip_bootstrap(binary, plan.profile)?;
@@ -190,45 +182,46 @@ pub fn execute(
                 (sha256, zip.len() as u64, false)
             }
         };
-        artifact.zip = Some(dir.join(format!("{sha256}.zip")));
-        artifact.key = Some(artifact_key(&artifact.service, &artifact.function, &sha256));
-        artifact.binary_sha256 = Some(binary_sha256);
-        artifact.sha256 = Some(sha256);
-        artifact.size = Some(size);
+        let zip = dir.join(format!("{sha256}.zip"));
         step.done(&format!(
             "{} {}/{} ({})",
             if reused { "unchanged" } else { "zipped" },
-            artifact.service,
-            artifact.function,
+            planned.service,
+            planned.function,
             human_size(size)
         ));
+        functions.push(planned.packaged(binary_sha256, zip, sha256, size));
     }
-
-    for service in plan.services() {
-        let manifest = serde_json::to_vec_pretty(&plan.for_service(service))?;
-        write_atomically(&workspace.lambda_dir(service).join(MANIFEST), &manifest)?;
+    let manifest = Manifest {
+        environment: plan.environment,
+        profile: plan.profile,
+        source,
+        builds: plan.builds,
+        functions,
+    };
+    for service in manifest.services() {
+        let text = serde_json::to_vec_pretty(&manifest.for_service(service))?;
+        write_atomically(&workspace.lambda_dir(service).join(MANIFEST), &text)?;
     }
-    Ok(plan)
+    Ok(manifest)
 }
 
 /// The zip from the last run, when the binary is the same and the zip is still intact.
 fn reusable_zip(
     previous: &[Artifact],
-    artifact: &Artifact,
+    planned: &Planned,
     binary_sha256: &str,
 ) -> Option<(String, u64)> {
     let before = previous.iter().find(|a| {
-        a.service == artifact.service
-            && a.function == artifact.function
-            && a.target == artifact.target
+        a.service == planned.service && a.function == planned.function && a.target == planned.target
     })?;
-    if before.binary_sha256.as_deref() != Some(binary_sha256) {
+    if before.binary_sha256 != binary_sha256 {
         return None;
     }
-    let zip = std::fs::read(before.zip.as_ref()?).ok()?;
+    let zip = std::fs::read(&before.zip).ok()?;
     let size = zip.len() as u64;
     let sha256 = sha256_hex(&zip);
-    (Some(&sha256) == before.sha256.as_ref()).then_some((sha256, size))
+    (sha256 == before.sha256).then_some((sha256, size))
 }
 
 /// The commit, whether the tree had uncommitted changes, and the compiler: what S3 metadata records.
@@ -256,7 +249,7 @@ pub fn prebuilt(
     workspace: &Workspace,
     services: &[&Service],
     environment: Environment,
-) -> anyhow::Result<Plan> {
+) -> anyhow::Result<Manifest> {
     let head = source(&Shell::new()?, &workspace.root, "");
     if head.dirty {
         bail!(
@@ -265,31 +258,25 @@ pub fn prebuilt(
              without --prebuilt"
         );
     }
-    let mut merged: Option<Plan> = None;
+    let mut merged: Option<Manifest> = None;
     for service in services {
         let path = workspace.lambda_dir(&service.name).join(MANIFEST);
-        let plan = Plan::read(&path).with_context(|| {
+        let plan = Manifest::read(&path).with_context(|| {
             format!(
                 "nothing is packaged for {}: run `cargo xtask package {} {environment}` first \
                  (in the release workflow, the build job's artifact)",
                 service.name, service.name
             )
         })?;
-        let built = plan
-            .source
-            .as_ref()
-            .map_or("an unknown commit", |s| s.commit.as_str());
-        if plan
-            .source
-            .as_ref()
-            .is_none_or(|s| s.dirty || s.commit != head.commit)
-        {
+        let built = &plan.source;
+        if built.dirty || built.commit != head.commit {
             bail!(
-                "the packaged {} ({}) was built from {built}{}, not from HEAD {} as committed: \
+                "the packaged {} ({}) was built from {}{}, not from HEAD {} as committed: \
                  package it again from HEAD",
                 service.name,
                 path.display(),
-                if plan.source.as_ref().is_some_and(|s| s.dirty) {
+                built.commit,
+                if built.dirty {
                     " with uncommitted changes"
                 } else {
                     ""
@@ -316,11 +303,7 @@ pub fn prebuilt(
                         function.name
                     )
                 })?;
-            let (zip, key) = artifact
-                .zip
-                .as_ref()
-                .zip(artifact.key.as_ref())
-                .with_context(|| format!("{} is not a finished manifest", path.display()))?;
+            let (zip, key) = (&artifact.zip, &artifact.key);
             let bytes = std::fs::read(zip).with_context(|| format!("reading {}", zip.display()))?;
             let actual = sha256_hex(&bytes);
             if Some(actual.as_str()) != super::integrity::named_sha256(key) {

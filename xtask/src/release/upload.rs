@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::artifact::sha256_hex;
 use super::integrity;
-use super::manifest::Plan;
+use super::manifest::Manifest;
 use super::package;
 use crate::aws::{self, check_credentials, s3_client};
 use crate::names::{Environment, Profile};
@@ -80,7 +80,7 @@ pub fn publish(
     runtime: &tokio::runtime::Runtime,
     packaging: Packaging,
     progress: Progress,
-) -> anyhow::Result<(Plan, Report)> {
+) -> anyhow::Result<(Manifest, Report)> {
     // A template CloudFormation would refuse to read is refused before the build, and never
     // uploaded.
     for service in services {
@@ -91,8 +91,8 @@ pub fn publish(
             super::stack::Template::parse(&file, workspace.template(&file)?)?;
         }
     }
-    let plan = zips(workspace, services, environment, packaging, progress)?;
-    let objects = objects(workspace, &plan)?;
+    let manifest = zips(workspace, services, environment, packaging, progress)?;
+    let objects = objects(workspace, &manifest)?;
     let total = objects.len();
     let done = std::cell::RefCell::new(Vec::new());
     let report = runtime.block_on(async {
@@ -111,7 +111,7 @@ pub fn publish(
             }
         }
     })?;
-    Ok((plan, report))
+    Ok((manifest, report))
 }
 
 /// The packaged plan of `services`, built or prebuilt as `packaging` says.
@@ -121,7 +121,7 @@ pub fn zips(
     environment: Environment,
     packaging: Packaging,
     progress: Progress,
-) -> anyhow::Result<Plan> {
+) -> anyhow::Result<Manifest> {
     match packaging {
         Packaging::Build {
             install_tools,
@@ -138,12 +138,9 @@ pub fn zips(
     }
 }
 
-/// Every zip in the plan and, per service, its stack template and the shared nested one.
-pub fn objects(workspace: &Workspace, plan: &Plan) -> anyhow::Result<Vec<Object>> {
-    let source = plan
-        .source
-        .as_ref()
-        .expect("objects are listed from a packaged plan, which records its source");
+/// Every zip in the manifest and, per service, its stack template and the shared nested one.
+pub fn objects(workspace: &Workspace, manifest: &Manifest) -> anyhow::Result<Vec<Object>> {
+    let source = &manifest.source;
     let provenance = |sha256: &str| {
         HashMap::from([
             (SHA256_METADATA.to_owned(), sha256.to_owned()),
@@ -152,30 +149,23 @@ pub fn objects(workspace: &Workspace, plan: &Plan) -> anyhow::Result<Vec<Object>
         ])
     };
     let mut objects = Vec::new();
-    for artifact in &plan.functions {
-        let (Some(key), Some(zip), Some(sha256), Some(size)) = (
-            &artifact.key,
-            &artifact.zip,
-            &artifact.sha256,
-            artifact.size,
-        ) else {
-            unreachable!("a packaged plan has a zip, key, hash and size for every function");
-        };
+    for artifact in &manifest.functions {
+        let sha256 = &artifact.sha256;
         let mut metadata = provenance(sha256);
         metadata.insert("toolchain".into(), source.toolchain.clone());
         metadata.insert("target".into(), artifact.target.clone());
-        metadata.insert("profile".into(), plan.profile.as_str().to_owned());
+        metadata.insert("profile".into(), manifest.profile.as_str().to_owned());
         objects.push(Object {
-            key: key.clone(),
-            path: zip.clone(),
+            key: artifact.key.clone(),
+            path: artifact.zip.clone(),
             sha256: sha256.clone(),
-            size,
+            size: artifact.size,
             outcome: Outcome::Planned,
             version_id: None,
             metadata,
         });
     }
-    for service in plan.services() {
+    for service in manifest.services() {
         for file in [service_template(service), APIGATEWAY_TEMPLATE.to_owned()] {
             let path = workspace.root.join("cloudformation").join(&file);
             let bytes = std::fs::read(&path).with_context(|| {

@@ -120,7 +120,7 @@ fn bench_package(
 
     // Only the release profile is cargo-lambda's `--release`.
     let cargo_lambda_zips = match profile {
-        Profile::Release => cargo_lambda(workspace, &sh, &tools, &done, progress)?,
+        Profile::Release => cargo_lambda(workspace, &sh, &tools, &plan, progress)?,
         Profile::Fast => None,
     };
     let figures = PackageFigures {
@@ -132,12 +132,7 @@ fn bench_package(
         zips: done
             .functions
             .iter()
-            .map(|a| {
-                (
-                    format!("{}/{}", a.service, a.function),
-                    a.size.unwrap_or_default(),
-                )
-            })
+            .map(|a| (format!("{}/{}", a.service, a.function), a.size))
             .collect(),
         cargo_lambda_zips,
     };

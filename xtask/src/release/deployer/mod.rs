@@ -18,7 +18,7 @@ use super::history::{self, Kind};
 use super::integrity;
 use super::lock::Lock;
 use super::manifest::{
-    Plan, artifact_key_parameter, artifact_version_parameter, code_sha256_parameter,
+    Manifest, artifact_key_parameter, artifact_version_parameter, code_sha256_parameter,
 };
 use super::report::StackReport;
 use super::stack::decide::STACK_PARAMETERS;
@@ -194,24 +194,18 @@ impl<'a> Deployer<'a> {
         Ok((template, nested))
     }
 
-    /// The release that `plan` packaged and `published` uploaded for `service`.
+    /// The release that `manifest` packaged and `published` uploaded for `service`.
     pub fn packaged(
         &self,
         service: &str,
-        plan: &Plan,
+        manifest: &Manifest,
         published: &upload::Report,
     ) -> anyhow::Result<Release> {
-        let artifact_keys: BTreeMap<String, String> = plan
+        let artifact_keys: BTreeMap<String, String> = manifest
             .functions
             .iter()
             .filter(|a| a.service == service)
-            .map(|a| {
-                let key = a
-                    .key
-                    .clone()
-                    .expect("a packaged plan has every function's key");
-                (a.parameter.clone(), key)
-            })
+            .map(|a| (a.parameter.clone(), a.key.clone()))
             .collect();
         let artifact_versions = artifact_keys
             .iter()
@@ -220,10 +214,7 @@ impl<'a> Deployer<'a> {
                 Some((parameter.clone(), object.version_id.clone()?))
             })
             .collect();
-        let source = plan
-            .source
-            .as_ref()
-            .expect("a packaged plan records its source");
+        let source = &manifest.source;
         let (template, nested) = self.templates(service)?;
         Ok(Release {
             template_key: published
@@ -234,7 +225,7 @@ impl<'a> Deployer<'a> {
                 .to_owned(),
             template,
             nested,
-            profile: Some(plan.profile),
+            profile: Some(manifest.profile),
             probes: self.workspace.service(service)?.probes.clone(),
             artifact_keys,
             artifact_versions,
