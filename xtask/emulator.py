@@ -30,6 +30,10 @@ and exports, evaluated after each executed change set, and the region's exports 
 `Fn::ImportValue`s. moto builds a change set's stack from an empty template and no exports, and
 never evaluates its outputs again.
 
+And, for tests, it can fail as S3 does under load: while the file `EMULATOR_FAULTS` names exists,
+a request whose path starts with one of its lines is answered `503 SlowDown` (what S3 answers
+when it throttles), so that a test can show the release tool riding out a passing fault.
+
 Used by scripts/test and by `cargo xtask deploy --local`.
 """
 
@@ -51,7 +55,25 @@ _one_at_a_time = threading.Lock()
 _dispatch = DomainDispatcherApplication.__call__
 
 
+_FAULTS = os.environ.get("EMULATOR_FAULTS")
+_SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+
+
+def _failing(path):
+    """Whether the test's fault file, while it exists, says `path` fails for now."""
+    if not _FAULTS or not os.path.exists(_FAULTS):
+        return False
+    with open(_FAULTS) as faults:
+        return any(path.startswith(line.strip()) for line in faults if line.strip())
+
+
 def _serialised(self, environ, start_response):
+    if _failing(environ.get("PATH_INFO", "")):
+        start_response("503 Slow Down", [("Content-Type", "application/xml")])
+        return [_SLOW_DOWN]
     with _one_at_a_time:
         # The whole body is produced under the lock, not just the first chunk.
         return list(_dispatch(self, environ, start_response))

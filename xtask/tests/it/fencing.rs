@@ -375,3 +375,33 @@ fn interrupted_in_a_deletion_or_with_aws_gone_it_says_what_is_true() {
     assert!(!error.contains("was deleted"), "{said}");
     assert!(!key(&first).is_empty());
 }
+
+#[test]
+fn a_lock_renewal_that_meets_passing_errors_keeps_the_lock() {
+    let fixture = stand_in();
+    let faults = fixture.root.join("faults");
+    // The emulator this deploy starts fails, while `faults` exists, the paths it lists.
+    let first = crate::deploy::deploy_command(&fixture, &[])
+        .env("EMULATOR_FAULTS", &faults)
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    release(&fixture, "second");
+    let paused = Paused::start(&fixture, "probe");
+    // S3 throttles the lock for longer than a renewal's own retries last.
+    std::fs::write(&faults, "/biometrix-infrastructure-us-west-2/locks/\n").unwrap();
+    paused.wait_for("; trying again");
+    std::thread::sleep(Duration::from_secs(6));
+    std::fs::remove_file(&faults).unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    let holder = get(&fixture, LOCK).expect("the lock is still there");
+    assert!(holder.contains("fencing-test-host"), "{holder}");
+    let (output, said) = paused.resume();
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("SlowDown") || said.contains("503"), "{said}");
+    assert!(
+        !said.contains("could not be renewed within its lifetime"),
+        "{said}"
+    );
+    assert!(!said.contains("is no longer this deploy's"), "{said}");
+}
