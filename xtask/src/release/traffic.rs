@@ -7,6 +7,8 @@
 use std::fmt;
 use std::future::Future;
 
+use aws_sdk_codedeploy::types::{DeploymentStatus, ErrorCode};
+
 use serde::Serialize;
 
 use crate::names::Environment;
@@ -103,13 +105,14 @@ impl fmt::Display for Traffic {
 /// What deploy read of a CodeDeploy deployment, in the API's own words (`GetDeployment`, and
 /// `BatchGetDeploymentTargets` for the Lambda target), so that the decisions below are plain
 /// functions of documented values.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Seen {
     pub id: String,
-    /// `Created`, `Queued`, `InProgress`, `Baking`, `Ready`, `Succeeded`, `Failed` or `Stopped`.
-    pub status: String,
+    /// `Created`, `Queued`, `InProgress`, `Baking`, `Ready`, `Succeeded`, `Failed` or `Stopped`, as
+    /// the SDK's enum.
+    pub status: DeploymentStatus,
     /// `ErrorInformation.code`: `ALARM_ACTIVE`, `HOOK_EXECUTION_FAILURE`, `TIMEOUT`, ...
-    pub error_code: Option<String>,
+    pub error_code: Option<ErrorCode>,
     pub error_message: Option<String>,
     pub current_version: Option<String>,
     pub target_version: Option<String>,
@@ -163,15 +166,17 @@ pub fn outcome(seen: &Seen) -> Shift {
     let message = || {
         seen.error_message
             .clone()
-            .unwrap_or_else(|| format!("deployment {} is {}", seen.id, seen.status))
+            .unwrap_or_else(|| format!("deployment {} is {}", seen.id, seen.status.as_str()))
     };
-    match seen.status.as_str() {
-        "Succeeded" => Shift::Succeeded {
+    match &seen.status {
+        DeploymentStatus::Succeeded => Shift::Succeeded {
             version: seen.target_version.clone().unwrap_or_default(),
         },
-        "Failed" | "Stopped" => match seen.error_code.as_deref() {
-            Some("ALARM_ACTIVE") => Shift::RolledBackByAlarm { message: message() },
-            Some("HOOK_EXECUTION_FAILURE") => Shift::RolledBackByProbe { message: message() },
+        DeploymentStatus::Failed | DeploymentStatus::Stopped => match &seen.error_code {
+            Some(ErrorCode::AlarmActive) => Shift::RolledBackByAlarm { message: message() },
+            Some(ErrorCode::HookExecutionFailure) => {
+                Shift::RolledBackByProbe { message: message() }
+            }
             _ => Shift::Failed { message: message() },
         },
         _ => Shift::InProgress,
@@ -348,14 +353,8 @@ impl Follower {
             .map(|start| (now - start.secs()).max(0) as u64);
         Ok(Some(Seen {
             id: id.clone(),
-            status: info
-                .status()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default(),
-            error_code: info
-                .error_information()
-                .and_then(|e| e.code())
-                .map(|c| c.as_str().to_owned()),
+            status: info.status().cloned().unwrap_or(DeploymentStatus::Created),
+            error_code: info.error_information().and_then(|e| e.code()).cloned(),
             error_message: info
                 .error_information()
                 .and_then(|e| e.message())
@@ -415,7 +414,7 @@ mod tests {
         Seen {
             id: "d-ABC123".into(),
             status: status.into(),
-            error_code: code.map(str::to_owned),
+            error_code: code.map(ErrorCode::from),
             error_message: code.map(|c| format!("the deployment failed: {c}")),
             current_version: Some("7".into()),
             target_version: Some("8".into()),
