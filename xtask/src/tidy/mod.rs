@@ -1,9 +1,11 @@
 //! Checks that keep things in sync, run as ordinary tests: the linters pass, the templates take
 //! what the release tool passes them, each role grants exactly what its service calls and reads
-//! exactly the secrets its function is given, every probe goes to a route its service has, and the
-//! release tool keeps its layers (see ARCHITECTURE.md).
+//! exactly the secrets its function is given, nothing writes IAM outside the service roles' path,
+//! every probe goes to a route its service has, and the release tool keeps its layers (see
+//! ARCHITECTURE.md).
 
 mod features;
+mod iam;
 mod layers;
 mod lint;
 mod probes;

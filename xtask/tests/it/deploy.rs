@@ -540,6 +540,15 @@ fn change_sets_run_as_the_role_the_infrastructure_stack_made() {
         role.starts_with("arn%3Aaws%3Aiam%3A%3A") && role.contains("CloudFormationRole"),
         "{role}"
     );
+    // The role runs on the pipeline's path; the function's role, made by the stack, on the
+    // service path that is all CloudFormationRole may write.
+    assert!(role.contains("%3Arole%2Fbiometrix%2Fpipeline%2F"), "{role}");
+    let function = lambda_get(&fixture, FUNCTION);
+    let function_role = function["Configuration"]["Role"].as_str().unwrap();
+    assert!(
+        function_role.contains(":role/biometrix/service/"),
+        "{function_role}"
+    );
 }
 
 #[test]
