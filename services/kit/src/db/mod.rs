@@ -11,10 +11,12 @@
 //! may carry `sslmode` and `sslrootcert` as the URL's parameters.
 //!
 //! TLS follows libpq's URL parameters: `sslmode=verify-full` with `sslrootcert=<PEM file>` verifies
-//! the server's certificate against that CA and its name against the URL's host (rustls); without
-//! `sslmode` (or with `disable`) the connection is plain, as to the local test database. The modes
+//! the server's certificate against that CA and its name against the URL's host (rustls). The modes
 //! that encrypt without verifying (`require`, `prefer`, `allow`) are refused: they protect against
-//! nobody who can intercept the traffic.
+//! nobody who can intercept the traffic. TLS fails closed: a URL (or RDS secret, which usually has
+//! no `sslmode`) for any host but this machine's loopback or a Unix socket is refused unless it
+//! says how: `verify-full`, or `sslmode=disable` written out to accept plaintext. Without
+//! `sslmode`, only the local database (the tests', `serve`'s) is reached in plaintext.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -72,6 +74,7 @@ impl FromStr for DatabaseUrl {
         // Checked now, so a malformed URL is refused at once; the message never repeats the URL.
         let mut config = tokio_postgres::Config::from_str(&url)
             .map_err(|error| format!("not a PostgreSQL URL ({error})"))?;
+        refuse_silent_plaintext(mode.as_deref(), &config)?;
         if root_cert.is_some() {
             config.ssl_mode(SslMode::Require);
         }
@@ -99,6 +102,35 @@ fn root_cert_for(
     })
 }
 
+/// Refuses a URL that would reach a host other than this machine in plaintext only because it
+/// names no `sslmode`: plaintext to another host must be asked for (`sslmode=disable`).
+fn refuse_silent_plaintext(
+    mode: Option<&str>,
+    config: &tokio_postgres::Config,
+) -> Result<(), String> {
+    use tokio_postgres::config::Host;
+    let local = |host: &Host| match host {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => {
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    };
+    if mode.is_none() && !config.get_hosts().iter().all(local) {
+        return Err(
+            "the database is on another host and the URL names no sslmode, so it would \
+                    be reached in plaintext: add sslmode=verify-full&sslrootcert=<the CA's PEM \
+                    file> (or, for RDS's JSON, the keys sslmode and sslrootcert), or \
+                    sslmode=disable to accept plaintext explicitly"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
 /// The secret RDS keeps for a database, with libpq's TLS parameters as optional extra keys.
 #[derive(serde::Deserialize)]
 struct RdsSecret {
@@ -124,6 +156,7 @@ impl DatabaseUrl {
             .host(&secret.host)
             .port(secret.port.unwrap_or(5432))
             .dbname(secret.dbname.as_deref().unwrap_or("postgres"));
+        refuse_silent_plaintext(secret.sslmode.as_deref(), &config)?;
         if root_cert.is_some() {
             config.ssl_mode(SslMode::Require);
         }
@@ -270,8 +303,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn plaintext_to_another_host_must_be_asked_for() {
+        for local in [
+            "postgres://u:secret@127.0.0.1:5432/legacy",
+            "postgres://u:secret@localhost/legacy",
+            "postgres://u:secret@[::1]:5432/legacy",
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/legacy",
+        ] {
+            let url: DatabaseUrl = local.parse().unwrap_or_else(|e| panic!("{local}: {e}"));
+            assert!(!url.is_verified(), "{local}");
+        }
+        for remote in [
+            "postgres://u:secret@db:5432/legacy",
+            "postgres://u:secret@10.0.0.5/legacy",
+        ] {
+            let error = remote.parse::<DatabaseUrl>().unwrap_err();
+            assert!(error.contains("would be reached in plaintext"), "{error}");
+            assert!(!error.contains("secret"), "{error}");
+        }
+        let asked: DatabaseUrl = "postgres://u:secret@db:5432/legacy?sslmode=disable"
+            .parse()
+            .unwrap();
+        assert!(!asked.is_verified());
+        // RDS's JSON usually has no sslmode: refused the same way, not silently plaintext.
+        let error = r#"{"username": "u", "password": "hunter2", "host": "db.internal"}"#
+            .parse::<DatabaseUrl>()
+            .unwrap_err();
+        assert!(error.contains("would be reached in plaintext"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
     fn urls_take_libpq_tls_parameters_and_refuse_unverified_tls() {
-        let plain: DatabaseUrl = "postgres://u:secret@db:5432/legacy".parse().unwrap();
+        let plain: DatabaseUrl = "postgres://u:secret@db:5432/legacy?sslmode=disable"
+            .parse()
+            .unwrap();
         assert!(!plain.is_verified());
         let verified: DatabaseUrl =
             "postgres://u:secret@db/legacy?sslmode=verify-full&sslrootcert=/var/task/ca.pem&application_name=x"

@@ -52,3 +52,19 @@ async fn verify_full_connects_over_tls_with_the_right_ca_and_host_only() {
         "a host name the certificate does not name is refused"
     );
 }
+
+#[tokio::test]
+async fn a_url_that_would_reach_another_host_in_plaintext_is_refused_before_connecting() {
+    let database = Database::new(
+        &kit::testing::secrets().await,
+        kit::testing::secret("postgres://legacy:hunter2@db.example.invalid:5432/legacy").await,
+    );
+    let error = match database.connection().await {
+        Ok(_) => panic!("a plaintext connection to another host was opened"),
+        Err(error) => error,
+    };
+    assert_eq!(error.status(), 500);
+    let cause = format!("{error:?}");
+    assert!(cause.contains("would be reached in plaintext"), "{cause}");
+    assert!(!cause.contains("hunter2"), "{cause}");
+}
