@@ -2,6 +2,12 @@
 //! in a fresh 0700 directory under `target/local` (as root, owned by the `postgres` user under
 //! `/var/tmp`), started once per workspace and left running like the emulator, with the legacy
 //! schema from `services/kit/migrations` applied.
+//!
+//! It listens on 127.0.0.1 with password authentication (`scram-sha-256`), the password made for
+//! the cluster and kept in `target/local/postgres.password` (0600): with `trust`, any user of the
+//! machine would be its superuser, and could run programs as its owner (`COPY … TO PROGRAM`).
+//! Only its Unix socket, inside the cluster's own 0700 directory, trusts whoever reaches it, which
+//! is the cluster's owner alone; that is how the password is set.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,6 +30,10 @@ const DATABASE: &str = "biometrix";
 pub struct Postgres {
     pub port: u16,
     pub data: PathBuf,
+    /// The file holding the superuser's password (0600); `None` for a cluster made before
+    /// passwords were (which trusts 127.0.0.1, and is used as it is).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 impl Postgres {
@@ -45,8 +55,11 @@ impl Postgres {
         let bin = binaries()?;
         let as_postgres = owner_command(&sh)?;
         // A cluster recorded earlier is started again, if it is still the directory we made.
-        let data = match state::read::<Postgres>(&state) {
-            Some(old) if is_our_cluster(&old.data, !as_postgres.is_empty()) => old.data,
+        let mut fresh_password = None;
+        let (data, password_file) = match state::read::<Postgres>(&state) {
+            Some(old) if is_our_cluster(&old.data, !as_postgres.is_empty()) => {
+                (old.data, old.password_file)
+            }
             _ => {
                 let data = fresh_directory(workspace, &sh, !as_postgres.is_empty())?;
                 let step = progress.step(&format!(
@@ -55,7 +68,8 @@ impl Postgres {
                 ));
                 run(
                     owned(&sh, &as_postgres, &bin.join("initdb"))
-                        .args(["--no-sync", "-U", "postgres", "--auth=trust", "-D"])
+                        .args(["--no-sync", "-U", "postgres"])
+                        .args(["--auth-local=trust", "--auth-host=scram-sha-256", "-D"])
                         .arg(&data),
                     "initdb",
                 )?;
@@ -74,7 +88,11 @@ impl Postgres {
                     .as_bytes(),
                 )?;
                 step.done("created the PostgreSQL cluster");
-                data
+                let password = super::random_hex(16)?;
+                let file = state.with_file_name("postgres.password");
+                write_secret(&file, &password)?;
+                fresh_password = Some(password);
+                (data, Some(file))
             }
         };
         let port = free_port()?;
@@ -89,13 +107,29 @@ impl Postgres {
             "pg_ctl start",
         )
         .with_context(|| format!("see {}", data.join("server.log").display()))?;
-        let server = Postgres { port, data };
+        let server = Postgres {
+            port,
+            data,
+            password_file,
+        };
         poll_blocking(
             Instant::now() + Duration::from_secs(30),
             Backoff::every(Duration::from_millis(100)),
             || Ok(server.answers().then_some(())),
             || anyhow::anyhow!("PostgreSQL did not answer on 127.0.0.1:{port} within 30 s"),
         )?;
+        if let Some(password) = fresh_password {
+            // Over the Unix socket in the cluster's 0700 directory, and on stdin, never argv.
+            run(
+                owned(&sh, &as_postgres, &bin.join("psql"))
+                    .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+                    .arg(&server.data)
+                    .args(["-p", &port.to_string(), "-U", "postgres", "-d", "postgres"])
+                    .args(["-f", "-"])
+                    .stdin(format!("ALTER USER postgres PASSWORD '{password}';")),
+                "psql (setting the password)",
+            )?;
+        }
         state::write(&state, &server)?;
         step.done(&format!("PostgreSQL on 127.0.0.1:{port}"));
         server.prepare(workspace, progress)?;
@@ -117,7 +151,21 @@ impl Postgres {
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{DATABASE}", self.port)
+        match self.password() {
+            Some(password) => format!(
+                "postgres://postgres:{password}@127.0.0.1:{}/{DATABASE}",
+                self.port
+            ),
+            None => format!("postgres://postgres@127.0.0.1:{}/{DATABASE}", self.port),
+        }
+    }
+
+    /// The superuser's password, from its 0600 file.
+    fn password(&self) -> Option<String> {
+        let file = self.password_file.as_ref()?;
+        std::fs::read_to_string(file)
+            .ok()
+            .map(|p| p.trim().to_owned())
     }
 
     fn answers(&self) -> bool {
@@ -129,8 +177,9 @@ impl Postgres {
     fn prepare(&self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
         let sh = Shell::new()?;
         let port = self.port.to_string();
+        let password = self.password().unwrap_or_default();
         let psql = |database: &str| {
-            sh.cmd("psql").args([
+            sh.cmd("psql").env("PGPASSWORD", &password).args([
                 "-X",
                 "-q",
                 "-v",
@@ -211,6 +260,24 @@ impl Postgres {
         }
         Ok(())
     }
+}
+
+/// Writes `secret` to `file`, readable and writable by this user alone (0600 from the start).
+fn write_secret(file: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let _ = std::fs::remove_file(file);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("writing {}", file.display()))?;
+    std::io::Write::write_all(&mut out, secret.as_bytes())?;
+    Ok(())
 }
 
 /// A new, empty directory of a name nobody can guess, made with mode 0700 (and failing if anything,

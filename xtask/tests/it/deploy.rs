@@ -658,12 +658,18 @@ fn parameters_are_checked_before_anything_is_built() {
                 .send(),
         )
         .unwrap();
-    assert!(
-        url.secret_string()
-            .unwrap()
-            .starts_with("postgres://postgres@127.0.0.1:"),
-        "{url:?}"
-    );
+    // The local server takes a password (scram-sha-256), which the secret carries.
+    let url = url.secret_string().unwrap();
+    let (user, host) = url
+        .strip_prefix("postgres://postgres:")
+        .and_then(|rest| rest.split_once('@'))
+        .unwrap_or_else(|| panic!("{url}"));
+    assert_eq!(user.len(), 32, "a generated password");
+    assert!(host.starts_with("127.0.0.1:"), "{url}");
+    let file = fixture.root.join("target/local/postgres.password");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "{}", file.display());
 }
 
 #[test]

@@ -181,7 +181,11 @@ fn psql(fixture: &Fixture, sql: &str) {
     )
     .unwrap();
     let port = state["port"].to_string();
+    // The server takes the password made for it (scram-sha-256), kept 0600 beside its state.
+    let password =
+        std::fs::read_to_string(fixture.root.join("target/local/postgres.password")).unwrap();
     let status = Command::new("psql")
+        .env("PGPASSWORD", password.trim())
         .args([
             "-X",
             "-q",

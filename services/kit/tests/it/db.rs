@@ -68,3 +68,18 @@ async fn a_url_that_would_reach_another_host_in_plaintext_is_refused_before_conn
     assert!(cause.contains("would be reached in plaintext"), "{cause}");
     assert!(!cause.contains("hunter2"), "{cause}");
 }
+
+#[tokio::test]
+async fn the_test_server_wants_its_password() {
+    let url = env("DATABASE_URL");
+    let (scheme_user, rest) = url.split_once('@').expect("a URL with credentials");
+    let user = scheme_user
+        .rsplit_once(':')
+        .map_or(scheme_user, |(user, _)| user);
+    assert_ne!(user, scheme_user, "DATABASE_URL carries a password");
+    for wrong in [format!("{user}@{rest}"), format!("{user}:not-it@{rest}")] {
+        let refused = tokio_postgres::connect(&wrong, tokio_postgres::NoTls).await;
+        let error = format!("{:?}", refused.err().expect("no trust on 127.0.0.1"));
+        assert!(error.contains("password"), "{error}");
+    }
+}
