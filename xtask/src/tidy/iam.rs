@@ -74,7 +74,7 @@ fn matches(pattern: &str, action: &str) -> bool {
 
 /// Every policy document in `template` with its owner: roles' inline policies, and
 /// `AWS::IAM::Policy` and `AWS::IAM::ManagedPolicy` resources (both branches of an `!If`).
-fn documents(template: &Template) -> Vec<(String, &Yaml)> {
+pub(super) fn documents(template: &Template) -> Vec<(String, &Yaml)> {
     let mut found = Vec::new();
     for (role, resource) in template.resources("AWS::IAM::Role") {
         for policy in one_or_many(&resource["Properties"]["Policies"]) {

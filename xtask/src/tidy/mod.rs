@@ -10,6 +10,7 @@ mod layers;
 mod lint;
 mod probes;
 mod roles;
+mod scanners;
 mod secrets;
 mod templates;
 mod workflows;
