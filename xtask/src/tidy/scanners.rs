@@ -24,10 +24,24 @@ fn tool(name: &str) -> std::path::PathBuf {
 }
 
 /// checkov's failed and skipped checks for `target` (a template or a directory of them).
+///
+/// checkov runs from the target's directory and is given a relative path: CKV_AWS_45 reads the
+/// path it was given (its `__file__` marker among a function's environment variables) as one of
+/// them, so an absolute path whose length happens to make a 40-character run looks like an AWS
+/// secret key, and the verdict would depend on where the repository was cloned.
 fn checkov(target: &Path) -> (Vec<String>, Vec<(String, String)>) {
+    let (dir, relative) = if target.is_dir() {
+        (target, Path::new("."))
+    } else {
+        (
+            target.parent().expect("a file has a directory"),
+            Path::new(target.file_name().expect("a file has a name")),
+        )
+    };
     let output = Command::new(tool("checkov"))
+        .current_dir(dir)
         .arg(if target.is_dir() { "-d" } else { "-f" })
-        .arg(target)
+        .arg(relative)
         .args(["--framework", "cloudformation", "--quiet", "-o", "json"])
         .env("BC_SKIP_MAPPING", "TRUE")
         .env("CHECKOV_RUN_SCA_PACKAGE_SCAN_V2", "false")
@@ -73,6 +87,26 @@ fn checkov_finds_nothing_unsuppressed_and_every_suppression_says_why() {
             "{check} is suppressed without a reason that says why: {reason:?}"
         );
     }
+}
+
+/// The CI failure this guards against: a clone whose path made `<path>/hardware` exactly 40
+/// characters of a secret key's alphabet failed CKV_AWS_45 on the hardware function.
+#[test]
+fn checkov_gives_the_same_verdict_wherever_the_templates_are() {
+    let base = std::env::temp_dir().join(format!("ck{}", std::process::id()));
+    let length = base.to_str().unwrap().len() + "/cloudformation/hardware".len();
+    assert!(length < 40, "{base:?} is too long to place the templates");
+    let dir = base
+        .join("x".repeat(40 - length - 1))
+        .join("cloudformation");
+    std::fs::create_dir_all(&dir).unwrap();
+    for template in std::fs::read_dir(repo().join("cloudformation")).unwrap() {
+        let template = template.unwrap().path();
+        std::fs::copy(&template, dir.join(template.file_name().unwrap())).unwrap();
+    }
+    let (failed, _) = checkov(&dir);
+    std::fs::remove_dir_all(&base).unwrap();
+    assert!(failed.is_empty(), "checkov failed:\n{}", failed.join("\n"));
 }
 
 #[test]
