@@ -103,6 +103,20 @@ CloudFormationResponse.describe_stack_events = _paged(
     CloudFormationResponse.describe_stack_events, "StackEvents"
 )
 
+_clean_json = parsing.clean_json
+
+
+def _clean_json_dropping_no_value(resource_json, resources_map):
+    # `!If [Condition, X, !Ref AWS::NoValue]` inside a list removes the item in CloudFormation;
+    # moto keeps it as null (a policy statement list then fails as "Syntax errors in policy").
+    cleaned = _clean_json(resource_json, resources_map)
+    if isinstance(resource_json, list):
+        return [item for item in cleaned if item is not None]
+    return cleaned
+
+
+parsing.clean_json = _clean_json_dropping_no_value
+
 _update_resource = parsing.parse_and_update_resource
 
 

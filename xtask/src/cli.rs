@@ -277,7 +277,7 @@ impl Destination<'_> {
         let target =
             aws.runtime
                 .block_on(upload::Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
-        let lease = Lease::take(aws, options.timeout, self.progress)?;
+        let lease = Lease::take(aws, environment, options.timeout, self.progress)?;
         let deployer = Deployer::new(aws, self.workspace, environment, options, self.progress);
         let endpoint = self.session.emulator.as_ref().map(|e| e.endpoint.clone());
         let gateway;

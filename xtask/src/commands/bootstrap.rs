@@ -1,16 +1,26 @@
 //! `cargo xtask bootstrap`: create or update a region's infrastructure stack, which holds the
-//! artifact bucket that `publish` uploads to.
+//! artifact bucket that `publish` uploads to, or, with `--environment`, that environment's
+//! pipeline stack, which holds what its release pipeline may do.
 
 use std::time::Duration;
 
 use crate::aws::{check_credentials, region_of, sdk_config};
+use crate::names::Environment;
 use crate::progress::Progress;
-use crate::release::bootstrap::{self, STACK};
+use crate::release::bootstrap::{self, Pipeline, STACK};
 use crate::workspace::Workspace;
 
-/// Create or update the region's artifact bucket (cloudformation/infrastructure.yaml).
+/// Create or update the region's artifact bucket and roles, or an environment's pipeline rights
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  cargo xtask bootstrap --region eu-west-1")]
+#[command(after_help = "Examples:\n  \
+    cargo xtask bootstrap --region eu-west-1                 # the bucket, CloudFormationRole, the boundary, gc's policy\n  \
+    cargo xtask bootstrap --region eu-west-1 --environment dev --github-repository biometrix/apis\n  \
+    cargo xtask bootstrap --region eu-west-1 --environment production --promotes-from qa \\\n      \
+    --github-repository biometrix/apis\n\n\
+Each environment's pipeline stack (biometrix-pipeline-<env>) holds a deployer policy that reaches\n\
+that environment's stacks, history and locks only, and, with --github-repository, the role the\n\
+repository's GitHub environment of the same name assumes (through GitHub's OIDC provider, which\n\
+the account must have). Bootstrap the region first.")]
 pub struct Bootstrap {
     /// The AWS region (default: the standard AWS configuration, else us-west-2).
     #[arg(long)]
@@ -18,9 +28,18 @@ pub struct Bootstrap {
     /// The bucket's name, for organisations other than biometrix (default: biometrix-infrastructure-<region>).
     #[arg(long)]
     bucket: Option<String>,
-    /// The stack's name.
+    /// The infrastructure stack's name.
     #[arg(long, default_value = STACK)]
     stack: String,
+    /// Bootstrap this environment's pipeline rights instead of the region's infrastructure.
+    #[arg(long)]
+    environment: Option<Environment>,
+    /// With --environment: the environment whose releases it promotes (qa for production).
+    #[arg(long, requires = "environment")]
+    promotes_from: Option<Environment>,
+    /// With --environment: the GitHub repository (owner/name) whose workflow gets a role for it.
+    #[arg(long, requires = "environment")]
+    github_repository: Option<String>,
     /// How long to wait for CloudFormation, in seconds.
     #[arg(long, default_value_t = 900)]
     timeout: u64,
@@ -34,6 +53,40 @@ impl Bootstrap {
         runtime.block_on(async {
             let sdk = sdk_config(self.region.as_deref()).await;
             check_credentials(&sdk).await?;
+            if let Some(environment) = self.environment {
+                if self.promotes_from == Some(environment) {
+                    anyhow::bail!(
+                        "{environment} cannot promote from itself: --promotes-from names the \
+                         environment whose releases it takes (qa for production)"
+                    );
+                }
+                if let Some(repository) = &self.github_repository {
+                    check_repository(repository)?;
+                }
+                let done = bootstrap::pipeline(
+                    &sdk,
+                    workspace,
+                    &Pipeline {
+                        environment: environment.as_str(),
+                        promotes_from: self.promotes_from.map(Environment::as_str),
+                        repository: self.github_repository.as_deref(),
+                        infrastructure: &self.stack,
+                    },
+                    Duration::from_secs(self.timeout),
+                    progress,
+                )
+                .await?;
+                println!(
+                    "stack {} in {}: {}",
+                    done.stack,
+                    region_of(&sdk),
+                    done.outcome
+                );
+                for (name, value) in &done.outputs {
+                    println!("{name}: {value}");
+                }
+                return Ok(());
+            }
             let done = bootstrap::apply(
                 &sdk,
                 workspace,
@@ -52,5 +105,20 @@ impl Bootstrap {
             println!("artifact bucket: {}", done.bucket);
             Ok(())
         })
+    }
+}
+
+/// Fails unless `repository` is `owner/name`, as GitHub's OIDC token names it.
+fn check_repository(repository: &str) -> anyhow::Result<()> {
+    let part = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    };
+    match repository.split_once('/') {
+        Some((owner, name)) if part(owner) && part(name) => Ok(()),
+        _ => anyhow::bail!(
+            "--github-repository takes owner/name, like biometrix/apis, not `{repository}`"
+        ),
     }
 }

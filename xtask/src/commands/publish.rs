@@ -50,7 +50,7 @@ impl Publish {
                 .runtime
                 .block_on(Target::check(&aws.sdk, &aws.region, &aws.bucket))?;
             // Until the report is printed, gc leaves alone what this finds in the bucket.
-            let _lease = Lease::take(aws, LEASE, progress)?;
+            let _lease = Lease::take(aws, environment, LEASE, progress)?;
             let (_, report) = upload::publish(
                 workspace,
                 &services,

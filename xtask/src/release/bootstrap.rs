@@ -37,7 +37,135 @@ pub async fn apply(
     timeout: Duration,
     progress: Progress,
 ) -> anyhow::Result<Bootstrapped> {
-    let path = workspace.root.join(TEMPLATE);
+    let set = BTreeMap::from([(
+        "BucketName".to_owned(),
+        bucket.unwrap_or_default().to_owned(),
+    )]);
+    let (outcome, current) =
+        apply_template(sdk, workspace, TEMPLATE, stack, set, timeout, progress).await?;
+    let client = aws_sdk_cloudformation::Client::new(sdk);
+    // The output is the contract; the emulator computes no outputs for change sets, so the
+    // bucket resource itself is the fallback.
+    let bucket = match current.outputs.get("ArtifactBucket") {
+        Some(bucket) => bucket.clone(),
+        None => cloudformation::resources(&client, &current.id)
+            .await?
+            .into_iter()
+            .find(|r| r.logical_id == "ArtifactBucket")
+            .map(|r| r.physical_id)
+            .context("the infrastructure stack has no ArtifactBucket")?,
+    };
+    Ok(Bootstrapped { outcome, bucket })
+}
+
+/// The per-environment template: what one environment's release pipeline may do.
+pub const PIPELINE_TEMPLATE: &str = "cloudformation/pipeline.yaml";
+
+/// An environment's pipeline stack's name.
+pub fn pipeline_stack(environment: &str) -> String {
+    format!("biometrix-pipeline-{environment}")
+}
+
+/// What an environment's pipeline stack is made from.
+#[derive(Debug)]
+pub struct Pipeline<'a> {
+    pub environment: &'a str,
+    /// The environment whose releases this one promotes, if any.
+    pub promotes_from: Option<&'a str>,
+    /// `owner/name` of the repository whose workflow gets a role, if any.
+    pub repository: Option<&'a str>,
+    /// The region's infrastructure stack, whose bucket and role the policy names.
+    pub infrastructure: &'a str,
+}
+
+/// How a pipeline stack ended, and what to hand the pipeline.
+#[derive(Debug)]
+pub struct PipelineDone {
+    pub stack: String,
+    pub outcome: String,
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// Creates or updates `pipeline`'s stack, naming the bucket and role of the region's
+/// infrastructure stack, which must exist.
+pub async fn pipeline(
+    sdk: &aws_config::SdkConfig,
+    workspace: &Workspace,
+    pipeline: &Pipeline<'_>,
+    timeout: Duration,
+    progress: Progress,
+) -> anyhow::Result<PipelineDone> {
+    let client = aws_sdk_cloudformation::Client::new(sdk);
+    let region = crate::aws::region_of(sdk);
+    let infrastructure = cloudformation::describe(&client, pipeline.infrastructure)
+        .await?
+        .with_context(|| {
+            format!(
+                "the infrastructure stack {} does not exist in {region}: run `cargo xtask \
+                 bootstrap --region {region}` first; nothing was created",
+                pipeline.infrastructure
+            )
+        })?;
+    let output = |name: &str| {
+        infrastructure.outputs.get(name).cloned().with_context(|| {
+            format!(
+                "the infrastructure stack {} has no {name} output: run `cargo xtask bootstrap \
+                 --region {region}` to update it first; nothing was created",
+                pipeline.infrastructure
+            )
+        })
+    };
+    let set = BTreeMap::from([
+        ("Environment".to_owned(), pipeline.environment.to_owned()),
+        (
+            "PromotesFrom".to_owned(),
+            pipeline.promotes_from.unwrap_or_default().to_owned(),
+        ),
+        (
+            "GitHubRepository".to_owned(),
+            pipeline.repository.unwrap_or_default().to_owned(),
+        ),
+        (
+            "InfrastructureStack".to_owned(),
+            pipeline.infrastructure.to_owned(),
+        ),
+        ("ArtifactBucket".to_owned(), output("ArtifactBucket")?),
+        (
+            "CloudFormationRoleArn".to_owned(),
+            output("CloudFormationRoleArn")?,
+        ),
+    ]);
+    let stack = pipeline_stack(pipeline.environment);
+    let (outcome, current) = apply_template(
+        sdk,
+        workspace,
+        PIPELINE_TEMPLATE,
+        &stack,
+        set,
+        timeout,
+        progress,
+    )
+    .await?;
+    Ok(PipelineDone {
+        stack,
+        outcome,
+        outputs: current.outputs,
+    })
+}
+
+/// Creates or updates `stack` from the workspace's `template`, sent as text, with `set` as its
+/// parameters: its outcome (`CREATE_COMPLETE`, `UPDATE_COMPLETE`, `already up to date`) and what
+/// the stack is now.
+async fn apply_template(
+    sdk: &aws_config::SdkConfig,
+    workspace: &Workspace,
+    template: &str,
+    stack: &str,
+    set: BTreeMap<String, String>,
+    timeout: Duration,
+    progress: Progress,
+) -> anyhow::Result<(String, cloudformation::Current)> {
+    let path = workspace.root.join(template);
     let template = Template::read(&path)?;
     let region = crate::aws::region_of(sdk);
     let client = aws_sdk_cloudformation::Client::new(sdk);
@@ -54,10 +182,7 @@ pub async fn apply(
         template: &template,
         nested: &[],
         source: Source::Body,
-        set: BTreeMap::from([(
-            "BucketName".to_owned(),
-            bucket.unwrap_or_default().to_owned(),
-        )]),
+        set,
         description: "cargo xtask bootstrap",
         fence: None,
         role_arn: None,
@@ -74,16 +199,5 @@ pub async fn apply(
         Outcome::Unchanged => "already up to date".to_owned(),
         _ => current.status.as_str().to_owned(),
     };
-    // The output is the contract; the emulator computes no outputs for change sets, so the
-    // bucket resource itself is the fallback.
-    let bucket = match current.outputs.get("ArtifactBucket") {
-        Some(bucket) => bucket.clone(),
-        None => cloudformation::resources(&client, &current.id)
-            .await?
-            .into_iter()
-            .find(|r| r.logical_id == "ArtifactBucket")
-            .map(|r| r.physical_id)
-            .context("the infrastructure stack has no ArtifactBucket")?,
-    };
-    Ok(Bootstrapped { outcome, bucket })
+    Ok((outcome, current))
 }

@@ -4,7 +4,8 @@
 //! A deploy, rollback or promote relies on its objects from the moment it finds them in the bucket
 //! (uploaded, or already there) until its stacks run them; `publish` until it has said they are
 //! there. gc must not delete one in that window. So each of them holds a *lease*,
-//! `locks/artifacts/<id>.json`, from before it looks at the bucket until it is done, and
+//! `locks/artifacts/<env>/<id>.json` (under its environment, so that one environment's pipeline
+//! may write its own leases and no other's), from before it looks at the bucket until it is done, and
 //! `gc --delete` holds `locks/gc.json` ([`Scope::Artifacts`]) while it scans and deletes.
 //!
 //! The order of the writes is what makes it safe. A publisher writes its lease, then reads gc's
@@ -45,10 +46,11 @@ pub struct Lease<'a> {
 }
 
 impl<'a> Lease<'a> {
-    /// Takes a lease on `aws`'s bucket for a command that may run for `timeout`, waiting while
-    /// `gc --delete` runs (for no longer than `timeout`).
+    /// Takes a lease on `aws`'s bucket for a command of `environment` that may run for
+    /// `timeout`, waiting while `gc --delete` runs (for no longer than `timeout`).
     pub fn take(
         aws: &'a Connection,
+        environment: crate::names::Environment,
         timeout: Duration,
         progress: Progress,
     ) -> anyhow::Result<Self> {
@@ -58,7 +60,7 @@ impl<'a> Lease<'a> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let key = format!("{PREFIX}{nanos}-{}.json", std::process::id());
+        let key = format!("{PREFIX}{environment}/{nanos}-{}.json", std::process::id());
         let until = Instant::now() + timeout;
         let mut waiting = None;
         let mine = Holder::me(

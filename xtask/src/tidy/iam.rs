@@ -55,21 +55,49 @@ const IAM_WRITES: [&str; 31] = [
     "iam:CreateServiceLinkedRole",
 ];
 
-/// Whether the IAM action pattern `pattern` (with `*` and `?`) matches `action`, as IAM matches
-/// them: case insensitive.
-fn matches(pattern: &str, action: &str) -> bool {
-    fn glob(pattern: &[u8], text: &[u8]) -> bool {
-        match (pattern.first(), text.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => {
-                glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
-            }
-            (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
-            (Some(p), Some(t)) if p.eq_ignore_ascii_case(t) => glob(&pattern[1..], &text[1..]),
-            _ => false,
+/// Whether `pattern` (with `*` and `?`) matches `text`, as IAM matches them.
+fn glob(pattern: &[u8], text: &[u8], fold_case: bool) -> bool {
+    match (pattern.first(), text.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob(&pattern[1..], text, fold_case)
+                || (!text.is_empty() && glob(pattern, &text[1..], fold_case))
         }
+        (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..], fold_case),
+        (Some(p), Some(t)) if p == t || (fold_case && p.eq_ignore_ascii_case(t)) => {
+            glob(&pattern[1..], &text[1..], fold_case)
+        }
+        _ => false,
     }
-    glob(pattern.as_bytes(), action.as_bytes())
+}
+
+/// Whether the IAM action pattern `pattern` matches `action`: case insensitive.
+pub(super) fn matches(pattern: &str, action: &str) -> bool {
+    glob(pattern.as_bytes(), action.as_bytes(), true)
+}
+
+/// Whether the resource pattern `pattern` matches the ARN `arn`: case sensitive.
+pub(super) fn covers(pattern: &str, arn: &str) -> bool {
+    glob(pattern.as_bytes(), arn.as_bytes(), false)
+}
+
+/// A document's statements, a conditional one (`!If [Condition, Statement, !Ref AWS::NoValue]`)
+/// read as each of its branches that is a statement, with the condition's name.
+pub(super) fn statements(document: &Yaml) -> Vec<(Option<&str>, &Yaml)> {
+    one_or_many(&document["Statement"])
+        .into_iter()
+        .flat_map(|statement| match statement {
+            Yaml::Array(branches) => {
+                let condition = branches.first().and_then(Yaml::as_str);
+                branches[1..]
+                    .iter()
+                    .filter(|branch| branch.as_hash().is_some())
+                    .map(|branch| (condition, branch))
+                    .collect()
+            }
+            statement => vec![(None, statement)],
+        })
+        .collect()
 }
 
 /// Every policy document in `template` with its owner: roles' inline policies, and
@@ -108,7 +136,7 @@ fn texts(value: &Yaml) -> Vec<String> {
 fn escalations(template: &Template) -> Vec<String> {
     let mut found = Vec::new();
     for (owner, document) in documents(template) {
-        for statement in one_or_many(&document["Statement"]) {
+        for (_, statement) in statements(document) {
             if statement["Effect"].as_str() != Some("Allow") {
                 continue;
             }
@@ -143,11 +171,12 @@ fn escalations(template: &Template) -> Vec<String> {
 }
 
 /// The one IAM write outside the service path that is allowed: a pipeline passing
-/// CloudFormationRole, and only to CloudFormation.
+/// CloudFormationRole (in infrastructure.yaml, or as pipeline.yaml's parameter, whose pattern
+/// keeps it on the pipeline path), and only to CloudFormation.
 fn passes_the_stacks_role(writes: &[&str], resource: &str, statement: &Yaml) -> bool {
     let to = &statement["Condition"]["StringEquals"]["iam:PassedToService"];
     writes == ["iam:PassRole"]
-        && resource == "CloudFormationRole.Arn"
+        && (resource == "CloudFormationRole.Arn" || resource == "CloudFormationRoleArn")
         && texts(to) == ["cloudformation.amazonaws.com"]
 }
 
@@ -169,25 +198,44 @@ fn nothing_writes_iam_outside_the_service_roles() {
         let template = load(&path);
         checked += documents(&template).len();
         problems.extend(escalations(&template));
-        let infrastructure = path.ends_with("infrastructure.yaml");
-        if !infrastructure {
-            problems.extend(roles_off(&template, SERVICE_PATH));
+        // The region's own roles (CloudFormation's, API Gateway's logging role) are checked by
+        // name below; a pipeline's roles live on its path, a service's on the service path.
+        if !path.ends_with("infrastructure.yaml") {
+            let pipeline = path.ends_with("pipeline.yaml");
+            problems.extend(roles_off(
+                &template,
+                if pipeline {
+                    PIPELINE_PATH
+                } else {
+                    SERVICE_PATH
+                },
+            ));
         }
     }
     assert!(checked > 10, "the policies were found ({checked})");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    // The pipeline's own role and policies sit on their own path, which no Allow above reaches.
-    let infrastructure = load(&super::repo().join("cloudformation/infrastructure.yaml"));
-    for (name, kind) in [
-        ("CloudFormationRole", "AWS::IAM::Role"),
-        ("ServiceRoleBoundary", "AWS::IAM::ManagedPolicy"),
-        ("DeployerPolicy", "AWS::IAM::ManagedPolicy"),
+    // The pipeline's own roles and policies sit on their own path, which no Allow above reaches.
+    for (file, name, kind) in [
+        (
+            "infrastructure.yaml",
+            "CloudFormationRole",
+            "AWS::IAM::Role",
+        ),
+        (
+            "infrastructure.yaml",
+            "ServiceRoleBoundary",
+            "AWS::IAM::ManagedPolicy",
+        ),
+        ("infrastructure.yaml", "GcPolicy", "AWS::IAM::ManagedPolicy"),
+        ("pipeline.yaml", "DeployerPolicy", "AWS::IAM::ManagedPolicy"),
+        ("pipeline.yaml", "DeployerRole", "AWS::IAM::Role"),
     ] {
-        let (_, resource) = infrastructure
+        let template = load(&super::repo().join("cloudformation").join(file));
+        let (_, resource) = template
             .resources(kind)
             .into_iter()
             .find(|(n, _)| *n == name)
-            .unwrap_or_else(|| panic!("{name} is in infrastructure.yaml"));
+            .unwrap_or_else(|| panic!("{name} is in {file}"));
         assert_eq!(
             resource["Properties"]["Path"].as_str(),
             Some(PIPELINE_PATH),

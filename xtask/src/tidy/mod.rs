@@ -6,6 +6,7 @@
 
 mod features;
 mod iam;
+mod isolation;
 mod layers;
 mod lint;
 mod probes;

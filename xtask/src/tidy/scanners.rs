@@ -151,7 +151,13 @@ fn cloudsplaining(templates: &[Template]) -> Vec<String> {
             super::iam::documents(template)
                 .into_iter()
                 .map(move |(owner, document)| {
-                    json!({"owner": format!("{}: {owner}", template.name), "document": json_of(document)})
+                    // Every branch of a conditional statement, as one policy may hold them all.
+                    let statements: Vec<Value> = super::iam::statements(document)
+                        .into_iter()
+                        .map(|(_, statement)| json_of(statement))
+                        .collect();
+                    let document = json!({"Version": "2012-10-17", "Statement": statements});
+                    json!({"owner": format!("{}: {owner}", template.name), "document": document})
                 })
         })
         .collect();

@@ -50,7 +50,10 @@ impl Deployer<'_> {
 
         let deadline = started + self.options.timeout;
         let engine = self.engine();
-        let work = async |_: &_| engine.destroy(&stack, deadline).await;
+        // As the role that made it, as its change sets ran: the pipeline's own rights delete
+        // nothing (and its policy lets it delete a stack only so).
+        let role = self.stack_role().await?;
+        let work = async |_: &_| engine.destroy(&stack, Some(&role), deadline).await;
         let interrupted = async || {
             anyhow::anyhow!(
                 "interrupted; if the deletion of stack {stack} had begun it goes on in AWS: follow \

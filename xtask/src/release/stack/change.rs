@@ -152,7 +152,8 @@ impl Engine<'_> {
                 Next::Recreate | Next::Discard => {
                     let current = current.expect("a stack with a status exists");
                     *phase.borrow_mut() = Phase::Deleting;
-                    self.delete(stack, &current, deadline).await?;
+                    self.delete(stack, &current, change.role_arn, deadline)
+                        .await?;
                     *phase.borrow_mut() = Phase::Preparing;
                 }
             }
@@ -392,9 +393,15 @@ impl Engine<'_> {
         Ok(Some((id, stack_id)))
     }
 
-    /// Deletes `stack` for good, after any operation in progress ends; `false` when there was no
-    /// stack. A deletion that fails names each resource that could not be deleted, with its reason.
-    pub async fn destroy(&self, stack: &str, deadline: Instant) -> anyhow::Result<bool> {
+    /// Deletes `stack` for good (as `role_arn`, when given), after any operation in progress ends;
+    /// `false` when there was no stack. A deletion that fails names each resource that could not
+    /// be deleted, with its reason.
+    pub async fn destroy(
+        &self,
+        stack: &str,
+        role_arn: Option<&str>,
+        deadline: Instant,
+    ) -> anyhow::Result<bool> {
         let cloudformation = self.cloudformation;
         let current = loop {
             let Some(current) = cloudformation::describe(cloudformation, stack).await? else {
@@ -417,7 +424,7 @@ impl Engine<'_> {
                 settled.as_deref().unwrap_or("gone")
             ));
         };
-        self.delete(stack, &current, deadline)
+        self.delete(stack, &current, role_arn, deadline)
             .await
             .map_err(|error| error.context(not_deleted(stack, self.region)))?;
         Ok(true)
@@ -427,6 +434,7 @@ impl Engine<'_> {
         &self,
         stack: &str,
         current: &Current,
+        role_arn: Option<&str>,
         deadline: Instant,
     ) -> anyhow::Result<()> {
         if matches!(
@@ -444,6 +452,7 @@ impl Engine<'_> {
         self.cloudformation
             .delete_stack()
             .stack_name(&current.id)
+            .set_role_arn(role_arn.map(str::to_owned))
             .send()
             .await
             .with_context(|| format!("deleting stack {stack}"))?;
