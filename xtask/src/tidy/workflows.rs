@@ -1,9 +1,11 @@
-//! The workflows keep their trust boundary: every third-party action is pinned by commit, and a
-//! job that can get AWS credentials (`id-token: write`) builds, installs and compiles nothing.
+//! The workflows keep their trust boundary: every third-party action is pinned by commit, a job
+//! that can get AWS credentials (`id-token: write`) builds, installs and compiles nothing, and the
+//! release tool such a job runs comes from a job that builds it and nothing else, checked against
+//! the SHA-256 that job output before any credential exists.
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-use super::repo;
+use super::{one_or_many, repo};
 
 /// What a credentialed job may not run: compilers, package managers and what installs them.
 const BUILDERS: [&str; 7] = [
@@ -52,6 +54,164 @@ fn violations(name: &str, workflow: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// The text of a step's `run`, or nothing.
+fn run(step: &Yaml) -> &str {
+    step["run"].as_str().unwrap_or_default()
+}
+
+/// Every way the release workflow lets a credentialed job run a binary that something else could
+/// have shaped: the tool must be built alone (no cache, no package manager, no service packaged,
+/// no credentials), hashed as the job's `sha256` output, and checked against that output by every
+/// credentialed job before it gets credentials.
+fn tool_violations(name: &str, workflow: &str) -> Vec<String> {
+    let docs = YamlLoader::load_from_str(workflow).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let jobs: Vec<(&str, &Yaml)> = docs[0]["jobs"]
+        .as_hash()
+        .into_iter()
+        .flatten()
+        .map(|(job, body)| (job.as_str().unwrap_or_default(), body))
+        .collect();
+    let steps_of =
+        |body: &Yaml| -> Vec<Yaml> { body["steps"].as_vec().cloned().unwrap_or_default() };
+    let builders: Vec<&str> = jobs
+        .iter()
+        .filter(|(_, body)| {
+            steps_of(body)
+                .iter()
+                .any(|step| run(step).contains("cargo build") && run(step).contains("-p xtask"))
+        })
+        .map(|(job, _)| *job)
+        .collect();
+    let [tool] = builders[..] else {
+        return vec![format!(
+            "{name}: one job must build the release tool (cargo build -p xtask), not {builders:?}"
+        )];
+    };
+    let mut found = Vec::new();
+    let (_, body) = jobs
+        .iter()
+        .find(|(job, _)| *job == tool)
+        .expect("found above");
+    let steps = steps_of(body);
+    if body["permissions"]["id-token"].as_str() == Some("write") {
+        found.push(format!(
+            "{name}: job {tool} builds the release tool with credentials"
+        ));
+    }
+    for step in &steps {
+        let uses = step["uses"].as_str().unwrap_or_default();
+        if uses.starts_with("actions/cache") {
+            found.push(format!(
+                "{name}: job {tool} builds the release tool from a restored cache"
+            ));
+        }
+        let words: Vec<&str> = run(step)
+            .split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'))
+            .collect();
+        for other in ["pip", "npm", "package", "cargo-zigbuild"] {
+            if words.contains(&other) {
+                found.push(format!(
+                    "{name}: job {tool} builds the release tool and runs {other}"
+                ));
+            }
+        }
+    }
+    if !body["outputs"]["sha256"]
+        .as_str()
+        .is_some_and(|o| o.contains("steps."))
+    {
+        found.push(format!(
+            "{name}: job {tool} does not output the release tool's sha256"
+        ));
+    }
+    let packagers = jobs.iter().filter(|(_, body)| {
+        steps_of(body)
+            .iter()
+            .any(|step| run(step).contains("xtask package"))
+    });
+    if packagers.clone().any(|(job, _)| *job == tool) || packagers.count() == 0 {
+        found.push(format!(
+            "{name}: services must be packaged in a job of their own, not {tool}"
+        ));
+    }
+    let expected = format!("needs.{tool}.outputs.sha256");
+    for (job, body) in &jobs {
+        if body["permissions"]["id-token"].as_str() != Some("write") {
+            continue;
+        }
+        let needs: Vec<&str> = one_or_many(&body["needs"])
+            .into_iter()
+            .filter_map(Yaml::as_str)
+            .collect();
+        if !needs.contains(&tool) {
+            found.push(format!(
+                "{name}: job {job} has credentials but does not need {tool}"
+            ));
+        }
+        let steps = steps_of(body);
+        let credentials = steps
+            .iter()
+            .position(|step| {
+                step["uses"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("aws-actions/configure-aws-credentials"))
+            })
+            .unwrap_or(steps.len());
+        // The expected hash reaches the step through its `env` or its `run`.
+        let checked = steps[..credentials].iter().any(|step| {
+            let env = step["env"].as_hash().into_iter().flatten();
+            let given = env
+                .filter_map(|(_, value)| value.as_str())
+                .chain([run(step)])
+                .any(|text| text.contains(&expected));
+            given && run(step).contains("sha256sum")
+        });
+        if !checked {
+            found.push(format!(
+                "{name}: job {job} does not check the release tool against {expected} before it gets credentials"
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_release_tool_is_built_alone_and_checked_before_credentials() {
+    let path = repo().join(".github/workflows/release.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let found = tool_violations("release.yml", &text);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_tool_check_finds_a_shared_build_and_an_unchecked_binary() {
+    let bad = "
+jobs:
+  build:
+    permissions: {contents: read}
+    steps:
+      - uses: actions/cache@0057852bfaa89a56745cba8c7296529d2fc39830
+      - run: cargo build --release --locked -p xtask
+      - run: target/release/xtask package --all dev
+  deploy:
+    needs: [build]
+    permissions: {id-token: write}
+    steps:
+      - uses: aws-actions/configure-aws-credentials@7474bc4690e29a8392af63c5b98e7449536d5c3a
+      - run: sha256sum --check SHA256SUMS
+";
+    assert_eq!(
+        tool_violations("bad.yml", bad),
+        [
+            "bad.yml: job build builds the release tool from a restored cache",
+            "bad.yml: job build builds the release tool and runs package",
+            "bad.yml: job build does not output the release tool's sha256",
+            "bad.yml: services must be packaged in a job of their own, not build",
+            "bad.yml: job deploy does not check the release tool against needs.build.outputs.sha256 before it gets credentials",
+        ]
+    );
 }
 
 #[test]
