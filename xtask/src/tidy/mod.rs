@@ -5,6 +5,7 @@
 //! ARCHITECTURE.md).
 
 mod features;
+mod handlers;
 mod iam;
 mod isolation;
 mod layers;

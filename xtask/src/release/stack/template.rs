@@ -108,6 +108,14 @@ impl Template {
             .collect()
     }
 
+    /// The type of every resource, in template order (for the tidy proofs).
+    #[cfg(test)]
+    pub fn resource_types(&self) -> Vec<&str> {
+        self.all_resources()
+            .filter_map(|(_, resource)| resource["Type"].as_str())
+            .collect()
+    }
+
     /// The resources CloudFormation keeps when the stack is deleted (`DeletionPolicy: Retain`),
     /// with their types, in template order.
     pub fn retained(&self) -> Vec<(&str, &str)> {
