@@ -30,6 +30,13 @@ and exports, evaluated after each executed change set, and the region's exports 
 `Fn::ImportValue`s. moto builds a change set's stack from an empty template and no exports, and
 never evaluates its outputs again.
 
+It turns on a bucket's versioning when its `VersioningConfiguration` says so, as CloudFormation
+does (moto ignores it, and every object's version is then "null").
+
+It reads a template URL that names a version (`?versionId=`) at that version, as S3 serves such
+a URL, and drops the items `!Ref AWS::NoValue` leaves in a list, as CloudFormation does: moto
+reads the newest version whatever the URL says, and keeps those items as nulls.
+
 And, for tests, it can fail as S3 does under load: while the file `EMULATOR_FAULTS` names exists,
 a request whose path starts with one of its lines is answered `503 SlowDown` (what S3 answers
 when it throttles), so that a test can show the release tool riding out a passing fault.
@@ -40,6 +47,7 @@ Used by scripts/test and by `cargo xtask deploy --local`.
 import os
 import re
 import threading
+from urllib.parse import parse_qs, urlparse
 
 from moto.awslambda import models as awslambda
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException, ValidationError
@@ -47,9 +55,12 @@ from moto.core.common_models import CloudFormationModel
 from moto import server
 from moto.cloudformation import models as cloudformation_models
 from moto.cloudformation import parsing
+from moto.cloudformation import responses as cloudformation_responses
+from moto.cloudformation import utils as cloudformation_utils
 from moto.cloudformation.responses import CloudFormationResponse
 from moto.core.responses import ActionResult
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.s3.models import FakeBucket, s3_backends
 
 _one_at_a_time = threading.Lock()
 _dispatch = DomainDispatcherApplication.__call__
@@ -102,6 +113,43 @@ CloudFormationResponse.list_stack_resources = _paged(
 CloudFormationResponse.describe_stack_events = _paged(
     CloudFormationResponse.describe_stack_events, "StackEvents"
 )
+
+# A template URL that names a version (`?versionId=`) is read at that version, as S3 serves it;
+# moto drops the query and reads the newest, which would hide a replaced template.
+def _stack_from_s3_url_at_version(template_url, account_id, partition):
+    version = parse_qs(urlparse(template_url).query).get("versionId", [None])[0]
+    if version is None:
+        return _stack_from_s3_url(template_url, account_id, partition)
+    path = urlparse(template_url).path.lstrip("/")
+    bucket, key = path.split("/", 1)
+    found = s3_backends[account_id][partition].get_object(bucket, key, version_id=version)
+    return found.value.decode("utf-8")
+
+
+_stack_from_s3_url = cloudformation_utils.get_stack_from_s3_url
+cloudformation_models.get_stack_from_s3_url = _stack_from_s3_url_at_version
+cloudformation_responses.get_stack_from_s3_url = _stack_from_s3_url_at_version
+
+# A bucket's `VersioningConfiguration` turns versioning on, as CloudFormation does; moto ignores
+# it, so every object would have the version "null" and nothing pinned to a version is shown.
+def _versioned(method):
+    def apply(cls, *args, **kwargs):
+        bucket = method.__func__(cls, *args, **kwargs)
+        cloudformation_json = args[2] if method.__name__.startswith("update") else args[1]
+        status = (
+            cloudformation_json.get("Properties", {})
+            .get("VersioningConfiguration", {})
+            .get("Status")
+        )
+        if status:
+            bucket.versioning_status = status
+        return bucket
+
+    return classmethod(apply)
+
+
+FakeBucket.create_from_cloudformation_json = _versioned(FakeBucket.create_from_cloudformation_json)
+FakeBucket.update_from_cloudformation_json = _versioned(FakeBucket.update_from_cloudformation_json)
 
 _clean_json = parsing.clean_json
 

@@ -224,6 +224,13 @@ pub async fn delete_change_set_of(
     Ok(())
 }
 
+/// A stack's name from its id (an ARN, `…:stack/<name>/<uuid>`) or its name.
+pub fn stack_name_of(id: &str) -> &str {
+    id.split_once(":stack/")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or(id)
+}
+
 /// A change set's name as people saw it when it was made, from its id (an ARN, which is what is
 /// looked up) or its name.
 pub fn change_set_name(id: &str) -> &str {

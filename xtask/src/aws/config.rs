@@ -32,9 +32,35 @@ pub fn default_bucket(region: &str) -> String {
     format!("biometrix-infrastructure-{region}")
 }
 
-/// A template's address in the form CloudFormation (and the emulator) accepts for nested stacks.
-pub fn template_url(region: &str, bucket: &str, key: &str) -> String {
-    format!("https://s3.{region}.amazonaws.com/{bucket}/{key}")
+/// A template's address in the form CloudFormation (and the emulator) accepts for nested stacks,
+/// pinned to `version` where the bucket keeps versions: CloudFormation then reads the version that
+/// was verified, whatever is put at the key after.
+pub fn template_url(region: &str, bucket: &str, key: &str, version: Option<&str>) -> String {
+    let url = format!("https://s3.{region}.amazonaws.com/{bucket}/{key}");
+    match version {
+        Some(version) => format!("{url}?versionId={}", percent_encoded(version)),
+        None => url,
+    }
+}
+
+/// The key a [`template_url`] of `bucket` names, without the version it is pinned to.
+pub fn template_key_of(url: &str, bucket: &str) -> Option<String> {
+    let (_, key) = url.split_once(&format!("/{bucket}/"))?;
+    let key = key.split_once('?').map_or(key, |(key, _)| key);
+    Some(key.to_owned())
+}
+
+/// `text` with everything but RFC 3986's unreserved characters percent-encoded (S3 version ids
+/// may hold `+`, `/` and `=`).
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// An S3 client; path-style addressing where a custom endpoint is set, and S3's clock read from
@@ -97,5 +123,25 @@ impl Connection {
 
     pub fn cloudformation(&self) -> aws_sdk_cloudformation::Client {
         aws_sdk_cloudformation::Client::new(&self.sdk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_urls_are_pinned_to_their_version_and_read_back_without_it() {
+        let key = "cloudformation/hardware/ab/apigateway.yaml";
+        let plain = template_url("us-west-2", "bucket", key, None);
+        assert_eq!(
+            plain,
+            "https://s3.us-west-2.amazonaws.com/bucket/cloudformation/hardware/ab/apigateway.yaml"
+        );
+        let pinned = template_url("us-west-2", "bucket", key, Some("3/L4kq+t=Jl"));
+        assert_eq!(pinned, format!("{plain}?versionId=3%2FL4kq%2Bt%3DJl"));
+        assert_eq!(template_key_of(&pinned, "bucket").as_deref(), Some(key));
+        assert_eq!(template_key_of(&plain, "bucket").as_deref(), Some(key));
+        assert_eq!(template_key_of(&plain, "other"), None);
     }
 }

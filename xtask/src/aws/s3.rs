@@ -24,6 +24,27 @@ pub async fn read_object_with_etag(
     bucket: &str,
     key: &str,
 ) -> anyhow::Result<Option<(Vec<u8>, Option<String>)>> {
+    Ok(read_object_version(s3, bucket, key)
+        .await?
+        .map(|object| (object.bytes, object.etag)))
+}
+
+/// An object as one GET returned it: its bytes, and the ETag and version they are.
+#[derive(Debug)]
+pub struct Object {
+    pub bytes: Vec<u8>,
+    pub etag: Option<String>,
+    /// `None` where the bucket keeps no versions.
+    pub version_id: Option<String>,
+}
+
+/// The object at `key`, with the version its bytes are (read in the same request, so that the
+/// two cannot disagree); `None` when there is no such key.
+pub async fn read_object_version(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<Option<Object>> {
     let object = match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(object) => object,
         Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
@@ -35,13 +56,21 @@ pub async fn read_object_with_etag(
         }
     };
     let etag = object.e_tag().map(str::to_owned);
+    let version_id = object
+        .version_id()
+        .filter(|v| *v != "null")
+        .map(str::to_owned);
     let bytes = object
         .body
         .collect()
         .await
         .with_context(|| format!("reading s3://{bucket}/{key}"))?
         .into_bytes();
-    Ok(Some((bytes.to_vec(), etag)))
+    Ok(Some(Object {
+        bytes: bytes.to_vec(),
+        etag,
+        version_id,
+    }))
 }
 
 /// An object's metadata (with S3's SHA-256 checksum where it keeps one); `None` when there is no

@@ -13,7 +13,7 @@ use crate::cli::{Account, Output, Stack};
 use crate::names::{Environment, Profile, StackName, short};
 use crate::progress::{Progress, print_result};
 use crate::release::history::{self, Entry, Outcome};
-use crate::release::integrity;
+use crate::release::integrity::{self, RunningTemplate};
 use crate::release::manifest::{MANIFEST, Manifest, artifact_key_parameter};
 use crate::release::package;
 use crate::release::stack::decide::RELEASE_DIGEST;
@@ -58,6 +58,9 @@ struct Report {
     /// stack alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     history_damaged: Option<String>,
+    /// The templates the stack and its nested API stack run, each judged against the key it was
+    /// deployed from (the stack's own only once its history records the release).
+    templates: Vec<RunningTemplate>,
     /// Newest first.
     history: Vec<Entry>,
 }
@@ -72,6 +75,14 @@ impl Report {
                 "{why}: whether what {stack} runs passed its checks is not known. Move the history \
                  aside and start a new one from what runs with `cargo xtask reset-history \
                  {service} {environment}{flags}`"
+            ));
+        }
+        if let Some(template) = self.templates.iter().find(|t| !t.matches()) {
+            return Some(format!(
+                "{}: it does not run what was verified. Find who replaced the object \
+                 (CloudTrail's S3 data events), then deploy again with `cargo xtask deploy \
+                 {service} {environment}{flags}`",
+                template.mismatch()
             ));
         }
         match &self.outcome {
@@ -221,6 +232,21 @@ impl Status {
         }
         // Said, not recorded: status changes nothing; the next deploy records it.
         let recorded = current.is_none() || running.is_some();
+        let templates = match &current {
+            Some(current) => {
+                let apigateway_key = current
+                    .parameters
+                    .get("ApiGatewayTemplateUrl")
+                    .and_then(|url| crate::aws::template_key_of(url, bucket));
+                aws.runtime.block_on(integrity::running_templates(
+                    &aws.cloudformation(),
+                    &current.id,
+                    running.map(|entry| entry.template_key.as_str()),
+                    apigateway_key.as_deref(),
+                ))?
+            }
+            None => Vec::new(),
+        };
         let report = Report {
             stack,
             region: aws.region.clone(),
@@ -233,6 +259,7 @@ impl Status {
             recorded,
             outcome,
             history_damaged,
+            templates,
             history: history.into_iter().rev().take(self.history).collect(),
         };
         let flags = self.account.flags();
@@ -380,6 +407,13 @@ fn text(
             )));
             out.push('\n');
         }
+    }
+    for template in report.templates.iter().filter(|t| !t.matches()) {
+        out.push_str(&red(format!(
+            "  TEMPLATE MISMATCH: {}",
+            template.mismatch()
+        )));
+        out.push('\n');
     }
     if let Some(why) = &report.history_damaged {
         out.push_str(&red(format!(

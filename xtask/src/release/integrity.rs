@@ -224,11 +224,95 @@ pub fn check_running(function: &str, key: &str, code_sha256: Option<&str>) -> an
     Ok(())
 }
 
+/// A template a stack runs (as `GetTemplate` returns it), and the key it was deployed from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunningTemplate {
+    pub stack: String,
+    pub key: String,
+    /// Hex SHA-256 of the template the stack runs.
+    pub sha256: String,
+}
+
+impl RunningTemplate {
+    /// True when the stack runs the bytes its key names.
+    pub fn matches(&self) -> bool {
+        named_sha256(&self.key) == Some(self.sha256.as_str())
+    }
+
+    /// What differs, in a sentence.
+    pub fn mismatch(&self) -> String {
+        format!(
+            "stack {} runs a template whose SHA-256 is {}, not the {} its key {} names",
+            self.stack,
+            self.sha256,
+            named_sha256(&self.key).unwrap_or("nothing"),
+            self.key
+        )
+    }
+}
+
+/// The templates the stack `stack_id` and its nested API stack run, each with the key it was
+/// deployed from (`template_key` for the stack, `apigateway_key` for the nested one; a `None` key
+/// is not looked at).
+pub async fn running_templates(
+    cloudformation: &aws_sdk_cloudformation::Client,
+    stack_id: &str,
+    template_key: Option<&str>,
+    apigateway_key: Option<&str>,
+) -> anyhow::Result<Vec<RunningTemplate>> {
+    use crate::aws::cloudformation::{NESTED_STACK, resources, template_body};
+    let mut running = Vec::new();
+    let mut judge = async |stack: &str, key: &str| -> anyhow::Result<()> {
+        let body = template_body(cloudformation, stack).await?;
+        running.push(RunningTemplate {
+            stack: crate::aws::cloudformation::stack_name_of(stack).to_owned(),
+            key: key.to_owned(),
+            sha256: hex(&Sha256::digest(body.as_bytes())),
+        });
+        Ok(())
+    };
+    if let Some(key) = template_key {
+        judge(stack_id, key).await?;
+    }
+    if let Some(key) = apigateway_key {
+        let nested = resources(cloudformation, stack_id)
+            .await?
+            .into_iter()
+            .find(|r| r.kind == NESTED_STACK)
+            .with_context(|| format!("stack {stack_id} has no nested API stack"))?;
+        judge(&nested.physical_id, key).await?;
+    }
+    Ok(running)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn a_running_template_matches_only_the_bytes_its_key_names() {
+        let template = RunningTemplate {
+            stack: "hardware-dev".into(),
+            key: format!("cloudformation/hardware/{EMPTY}/hardware-environment.yaml"),
+            sha256: EMPTY.into(),
+        };
+        assert!(template.matches());
+        let other = RunningTemplate {
+            sha256: "0".repeat(64),
+            ..template
+        };
+        assert!(!other.matches());
+        assert_eq!(
+            other.mismatch(),
+            format!(
+                "stack hardware-dev runs a template whose SHA-256 is {}, not the {EMPTY} its key \
+                 cloudformation/hardware/{EMPTY}/hardware-environment.yaml names",
+                "0".repeat(64)
+            )
+        );
+    }
 
     #[test]
     fn keys_name_their_hashes() {

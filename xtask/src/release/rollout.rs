@@ -374,8 +374,7 @@ impl Rollout<'_> {
                 }
             }
         }
-        d.check_running(&service.name, &release.artifact_keys)
-            .await?;
+        d.check_running(&service.name, release).await?;
         *phase.borrow_mut() = Phase::Checking {
             release: release
                 .artifact_keys

@@ -51,9 +51,18 @@ pub struct Paused {
 
 impl Paused {
     pub fn start(fixture: &Fixture, point: &str) -> Paused {
+        Paused::run(
+            fixture,
+            crate::deploy::deploy_command(fixture, &["--json"]),
+            point,
+        )
+    }
+
+    /// `command` (any xtask command) started with the hook pausing it at `point`.
+    pub fn run(fixture: &Fixture, mut command: std::process::Command, point: &str) -> Paused {
         let log = fixture.root.join(format!("deploy-{point}.log"));
         let resume = fixture.root.join(format!("resume-{point}"));
-        let child = crate::deploy::deploy_command(fixture, &["--json"])
+        let child = command
             .env("XTASK_TEST_PAUSE_AT", point)
             .env("XTASK_TEST_RESUME", &resume)
             .env("HOSTNAME", "fencing-test-host")

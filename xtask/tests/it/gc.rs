@@ -48,11 +48,39 @@ fn put(fixture: &Fixture, key: &str, body: &str) {
     crate::deploy::bucket_put(fixture, key, body.as_bytes());
 }
 
+/// Deletes `key` for good: every version of it (the bucket is versioned, as in AWS, so a plain
+/// delete would only hide it behind a delete marker).
 fn delete(fixture: &Fixture, key: &str) {
     let client = client(fixture);
-    runtime()
-        .block_on(client.delete_object().bucket(BUCKET).key(key).send())
-        .unwrap();
+    runtime().block_on(async {
+        let listed = client
+            .list_object_versions()
+            .bucket(BUCKET)
+            .prefix(key)
+            .send()
+            .await
+            .unwrap();
+        let versions = listed
+            .versions()
+            .iter()
+            .filter_map(|v| Some((v.key()?, v.version_id()?)))
+            .chain(
+                listed
+                    .delete_markers()
+                    .iter()
+                    .filter_map(|m| Some((m.key()?, m.version_id()?))),
+            );
+        for (found, version) in versions.filter(|(found, _)| *found == key) {
+            client
+                .delete_object()
+                .bucket(BUCKET)
+                .key(found)
+                .version_id(version)
+                .send()
+                .await
+                .unwrap();
+        }
+    });
 }
 
 fn keys_under(fixture: &Fixture, prefix: &str) -> Vec<String> {

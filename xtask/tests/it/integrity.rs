@@ -131,3 +131,130 @@ fn code_that_is_not_its_keys_is_shown_by_status() {
     assert!(!text.contains("would not change the code"), "{text}");
     let _ = key(&stack);
 }
+
+/// A template replaced in the bucket after rollback verified it, while the rollback waits to send
+/// its change set: CloudFormation reads the version that was verified (the URL names it), and the
+/// stack runs exactly those bytes, which rollback then checks with `GetTemplate`.
+#[test]
+fn a_template_replaced_while_a_rollback_waits_is_not_what_gets_deployed() {
+    let fixture = stand_in();
+    commit(&fixture, "first");
+    let (first, _) = deployed(&fixture, &[]);
+    release(&fixture, "second");
+    commit(&fixture, "second");
+    deployed(&fixture, &[]);
+    let (report, _) = status(&fixture, "dev");
+    let template_key = report["history"][1]["template_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        first["template_url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{template_key}?versionId=")),
+        "deploy pins the template version: {} {template_key}",
+        first["template_url"]
+    );
+
+    let rollback = crate::fencing::Paused::run(
+        &fixture,
+        fixture.command(&["rollback", "hardware", "dev", "--local", "--json"]),
+        "create-change-set",
+    );
+    // Verified and waiting: now the template is replaced by something else under its key.
+    tamper(&fixture, &template_key, b"Resources: {}\n");
+    let (output, said) = rollback.resume();
+    assert!(output.status.success(), "{said}");
+
+    let (report, text) = status(&fixture, "dev");
+    let templates = report["templates"].as_array().unwrap();
+    assert_eq!(templates.len(), 2, "{report:#}");
+    assert_eq!(templates[0]["key"], template_key.as_str());
+    assert!(
+        template_key.contains(templates[0]["sha256"].as_str().unwrap()),
+        "the stack runs the verified bytes, not the replacement: {report:#}"
+    );
+    assert!(!text.contains("TEMPLATE MISMATCH"), "{text}");
+}
+
+/// A stack changed behind the release tool's back to a template other than its key's: status
+/// shows it in red and fails, and a deploy that finds it refuses to call the release good.
+#[test]
+fn a_stack_whose_template_is_not_its_keys_is_shown_by_status() {
+    use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Parameter};
+    let fixture = stand_in();
+    commit(&fixture, "first");
+    deployed(&fixture, &[]);
+    let client = crate::deploy::cloudformation(&fixture.emulator().unwrap().0);
+    runtime().block_on(async {
+        let stack = client
+            .describe_stacks()
+            .stack_name("hardware-dev")
+            .send()
+            .await
+            .unwrap()
+            .stacks()[0]
+            .clone();
+        let body = client
+            .get_template()
+            .stack_name("hardware-dev")
+            .send()
+            .await
+            .unwrap()
+            .template_body()
+            .unwrap()
+            .to_owned();
+        let parameters = stack
+            .parameters()
+            .iter()
+            .map(|p| {
+                Parameter::builder()
+                    .parameter_key(p.parameter_key().unwrap())
+                    .use_previous_value(true)
+                    .build()
+            })
+            .collect();
+        let changed = client
+            .create_change_set()
+            .stack_name("hardware-dev")
+            .change_set_name("by-hand")
+            .change_set_type(ChangeSetType::Update)
+            .template_body(format!("{body}\n# edited by hand, not what was verified\n"))
+            .set_parameters(Some(parameters))
+            .capabilities(Capability::CapabilityIam)
+            .capabilities(Capability::CapabilityNamedIam)
+            .send()
+            .await
+            .unwrap();
+        client
+            .execute_change_set()
+            .change_set_name(changed.id().unwrap())
+            .send()
+            .await
+            .unwrap();
+    });
+
+    let json = fixture.xtask(&["status", "hardware", "dev", "--local", "--json"]);
+    assert!(!json.status.success(), "a mismatch fails status");
+    let report: Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let root = &report["templates"][0];
+    assert!(
+        !root["key"]
+            .as_str()
+            .unwrap()
+            .contains(root["sha256"].as_str().unwrap()),
+        "{report:#}"
+    );
+    assert!(
+        stderr(&json).contains("error: stack hardware-dev runs a template whose SHA-256 is"),
+        "{}",
+        stderr(&json)
+    );
+    let text = fixture.xtask(&["status", "hardware", "dev", "--local"]);
+    assert!(
+        stdout(&text).contains("TEMPLATE MISMATCH: stack hardware-dev runs a template"),
+        "{}",
+        stdout(&text)
+    );
+}

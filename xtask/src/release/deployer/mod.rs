@@ -64,6 +64,9 @@ pub struct Release {
     pub nested: Template,
     pub template_key: String,
     pub apigateway_template_key: String,
+    /// The S3 versions of the two templates that were verified, where the bucket is versioned:
+    /// their URLs name them, so that CloudFormation reads exactly those.
+    pub template_versions: TemplateVersions,
     pub artifact_keys: BTreeMap<String, String>,
     /// Artifact key parameter → the S3 version of its object, where the bucket is versioned: what
     /// CloudFormation fetches, so that an overwrite of the key cannot change what is deployed.
@@ -79,6 +82,13 @@ pub struct Release {
     pub kind: Kind,
     /// The environment a promoted release was taken from.
     pub promoted_from: Option<Environment>,
+}
+
+/// The S3 versions of a release's two templates (`None` where the bucket keeps no versions).
+#[derive(Debug, Clone, Default)]
+pub struct TemplateVersions {
+    pub template: Option<String>,
+    pub apigateway: Option<String>,
 }
 
 /// Brings the stacks of one environment to their releases.
@@ -216,13 +226,26 @@ impl<'a> Deployer<'a> {
             .collect();
         let source = &manifest.source;
         let (template, nested) = self.templates(service)?;
+        let template_key = published
+            .template_key(service, &service_template(service))
+            .to_owned();
+        let apigateway_template_key = published
+            .template_key(service, APIGATEWAY_TEMPLATE)
+            .to_owned();
+        let version = |key: &str| {
+            published
+                .objects
+                .iter()
+                .find(|o| o.key == key)
+                .and_then(|o| o.version_id.clone())
+        };
         Ok(Release {
-            template_key: published
-                .template_key(service, &service_template(service))
-                .to_owned(),
-            apigateway_template_key: published
-                .template_key(service, APIGATEWAY_TEMPLATE)
-                .to_owned(),
+            template_versions: TemplateVersions {
+                template: version(&template_key),
+                apigateway: version(&apigateway_template_key),
+            },
+            template_key,
+            apigateway_template_key,
             template,
             nested,
             profile: Some(manifest.profile),
@@ -276,7 +299,12 @@ impl<'a> Deployer<'a> {
         deadline: Instant,
     ) -> anyhow::Result<(Applied, Option<Shift>)> {
         let stack = self.stack_name(service);
-        let nested_url = template_url(&self.region, &self.bucket, &release.apigateway_template_key);
+        let nested_url = template_url(
+            &self.region,
+            &self.bucket,
+            &release.apigateway_template_key,
+            release.template_versions.apigateway.as_deref(),
+        );
         let set = self.parameters(release, nested_url)?;
         let role = self.stack_role().await?;
         let change = Change {
@@ -312,7 +340,12 @@ impl<'a> Deployer<'a> {
 
     /// Where CloudFormation reads `release`'s service template.
     fn template_url(&self, release: &Release) -> String {
-        template_url(&self.region, &self.bucket, &release.template_key)
+        template_url(
+            &self.region,
+            &self.bucket,
+            &release.template_key,
+            release.template_versions.template.as_deref(),
+        )
     }
 
     /// What the stack is after `applied`: its status, outputs and resources.
@@ -371,17 +404,37 @@ impl<'a> Deployer<'a> {
     pub(in crate::release) async fn check_running(
         &self,
         service: &str,
-        artifact_keys: &BTreeMap<String, String>,
+        release: &Release,
     ) -> anyhow::Result<()> {
         let lambda = aws_sdk_lambda::Client::new(&self.sdk);
         let service = self.workspace.service(service)?;
         for function in self.workspace.released_functions(service) {
-            let Some(key) = artifact_keys.get(&artifact_key_parameter(&function.name)) else {
+            let parameter = artifact_key_parameter(&function.name);
+            let Some(key) = release.artifact_keys.get(&parameter) else {
                 continue;
             };
             let name = self.stack_name(&service.name).function(&function.name);
             let running = crate::aws::lambda::code_sha256(&lambda, &name).await?;
             integrity::check_running(&name, key, running.as_deref())?;
+        }
+        let stack = self.stack_name(&service.name);
+        let current = cloudformation::describe(&self.cloudformation, &stack)
+            .await?
+            .with_context(|| format!("stack {stack} disappeared"))?;
+        let templates = integrity::running_templates(
+            &self.cloudformation,
+            &current.id,
+            Some(&release.template_key),
+            Some(&release.apigateway_template_key),
+        )
+        .await?;
+        if let Some(template) = templates.iter().find(|t| !t.matches()) {
+            bail!(
+                "{}: CloudFormation did not deploy what was verified; the release is not counted \
+                 as good. Find who replaced the object (CloudTrail's S3 data events), then \
+                 deploy again",
+                template.mismatch()
+            );
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context as _, bail};
 
-use super::{Deployer, Release};
+use super::{Deployer, Release, TemplateVersions};
 use crate::aws::cloudformation::{self, Current};
 use crate::names::{Environment, Profile, StackName};
 use crate::release::history::{self, Entry, Kind, Outcome, Running};
@@ -201,8 +201,7 @@ impl Deployer<'_> {
         let apigateway_template_key = current
             .parameters
             .get("ApiGatewayTemplateUrl")
-            .and_then(|url| url.split_once(&format!("/{}/", self.bucket)))
-            .map(|(_, key)| key.to_owned());
+            .and_then(|url| crate::aws::template_key_of(url, &self.bucket));
         let running = Running {
             digest: current.parameters.get(RELEASE_DIGEST).cloned(),
             artifact_keys,
@@ -255,12 +254,12 @@ impl Deployer<'_> {
             Some((first, rest)) if rest.iter().all(|p| p == first) => *first,
             _ => None,
         };
-        let template = self
+        let (template, template_version) = self
             .read_template(&entry.template_key, &template_file)
             .await?;
         // Checked as it was checked; an entry from before probes were recorded, as the service is.
         let probes = entry.probes.unwrap_or_else(|| service.probes.clone());
-        let nested = self
+        let (nested, apigateway_version) = self
             .read_template(&entry.apigateway_template_key, APIGATEWAY_TEMPLATE)
             .await?;
         Ok(Release {
@@ -268,6 +267,10 @@ impl Deployer<'_> {
             nested,
             template_key: entry.template_key,
             apigateway_template_key: entry.apigateway_template_key,
+            template_versions: TemplateVersions {
+                template: template_version,
+                apigateway: apigateway_version,
+            },
             artifact_keys: entry.artifact_keys,
             artifact_versions,
             profile,
@@ -279,10 +282,15 @@ impl Deployer<'_> {
         })
     }
 
-    /// A release's template, read back from the bucket and checked against its key.
-    async fn read_template(&self, key: &str, name: &str) -> anyhow::Result<Template> {
+    /// A release's template, read back from the bucket and checked against its key, with the
+    /// version those bytes are (which its URL then names).
+    async fn read_template(
+        &self,
+        key: &str,
+        name: &str,
+    ) -> anyhow::Result<(Template, Option<String>)> {
         let bucket = &self.bucket;
-        let bytes = crate::aws::s3::read_object(&self.s3, bucket, key)
+        let object = crate::aws::s3::read_object_version(&self.s3, bucket, key)
             .await?
             .with_context(|| {
                 format!(
@@ -290,10 +298,10 @@ impl Deployer<'_> {
                      nothing was changed"
                 )
             })?;
-        integrity::check_bytes(bucket, key, &bytes)?;
-        let body =
-            String::from_utf8(bytes).with_context(|| format!("s3://{bucket}/{key} is not text"))?;
-        Template::parse(name, body)
+        integrity::check_bytes(bucket, key, &object.bytes)?;
+        let body = String::from_utf8(object.bytes)
+            .with_context(|| format!("s3://{bucket}/{key} is not text"))?;
+        Ok((Template::parse(name, body)?, object.version_id))
     }
 }
 

@@ -72,11 +72,8 @@ pub fn keys_named(value: &str, bucket: &str) -> Option<String> {
     if PREFIXES.iter().any(|p| value.starts_with(p)) {
         return Some(value.to_owned());
     }
-    let (_, key) = value.split_once(&format!("/{bucket}/"))?;
-    PREFIXES
-        .iter()
-        .any(|p| key.starts_with(p))
-        .then(|| key.to_owned())
+    let key = crate::aws::template_key_of(value, bucket)?;
+    PREFIXES.iter().any(|p| key.starts_with(p)).then_some(key)
 }
 
 /// The keys `entry` needs: its artifacts and its two templates.
@@ -385,6 +382,8 @@ mod tests {
             template(1)
         );
         assert_eq!(keys_named(&url, bucket), Some(template(1)));
+        let pinned = format!("{url}?versionId=3%2FL4kq");
+        assert_eq!(keys_named(&pinned, bucket), Some(template(1)));
         assert_eq!(
             keys_named("https://s3.amazonaws.com/other/lambdas/x.zip", bucket),
             None
