@@ -37,6 +37,11 @@ It reads a template URL that names a version (`?versionId=`) at that version, as
 a URL, and drops the items `!Ref AWS::NoValue` leaves in a list, as CloudFormation does: moto
 reads the newest version whatever the URL says, and keeps those items as nulls.
 
+It models IAM as AWS evaluates it once IAM enforcement is switched on (`--as-deployer-of`): the
+emulator's own credentials are the administrator, statements are judged against the resources
+it knows (S3's and CloudFormation's stacks), and conditions are not evaluated (see the comments
+at the code). moto alone denies every statement with a condition or a resource it does not pass.
+
 And, for tests, it can fail as S3 does under load: while the file `EMULATOR_FAULTS` names exists,
 a request whose path starts with one of its lines is answered `503 SlowDown` (what S3 answers
 when it throttles), so that a test can show the release tool riding out a passing fault.
@@ -44,10 +49,12 @@ when it throttles), so that a test can show the release tool riding out a passin
 Used by scripts/test and by `cargo xtask deploy --local`.
 """
 
+import json
 import os
 import re
 import threading
 from urllib.parse import parse_qs, urlparse
+from xml.sax.saxutils import escape
 
 from moto.awslambda import models as awslambda
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException, ValidationError
@@ -58,8 +65,15 @@ from moto.cloudformation import parsing
 from moto.cloudformation import responses as cloudformation_responses
 from moto.cloudformation import utils as cloudformation_utils
 from moto.cloudformation.responses import CloudFormationResponse
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.core.exceptions import AccessDeniedError
 from moto.core.responses import ActionResult
+from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase, PermissionResult
+from moto.iam.models import User as IAMUser
+from moto.iam.models import iam_backends
+from moto.utilities.utils import get_partition
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.s3 import responses as s3_responses
 from moto.s3.models import FakeBucket, s3_backends
 
 _one_at_a_time = threading.Lock()
@@ -150,6 +164,110 @@ def _versioned(method):
 
 FakeBucket.create_from_cloudformation_json = _versioned(FakeBucket.create_from_cloudformation_json)
 FakeBucket.update_from_cloudformation_json = _versioned(FakeBucket.update_from_cloudformation_json)
+
+# IAM, once a request to /moto-api/reset-auth switches it on (`--as-deployer-of`):
+# - The emulator's own credentials (`testing`) are the account's administrator, as the root user
+#   is in AWS, and so are unsigned requests, which only the local harness makes: every local
+#   command that does not act as a deployer goes on working.
+# - A statement is judged as IAM judges it where the emulator knows the resource: S3's (moto
+#   names bucket and key) and CloudFormation's (the stack, named here from the request's stack or
+#   change set). Where it does not (moto passes "*"), an Allow applies on its actions alone and a
+#   Deny only when it names every resource. Conditions are not evaluated: an Allow applies whatever
+#   its condition, a conditional Deny does not. moto, by itself, denies whenever a statement has
+#   a condition or names a resource it does not pass, and lets no administrator through.
+_authorize = ActionAuthenticatorMixin._authenticate_and_authorize_action
+_create_user = IAMUser.create_from_cloudformation_json.__func__
+
+
+def _user_with_its_policies(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
+    # CloudFormation attaches a user's `ManagedPolicyArns`; moto makes the user without them.
+    user = _create_user(cls, resource_name, cloudformation_json, account_id, region_name, **kw)
+    backend = iam_backends[account_id][get_partition(region_name)]
+    for arn in cloudformation_json.get("Properties", {}).get("ManagedPolicyArns", []):
+        backend.attach_user_policy(arn, user.name)
+    return user
+
+
+IAMUser.create_from_cloudformation_json = classmethod(_user_with_its_policies)
+
+# moto checks a signature by rebuilding the signed request from the parameters it parsed, and
+# gets some encodings wrong (a URL with a query inside a form body), refusing requests AWS
+# accepts. The access key still says who is asking, which is what IAM evaluates here.
+IAMRequestBase.check_signature = lambda self: None
+# S3 authorizes HeadBucket as s3:ListBucket; moto names it "HeadBucket", which no policy grants.
+s3_responses.ACTION_MAP["BUCKET"]["HEAD"]["DEFAULT"] = "ListBucket"
+
+
+def _authorize_unless_administrator(self, iam_request_cls, resource="*"):
+    authorization = self.headers.get("Authorization") or ""
+    if not authorization or "Credential=testing/" in authorization:
+        return None
+    try:
+        return _authorize(self, iam_request_cls, resource)
+    except AccessDeniedError as denied:
+        # Said in the emulator's log, and answered as each service's protocol answers it (moto
+        # sends EC2's XML to every service, which the SDKs cannot read as AccessDenied).
+        message = f"{denied.message} on resource: {resource}"
+        print(f"IAM denied: {message}", flush=True)
+        service = authorization.split("Credential=", 1)[1].split("/")[3]
+        if service in ("cloudformation", "iam", "sts"):
+            denied.description = (
+                '<?xml version="1.0" encoding="UTF-8"?><ErrorResponse><Error><Type>Sender</Type>'
+                f"<Code>AccessDenied</Code><Message>{escape(message)}</Message></Error>"
+                "<RequestId>denied</RequestId></ErrorResponse>"
+            )
+        elif service != "s3":
+            denied.description = json.dumps({"__type": "AccessDeniedException", "message": message})
+            denied.content_type = "application/json"
+            denied.error_type = "AccessDeniedException"
+        raise
+
+
+ActionAuthenticatorMixin._authenticate_and_authorize_action = _authorize_unless_administrator
+
+
+def _statement_permits(self, action, resource="*", principal=None, incoming_condition_values=None):
+    statement = self._statement
+    if "NotAction" in statement:
+        concerned = not self._check_element_matches("NotAction", action)
+    else:
+        concerned = self._check_element_matches("Action", action)
+    if not concerned or "Resource" not in statement:
+        return _statement_permits_as_moto(
+            self, action, resource, principal, incoming_condition_values
+        )
+    allow = statement["Effect"] == "Allow"
+    if resource == "*":
+        named = statement["Resource"]
+        applies = allow or "*" in (named if isinstance(named, list) else [named])
+    else:
+        applies = self._check_element_matches("Resource", resource)
+    if not applies or (not allow and "Condition" in statement):
+        return PermissionResult.NEUTRAL
+    return PermissionResult.PERMITTED if allow else PermissionResult.DENIED
+
+
+_statement_permits_as_moto = IAMPolicyStatement.is_action_permitted
+IAMPolicyStatement.is_action_permitted = _statement_permits
+
+
+def _stack_resource(self):
+    backend = self.cloudformation_backend
+    stack = self._get_param("StackName") or ""
+    change_set = self._get_param("ChangeSetName") or ""
+    if not stack.startswith("arn:") and change_set.startswith("arn:"):
+        found = backend.change_sets.get(change_set)
+        if found is not None:
+            return found.stack_id
+    if not stack or stack.startswith("arn:"):
+        return stack or "*"
+    for candidate in backend.stacks.values():
+        if candidate.name == stack and candidate.status != "DELETE_COMPLETE":
+            return candidate.stack_id
+    return f"arn:aws:cloudformation:{self.region}:{self.current_account}:stack/{stack}/*"
+
+
+CloudFormationResponse._determine_resource = _stack_resource
 
 _clean_json = parsing.clean_json
 

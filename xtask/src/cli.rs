@@ -106,6 +106,11 @@ pub struct Account {
     /// AWS account.
     #[arg(long)]
     pub local: bool,
+    /// With --local: act with nothing but this environment's deployer policy
+    /// (cloudformation/pipeline.yaml), IAM enforced on the emulator, as the release pipeline does in
+    /// AWS; an action the policy lacks fails with AccessDenied.
+    #[arg(long, requires = "local", value_name = "ENV")]
+    pub as_deployer_of: Option<Environment>,
 }
 
 impl Account {
@@ -128,6 +133,9 @@ impl Account {
         if self.local {
             flags.push_str(" --local");
         }
+        if let Some(environment) = self.as_deployer_of {
+            flags.push_str(&format!(" --as-deployer-of {environment}"));
+        }
         flags
     }
 
@@ -145,6 +153,7 @@ impl Account {
             self.region.as_deref(),
             self.bucket.as_deref(),
             self.local,
+            self.as_deployer_of,
             access,
             workspace,
             progress,
@@ -236,7 +245,7 @@ impl Rollout {
         };
         if to.session.emulator.is_some() {
             options.defaults = local::secrets::stack_parameters(
-                &to.session.aws,
+                to.session.harness(),
                 to.workspace,
                 to.services,
                 &options.parameters,
@@ -285,7 +294,7 @@ impl Destination<'_> {
         let prober: &dyn Prober = match &endpoint {
             Some(endpoint) => {
                 gateway = local::check::Gateway {
-                    aws,
+                    aws: self.session.harness(),
                     workspace: self.workspace,
                     environment,
                     endpoint,

@@ -77,6 +77,15 @@ impl Environment {
         }
     }
 
+    /// The environment whose releases this one takes by `promote`, as the release workflow does:
+    /// production takes what qa ran.
+    pub fn promotes_from(self) -> Option<Environment> {
+        match self {
+            Environment::Production => Some(Environment::Qa),
+            Environment::Dev | Environment::Qa => None,
+        }
+    }
+
     /// The cargo profile this environment's functions are built with when nobody asks for another:
     /// dev builds for a quick loop, qa and production for size and speed, so that what qa tested
     /// is what `promote` gives production.

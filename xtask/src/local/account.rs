@@ -1,6 +1,9 @@
 //! Where a command's AWS requests go: an account's region and bucket from the standard AWS
 //! configuration, or, with `--local`, the emulator, started if needed and its artifact bucket
-//! bootstrapped from the real infrastructure template the first time.
+//! bootstrapped from the real infrastructure template the first time. With `--as-deployer-of
+//! <env>` as well, the command acts on the emulator with nothing but that environment's deployer
+//! policy, IAM enforced, as the release pipeline does in AWS; what only stands in for AWS here (the
+//! local gateway that runs the functions, the secrets it makes) keeps the emulator's administrator.
 
 use std::time::Duration;
 
@@ -8,21 +11,35 @@ use anyhow::Context as _;
 
 use super::emulator::Emulator;
 use crate::aws::{self, Connection};
+use crate::names::Environment;
 use crate::progress::Progress;
-use crate::release::bootstrap;
+use crate::release::bootstrap::{self, Pipeline};
+use crate::release::stack::Template;
 use crate::workspace::Workspace;
 
 /// The emulator creates stacks synchronously; this bounds a stuck one.
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The emulator-only identity `--as-deployer-of` acts as (`deployer.yaml`).
+const DEPLOYER_TEMPLATE: &str = include_str!("deployer.yaml");
 
 /// A connection, and the emulator behind it when there is one.
 #[derive(Debug)]
 pub struct Session {
     pub aws: Connection,
     pub emulator: Option<Emulator>,
+    /// With `--as-deployer-of`, the emulator's administrator, for what stands in for AWS here.
+    administrator: Option<Connection>,
 }
 
 impl Session {
+    /// The connection for what only stands in for AWS on the emulator (running the functions
+    /// behind the local gateway, making local secrets): the administrator's when the command acts
+    /// as a deployer, else the command's own.
+    pub fn harness(&self) -> &Connection {
+        self.administrator.as_ref().unwrap_or(&self.aws)
+    }
+
     /// The emulator's endpoint, for a command that only runs against it.
     pub fn endpoint(&self) -> anyhow::Result<String> {
         self.emulator
@@ -76,6 +93,7 @@ pub fn connect(
     region: Option<&str>,
     bucket: Option<&str>,
     local: bool,
+    as_deployer_of: Option<Environment>,
     access: Access,
     workspace: &Workspace,
     progress: Progress,
@@ -135,8 +153,80 @@ pub fn connect(
             Ok(())
         })?;
     }
+    let (Some(emulator), Some(environment)) = (&emulator, as_deployer_of) else {
+        return Ok(Session {
+            aws: connection,
+            emulator,
+            administrator: None,
+        });
+    };
+    let (key_id, secret) = connection.runtime.block_on(deployer_key(
+        &connection.sdk,
+        workspace,
+        environment,
+        progress,
+    ))?;
+    emulator.enforce_iam()?;
+    progress.note(&format!(
+        "acting as {environment}'s deployer: only its pipeline's rights, IAM enforced on the \
+         emulator"
+    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let sdk = runtime.block_on(emulator.sdk_config_as(region, &key_id, &secret));
+    let deployer = Connection::new(runtime, sdk, Some(connection.bucket.clone()));
     Ok(Session {
-        aws: connection,
-        emulator,
+        aws: deployer,
+        emulator: Some(emulator.clone()),
+        administrator: Some(connection),
     })
+}
+
+/// An access key of an emulator-only user holding nothing but `environment`'s deployer policy:
+/// its pipeline stack (`cloudformation/pipeline.yaml`, promoting as the release workflow does)
+/// and the user, made by the administrator if they are not there yet.
+async fn deployer_key(
+    administrator: &aws_config::SdkConfig,
+    workspace: &Workspace,
+    environment: Environment,
+    progress: Progress,
+) -> anyhow::Result<(String, String)> {
+    let pipeline = bootstrap::pipeline(
+        administrator,
+        workspace,
+        &Pipeline {
+            environment: environment.as_str(),
+            promotes_from: environment.promotes_from().map(Environment::as_str),
+            repository: None,
+            infrastructure: bootstrap::STACK,
+        },
+        BOOTSTRAP_TIMEOUT,
+        progress,
+    )
+    .await?;
+    let policy = pipeline
+        .outputs
+        .get("DeployerPolicyArn")
+        .with_context(|| format!("the stack {} has no DeployerPolicyArn", pipeline.stack))?;
+    let template = Template::parse("deployer.yaml", DEPLOYER_TEMPLATE.to_owned())?;
+    let stack = format!("biometrix-local-deployer-{environment}");
+    let set = std::collections::BTreeMap::from([("DeployerPolicyArn".to_owned(), policy.clone())]);
+    let (_, current) = bootstrap::apply_template(
+        administrator,
+        &template,
+        &stack,
+        set,
+        BOOTSTRAP_TIMEOUT,
+        progress,
+    )
+    .await?;
+    let output = |name: &str| {
+        current
+            .outputs
+            .get(name)
+            .cloned()
+            .with_context(|| format!("the emulator's stack {stack} has no {name}"))
+    };
+    Ok((output("AccessKeyId")?, output("SecretAccessKey")?))
 }

@@ -75,39 +75,61 @@ impl Emulator {
         Ok(emulator)
     }
 
-    /// True when something at the endpoint answers like the emulator.
-    fn answers(&self) -> bool {
-        let Some(address) = self
+    /// Makes the emulator evaluate IAM for every request from now on (moto's
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`, set to 0), except its administrator's (`emulator.py`).
+    pub fn enforce_iam(&self) -> anyhow::Result<()> {
+        let answer = self.request("POST", "/moto-api/reset-auth", "0");
+        anyhow::ensure!(
+            answer.is_some_and(|head| head.starts_with(b"HTTP/1.1 200")),
+            "the local AWS emulator at {} did not switch IAM enforcement on; stop it (`kill {}`) \
+             and run the command again, which starts a new one",
+            self.endpoint,
+            self.pid
+        );
+        Ok(())
+    }
+
+    /// The first bytes of the emulator's answer to one plain HTTP request, or `None`.
+    fn request(&self, method: &str, path: &str, body: &str) -> Option<[u8; 12]> {
+        let address = self
             .endpoint
             .strip_prefix("http://")
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-        else {
-            return false;
-        };
-        let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(500))
-        else {
-            return false;
-        };
+            .and_then(|a| a.parse::<SocketAddr>().ok())?;
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(500)).ok()?;
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let request =
-            format!("GET /moto-api/ HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-        if stream.write_all(request.as_bytes()).is_err() {
-            return false;
-        }
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).ok()?;
         let mut head = [0u8; 12];
-        stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+        stream.read_exact(&mut head).ok()?;
+        Some(head)
+    }
+
+    /// True when something at the endpoint answers like the emulator.
+    fn answers(&self) -> bool {
+        self.request("GET", "/moto-api/", "")
+            .is_some_and(|head| head.starts_with(b"HTTP/1.1 200"))
     }
 
     /// The AWS configuration for the emulator: its endpoint and its dummy credentials, never the
-    /// caller's real ones.
+    /// caller's real ones. They are the emulator's administrator, whatever IAM it enforces.
     pub async fn sdk_config(&self, region: Option<&str>) -> aws_config::SdkConfig {
-        let credentials = aws_credential_types::Credentials::new(
-            CREDENTIALS,
-            CREDENTIALS,
-            None,
-            None,
-            "local emulator",
-        );
+        self.sdk_config_as(region, CREDENTIALS, CREDENTIALS).await
+    }
+
+    /// The AWS configuration for the emulator with an access key the emulator made (one of its IAM
+    /// users'), which it holds to that user's policies once it enforces IAM.
+    pub async fn sdk_config_as(
+        &self,
+        region: Option<&str>,
+        key_id: &str,
+        secret: &str,
+    ) -> aws_config::SdkConfig {
+        let credentials =
+            aws_credential_types::Credentials::new(key_id, secret, None, None, "local emulator");
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
             .credentials_provider(credentials)

@@ -41,8 +41,8 @@ pub async fn apply(
         "BucketName".to_owned(),
         bucket.unwrap_or_default().to_owned(),
     )]);
-    let (outcome, current) =
-        apply_template(sdk, workspace, TEMPLATE, stack, set, timeout, progress).await?;
+    let template = Template::read(&workspace.root.join(TEMPLATE))?;
+    let (outcome, current) = apply_template(sdk, &template, stack, set, timeout, progress).await?;
     let client = aws_sdk_cloudformation::Client::new(sdk);
     // The output is the contract; the emulator computes no outputs for change sets, so the
     // bucket resource itself is the fallback.
@@ -136,16 +136,8 @@ pub async fn pipeline(
         ),
     ]);
     let stack = pipeline_stack(pipeline.environment);
-    let (outcome, current) = apply_template(
-        sdk,
-        workspace,
-        PIPELINE_TEMPLATE,
-        &stack,
-        set,
-        timeout,
-        progress,
-    )
-    .await?;
+    let template = Template::read(&workspace.root.join(PIPELINE_TEMPLATE))?;
+    let (outcome, current) = apply_template(sdk, &template, &stack, set, timeout, progress).await?;
     Ok(PipelineDone {
         stack,
         outcome,
@@ -153,20 +145,16 @@ pub async fn pipeline(
     })
 }
 
-/// Creates or updates `stack` from the workspace's `template`, sent as text, with `set` as its
-/// parameters: its outcome (`CREATE_COMPLETE`, `UPDATE_COMPLETE`, `already up to date`) and what
-/// the stack is now.
-async fn apply_template(
+/// Creates or updates `stack` from `template`, sent as text, with `set` as its parameters: its
+/// outcome (`CREATE_COMPLETE`, `UPDATE_COMPLETE`, `already up to date`) and what the stack is now.
+pub async fn apply_template(
     sdk: &aws_config::SdkConfig,
-    workspace: &Workspace,
-    template: &str,
+    template: &Template,
     stack: &str,
     set: BTreeMap<String, String>,
     timeout: Duration,
     progress: Progress,
 ) -> anyhow::Result<(String, cloudformation::Current)> {
-    let path = workspace.root.join(template);
-    let template = Template::read(&path)?;
     let region = crate::aws::region_of(sdk);
     let client = aws_sdk_cloudformation::Client::new(sdk);
     let engine = Engine {
@@ -179,7 +167,7 @@ async fn apply_template(
     };
     let change = Change {
         stack,
-        template: &template,
+        template,
         nested: &[],
         source: Source::Body,
         set,

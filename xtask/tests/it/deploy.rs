@@ -20,6 +20,7 @@ pub fn stand_in() -> Fixture {
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cloudformation");
     for file in [
         "infrastructure.yaml",
+        "pipeline.yaml",
         "apigateway.yaml",
         "hardware-environment.yaml",
         "preprocessing-environment.yaml",

@@ -7,6 +7,7 @@ mod deploy;
 mod destroy;
 mod fencing;
 mod gc;
+mod iam;
 mod integrity;
 mod invoke;
 mod logs;

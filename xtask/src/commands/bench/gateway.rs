@@ -127,6 +127,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
         None,
         None,
         true,
+        None,
         crate::local::Access::Changes,
         workspace,
         progress,
