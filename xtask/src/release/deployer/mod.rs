@@ -91,6 +91,37 @@ pub struct TemplateVersions {
     pub apigateway: Option<String>,
 }
 
+/// Where the stack already runs a key `set` names, the S3 version it runs, instead of the one just
+/// uploaded or read: a key names its bytes and a version never changes, so another upload of the
+/// same bytes (two deploys racing to publish them) does not make the same release a different one.
+fn keep_running_versions(
+    set: &mut BTreeMap<String, String>,
+    running: &BTreeMap<String, String>,
+    bucket: &str,
+) {
+    let artifacts: Vec<(String, String)> = set
+        .iter()
+        .filter(|(parameter, _)| parameter.ends_with("ArtifactKey"))
+        .map(|(parameter, key)| (parameter.clone(), key.clone()))
+        .collect();
+    for (parameter, key) in artifacts {
+        let version = artifact_version_parameter(&parameter);
+        let runs = running.get(&version).filter(|v| !v.is_empty());
+        if running.get(&parameter) == Some(&key)
+            && let (Some(runs), Some(chosen)) = (runs, set.get_mut(&version))
+        {
+            chosen.clone_from(runs);
+        }
+    }
+    let url = "ApiGatewayTemplateUrl";
+    if let (Some(runs), Some(chosen)) = (running.get(url), set.get(url))
+        && crate::aws::template_key_of(runs, bucket) == crate::aws::template_key_of(chosen, bucket)
+        && runs.contains("?versionId=")
+    {
+        set.insert(url.to_owned(), runs.clone());
+    }
+}
+
 /// Brings the stacks of one environment to their releases.
 pub struct Deployer<'a> {
     cloudformation: Client,
@@ -305,7 +336,10 @@ impl<'a> Deployer<'a> {
             &release.apigateway_template_key,
             release.template_versions.apigateway.as_deref(),
         );
-        let set = self.parameters(release, nested_url)?;
+        let mut set = self.parameters(release, nested_url)?;
+        if let Some(current) = cloudformation::describe(&self.cloudformation, &stack).await? {
+            keep_running_versions(&mut set, &current.parameters, &self.bucket);
+        }
         let role = self.stack_role().await?;
         let change = Change {
             stack: &stack,
@@ -478,5 +512,46 @@ impl<'a> Deployer<'a> {
             ));
         }
         Ok(parameters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_the_stack_runs_keeps_the_version_it_runs() {
+        let url = |version: &str| {
+            format!(
+                "https://s3.us-west-2.amazonaws.com/b/cloudformation/h/ab/apigateway.yaml?versionId={version}"
+            )
+        };
+        let pairs = |pairs: [(&str, String); 5]| -> BTreeMap<String, String> {
+            pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        };
+        let running = pairs([
+            ("ApiArtifactKey", "lambdas/h/api/aa.zip".into()),
+            ("ApiArtifactVersion", "v1".into()),
+            ("GateArtifactKey", "lambdas/h/gate/bb.zip".into()),
+            ("GateArtifactVersion", "g1".into()),
+            ("ApiGatewayTemplateUrl", url("t1")),
+        ]);
+        let mut set = pairs([
+            ("ApiArtifactKey", "lambdas/h/api/aa.zip".into()),
+            ("ApiArtifactVersion", "v2".into()),
+            ("GateArtifactKey", "lambdas/h/gate/cc.zip".into()),
+            ("GateArtifactVersion", "g2".into()),
+            ("ApiGatewayTemplateUrl", url("t2")),
+        ]);
+        keep_running_versions(&mut set, &running, "b");
+        assert_eq!(
+            set["ApiArtifactVersion"], "v1",
+            "the same key: the version it runs"
+        );
+        assert_eq!(
+            set["GateArtifactVersion"], "g2",
+            "another key: its own version"
+        );
+        assert_eq!(set["ApiGatewayTemplateUrl"], url("t1"));
     }
 }
