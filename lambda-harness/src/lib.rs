@@ -419,6 +419,11 @@ impl Running {
         self.child.try_wait().ok().flatten()
     }
 
+    /// True while the process runs: an instance that died while idle is not handed a request.
+    pub fn is_alive(&mut self) -> bool {
+        self.exited().is_none()
+    }
+
     /// Stops the process now (dropping it does too).
     pub fn stop(&mut self) {
         let _ = self.child.kill();

@@ -9,7 +9,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::http::{Request, read_request, write_response};
+use crate::http::{Limits, Request, read_request, write_response};
 
 const PREFIX: &str = "/2018-06-01/runtime";
 
@@ -98,7 +98,7 @@ fn serve(stream: TcpStream, queue: &Mutex<Receiver<Job>>, report: &Sender<Report
         return;
     };
     let mut reader = BufReader::new(stream);
-    while let Ok(Some(request)) = read_request(&mut reader) {
+    while let Ok(Some(request)) = read_request(&mut reader, Limits::RUNTIME_API) {
         let at = Instant::now();
         let answered = match route(&request) {
             Route::Next => {

@@ -157,6 +157,37 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
     );
     assert_eq!(answered(port, "/v1/after"), "first /v1/after");
 
+    // An idle instance that died is replaced before a request is handed to it.
+    let killed = kill_instances(child.id());
+    assert!(killed > 0, "an idle instance was running");
+    assert_eq!(answered(port, "/v1/after"), "first /v1/after");
+
+    // A request too large for API Gateway and Lambda is refused before the function sees it, in
+    // the contract's shape, and the gateway lives on: a length nothing could allocate (which
+    // once took `up` down), and a body over Lambda's 6 MB.
+    // (Only the head is sent: the gateway answers from it, and closes without reading a body.)
+    for head in ["Content-Length: 100000000000", "Content-Length: 7340032"] {
+        let answer = raw(
+            port,
+            &format!("POST /v1/x HTTP/1.1\r\nHost: x\r\n{head}\r\n\r\n"),
+        );
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+        assert!(
+            answer.contains("access-control-allow-origin: *"),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with(r#"{"message":"Request too large"}"#),
+            "{answer}"
+        );
+    }
+    let long = raw(
+        port,
+        &format!("GET /v1/{} HTTP/1.1\r\n\r\n", "a".repeat(11_000)),
+    );
+    assert!(long.starts_with("HTTP/1.1 414 "), "{long}");
+    assert_eq!(answered(port, "/v1/after"), "first /v1/after");
+
     // Requests at once get instances of their own.
     let parallel: Vec<_> = (0..3)
         .map(|_| std::thread::spawn(move || answered(port, "/v1/slow")))
@@ -241,6 +272,43 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
         "{}",
         log.join("\n")
     );
+}
+
+/// Sends `head` as it is, and reads what comes back until the gateway closes.
+fn raw(port: u16, head: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Kills every function instance the `up` process `up` runs (its children that run a
+/// `bootstrap`); how many there were.
+fn kill_instances(up: u32) -> usize {
+    let mut killed = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let parent = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        if parent == Some(up) && cmdline.contains("bootstrap") {
+            let status = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .unwrap();
+            killed += usize::from(status.success());
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    killed
 }
 
 /// Runs `up` with `args` and returns what it said on stderr, having checked it failed.

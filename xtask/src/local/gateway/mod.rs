@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use lambda_harness::http::{read_request, write_response};
+use lambda_harness::http::{Limits, read_request, too_large, write_response};
 use lambda_harness::{Bootstrap, Error, Running};
 
 use self::logs::Logs;
@@ -228,6 +228,18 @@ impl Instances {
                 });
             }
             let generation = pool.generation;
+            // An idle instance that died (killed, out of memory) is dropped, not used: the next
+            // one, or a new one, takes the request, as Lambda replaces a dead execution environment.
+            let before = pool.idle.len();
+            pool.idle.retain_mut(|i| i.running.is_alive());
+            let dead = before - pool.idle.len();
+            if dead > 0 {
+                pool.count -= dead;
+                self.say(
+                    Kind::Lambda,
+                    &format!("{dead} idle instance(s) had exited: replaced"),
+                );
+            }
             if let Some(index) = pool.idle.iter().position(|i| i.generation == generation) {
                 let instance = pool.idle.swap_remove(index);
                 return Ok((Arc::clone(&pool.launch), instance));
@@ -303,10 +315,23 @@ fn gateway_timeout() -> Answer {
     gateway_error(504, "Endpoint request timed out")
 }
 
+/// An answer of the gateway's own, in the contract's shape: `{"message"}` with the CORS headers
+/// every response carries (the API's gateway responses add them in AWS, `apigateway.yaml`).
 fn gateway_error(status: u16, message: &str) -> Answer {
     Answer {
         status,
-        headers: vec![("content-type".into(), "application/json".into())],
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("access-control-allow-origin".into(), "*".into()),
+            (
+                "access-control-allow-methods".into(),
+                "DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT".into(),
+            ),
+            (
+                "access-control-allow-headers".into(),
+                "Content-Type,Authorization,X-Amz-Date,X-Api-Key,X-Amz-Security-Token".into(),
+            ),
+        ],
         body: serde_json::json!({ "message": message })
             .to_string()
             .into_bytes(),
@@ -335,7 +360,27 @@ fn connection(stream: TcpStream, stage: &Stage, instances: &Instances) {
     };
     let mut writer = writer;
     let mut reader = BufReader::new(stream);
-    while let Ok(Some(request)) = read_request(&mut reader) {
+    loop {
+        let request = match read_request(&mut reader, Limits::API_GATEWAY) {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            // Too large for API Gateway and Lambda: refused before the function sees it, and the
+            // connection closed, since the rest of the request is not read.
+            Err(error) => {
+                if let Some(refused) = too_large(&error) {
+                    let answer = gateway_error(refused.status, "Request too large");
+                    let status = format!("{} {}", answer.status, reason(answer.status));
+                    let mut headers: Vec<(&str, &str)> = answer
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .collect();
+                    headers.push(("connection", "close"));
+                    let _ = write_response(&mut writer, &status, &headers, &answer.body);
+                }
+                return;
+            }
+        };
         let request_id = format!(
             "{:08x}-0000-4000-8000-{:012x}",
             std::process::id(),
@@ -380,7 +425,9 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         409 => "Conflict",
         413 => "Payload Too Large",
+        414 => "URI Too Long",
         415 => "Unsupported Media Type",
+        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         504 => "Gateway Timeout",
