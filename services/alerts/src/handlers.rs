@@ -29,8 +29,27 @@ struct NewAlert {
     category: Label,
     subcategory: Label,
     granularity: Label,
-    value: f64,
+    value: Storable,
     event_date: Datetime,
+}
+
+/// A number DynamoDB can hold: 0, or a magnitude from 1e-130 up to (not including) 1e126. Any
+/// other is refused when the request is read, so that nothing of it is stored and no retry is
+/// asked for that could never succeed.
+#[derive(Debug, Clone, Copy)]
+struct Storable(f64);
+
+impl<'de> Deserialize<'de> for Storable {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        let magnitude = value.abs();
+        if value == 0.0 || (1e-130..1e126).contains(&magnitude) {
+            return Ok(Storable(value));
+        }
+        Err(serde::de::Error::custom(
+            "outside what the store holds: 0, or a magnitude from 1e-130 to 9.99e125",
+        ))
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -64,7 +83,7 @@ pub async fn store(
             category: alert.category.into_string(),
             subcategory: alert.subcategory.into_string(),
             granularity: alert.granularity.into_string(),
-            value: alert.value,
+            value: alert.value.0,
             event_date: alert.event_date,
             created_date,
         })

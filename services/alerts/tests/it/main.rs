@@ -196,11 +196,33 @@ async fn malformed_requests_name_what_is_wrong() {
             json!({ "alerts": [{"user_id": user, "category": "a", "subcategory": "b", "granularity": "c", "event_date": "2026-03-01T00:00:00Z"}] }),
             "alerts[0]: missing field `value`",
         ),
+        // Valid JSON numbers the store cannot hold: refused before anything is stored.
+        (
+            json!({ "alerts": [alert(user, 1, 1.0), alert(user, 2, 1e300)] }),
+            "alerts[1].value: outside what the store holds: 0, or a magnitude from 1e-130 to 9.99e125",
+        ),
+        (
+            json!({ "alerts": [alert(user, 1, 1e-200)] }),
+            "alerts[0].value: outside what the store holds: 0, or a magnitude from 1e-130 to 9.99e125",
+        ),
+        (
+            json!({ "alerts": [alert(user, 1, -1.5e200)] }),
+            "alerts[0].value: outside what the store holds: 0, or a magnitude from 1e-130 to 9.99e125",
+        ),
     ];
     for (body, expected) in cases {
         let answer = post(&world, &service, &body).await;
         assert_eq!(answer.assert_error(400, "InvalidSchema"), expected);
     }
+    // Not even the storable alerts of a refused request were stored.
+    let stored = list(
+        &world,
+        &service,
+        user,
+        "start_date=2026-03-01T00:00:00Z&end_date=2026-03-31T00:00:00Z",
+    )
+    .await;
+    assert_eq!(stored.json()["alerts"], json!([]));
 
     let bad_queries = [
         (

@@ -243,7 +243,7 @@ async fn a_token_without_expiry_is_rejected() {
     );
     assert_eq!(
         rejection(verifier(&jwks).await.verify(&token).await),
-        "the token lacks a required claim (exp, iss, aud)"
+        "the token lacks the required claim `exp`"
     );
 }
 
@@ -270,7 +270,7 @@ async fn a_service_token_works_only_on_the_service_it_names() {
     );
     assert_eq!(
         rejection(hardware.verify(&for_nobody).await),
-        "the token lacks a required claim (exp, iss, aud)"
+        "the token lacks the required claim `aud`"
     );
     // A service that names no audience of its own takes no service token at all.
     let anonymous = Verifier::new(
