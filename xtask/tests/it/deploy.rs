@@ -607,6 +607,24 @@ fn parameters_are_checked_before_anything_is_built() {
         "--parameter LogRetentionDays=: LogRetentionDays is a number, and `` is not one \
          (hardware-environment.yaml)",
     );
+    let output = deploy(&fixture, &["--parameter", "ThrottlingRateLimit=0"]);
+    assert_refused(
+        &output,
+        "--parameter ThrottlingRateLimit=0: ThrottlingRateLimit is at least 1, and 0 is less \
+         (hardware-environment.yaml)",
+    );
+    let output = deploy(
+        &fixture,
+        &[
+            "--parameter",
+            "DatabaseSecretArn=arn:aws:secretsmanager:us-west-2:1:secret:other",
+        ],
+    );
+    assert!(
+        stderr(&output).contains("DatabaseSecretArn must match"),
+        "{}",
+        stderr(&output)
+    );
     let output = deploy(&fixture, &["--parameter", "no-equals-sign"]);
     assert!(
         stderr(&output).contains("`no-equals-sign` is not KEY=VALUE"),

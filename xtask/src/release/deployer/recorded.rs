@@ -49,7 +49,8 @@ impl Deployer<'_> {
     /// stack's parameters, its templates from the history entry that is that release.
     pub async fn promoted(&self, service: &Service, from: Environment) -> anyhow::Result<Release> {
         let stack = StackName::new(&service.name, from);
-        let deploy = format!("`cargo xtask deploy {} {from}`", service.name);
+        let flags = self.flags();
+        let deploy = format!("`cargo xtask deploy {} {from}{flags}`", service.name);
         let Some((current, running)) = self.running(service, &stack).await? else {
             bail!(
                 "nothing is deployed to {from}: stack {stack} does not exist in {}; deploy it first \
@@ -60,8 +61,8 @@ impl Deployer<'_> {
         if !is_settled(&current.status) {
             bail!(
                 "stack {stack} is in {}, not settled: promote takes only what a stack runs when \
-                 nothing is changing it; wait for it (`cargo xtask status {} {from}`), then promote \
-                 again",
+                 nothing is changing it; wait for it (`cargo xtask status {} {from}{flags}`), then \
+                 promote again",
                 current.status,
                 service.name
             );
@@ -91,7 +92,7 @@ impl Deployer<'_> {
         if !entry.outcome.is_good() {
             bail!(
                 "stack {stack} runs a release recorded as {}: promote moves only a release that \
-                 passed its checks; fix {from} first (`cargo xtask status {} {from}`)",
+                 passed its checks; fix {from} first (`cargo xtask status {} {from}{flags}`)",
                 entry.outcome.describe(),
                 service.name
             );

@@ -75,12 +75,47 @@ impl Template {
         }
     }
 
-    /// Why CloudFormation would refuse `value` for `parameter` by its `Type: Number` or its
-    /// `AllowedValues`; `None` when it would take it (as far as those two say).
+    /// Why CloudFormation would refuse `value` for `parameter` by the constraints the template
+    /// declares for it (`Type: Number`, `MinValue`, `MaxValue`, `MinLength`, `MaxLength`,
+    /// `AllowedPattern`, `AllowedValues`); `None` when it would take it.
     pub fn refuses(&self, parameter: &str, value: &str) -> Option<String> {
         let declared = &self.yaml["Parameters"][parameter];
-        if declared["Type"].as_str() == Some("Number") && value.trim().parse::<f64>().is_err() {
-            return Some(format!("{parameter} is a number, and `{value}` is not one"));
+        let bound = |name: &str| -> Option<f64> {
+            match &declared[name] {
+                Yaml::Integer(n) => Some(*n as f64),
+                Yaml::Real(text) | Yaml::String(text) => text.parse().ok(),
+                _ => None,
+            }
+        };
+        if declared["Type"].as_str() == Some("Number") {
+            let Ok(number) = value.trim().parse::<f64>() else {
+                return Some(format!("{parameter} is a number, and `{value}` is not one"));
+            };
+            if let Some(min) = bound("MinValue").filter(|min| number < *min) {
+                return Some(format!(
+                    "{parameter} is at least {min}, and {value} is less"
+                ));
+            }
+            if let Some(max) = bound("MaxValue").filter(|max| number > *max) {
+                return Some(format!("{parameter} is at most {max}, and {value} is more"));
+            }
+        }
+        let length = value.chars().count() as f64;
+        if let Some(min) = bound("MinLength").filter(|min| length < *min) {
+            return Some(format!("{parameter} is at least {min} characters long"));
+        }
+        if let Some(max) = bound("MaxLength").filter(|max| length > *max) {
+            return Some(format!("{parameter} is at most {max} characters long"));
+        }
+        if let Some(pattern) = declared["AllowedPattern"].as_str() {
+            // CloudFormation matches the whole value (Java's regular expressions; the patterns
+            // the templates use are in the syntax both share).
+            let whole = regex_lite::Regex::new(&format!("^(?:{pattern})$"));
+            if whole.is_ok_and(|whole| !whole.is_match(value)) {
+                return Some(format!(
+                    "{parameter} must match {pattern}, and `{value}` does not"
+                ));
+            }
         }
         let allowed: Vec<String> = declared["AllowedValues"]
             .as_vec()
@@ -173,6 +208,49 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_are_checked_against_every_constraint_the_template_declares() {
+        let template = parse(
+            "Parameters:\n  Rate:\n    Type: Number\n    MinValue: 1\n    MaxValue: 10000\n  \
+             Arn:\n    Type: String\n    AllowedPattern: \"^$|^arn:aws:secretsmanager:.+$\"\n  \
+             Name:\n    Type: String\n    MinLength: 2\n    MaxLength: 4\n  \
+             Kind:\n    Type: String\n    AllowedValues: [a, b]\nResources: {}\n",
+        );
+        let refused = |p: &str, v: &str| template.refuses(p, v);
+        assert_eq!(
+            refused("Rate", "0").as_deref(),
+            Some("Rate is at least 1, and 0 is less")
+        );
+        assert_eq!(
+            refused("Rate", "10001").as_deref(),
+            Some("Rate is at most 10000, and 10001 is more")
+        );
+        assert_eq!(
+            refused("Rate", "fast").as_deref(),
+            Some("Rate is a number, and `fast` is not one")
+        );
+        assert_eq!(refused("Rate", "100"), None);
+        assert!(
+            refused("Arn", "nope")
+                .unwrap()
+                .starts_with("Arn must match")
+        );
+        assert_eq!(refused("Arn", ""), None);
+        assert_eq!(refused("Arn", "arn:aws:secretsmanager:x"), None);
+        assert_eq!(
+            refused("Name", "a").as_deref(),
+            Some("Name is at least 2 characters long")
+        );
+        assert_eq!(
+            refused("Name", "abcde").as_deref(),
+            Some("Name is at most 4 characters long")
+        );
+        assert_eq!(
+            refused("Kind", "c").as_deref(),
+            Some("Kind is one of a, b, and `c` is not")
+        );
+    }
 
     fn parse(text: &str) -> Template {
         Template::parse("t", text.to_owned()).unwrap()
