@@ -93,6 +93,12 @@ impl Stack {
     }
 }
 
+/// How a `--timeout` is read: whole seconds, from one to a day (a longer wait is a mistake, and
+/// one past what a clock can add would panic).
+pub fn timeout_seconds() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(1..=86_400)
+}
+
 /// Where a command's AWS requests go.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Account {
@@ -171,7 +177,7 @@ pub struct ChangeSet {
     #[arg(long)]
     pub no_wait: bool,
     /// The longest to wait for other deploys and for CloudFormation, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = crate::cli::timeout_seconds())]
     pub timeout: u64,
 }
 

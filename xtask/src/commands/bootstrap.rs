@@ -41,7 +41,7 @@ pub struct Bootstrap {
     #[arg(long, requires = "environment")]
     github_repository: Option<String>,
     /// How long to wait for CloudFormation, in seconds.
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = 900, value_parser = crate::cli::timeout_seconds())]
     timeout: u64,
 }
 

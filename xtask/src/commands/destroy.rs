@@ -36,7 +36,7 @@ pub struct Destroy {
     #[arg(long)]
     no_wait: bool,
     /// The longest to wait for other deploys and for CloudFormation, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = crate::cli::timeout_seconds())]
     timeout: u64,
     #[command(flatten)]
     output: Output,

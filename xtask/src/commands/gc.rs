@@ -38,7 +38,7 @@ pub struct Gc {
     #[arg(long)]
     no_wait: bool,
     /// The longest to wait for another gc and for the publishes under way, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = crate::cli::timeout_seconds())]
     timeout: u64,
     #[command(flatten)]
     account: Account,

@@ -166,7 +166,16 @@ impl Invoke {
             if name.is_empty() || name.contains(char::is_whitespace) {
                 bail!("--header {header:?} has no header name before its colon");
             }
-            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+            // RFC 9110: a name is a token; a value holds no control character but a tab.
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if let Some(bad) = name.chars().find(|c| !token(*c)) {
+                bail!("--header {header:?}: {bad:?} cannot be in a header name");
+            }
+            let value = value.trim();
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                bail!("--header {header:?}: a header value cannot hold a control character");
+            }
+            headers.push((name.to_ascii_lowercase(), value.to_owned()));
         }
         let body = match &self.data {
             None => Vec::new(),

@@ -22,7 +22,7 @@ pub struct ResetHistory {
     #[command(flatten)]
     account: Account,
     /// The longest to wait for a deploy that holds the stack's lock, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = crate::cli::timeout_seconds())]
     timeout: u64,
 }
 

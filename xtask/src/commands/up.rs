@@ -108,7 +108,17 @@ impl Up {
         }
         let mut listeners = Vec::new();
         for offset in 0..deployed.len() {
-            let port = self.port + offset as u16;
+            let port = u16::try_from(offset)
+                .ok()
+                .and_then(|offset| self.port.checked_add(offset))
+                .with_context(|| {
+                    format!(
+                        "--port {} leaves no room for {} services, one port each from it: pick a \
+                         lower --port",
+                        self.port,
+                        deployed.len()
+                    )
+                })?;
             let address = SocketAddr::from(([127, 0, 0, 1], port));
             let listener = TcpListener::bind(address).with_context(|| {
                 format!("port {port} is taken on 127.0.0.1: pick other ports with --port")

@@ -54,6 +54,19 @@ fn malformed_regions_and_bucket_names_are_refused_before_any_request() {
         "`My_Bucket` is not a valid S3 bucket name: 3 to 63 lowercase letters, digits, dots and \
          hyphens, beginning and ending with a letter or digit",
     );
+    // A timeout past what a clock can add once panicked; every --timeout is 1 to 86400 seconds.
+    for (command, timeout) in [("deploy", "18446744073709551615"), ("rollback", "0")] {
+        let output = fixture.xtask(&[command, "tiny", "dev", "--timeout", timeout]);
+        assert!(!output.status.success());
+        assert!(
+            crate::support::stderr(&output).contains(&format!(
+                "error: invalid value '{timeout}' for '--timeout <SECONDS>': {timeout} is not in \
+                 1..=86400"
+            )),
+            "{}",
+            crate::support::stderr(&output)
+        );
+    }
 }
 
 #[test]

@@ -97,6 +97,14 @@ fn bad_requests_are_refused_before_anything_is_called() {
             "--header \"no colon\" is not `Name: value`",
         ),
         (
+            &["GET", "/v1/misc/time", "--header", "X(Bad): v"][..],
+            "--header \"X(Bad): v\": '(' cannot be in a header name",
+        ),
+        (
+            &["GET", "/v1/misc/time", "--header", "X-Ok: a\u{7}b"][..],
+            "a header value cannot hold a control character",
+        ),
+        (
             &["get", "/v1/misc/time"][..],
             "\"get\" is not an HTTP method",
         ),
