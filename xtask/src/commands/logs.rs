@@ -206,8 +206,13 @@ fn render(event: &Event) -> Option<Line> {
         .iter()
         .find_map(|key| json[key]["request_id"].as_str())
         .map(str::to_owned);
+    // The request a line belongs to, as its span names it: `GET /v1/x`.
+    let request = match (json["span"]["method"].as_str(), json["span"]["path"].as_str()) {
+        (Some(method), Some(path)) => format!("{method} {path} "),
+        _ => String::new(),
+    };
     let mut text = format!(
-        "{time} {level:<5} {} {}",
+        "{time} {level:<5} {} {request}{}",
         request_id.as_deref().map_or("-".to_owned(), short),
         json["fields"]["message"].as_str().unwrap_or_default()
     );
@@ -271,6 +276,14 @@ mod tests {
         assert!(
             line.text
                 .ends_with("ERROR c6af9ac6 the store failed attempt=2 table=firmware"),
+            "{}",
+            line.text
+        );
+        let responded = r#"{"timestamp":"2026-12-01T10:00:00Z","level":"INFO","fields":{"message":"responded","status":404,"elapsed_ms":1.5},"target":"kit","span":{"request_id":"c6af9ac6-7b61-11e6-9a41-93e8deadbeef","method":"GET","path":"/v1/nope","name":"request"}}"#;
+        let line = render(&event(responded)).unwrap();
+        assert!(
+            line.text
+                .ends_with("INFO  c6af9ac6 GET /v1/nope responded elapsed_ms=1.5 status=404"),
             "{}",
             line.text
         );
