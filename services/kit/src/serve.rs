@@ -20,15 +20,44 @@ use crate::error::ErrorChain;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The end of a service's `main`: success exits 0; an error is printed to stderr as a sentence
-/// with its causes (never as debug output) and exits 1. In Lambda, that line is the init error
-/// CloudWatch shows.
-pub fn exit(result: Result<(), BoxError>) -> ExitCode {
+/// with its causes (never as debug output) and exits 1. In Lambda (`env` names the Runtime API),
+/// the error is first reported to `/runtime/init/error`, as Lambda asks of a runtime that cannot
+/// start: the invocation waiting on it fails at once with the reason (`Runtime.ConfigError`),
+/// instead of a bare `Runtime.ExitError`. The printed line is what CloudWatch shows.
+pub fn exit(env: &Env, result: Result<(), BoxError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", ErrorChain(error.as_ref()));
+            let message = format!("{}", ErrorChain(error.as_ref()));
+            eprintln!("error: {message}");
+            if let Some(api) = env.optional("AWS_LAMBDA_RUNTIME_API") {
+                report_init_error(&api, &message);
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Posts `message` to the Runtime API at `api` (`host:port`) as this instance's init error; a
+/// failure to tell it is only printed, since the process exits either way.
+fn report_init_error(api: &str, message: &str) {
+    use std::io::{Read as _, Write as _};
+    let body = serde_json::json!({ "errorMessage": message, "errorType": "Runtime.ConfigError" })
+        .to_string();
+    let request = format!(
+        "POST /2018-06-01/runtime/init/error HTTP/1.1\r\nHost: {api}\r\n\
+         Lambda-Runtime-Function-Error-Type: Runtime.ConfigError\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let sent = std::net::TcpStream::connect(api).and_then(|mut stream| {
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+        stream.write_all(request.as_bytes())?;
+        let mut answer = [0u8; 12];
+        stream.read_exact(&mut answer)
+    });
+    if let Err(error) = sent {
+        eprintln!("error: the Runtime API at {api} was not told of it: {error}");
     }
 }
 
@@ -221,5 +250,59 @@ mod tests {
         assert_eq!(escape_path("/v1/misc/time?x#y"), "/v1/misc/time%3Fx%23y");
         assert_eq!(escape_path("/v1/a/50%"), "/v1/a/50%25");
         assert_eq!(escape_path("/v1/accessory/0a:1b"), "/v1/accessory/0a:1b");
+    }
+}
+
+#[cfg(test)]
+mod init_error_tests {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+
+    use super::*;
+
+    #[test]
+    fn a_start_up_error_in_lambda_is_reported_to_the_runtime_api_before_the_exit() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let api = listener.local_addr().unwrap().to_string();
+        let runtime = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            (&stream)
+                .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            (head, String::from_utf8(body).unwrap())
+        });
+        let env = Env::from_iter([("AWS_LAMBDA_RUNTIME_API", api.as_str())]);
+        let missing: BoxError = "missing environment variable FIRMWARE_TABLE: the table".into();
+        assert_eq!(exit(&env, Err(missing)), ExitCode::FAILURE);
+        let (head, body) = runtime.join().unwrap();
+        assert!(
+            head.starts_with("POST /2018-06-01/runtime/init/error HTTP/1.1"),
+            "{head}"
+        );
+        assert!(
+            head.contains("Lambda-Runtime-Function-Error-Type: Runtime.ConfigError"),
+            "{head}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body["errorMessage"],
+            "missing environment variable FIRMWARE_TABLE: the table"
+        );
+        assert_eq!(body["errorType"], "Runtime.ConfigError");
     }
 }

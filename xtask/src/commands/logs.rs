@@ -207,7 +207,10 @@ fn render(event: &Event) -> Option<Line> {
         .find_map(|key| json[key]["request_id"].as_str())
         .map(str::to_owned);
     // The request a line belongs to, as its span names it: `GET /v1/x`.
-    let request = match (json["span"]["method"].as_str(), json["span"]["path"].as_str()) {
+    let request = match (
+        json["span"]["method"].as_str(),
+        json["span"]["path"].as_str(),
+    ) {
         (Some(method), Some(path)) => format!("{method} {path} "),
         _ => String::new(),
     };
