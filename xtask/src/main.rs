@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     bench, bootstrap, deploy, destroy, gc, invoke, logs, package, promote, publish, reset_history,
-    rollback, serve, status, up,
+    rollback, serve, status, stop, up,
 };
 use crate::progress::Progress;
 use crate::workspace::Workspace;
@@ -62,6 +62,7 @@ enum Command {
     Bootstrap(bootstrap::Bootstrap),
     Bench(bench::Bench),
     Up(up::Up),
+    Stop(stop::Stop),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(status) => status.run(&workspace, progress),
         Command::Rollback(rollback) => rollback.run(&workspace, progress),
         Command::ResetHistory(reset) => reset.run(&workspace, progress),
+        Command::Stop(stop) => stop.run(&workspace, progress),
         Command::Promote(promote) => promote.run(&workspace, progress),
         Command::Destroy(destroy) => destroy.run(&workspace, progress),
         Command::Gc(gc) => gc.run(&workspace, progress),

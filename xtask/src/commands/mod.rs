@@ -16,4 +16,5 @@ pub mod reset_history;
 pub mod rollback;
 pub mod serve;
 pub mod status;
+pub mod stop;
 pub mod up;

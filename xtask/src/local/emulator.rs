@@ -35,14 +35,22 @@ impl Emulator {
     /// The workspace's emulator: the recorded one if it still answers, else a new one.
     pub fn ensure(workspace: &Workspace, progress: Progress) -> anyhow::Result<Emulator> {
         let state = state::path(workspace, "emulator");
-        if let Some(emulator) = state::read::<Emulator>(&state)
-            && emulator.answers()
-        {
+        if let Some(emulator) = state::read::<Emulator>(&state) {
+            if emulator.answers() {
+                progress.note(&format!(
+                    "using the local AWS emulator at {} (pid {})",
+                    emulator.endpoint, emulator.pid
+                ));
+                return Ok(emulator);
+            }
+            // Said once: the new emulator records itself, and the next command uses it.
             progress.note(&format!(
-                "using the local AWS emulator at {} (pid {})",
-                emulator.endpoint, emulator.pid
+                "warning: the local AWS emulator this workspace used (pid {}) is gone, and with it \
+                 every local stack, the artifact bucket and the release histories: the emulator \
+                 keeps them in memory only. A new, empty one starts now; deploy again to rebuild \
+                 the local environment",
+                emulator.pid
             ));
-            return Ok(emulator);
         }
         let server = moto_server(workspace, progress)?;
         let dir = state
@@ -140,18 +148,30 @@ impl Emulator {
             .await
     }
 
-    /// What a command says after using it: that it keeps running, and how to look and stop it.
+    /// What a command says after using it: that it keeps running (PostgreSQL too, when a local
+    /// deploy started it), and how to look and stop it.
     pub fn note(&self) -> String {
         format!(
-            "\nThe local AWS emulator keeps running at {} (pid {}, log {}).\n\
-             Look around with `AWS_ENDPOINT_URL={} aws cloudformation describe-stacks`, \
-             stop it with `kill {}`.\n",
+            "\nThe local AWS emulator keeps running at {} (pid {}, log {}), with PostgreSQL if a \
+             local deploy started it.\n\
+             Look around with `AWS_ENDPOINT_URL={} aws cloudformation describe-stacks`; stop \
+             both with `cargo xtask stop` (the emulator's stacks and bucket go with it).\n",
             self.endpoint,
             self.pid,
             self.log.display(),
             self.endpoint,
-            self.pid
         )
+    }
+
+    /// Stops the workspace's emulator, if one is recorded and answers; what was stopped.
+    pub fn stop(workspace: &Workspace) -> anyhow::Result<Option<Emulator>> {
+        let state = state::path(workspace, "emulator");
+        let Some(emulator) = state::read::<Emulator>(&state).filter(Emulator::answers) else {
+            return Ok(None);
+        };
+        super::process::terminate(emulator.pid)?;
+        let _ = std::fs::remove_file(&state);
+        Ok(Some(emulator))
     }
 }
 

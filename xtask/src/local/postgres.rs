@@ -137,6 +137,25 @@ impl Postgres {
     }
 
     /// [`Postgres::ensure`], with Debian's server installed first when it is missing and `install`.
+    /// Stops the workspace's server, if one is recorded and answers; its data stays, and the next
+    /// local command starts it again. What was stopped, if anything.
+    pub fn stop(workspace: &Workspace) -> anyhow::Result<Option<Postgres>> {
+        let state = state::path(workspace, "postgres");
+        let Some(server) = state::read::<Postgres>(&state).filter(Postgres::answers) else {
+            return Ok(None);
+        };
+        let sh = Shell::new()?;
+        let bin = binaries()?;
+        let as_postgres = owner_command(&sh)?;
+        run(
+            owned(&sh, &as_postgres, &bin.join("pg_ctl"))
+                .args(["stop", "-m", "fast", "-w", "-D"])
+                .arg(&server.data),
+            "pg_ctl stop",
+        )?;
+        Ok(Some(server))
+    }
+
     pub fn ensure_installed(
         workspace: &Workspace,
         install: bool,

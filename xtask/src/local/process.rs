@@ -148,6 +148,16 @@ impl Running {
     }
 }
 
+/// Asks the process `pid` to terminate (SIGTERM); fails when it cannot be asked.
+pub fn terminate(pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .context("running kill")?;
+    anyhow::ensure!(status.success(), "process {pid} could not be stopped");
+    Ok(())
+}
+
 /// A flag that turns true at Ctrl-C or a termination request, for a command that stops cleanly.
 /// The signals are this process's from the moment it returns.
 pub fn stop_requested() -> std::sync::Arc<std::sync::atomic::AtomicBool> {

@@ -139,3 +139,45 @@ fn cargo_dir() -> Option<String> {
             .into_owned(),
     )
 }
+
+#[test]
+fn a_dead_emulator_is_said_once_and_stop_stops_what_local_left_running() {
+    let fixture = Fixture::copy("tiny");
+    let status = || fixture.xtask(&["status", "tiny", "dev", "--local"]);
+    let first = status();
+    let (_, pid) = fixture
+        .emulator()
+        .expect("status --local started the emulator");
+    assert!(
+        !crate::support::stderr(&first).contains("is gone"),
+        "{}",
+        crate::support::stderr(&first)
+    );
+    // The emulator dies (a reboot, a kill): the next command says what that lost, once.
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let after = crate::support::stderr(&status());
+    assert!(
+        after.contains(&format!(
+            "warning: the local AWS emulator this workspace used (pid {pid}) is gone, and with it \
+             every local stack, the artifact bucket and the release histories"
+        )),
+        "{after}"
+    );
+    assert!(!crate::support::stderr(&status()).contains("is gone"));
+
+    let stopped = fixture.xtask(&["stop"]);
+    assert!(stopped.status.success());
+    let said = crate::support::stdout(&stopped);
+    assert!(
+        said.starts_with("stopped the local AWS emulator at http://127.0.0.1:"),
+        "{said}"
+    );
+    assert!(fixture.emulator().is_none(), "its record is gone too");
+    let again = crate::support::stdout(&fixture.xtask(&["stop"]));
+    assert!(again.ends_with("nothing to stop\n"), "{again}");
+}

@@ -61,6 +61,7 @@ fn help_of_every_command() {
         &["bench"],
         &["bench", "gateway"],
         &["up"],
+        &["stop"],
     ] {
         let output = xtask().args(command).arg("--help").output().unwrap();
         assert!(output.status.success(), "{}", stderr(&output));
