@@ -170,7 +170,12 @@ pub fn as_sent(request: &mut LambdaRequest) {
         event.headers.remove(&proto);
         event.multi_value_headers.remove(&proto);
     }
-    let builds = |host: &str| url::Url::parse(&format!("https://{host}{path}")).is_ok();
+    // Built as `lambda_http` builds it: a URL first, then that URL's text as an `http::Uri`, which
+    // refuses more than the URL parser does (`{`, `}`, `|` or `^` in a host).
+    let builds = |host: &str| {
+        url::Url::parse(&format!("https://{host}{path}"))
+            .is_ok_and(|url| url.as_str().parse::<http::Uri>().is_ok())
+    };
     let host_builds = event
         .headers
         .get(http::header::HOST)

@@ -189,7 +189,19 @@ impl Fuzz {
             // A Host that is no authority at all.
             headers.insert(
                 "Host".into(),
-                json!(*rng.pick(&["bad host", "a@b", "[::1", "x:port", "", "ü.example"])),
+                json!(*rng.pick(&[
+                    "bad host",
+                    "a@b",
+                    "[::1",
+                    "x:port",
+                    "",
+                    "ü.example",
+                    // The public aws-lambda-rust-runtime sample event's, unfilled.
+                    "1234567890.execute-api.{dns_suffix}",
+                    "a{b}c",
+                    "x|y",
+                    "a^b",
+                ])),
             );
         }
         if rng.below(4) == 0 {
