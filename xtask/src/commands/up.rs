@@ -54,6 +54,8 @@ struct Served {
     deployed: Deployed,
     local: Local,
     instances: Arc<Instances>,
+    /// What stopped the last check, said once until it changes or passes.
+    problem: Option<String>,
 }
 
 impl Up {
@@ -177,6 +179,7 @@ impl Up {
                 instances.version()
             );
             served.push(Served {
+                problem: None,
                 deployed: deployed.clone(),
                 local,
                 instances,
@@ -230,12 +233,37 @@ fn follow(
                 .runtime
                 .block_on(Deployed::read(aws, service, environment))
             {
-                Ok(functions) => functions.into_iter().next(),
+                Ok(functions) => {
+                    if one.problem.take().is_some() {
+                        one.instances
+                            .say(Kind::Lambda, "the deployed function can be read again");
+                    }
+                    functions.into_iter().next()
+                }
                 Err(error) => {
-                    one.instances.say(
-                        Kind::Problem,
-                        &format!("could not read the deployed function: {error:#}"),
+                    // Once, not every second: what it is, and that the last code keeps serving.
+                    let answers = endpoint
+                        .strip_prefix("http://")
+                        .and_then(|a| a.parse().ok())
+                        .is_some_and(crate::local::process::listening);
+                    let problem = format!(
+                        "could not read the deployed function, so this keeps serving the code it \
+                         last fetched: {error:#}{}",
+                        if answers {
+                            String::new()
+                        } else {
+                            format!(
+                                " (the local AWS emulator at {endpoint} is gone, and the stacks \
+                                 with it: `cargo xtask deploy {} {environment} --local` makes \
+                                 them again)",
+                                one.deployed.service
+                            )
+                        }
                     );
+                    if one.problem.as_deref() != Some(problem.as_str()) {
+                        one.instances.say(Kind::Problem, &problem);
+                        one.problem = Some(problem);
+                    }
                     continue;
                 }
             };

@@ -245,6 +245,16 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
     deployed(&fixture, &[]);
     until_answered_by(port, "/v1/x", "fixed");
 
+    // The emulator dies: up says so once, and keeps serving the code it last fetched.
+    let (_, emulator) = fixture.emulator().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &emulator.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(answered(port, "/v1/y"), "fixed /v1/y");
+
     stop(child);
     let log: Vec<String> = log.try_iter().collect();
     let starts = log.iter().filter(|l| l.contains("START instance")).count();
@@ -271,6 +281,21 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
             .any(|l| l.contains("init failed: the broken-init release never starts")),
         "{}",
         log.join("\n")
+    );
+    let gone: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("is gone, and the stacks with it"))
+        .collect();
+    assert_eq!(
+        gone.len(),
+        1,
+        "said once, not every second:\n{}",
+        log.join("\n")
+    );
+    assert!(
+        gone[0].contains("so this keeps serving the code it last fetched"),
+        "{}",
+        gone[0]
     );
 }
 
