@@ -121,12 +121,18 @@ async fn the_binary_answers_events_through_the_runtime_api() {
 }
 
 #[test]
-fn without_its_configuration_the_binary_exits_naming_what_is_missing() {
+fn without_its_configuration_the_binary_tells_the_runtime_api_what_is_missing() {
     let error = hardware().start(WITHIN).unwrap_err();
-    let Error::Exited { status, output } = &error else {
-        panic!("not refused as exited: {error}")
+    // Reported to /runtime/init/error (as Lambda asks), then printed as it exits.
+    let Error::Init { body, output } = &error else {
+        panic!("not reported as an init error: {error}")
     };
-    assert!(!status.success());
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["errorType"], "Runtime.ConfigError");
+    assert_eq!(
+        body["errorMessage"],
+        "missing environment variable FIRMWARE_TABLE: the DynamoDB table of released firmware"
+    );
     assert!(
         output.contains(
             "error: missing environment variable FIRMWARE_TABLE: the DynamoDB table of released firmware"
