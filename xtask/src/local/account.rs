@@ -134,6 +134,19 @@ pub fn connect(
                 }
                 None => String::new(),
             };
+            // One infrastructure stack per region, for one bucket: another --bucket never
+            // re-points it (the stacks and histories of the first would be left behind).
+            if let Some(serves) = current
+                .as_ref()
+                .and_then(|current| current.outputs.get("ArtifactBucket"))
+                .filter(|serves| *serves != bucket)
+            {
+                anyhow::bail!(
+                    "the local infrastructure stack {} serves the bucket {serves}, not {bucket}: \
+                     leave out --bucket (or pass --bucket {serves}); nothing was changed",
+                    bootstrap::STACK
+                );
+            }
             let path = workspace.root.join(bootstrap::TEMPLATE);
             let wanted = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;

@@ -198,6 +198,19 @@ pub fn retained_text(stack: &str, retained: &[Retained]) -> String {
             r.logical_id, r.kind, r.physical_id, r.remove
         ));
     }
+    let named: Vec<&str> = retained
+        .iter()
+        .filter(|r| matches!(r.kind.as_str(), "AWS::DynamoDB::Table" | "AWS::S3::Bucket"))
+        .map(|r| r.physical_id.as_str())
+        .collect();
+    if !named.is_empty() {
+        out.push_str(&format!(
+            "their names are fixed by the template: deploying {stack} again fails on {} while \
+             any of them exists; remove them first with the commands above, or deploy another \
+             environment\n",
+            named.join(", ")
+        ));
+    }
     out
 }
 

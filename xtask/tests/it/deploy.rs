@@ -639,6 +639,13 @@ fn parameters_are_checked_before_anything_is_built() {
     // A parameter the template takes is passed through; the rest keep their defaults.
     let (stack, _) = deployed(&fixture, &["--parameter", "LogRetentionDays=7"]);
     assert_eq!(stack["outcome"], "created");
+    // Another --bucket never re-points the region's one infrastructure stack.
+    assert_refused(
+        &deploy(&fixture, &["--bucket", "other-bkt"]),
+        "the local infrastructure stack biometrix-infrastructure serves the bucket \
+         biometrix-infrastructure-us-west-2, not other-bkt: leave out --bucket (or pass --bucket \
+         biometrix-infrastructure-us-west-2); nothing was changed",
+    );
     let cloudformation = cloudformation(&fixture.emulator().unwrap().0);
     let described = runtime()
         .block_on(cloudformation.describe_stacks().stack_name(STACK).send())

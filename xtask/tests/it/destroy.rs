@@ -49,6 +49,14 @@ fn destroy_keeps_the_retained_stores_and_the_history_and_is_idempotent() {
         listed < said.find("deleting hardware-dev\n").unwrap_or(usize::MAX),
         "{said}"
     );
+    assert!(
+        said.contains(
+            "their names are fixed by the template: deploying hardware-dev again fails on \
+             hardware-dev-firmware, hardware-dev-sync, biometrix-hardware-dev-firmware-us-west-2 \
+             while any of them exists"
+        ),
+        "{said}"
+    );
 
     // The tables and the history stay (that the stack is gone, the second destroy below shows).
     let tables =

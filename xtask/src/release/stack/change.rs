@@ -249,7 +249,15 @@ impl Engine<'_> {
             let reason = error
                 .as_service_error()
                 .and_then(ProvideErrorMetadata::message)
-                .map_or_else(|| format!("{error}"), str::to_owned);
+                .map_or_else(
+                    || {
+                        format!(
+                            "{}",
+                            aws_sdk_cloudformation::error::DisplayErrorContext(&error)
+                        )
+                    },
+                    str::to_owned,
+                );
             let status = cloudformation::describe(cloudformation, stack)
                 .await
                 .ok()
@@ -261,10 +269,15 @@ impl Engine<'_> {
                 Ok(()) => "the change set was deleted".to_owned(),
                 Err(_) => format!("its deletion could not be sent, so it may remain: {change_set}"),
             };
+            let runs = if kind == ChangeSetType::Create {
+                "the stack was never created, so nothing of it runs (the next deploy discards \
+                 what is left of it)"
+            } else {
+                "the stack runs what it ran before"
+            };
             bail!(
                 "CloudFormation did not execute change set {change_set}: {reason}\n\
-                 stack {stack} is {status}; nothing was executed, so the stack runs what it ran \
-                 before ({left})"
+                 stack {stack} is {status}; nothing was executed, so {runs} ({left})"
             );
         }
         pause_point("executed").await;
