@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use crate::aws::Connection;
 use crate::cli::Account;
 use crate::local::deployed::Deployed;
+use crate::local::emulator::Emulator;
 use crate::local::gateway::terminal::{Echo, Kind};
 use crate::local::gateway::{self, Instances};
 use crate::local::runtime::{self, Here, Local, binary_media_types, launch};
@@ -77,7 +78,8 @@ impl Up {
         }
         let session = self.account.read(workspace, progress)?;
         let aws = &session.aws;
-        let endpoint = session.endpoint()?;
+        let emulator = session.emulator()?;
+        let endpoint = emulator.endpoint.clone();
         // What is deployed, then the ports of those: a taken one stops everything before anything
         // is fetched, and `up <env>` numbers only the services it serves.
         let mut deployed = Vec::new();
@@ -197,7 +199,7 @@ impl Up {
             aws,
             &mut served,
             &scratch,
-            &endpoint,
+            emulator,
             environment,
             workspace,
             &stop,
@@ -215,11 +217,12 @@ fn follow(
     aws: &Connection,
     served: &mut [Served],
     scratch: &std::path::Path,
-    endpoint: &str,
+    emulator: &Emulator,
     environment: Environment,
     workspace: &Workspace,
     stop: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<()> {
+    let endpoint = emulator.endpoint.as_str();
     loop {
         for _ in 0..10 {
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -242,14 +245,10 @@ fn follow(
                 }
                 Err(error) => {
                     // Once, not every second: what it is, and that the last code keeps serving.
-                    let answers = endpoint
-                        .strip_prefix("http://")
-                        .and_then(|a| a.parse().ok())
-                        .is_some_and(crate::local::process::listening);
                     let problem = format!(
                         "could not read the deployed function, so this keeps serving the code it \
                          last fetched: {error:#}{}",
-                        if answers {
+                        if emulator.answers() {
                             String::new()
                         } else {
                             format!(

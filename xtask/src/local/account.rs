@@ -40,11 +40,10 @@ impl Session {
         self.administrator.as_ref().unwrap_or(&self.aws)
     }
 
-    /// The emulator's endpoint, for a command that only runs against it.
-    pub fn endpoint(&self) -> anyhow::Result<String> {
+    /// The emulator, for a command that only runs against it.
+    pub fn emulator(&self) -> anyhow::Result<&Emulator> {
         self.emulator
             .as_ref()
-            .map(|e| e.endpoint.clone())
             .context("the local emulator is not running")
     }
 

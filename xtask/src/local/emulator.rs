@@ -117,7 +117,7 @@ impl Emulator {
     }
 
     /// True when something at the endpoint answers like the emulator.
-    fn answers(&self) -> bool {
+    pub fn answers(&self) -> bool {
         self.request("GET", "/moto-api/", "")
             .is_some_and(|head| head.starts_with(b"HTTP/1.1 200"))
     }

@@ -133,7 +133,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
         progress,
     )?;
     let aws = &session.aws;
-    let endpoint = session.endpoint()?;
+    let endpoint = session.emulator()?.endpoint.clone();
     let deployed = aws
         .runtime
         .block_on(Deployed::read(aws, service, options.environment))?;
