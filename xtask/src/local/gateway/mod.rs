@@ -9,7 +9,7 @@
 pub mod logs;
 pub mod terminal;
 
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -369,14 +369,7 @@ fn connection(stream: TcpStream, stage: &Stage, instances: &Instances) {
             Err(error) => {
                 if let Some(refused) = too_large(&error) {
                     let answer = gateway_error(refused.status, "Request too large");
-                    let status = format!("{} {}", answer.status, reason(answer.status));
-                    let mut headers: Vec<(&str, &str)> = answer
-                        .headers
-                        .iter()
-                        .map(|(n, v)| (n.as_str(), v.as_str()))
-                        .collect();
-                    headers.push(("connection", "close"));
-                    let _ = write_response(&mut writer, &status, &headers, &answer.body);
+                    let _ = send(&mut writer, &answer, &[("connection", "close")]);
                 }
                 return;
             }
@@ -393,24 +386,30 @@ fn connection(stream: TcpStream, stage: &Stage, instances: &Instances) {
             },
             Err(error) => gateway_error(400, &error),
         };
-        let status = format!("{} {}", answer.status, reason(answer.status));
-        let mut headers: Vec<(&str, &str)> = answer
-            .headers
-            .iter()
-            .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        headers.push(("x-amzn-requestid", &request_id));
         let close = request
             .header("connection")
             .is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let mut extra = vec![("x-amzn-requestid", request_id.as_str())];
         if close {
-            headers.push(("connection", "close"));
+            extra.push(("connection", "close"));
         }
-        if write_response(&mut writer, &status, &headers, &answer.body).is_err() || close {
+        if send(&mut writer, &answer, &extra).is_err() || close {
             return;
         }
     }
+}
+
+/// Writes `answer` with its own headers (but its length, which is written anew) and `extra`.
+fn send(writer: &mut impl Write, answer: &Answer, extra: &[(&str, &str)]) -> std::io::Result<()> {
+    let status = format!("{} {}", answer.status, reason(answer.status));
+    let headers: Vec<(&str, &str)> = answer
+        .headers
+        .iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .chain(extra.iter().copied())
+        .collect();
+    write_response(writer, &status, &headers, &answer.body)
 }
 
 fn reason(status: u16) -> &'static str {
