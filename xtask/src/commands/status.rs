@@ -238,12 +238,22 @@ impl Status {
                     .parameters
                     .get("ApiGatewayTemplateUrl")
                     .and_then(|url| crate::aws::template_key_of(url, bucket));
-                aws.runtime.block_on(integrity::running_templates(
-                    &aws.cloudformation(),
-                    &current.id,
-                    running.map(|entry| entry.template_key.as_str()),
-                    apigateway_key.as_deref(),
-                ))?
+                let cloudformation = aws.cloudformation();
+                aws.runtime.block_on(async {
+                    // Listed only to find the nested stack whose template is judged.
+                    let resources = match &apigateway_key {
+                        Some(_) => cloudformation::resources(&cloudformation, &current.id).await?,
+                        None => Vec::new(),
+                    };
+                    integrity::running_templates(
+                        &cloudformation,
+                        &current.id,
+                        &resources,
+                        running.map(|entry| entry.template_key.as_str()),
+                        apigateway_key.as_deref(),
+                    )
+                    .await
+                })?
             }
             None => Vec::new(),
         };

@@ -251,16 +251,17 @@ impl RunningTemplate {
     }
 }
 
-/// The templates the stack `stack_id` and its nested API stack run, each with the key it was
-/// deployed from (`template_key` for the stack, `apigateway_key` for the nested one; a `None` key
-/// is not looked at).
+/// The templates the stack `stack_id` and its nested API stack (found among `resources`, the
+/// stack's as listed) run, each with the key it was deployed from (`template_key` for the stack,
+/// `apigateway_key` for the nested one; a `None` key is not looked at).
 pub async fn running_templates(
     cloudformation: &aws_sdk_cloudformation::Client,
     stack_id: &str,
+    resources: &[crate::aws::cloudformation::Resource],
     template_key: Option<&str>,
     apigateway_key: Option<&str>,
 ) -> anyhow::Result<Vec<RunningTemplate>> {
-    use crate::aws::cloudformation::{NESTED_STACK, resources, template_body};
+    use crate::aws::cloudformation::{NESTED_STACK, template_body};
     let mut running = Vec::new();
     let mut judge = async |stack: &str, key: &str| -> anyhow::Result<()> {
         let body = template_body(cloudformation, stack).await?;
@@ -275,9 +276,8 @@ pub async fn running_templates(
         judge(stack_id, key).await?;
     }
     if let Some(key) = apigateway_key {
-        let nested = resources(cloudformation, stack_id)
-            .await?
-            .into_iter()
+        let nested = resources
+            .iter()
             .find(|r| r.kind == NESTED_STACK)
             .with_context(|| format!("stack {stack_id} has no nested API stack"))?;
         judge(&nested.physical_id, key).await?;

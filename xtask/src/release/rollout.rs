@@ -374,7 +374,7 @@ impl Rollout<'_> {
                 }
             }
         }
-        d.check_running(&service.name, release).await?;
+        d.check_running(&service.name, release, &report).await?;
         *phase.borrow_mut() = Phase::Checking {
             release: release
                 .artifact_keys

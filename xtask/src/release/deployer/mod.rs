@@ -439,6 +439,7 @@ impl<'a> Deployer<'a> {
         &self,
         service: &str,
         release: &Release,
+        report: &StackReport,
     ) -> anyhow::Result<()> {
         let lambda = aws_sdk_lambda::Client::new(&self.sdk);
         let service = self.workspace.service(service)?;
@@ -452,12 +453,11 @@ impl<'a> Deployer<'a> {
             integrity::check_running(&name, key, running.as_deref())?;
         }
         let stack = self.stack_name(&service.name);
-        let current = cloudformation::describe(&self.cloudformation, &stack)
-            .await?
-            .with_context(|| format!("stack {stack} disappeared"))?;
+        // The stack as the report just found it: its resources name the nested stack.
         let templates = integrity::running_templates(
             &self.cloudformation,
-            &current.id,
+            &stack,
+            &report.resources,
             Some(&release.template_key),
             Some(&release.apigateway_template_key),
         )
