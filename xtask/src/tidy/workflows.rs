@@ -18,14 +18,40 @@ const BUILDERS: [&str; 7] = [
     "make",
 ];
 
+/// A workflow's jobs, by name, in order.
+fn jobs(name: &str, workflow: &str) -> Vec<(String, Yaml)> {
+    let docs = YamlLoader::load_from_str(workflow).unwrap_or_else(|e| panic!("{name}: {e}"));
+    docs[0]["jobs"]
+        .as_hash()
+        .into_iter()
+        .flatten()
+        .map(|(job, body)| (job.as_str().unwrap_or_default().to_owned(), body.clone()))
+        .collect()
+}
+
+/// A job's steps.
+fn steps(body: &Yaml) -> &[Yaml] {
+    body["steps"].as_vec().map_or(&[], Vec::as_slice)
+}
+
+/// Whether a job can get AWS credentials.
+fn credentialed(body: &Yaml) -> bool {
+    body["permissions"]["id-token"].as_str() == Some("write")
+}
+
+/// The words of a step's `run`, as a shell would split its command names.
+fn words(step: &Yaml) -> Vec<&str> {
+    run(step)
+        .split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'))
+        .collect()
+}
+
 /// Every way `workflow` breaks the two rules, one line each.
 fn violations(name: &str, workflow: &str) -> Vec<String> {
-    let docs = YamlLoader::load_from_str(workflow).unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut found = Vec::new();
-    for (job, body) in docs[0]["jobs"].as_hash().into_iter().flatten() {
-        let job = job.as_str().unwrap_or_default();
-        let credentialed = body["permissions"]["id-token"].as_str() == Some("write");
-        for step in body["steps"].as_vec().into_iter().flatten() {
+    for (job, body) in &jobs(name, workflow) {
+        let credentialed = credentialed(body);
+        for step in steps(body) {
             if let Some(action) = step["uses"].as_str().filter(|a| !a.starts_with("./")) {
                 let pinned = action.split_once('@').is_some_and(|(_, r)| {
                     r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit())
@@ -41,12 +67,9 @@ fn violations(name: &str, workflow: &str) -> Vec<String> {
                     ));
                 }
             }
-            let run = match &step["run"] {
-                Yaml::String(run) => run.as_str(),
-                _ => continue,
-            };
-            let words = run.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'));
-            if credentialed && let Some(tool) = words.clone().find(|w| BUILDERS.contains(w)) {
+            if credentialed
+                && let Some(tool) = words(step).into_iter().find(|w| BUILDERS.contains(w))
+            {
                 found.push(format!(
                     "{name}: job {job} has AWS credentials and runs {tool}"
                 ));
@@ -66,23 +89,15 @@ fn run(step: &Yaml) -> &str {
 /// no credentials), hashed as the job's `sha256` output, and checked against that output by every
 /// credentialed job before it gets credentials.
 fn tool_violations(name: &str, workflow: &str) -> Vec<String> {
-    let docs = YamlLoader::load_from_str(workflow).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let jobs: Vec<(&str, &Yaml)> = docs[0]["jobs"]
-        .as_hash()
-        .into_iter()
-        .flatten()
-        .map(|(job, body)| (job.as_str().unwrap_or_default(), body))
-        .collect();
-    let steps_of =
-        |body: &Yaml| -> Vec<Yaml> { body["steps"].as_vec().cloned().unwrap_or_default() };
+    let jobs = jobs(name, workflow);
     let builders: Vec<&str> = jobs
         .iter()
         .filter(|(_, body)| {
-            steps_of(body)
+            steps(body)
                 .iter()
                 .any(|step| run(step).contains("cargo build") && run(step).contains("-p xtask"))
         })
-        .map(|(job, _)| *job)
+        .map(|(job, _)| job.as_str())
         .collect();
     let [tool] = builders[..] else {
         return vec![format!(
@@ -92,24 +107,21 @@ fn tool_violations(name: &str, workflow: &str) -> Vec<String> {
     let mut found = Vec::new();
     let (_, body) = jobs
         .iter()
-        .find(|(job, _)| *job == tool)
+        .find(|(job, _)| job == tool)
         .expect("found above");
-    let steps = steps_of(body);
-    if body["permissions"]["id-token"].as_str() == Some("write") {
+    if credentialed(body) {
         found.push(format!(
             "{name}: job {tool} builds the release tool with credentials"
         ));
     }
-    for step in &steps {
+    for step in steps(body) {
         let uses = step["uses"].as_str().unwrap_or_default();
         if uses.starts_with("actions/cache") {
             found.push(format!(
                 "{name}: job {tool} builds the release tool from a restored cache"
             ));
         }
-        let words: Vec<&str> = run(step)
-            .split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'))
-            .collect();
+        let words = words(step);
         for other in ["pip", "npm", "package", "cargo-zigbuild"] {
             if words.contains(&other) {
                 found.push(format!(
@@ -127,18 +139,18 @@ fn tool_violations(name: &str, workflow: &str) -> Vec<String> {
         ));
     }
     let packagers = jobs.iter().filter(|(_, body)| {
-        steps_of(body)
+        steps(body)
             .iter()
             .any(|step| run(step).contains("xtask package"))
     });
-    if packagers.clone().any(|(job, _)| *job == tool) || packagers.count() == 0 {
+    if packagers.clone().any(|(job, _)| job == tool) || packagers.count() == 0 {
         found.push(format!(
             "{name}: services must be packaged in a job of their own, not {tool}"
         ));
     }
     let expected = format!("needs.{tool}.outputs.sha256");
     for (job, body) in &jobs {
-        if body["permissions"]["id-token"].as_str() != Some("write") {
+        if !credentialed(body) {
             continue;
         }
         let needs: Vec<&str> = one_or_many(&body["needs"])
@@ -150,7 +162,7 @@ fn tool_violations(name: &str, workflow: &str) -> Vec<String> {
                 "{name}: job {job} has credentials but does not need {tool}"
             ));
         }
-        let steps = steps_of(body);
+        let steps = steps(body);
         let credentials = steps
             .iter()
             .position(|step| {
