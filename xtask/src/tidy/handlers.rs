@@ -196,28 +196,30 @@ fn allowed_actions(role: &Yaml) -> Vec<String> {
         .collect()
 }
 
-/// Each permission a handler of a type in `kinds` needs that `allowed` does not grant and
-/// [`NEVER_NEEDED`] does not explain, and each entry of that table nothing needs.
-fn gaps(kinds: &BTreeSet<String>, allowed: &[String]) -> Vec<String> {
+/// Each permission a handler of a type in `kinds` needs that `allowed` does not grant, with the
+/// type that needs it.
+fn missing(kinds: &BTreeSet<String>, allowed: &[String]) -> Vec<(String, String)> {
     let schemas = schemas();
-    let mut found = Vec::new();
-    let mut explained = BTreeSet::new();
-    for kind in kinds {
-        for permission in handler_permissions(&schemas, kind) {
-            if allowed.iter().any(|a| matches(a, &permission)) {
-                continue;
-            }
-            match NEVER_NEEDED.iter().find(|(p, _)| matches(p, &permission)) {
-                Some((pattern, _)) => {
-                    explained.insert(*pattern);
-                }
-                None => found.push(format!(
-                    "{kind}'s handlers need {permission}, which CloudFormationRole does not hold"
-                )),
-            }
-        }
-    }
-    found
+    kinds
+        .iter()
+        .flat_map(|kind| {
+            handler_permissions(&schemas, kind)
+                .into_iter()
+                .filter(|permission| !allowed.iter().any(|a| matches(a, permission)))
+                .map(move |permission| (kind.clone(), permission))
+        })
+        .collect()
+}
+
+/// Of `missing`, each that [`NEVER_NEEDED`] does not explain, as a sentence.
+fn gaps(missing: &[(String, String)]) -> Vec<String> {
+    missing
+        .iter()
+        .filter(|(_, permission)| !NEVER_NEEDED.iter().any(|(p, _)| matches(p, permission)))
+        .map(|(kind, permission)| {
+            format!("{kind}'s handlers need {permission}, which CloudFormationRole does not hold")
+        })
+        .collect()
 }
 
 /// Every resource type the service templates (and the nested API template) declare.
@@ -253,19 +255,13 @@ fn cloudformation_role_holds_what_every_resource_handler_needs() {
         kinds.len() > 15,
         "the service templates' types were found: {kinds:?}"
     );
-    let found = gaps(&kinds, &allowed_actions(&cloudformation_role()));
+    let missing = missing(&kinds, &allowed_actions(&cloudformation_role()));
+    let found = gaps(&missing);
     assert!(found.is_empty(), "{}", found.join("\n"));
     // Every reason in the table is still needed by some handler.
-    let schemas = schemas();
-    let allowed = allowed_actions(&cloudformation_role());
-    let missing: BTreeSet<String> = kinds
-        .iter()
-        .flat_map(|kind| handler_permissions(&schemas, kind))
-        .filter(|permission| !allowed.iter().any(|a| matches(a, permission)))
-        .collect();
     for (pattern, reason) in NEVER_NEEDED {
         assert!(
-            missing.iter().any(|p| matches(pattern, p)),
+            missing.iter().any(|(_, p)| matches(pattern, p)),
             "{pattern} ({reason}) is set aside, but the role holds it or no handler needs it: drop it"
         );
     }
@@ -283,7 +279,7 @@ fn the_handler_proof_finds_a_permission_the_role_lacks() {
         "s3:GetObject*".to_owned(),
         "ec2:Describe*".to_owned(),
     ];
-    let found = gaps(&kinds, &allowed);
+    let found = gaps(&missing(&kinds, &allowed));
     assert!(
         found
             .iter()
