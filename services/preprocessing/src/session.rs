@@ -185,16 +185,29 @@ impl Sessions {
         }
     }
 
-    async fn create(&self, session: &Session) -> Result<(), ApiError> {
-        self.dynamodb
+    /// Stores a new session, or answers the one already stored under its id: the id is named
+    /// by what makes a session the same one, so a repeated create finds the first.
+    async fn create(&self, session: Session) -> Result<Session, ApiError> {
+        let put = self
+            .dynamodb
             .put_item()
             .table_name(&self.table)
             .set_item(Some(session.item()))
             .condition_expression("attribute_not_exists(id)")
             .send()
-            .await
-            .map_err(ApiError::internal)?;
-        Ok(())
+            .await;
+        match put {
+            Ok(_) => Ok(session),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .and_then(ProvideErrorMetadata::code)
+                    == Some("ConditionalCheckFailedException") =>
+            {
+                self.get(session.id).await
+            }
+            Err(error) => Err(ApiError::internal(error)),
+        }
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Session, ApiError> {
@@ -306,6 +319,24 @@ pub struct NewSession {
 /// At most as many sensors as an accessory carries (the sync route's limit).
 const MOST_SENSORS: usize = 3;
 
+/// The namespace of session ids: fixed, so the same session is named the same on every run.
+const SESSION_NAMESPACE: Uuid = uuid::uuid!("987dccb7-0849-4966-a660-e2cc40d23311");
+
+/// A session's id, named (UUID v5) by what makes it the same session: its accessory, its sensors
+/// in any order, its user and its event date. Firmware that resends a create whose answer it lost
+/// gets the first session back, as the legacy service's name-based ids gave it.
+pub fn session_id(
+    accessory: &MacAddress,
+    sensors: &[MacAddress],
+    user: Uuid,
+    event_date: Datetime,
+) -> Uuid {
+    let mut sensors: Vec<&str> = sensors.iter().map(MacAddress::as_str).collect();
+    sensors.sort_unstable();
+    let name = format!("{accessory}|{}|{user}|{event_date}", sensors.join(","));
+    Uuid::new_v5(&SESSION_NAMESPACE, name.as_bytes())
+}
+
 pub async fn create(
     State(app): State<Preprocessing>,
     principal: Principal,
@@ -325,7 +356,7 @@ pub async fn create(
     let user_id = app.owners.of(&accessory).await?;
     let now = Datetime::now();
     let session = Session {
-        id: Uuid::new_v4(),
+        id: session_id(&accessory, &body.sensors, user_id, body.event_date),
         accessory_id: accessory,
         sensor_ids: body.sensors,
         user_id,
@@ -334,7 +365,7 @@ pub async fn create(
         created_date: now,
         updated_date: now,
     };
-    app.sessions.create(&session).await?;
+    let session = app.sessions.create(session).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "session": session })),
@@ -448,6 +479,48 @@ mod tests {
         assert_eq!(CreateComplete.reachable_from(), [CreateComplete]);
         for status in SessionStatus::ALL {
             assert_eq!(status.as_str().parse(), Ok(status));
+        }
+    }
+
+    #[test]
+    fn a_session_is_named_by_accessory_sensors_in_any_order_user_and_event_date() {
+        let mac = |s: &str| s.parse::<MacAddress>().unwrap();
+        let (accessory, a, b) = (
+            mac("0a:1b:2c:3d:4e:5f"),
+            mac("AA:BB:CC:DD:EE:01"),
+            mac("aa:bb:cc:dd:ee:02"),
+        );
+        let user = Uuid::from_u128(7);
+        let date: Datetime = "2026-03-01T10:00:00+01:00".parse().unwrap();
+        let id = session_id(&accessory, &[a.clone(), b.clone()], user, date);
+        assert_eq!(id.get_version_num(), 5);
+        assert_eq!(
+            id,
+            session_id(
+                &accessory,
+                &[b.clone(), a.clone()],
+                user,
+                "2026-03-01T09:00:00Z".parse().unwrap()
+            ),
+            "sensor order and the date's offset do not make another session"
+        );
+        for other in [
+            session_id(&a, &[accessory.clone(), b.clone()], user, date),
+            session_id(&accessory, std::slice::from_ref(&a), user, date),
+            session_id(
+                &accessory,
+                &[a.clone(), b.clone()],
+                Uuid::from_u128(8),
+                date,
+            ),
+            session_id(
+                &accessory,
+                &[a, b],
+                user,
+                "2026-03-01T09:00:01Z".parse().unwrap(),
+            ),
+        ] {
+            assert_ne!(id, other);
         }
     }
 }

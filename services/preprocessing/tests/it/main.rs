@@ -284,6 +284,53 @@ async fn a_session_is_created_uploaded_to_and_completed() {
 }
 
 #[tokio::test]
+async fn a_repeated_create_answers_the_first_session() {
+    let world = world().await;
+    let first = create(&world, "2026-03-05T10:00:00Z").await;
+    let id = first["id"].as_str().unwrap().to_owned();
+    let accessory = world.tokens.accessory(MAC);
+    upload(
+        &world.router,
+        &accessory,
+        &id,
+        b"data",
+        "application/octet-stream",
+    )
+    .await
+    .assert_status(200);
+
+    // Firmware lost the answer and sends it again, its sensors in another order and its date
+    // with an offset: the same session, as it now is, and no second one.
+    let again = send(&world, &accessory, Method::POST, "/v1/session",
+        Some(json!({"event_date": "2026-03-05T11:00:00+01:00", "sensors": ["aa:bb:cc:dd:ee:02", "AA:BB:CC:DD:EE:01"]}))).await;
+    again.assert_status(201);
+    let again = again.json()["session"].clone();
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["created_date"], first["created_date"]);
+    assert_eq!(again["sensor_ids"], first["sensor_ids"]);
+    assert_eq!(again["session_status"], "UPLOAD_IN_PROGRESS");
+    let listed = send(
+        &world,
+        &world.tokens.user(world.owner),
+        Method::POST,
+        "/v1/status",
+        Some(json!({"start_date": "2026-03-05T00:00:00Z", "end_date": "2026-03-06T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(
+        listed.json()["sessions"]["UPLOAD_IN_PROGRESS"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Another event date is another session.
+    let other = create(&world, "2026-03-05T10:00:01Z").await;
+    assert_ne!(other["id"], first["id"]);
+}
+
+#[tokio::test]
 async fn concurrent_writers_never_move_a_session_back_or_lose_an_upload() {
     let world = world().await;
     let id = create(&world, "2026-03-02T10:00:00Z").await["id"]
