@@ -85,7 +85,8 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// Path parameters; one that does not parse is a `400 InvalidSchema` with the type's own message.
+/// Path parameters; one that does not parse is a `400 InvalidSchema` in the contract's words:
+/// `id: `me` is not a UUID`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Path<T>(pub T);
 
@@ -96,12 +97,60 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
         use axum::extract::rejection::PathRejection;
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
-            Err(PathRejection::FailedToDeserializePathParams(error)) => Err(
-                ApiError::InvalidSchema(format!("invalid path parameter: {}", error.kind())),
-            ),
+            Err(PathRejection::FailedToDeserializePathParams(error)) => {
+                // A type that parses itself reports no name: the route's only parameter has it.
+                let only =
+                    match axum::extract::RawPathParams::from_request_parts(parts, state).await {
+                        Ok(params) if params.iter().count() == 1 => params
+                            .iter()
+                            .next()
+                            .map(|(key, value)| (key.to_owned(), value.to_owned())),
+                        _ => None,
+                    };
+                Err(ApiError::InvalidSchema(path_message(
+                    error.into_kind(),
+                    only,
+                )))
+            }
             Err(other) => Err(ApiError::internal(other.body_text())),
         }
     }
+}
+
+/// What a client is told about a path parameter that does not parse: its name, its value (cut
+/// short), and what it should have been, as the contract names the types. The type is known
+/// from its parser's message: ours ([`crate::MacAddress`]) and the `uuid` crate's.
+fn path_message(kind: axum::extract::path::ErrorKind, only: Option<(String, String)>) -> String {
+    use axum::extract::path::ErrorKind;
+    let (key, value, why) = match (kind, only) {
+        (
+            ErrorKind::DeserializeError {
+                key,
+                value,
+                message,
+            },
+            _,
+        ) => (key, value, message),
+        (
+            ErrorKind::ParseErrorAtKey {
+                key,
+                value,
+                expected_type,
+            },
+            _,
+        ) => (key, value, expected_type.to_owned()),
+        (ErrorKind::Message(message), Some((key, value))) => (key, value, message),
+        (other, _) => return format!("the path is malformed: {other}"),
+    };
+    let value: String = value.chars().take(64).collect();
+    let expected = if why.starts_with("UUID parsing failed") {
+        "a UUID, like 2b8c6e3a-5f0e-4d5b-9a61-1f2d3c4b5a69".to_owned()
+    } else if let Some(rest) = why.strip_prefix("invalid MAC address: expected ") {
+        format!("a MAC address: {rest}")
+    } else {
+        format!("valid: {why}")
+    };
+    format!("{key}: `{value}` is not {expected}")
 }
 
 /// Query-string parameters; a missing or malformed one is a `400 InvalidSchema` naming it.
@@ -124,5 +173,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
             }
             Err(other) => Err(ApiError::internal(other.body_text())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::routing::get;
+    use http::Method;
+
+    use super::Path;
+    use crate::MacAddress;
+
+    async fn rejection(uri: &str) -> String {
+        let router = Router::new()
+            .route("/session/{id}", get(|Path(_): Path<uuid::Uuid>| async {}))
+            .route("/sensor/{mac}", get(|Path(_): Path<MacAddress>| async {}));
+        crate::testing::call(&router, Method::GET, uri, None)
+            .await
+            .assert_error(400, "InvalidSchema")
+    }
+
+    #[tokio::test]
+    async fn a_path_parameter_that_does_not_parse_is_named_in_the_contracts_words() {
+        assert_eq!(
+            rejection("/session/me").await,
+            "id: `me` is not a UUID, like 2b8c6e3a-5f0e-4d5b-9a61-1f2d3c4b5a69"
+        );
+        assert_eq!(
+            rejection("/sensor/0a:1b").await,
+            "mac: `0a:1b` is not a MAC address: six two-digit hex groups joined by ':', like \
+             0a:1b:2c:3d:4e:5f"
+        );
+        let long = "x".repeat(300);
+        assert!(rejection(&format!("/session/{long}")).await.len() < 140);
     }
 }
