@@ -128,6 +128,37 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// What the process wrote before it failed to start, for an error of starting one.
+    pub fn output(&self) -> Option<&str> {
+        match self {
+            Error::NeverPolled { output, .. }
+            | Error::Exited { output, .. }
+            | Error::Init { output, .. } => Some(output),
+            _ => None,
+        }
+    }
+
+    /// Lambda's name for a failed start, as its `INIT_REPORT` line gives it: the type the
+    /// bootstrap reported, `Runtime.ExitError` for one that exited, `Runtime.Unknown` otherwise.
+    pub fn init_error_type(&self) -> String {
+        match self {
+            Error::Init { body, .. } => error_type_of(body).unwrap_or("Runtime.Unknown".into()),
+            Error::Exited { .. } => "Runtime.ExitError".into(),
+            _ => "Runtime.Unknown".into(),
+        }
+    }
+}
+
+/// The `errorType` of a Runtime API error body (`{"errorType": …, "errorMessage": …}`), read
+/// without a JSON parser: the value of the first `"errorType"` string.
+fn error_type_of(body: &str) -> Option<String> {
+    let after = body.split_once("\"errorType\"")?.1.trim_start();
+    let after = after.strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let value: String = after.chars().take_while(|c| *c != '"').collect();
+    (!value.is_empty() && !value.contains('\\')).then_some(value)
+}
+
 fn tail(output: &str) -> String {
     if output.trim().is_empty() {
         "; it wrote nothing".to_owned()

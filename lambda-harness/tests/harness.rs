@@ -116,11 +116,15 @@ fn reports_an_init_error() {
         .start(WITHIN)
         .unwrap_err();
     match &error {
-        Error::Init { body, .. } => assert!(body.contains("no configuration"), "{body}"),
+        Error::Init { body, .. } => {
+            assert!(body.contains("no configuration"), "{body}");
+            assert_eq!(error.init_error_type(), "Runtime.Config");
+        }
         // The process may exit before the harness reads the report; either way it is refused.
-        Error::Exited { .. } => {}
+        Error::Exited { .. } => assert_eq!(error.init_error_type(), "Runtime.ExitError"),
         other => panic!("not an init error: {other}"),
     }
+    assert!(error.output().is_some());
 }
 
 #[test]

@@ -310,7 +310,8 @@ impl Destination<'_> {
             }
             None => {
                 urls = crate::release::probe::Urls {
-                    region: &aws.region,
+                    aws,
+                    environment,
                     progress: self.progress,
                 };
                 &urls

@@ -3,6 +3,13 @@
 use anyhow::Context;
 use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata};
 
+/// Now, in milliseconds since the epoch, as log events are timed.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// One log event: when (milliseconds since the epoch), its id and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {

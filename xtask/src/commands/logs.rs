@@ -67,12 +67,6 @@ fn since(text: &str) -> Result<Since, String> {
         })
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// One rendered line, and what `--json` prints for it.
 #[derive(Debug, Serialize, PartialEq)]
 struct Line {
@@ -96,7 +90,7 @@ impl Logs {
         let group = format!("/aws/lambda/{name}");
         let client = aws_sdk_cloudwatchlogs::Client::new(&aws.sdk);
         let mut start = match self.since {
-            Since::Ago(ms) => now_ms() - ms as i64,
+            Since::Ago(ms) => crate::aws::logs::now_ms() - ms as i64,
             Since::At(at) => at,
         };
         let pattern = self

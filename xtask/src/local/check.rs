@@ -19,6 +19,7 @@ use crate::local::gateway::{self, Instances};
 use crate::local::runtime::{self, Here, Local, binary_media_types, launch};
 use crate::names::Environment;
 use crate::progress::Progress;
+use crate::release::probe::show_last_lines;
 use crate::release::report::StackReport;
 use crate::release::rollout::{Probed, Prober};
 use crate::workspace::{Probe, Service, Workspace};
@@ -63,12 +64,16 @@ impl Prober for Gateway<'_> {
             .await?;
             // Stopped however the check ends, Ctrl-C (which drops this future) included.
             let running = Stopping(Arc::clone(&instances));
-            std::thread::spawn(move || gateway::serve(listener, stage, instances));
+            let served = Arc::clone(&instances);
+            std::thread::spawn(move || gateway::serve(listener, stage, served));
             let result = crate::release::probe::check(&[base], probes).await?;
             drop(running);
             match &result {
                 Ok(()) => step.done(&format!("{name} passed its probes")),
-                Err(failed) => step.done(&format!("{name} failed: {failed}")),
+                Err(failed) => {
+                    step.done(&format!("{name} failed: {failed}"));
+                    show_last_lines(self.progress, &name, &instances.last_lines());
+                }
             }
             Ok(result)
         })

@@ -11,21 +11,23 @@ use gate::probe::{DEADLINE, Failed, release_checks, retry};
 use crate::workspace::Probe;
 
 /// The probes of a release in AWS: sent to its API's stage URL and custom domains, read from the
-/// outputs of the stack that runs it.
+/// outputs of the stack that runs it. On a failure, the function's last log lines are shown.
 pub struct Urls<'a> {
-    pub region: &'a str,
+    pub aws: &'a crate::aws::Connection,
+    pub environment: crate::names::Environment,
     pub progress: crate::progress::Progress,
 }
 
 impl super::rollout::Prober for Urls<'_> {
     fn probe<'a>(
         &'a self,
-        _service: &'a crate::workspace::Service,
+        service: &'a crate::workspace::Service,
         probes: &'a [Probe],
         stack: &'a super::report::StackReport,
     ) -> super::rollout::Probed<'a> {
         Box::pin(async move {
-            let bases = urls(&stack.outputs, self.region)?;
+            let started = crate::aws::logs::now_ms();
+            let bases = urls(&stack.outputs, &self.aws.region)?;
             let step = self.progress.step(&format!(
                 "probing {} at {} ({} probes)",
                 stack.stack,
@@ -35,11 +37,54 @@ impl super::rollout::Prober for Urls<'_> {
             let result = check(&bases, probes).await?;
             match &result {
                 Ok(()) => step.done(&format!("{} passed its probes", stack.stack)),
-                Err(failed) => step.done(&format!("{} failed: {failed}", stack.stack)),
+                Err(failed) => {
+                    step.done(&format!("{} failed: {failed}", stack.stack));
+                    if let Some(function) = service.functions.first() {
+                        let name = crate::names::StackName::new(&service.name, self.environment)
+                            .function(&function.name);
+                        // Lambda delivers lines within seconds; what has arrived is shown.
+                        let client = aws_sdk_cloudwatchlogs::Client::new(&self.aws.sdk);
+                        let group = format!("/aws/lambda/{name}");
+                        let lines =
+                            match crate::aws::logs::filter(&client, &group, started - 60_000, None)
+                                .await
+                            {
+                                Ok(events) => events
+                                    .unwrap_or_default()
+                                    .into_iter()
+                                    .map(|event| event.message)
+                                    .collect(),
+                                Err(error) => {
+                                    vec![format!("(its logs could not be read: {error:#})")]
+                                }
+                            };
+                        show_last_lines(self.progress, &name, &lines);
+                    }
+                }
             }
             Ok(result)
         })
     }
+}
+
+/// How many of a failing function's last log lines a probe failure shows.
+const SHOWN_LINES: usize = 20;
+
+/// Shows the last of `lines`, the log of `function` around a failed probe: usually the panic
+/// or init error that made it fail. Each is cut to one screen line.
+pub fn show_last_lines(progress: crate::progress::Progress, function: &str, lines: &[String]) {
+    let lines: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        progress.note(&format!("  {function} wrote no log lines"));
+        return;
+    }
+    let from = lines.len().saturating_sub(SHOWN_LINES);
+    let mut text = format!("  the last log lines of {function}:\n");
+    for line in &lines[from..] {
+        let line: String = line.trim_end().chars().take(240).collect();
+        text.push_str(&format!("  │ {line}\n"));
+    }
+    progress.text(&text);
 }
 
 /// The base URLs a deployed API answers on, each ending where the service's own `/v1` would:

@@ -144,6 +144,22 @@ fn a_failed_or_unchecked_release_is_checked_again_on_a_rerun() {
     release(&fixture, "broken-init");
     let (said, _) = failed(&fixture, &[]);
     assert!(said.contains("It was the stack's first deploy"), "{said}");
+    // The failure shows why: the function's last log lines, its init error among them, which
+    // `logs` reads too, with Lambda's report of the failed init.
+    assert!(
+        said.contains("the last log lines of hardware-dev-apigateway-execute:\n")
+            && said.contains("│ init failed: the broken-init release never starts"),
+        "{said}"
+    );
+    let logs = fixture.xtask(&["logs", "hardware", "dev", "--local", "--since", "10m"]);
+    assert!(logs.status.success(), "{}", stderr(&logs));
+    let logs = stdout(&logs);
+    assert!(
+        logs.contains("init failed: the broken-init release never starts")
+            && logs
+                .contains("INIT_REPORT Phase: init\tStatus: error\tError Type: Runtime.ExitError"),
+        "{logs}"
+    );
     // The identical rerun is not "nothing to deploy": it checks the release again, and fails.
     let (said, stack) = failed(&fixture, &[]);
     assert!(

@@ -48,7 +48,12 @@ pub struct Instances {
     state: Mutex<Pool>,
     freed: Condvar,
     requests: AtomicU64,
+    /// The last lines the function's instances wrote to their logs, for a failure to show.
+    recent: Mutex<std::collections::VecDeque<String>>,
 }
+
+/// How many of the function's last log lines [`Instances::last_lines`] keeps.
+const RECENT_LINES: usize = 30;
 
 #[derive(Debug)]
 struct Pool {
@@ -97,7 +102,30 @@ impl Instances {
             }),
             freed: Condvar::new(),
             requests: AtomicU64::new(0),
+            recent: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    /// The last lines the function wrote to its logs (its init output and `INIT_REPORT` when an
+    /// instance failed to start), oldest first.
+    pub fn last_lines(&self) -> Vec<String> {
+        self.recent
+            .lock()
+            .expect("the recent lines' lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Sends `lines` to `function`'s log stream `stream`, keeping the last of them.
+    fn log(&self, function: &str, stream: &str, lines: Vec<String>) {
+        {
+            let mut recent = self.recent.lock().expect("the recent lines' lock");
+            recent.extend(lines.iter().filter(|line| !line.is_empty()).cloned());
+            let over = recent.len().saturating_sub(RECENT_LINES);
+            recent.drain(..over);
+        }
+        self.logs.write(function, stream, lines);
     }
 
     /// From now on requests run `launch`; idle instances of the old version stop.
@@ -171,7 +199,7 @@ impl Instances {
         }
         lines.push(format!("END RequestId: {request_id}"));
         lines.push(report.clone());
-        self.logs.write(&launch.function, &instance.stream, lines);
+        self.log(&launch.function, &instance.stream, lines);
         let answer = match result {
             Ok(invocation) if invocation.response.len() > RESPONSE_LIMIT => {
                 self.say(
@@ -258,7 +286,7 @@ impl Instances {
                         for line in &init {
                             self.say(Kind::Output, line);
                         }
-                        self.logs.write(&launch.function, &stream, init);
+                        self.log(&launch.function, &stream, init);
                         self.say(
                             Kind::Lambda,
                             &format!(
@@ -281,6 +309,19 @@ impl Instances {
                     Err(error) => {
                         self.state.lock().expect("the pool's lock").count -= 1;
                         self.freed.notify_one();
+                        // As Lambda does, a failed init's output reaches the function's logs,
+                        // with the report that says it failed.
+                        let mut lines: Vec<String> = error
+                            .output()
+                            .unwrap_or_default()
+                            .lines()
+                            .map(str::to_owned)
+                            .collect();
+                        lines.push(format!(
+                            "INIT_REPORT Phase: init\tStatus: error\tError Type: {}",
+                            error.init_error_type()
+                        ));
+                        self.log(&launch.function, &logs::stream_name(), lines);
                         Err(error)
                     }
                 };
