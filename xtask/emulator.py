@@ -30,6 +30,13 @@ and exports, evaluated after each executed change set, and the region's exports 
 `Fn::ImportValue`s. moto builds a change set's stack from an empty template and no exports, and
 never evaluates its outputs again.
 
+A change set whose execution fails is rolled back as CloudFormation rolls it back (the failed
+resource and the stack's events say why; a create ends ROLLBACK_COMPLETE, an update
+UPDATE_ROLLBACK_COMPLETE), and a deleted stack's resources stay deleted: moto answers the
+execution with the resource's own error, leaves the stack half made, and makes a deleted stack's
+resources again when they are listed. `DeletionPolicy: RetainExceptOnCreate` is honoured (moto
+knows only `Retain`).
+
 It turns on a bucket's versioning when its `VersioningConfiguration` says so, as CloudFormation
 does (moto ignores it, and every object's version is then "null").
 
@@ -298,6 +305,7 @@ def _update_unless_absent(logical_id, resource_json, resources_map, **where):
     try:
         updated = _update_resource(logical_id, resource_json, resources_map, **where)
     except Exception as error:
+        _name_the_failure(error, logical_id)
         _first_errors.append(error)
         raise
     # A type moto cannot update keeps what it had, instead of becoming nothing.
@@ -305,6 +313,29 @@ def _update_unless_absent(logical_id, resource_json, resources_map, **where):
 
 
 parsing.parse_and_update_resource = _update_unless_absent
+
+_create_resource = parsing.parse_and_create_resource
+
+
+def _create_naming_the_failure(logical_id, resource_json, resources_map, **where):
+    try:
+        return _create_resource(logical_id, resource_json, resources_map, **where)
+    except Exception as error:
+        _name_the_failure(error, logical_id)
+        raise
+
+
+def _name_the_failure(error, logical_id):
+    """Marks `error` with the resource that failed, for the stack's events (see _roll_back): the
+    innermost one, when a resource fails while another that refers to it is made."""
+    if getattr(error, "_logical_id", None) is None:
+        try:
+            error._logical_id = logical_id
+        except AttributeError:
+            pass
+
+
+parsing.parse_and_create_resource = _create_naming_the_failure
 
 # moto retries a failed update in passes and reports the last error; CloudFormation stops at the
 # first and reports it: the cause (a resource that depends on a failed one fails after it).
@@ -534,15 +565,104 @@ def _create_change_set_importing(self, *args, **kwargs):
 
 
 def _execute_change_set_with_outputs(self, change_set_name, stack_name=None):
-    _execute_change_set(self, change_set_name, stack_name)
-    for change_set in self.change_sets.values():
-        if change_set_name in (change_set.change_set_id, change_set.change_set_name):
-            stack = self.stacks[change_set.stack_id]
-            stack.output_map = parsing.OutputMap(
-                stack.resource_map, change_set.template_dict, stack.stack_id
+    change_set = next(
+        (
+            c
+            for c in self.change_sets.values()
+            if change_set_name in (c.change_set_id, c.change_set_name)
+        ),
+        None,
+    )
+    try:
+        _execute_change_set(self, change_set_name, stack_name)
+    except Exception as error:
+        if change_set is None:
+            raise
+        _roll_back(self.stacks[change_set.stack_id], change_set, error)
+        return
+    if change_set is not None:
+        stack = self.stacks[change_set.stack_id]
+        stack.output_map = parsing.OutputMap(
+            stack.resource_map, change_set.template_dict, stack.stack_id
+        )
+        for export in stack.exports:
+            self.exports[export.name] = export
+
+
+def _roll_back(stack, change_set, error):
+    """A change set whose execution failed, rolled back as CloudFormation does: the call itself
+    succeeded, the failed resource and the stack say why in their events, a create deletes what
+    it made (keeping what `DeletionPolicy: Retain` keeps, but not `RetainExceptOnCreate`) and
+    ends ROLLBACK_COMPLETE, an update
+    puts the previous template and parameters back and ends UPDATE_ROLLBACK_COMPLETE. moto
+    answers the ExecuteChangeSet call with the failed resource's own error (in the protocol of
+    that resource's service) and leaves the stack half made."""
+    creating = change_set.change_set_type == "CREATE"
+    reason = getattr(error, "message", None) or str(error) or type(error).__name__
+    failed = getattr(error, "_logical_id", None)
+    if failed is not None:
+        resource_json = change_set.template_dict.get("Resources", {}).get(failed, {})
+        stack.events.append(
+            cloudformation_models.Event(
+                stack_id=stack.stack_id,
+                stack_name=stack.name,
+                logical_resource_id=failed,
+                physical_resource_id="",
+                resource_type=resource_json.get("Type", ""),
+                resource_status="CREATE_FAILED" if creating else "UPDATE_FAILED",
+                resource_status_reason=reason,
+                resource_properties=None,
             )
-            for export in stack.exports:
-                self.exports[export.name] = export
+        )
+    cause = f"The following resource(s) failed to {'create' if creating else 'update'}: [{failed}]. "
+    change_set.execution_status = "EXECUTE_FAILED"
+    if creating:
+        stack._add_stack_event("ROLLBACK_IN_PROGRESS", resource_status_reason=cause + "Rollback requested by user.")
+        try:
+            _delete_without_reviving(stack.resource_map, rolling_back_its_create=True)
+        except Exception:
+            pass
+        stack._add_stack_event("ROLLBACK_COMPLETE")
+        stack.status = "ROLLBACK_COMPLETE"
+    else:
+        stack._add_stack_event("UPDATE_ROLLBACK_IN_PROGRESS", resource_status_reason=cause)
+        try:
+            stack._parse_template()
+            stack.resource_map.update(stack.template_dict, stack.parameters)
+        except Exception:
+            pass
+        stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE")
+        stack.status = "UPDATE_ROLLBACK_COMPLETE"
+
+
+# moto makes, on a read, any resource of a stack's map it has not made: listing the resources of
+# a deleted (or rolled back) stack would create its deleted resources again, outside any stack,
+# and a new stack of the same name would then fail on them ("already exists"). What a deletion
+# removed leaves the map; what it kept (Retain) stays in it.
+_delete_resources = parsing.ResourceMap.delete
+
+
+def _delete_without_reviving(self, rolling_back_its_create=False):
+    # `RetainExceptOnCreate` keeps a resource as `Retain` does, except when the create that made
+    # it is rolled back (moto knows only `Retain`).
+    policies = {}
+    for logical_id, resource_json in self._resource_json_map.items():
+        if resource_json.get("DeletionPolicy") == "RetainExceptOnCreate":
+            policies[logical_id] = resource_json
+            resource_json["DeletionPolicy"] = "Delete" if rolling_back_its_create else "Retain"
+    try:
+        _delete_resources(self)
+    finally:
+        for resource_json in policies.values():
+            resource_json["DeletionPolicy"] = "RetainExceptOnCreate"
+        self._resource_json_map = {
+            logical_id: resource_json
+            for logical_id, resource_json in self._resource_json_map.items()
+            if logical_id in self._parsed_resources
+        }
+
+
+parsing.ResourceMap.delete = _delete_without_reviving
 
 
 cloudformation_models.CloudFormationBackend.create_change_set = _create_change_set_importing

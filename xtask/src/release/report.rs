@@ -149,7 +149,7 @@ pub enum DestroyOutcome {
     Absent,
 }
 
-/// A resource marked `DeletionPolicy: Retain`, which outlives its stack.
+/// A resource whose `DeletionPolicy` retains it, which outlives its stack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Retained {
     pub logical_id: String,
@@ -189,7 +189,7 @@ pub fn retained_text(stack: &str, retained: &[Retained]) -> String {
         return format!("deleting {stack} keeps nothing: it has no retained resources\n");
     }
     let mut out = format!(
-        "deleting {stack} keeps these (DeletionPolicy: Retain), with their data; to remove one \
+        "deleting {stack} keeps these (retained by their DeletionPolicy), with their data; to remove one \
          later, run its command:\n"
     );
     for r in retained {
@@ -205,8 +205,8 @@ pub fn retained_text(stack: &str, retained: &[Retained]) -> String {
         .collect();
     if !named.is_empty() {
         out.push_str(&format!(
-            "their names are fixed by the template: deploying {stack} again fails on {} while \
-             any of them exists; remove them first with the commands above, or deploy another \
+            "their names are fixed by the template: deploying {stack} again is refused while \
+             any of {} exists; remove them first with the commands above, or deploy another \
              environment\n",
             named.join(", ")
         ));

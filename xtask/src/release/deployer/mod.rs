@@ -6,6 +6,7 @@
 mod destroy;
 mod guard;
 mod recorded;
+mod retained;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -175,7 +176,8 @@ impl<'a> Deployer<'a> {
     }
 
     /// Fails before any build on what would fail after it: a parameter the template does not take
-    /// or that deploy sets itself, or a stack in a state deploy refuses.
+    /// or that deploy sets itself, a stack in a state deploy refuses, or a stack to create whose
+    /// stores an earlier one left behind.
     pub async fn precheck(&self, service: &Service) -> anyhow::Result<()> {
         let (template, _) = self.templates(&service.name)?;
         self.precheck_with(service, &template).await
@@ -202,9 +204,15 @@ impl<'a> Deployer<'a> {
         let overrides: BTreeMap<String, String> = self.options.parameters.iter().cloned().collect();
         super::stack::decide::check_declared(template, &overrides, &template.name)?;
         self.stack_role().await?;
-        self.engine()
-            .precheck(&self.stack_name(&service.name))
-            .await
+        let stack = self.stack_name(&service.name);
+        self.engine().precheck(&stack).await?;
+        if cloudformation::describe(&self.cloudformation, &stack)
+            .await?
+            .is_none()
+        {
+            self.refuse_taken_names(&stack, template).await?;
+        }
+        Ok(())
     }
 
     /// The role the region's infrastructure stack made for CloudFormation to run service stacks'

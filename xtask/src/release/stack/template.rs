@@ -151,12 +151,40 @@ impl Template {
             .collect()
     }
 
-    /// The resources CloudFormation keeps when the stack is deleted (`DeletionPolicy: Retain`),
-    /// with their types, in template order.
+    /// The resources CloudFormation keeps when the stack is deleted (`DeletionPolicy: Retain` or
+    /// `RetainExceptOnCreate`), with their types, in template order.
     pub fn retained(&self) -> Vec<(&str, &str)> {
         self.all_resources()
-            .filter(|(_, resource)| resource["DeletionPolicy"].as_str() == Some("Retain"))
+            .filter(|(_, resource)| {
+                matches!(
+                    resource["DeletionPolicy"].as_str(),
+                    Some("Retain" | "RetainExceptOnCreate")
+                )
+            })
             .map(|(id, resource)| (id, resource["Type"].as_str().unwrap_or_default()))
+            .collect()
+    }
+
+    /// The retained tables and buckets whose names the template fixes, with `${Name}` filled in
+    /// from `values` (a stack's parameters and pseudo parameters): what an earlier stack of the
+    /// same name left, which a new one cannot create again while it exists. A name with a
+    /// placeholder `values` lacks is left out.
+    pub fn retained_names(&self, values: &BTreeMap<&str, &str>) -> Vec<(&str, &str, String)> {
+        self.retained()
+            .into_iter()
+            .filter_map(|(id, kind)| {
+                let property = match kind {
+                    "AWS::DynamoDB::Table" => "TableName",
+                    "AWS::S3::Bucket" => "BucketName",
+                    _ => return None,
+                };
+                let pattern = self.yaml["Resources"][id]["Properties"][property].as_str()?;
+                let mut name = pattern.to_owned();
+                for (key, value) in values {
+                    name = name.replace(&format!("${{{key}}}"), value);
+                }
+                (!name.contains("${")).then_some((id, kind, name))
+            })
             .collect()
     }
 
@@ -254,6 +282,48 @@ mod tests {
 
     fn parse(text: &str) -> Template {
         Template::parse("t", text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn retained_stores_are_named_as_the_stack_would_name_them() {
+        let template = parse(
+            r#"Resources:
+  Kept:
+    Type: AWS::DynamoDB::Table
+    DeletionPolicy: RetainExceptOnCreate
+    Properties:
+      TableName: !Sub "hardware-${Environment}-sync"
+  Gone:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      TableName: x
+  Files:
+    Type: AWS::S3::Bucket
+    DeletionPolicy: Retain
+    Properties:
+      BucketName: !Sub "b-${Environment}-${AWS::Region}"
+  Unknown:
+    Type: AWS::S3::Bucket
+    DeletionPolicy: Retain
+    Properties:
+      BucketName: !Sub "b-${Other}"
+  Generated:
+    Type: AWS::S3::Bucket
+    DeletionPolicy: Retain
+"#,
+        );
+        let values = BTreeMap::from([("Environment", "pr-7"), ("AWS::Region", "eu-west-1")]);
+        assert_eq!(
+            template.retained_names(&values),
+            [
+                (
+                    "Kept",
+                    "AWS::DynamoDB::Table",
+                    "hardware-pr-7-sync".to_owned()
+                ),
+                ("Files", "AWS::S3::Bucket", "b-pr-7-eu-west-1".to_owned()),
+            ]
+        );
     }
 
     #[test]
