@@ -84,9 +84,21 @@ impl Serve {
             .enable_all()
             .build()?;
         let sdk = runtime.block_on(emulator.sdk_config(None));
-        let names =
-            runtime.block_on(provision::provision(&sdk, &service.name, &needs, progress))?;
-        runtime.block_on(provision::put_seed(&sdk, &service.name, &seed, progress))?;
+        let scope = provision::SERVE_SCOPE;
+        let names = runtime.block_on(provision::provision(
+            &sdk,
+            &service.name,
+            scope,
+            &needs,
+            progress,
+        ))?;
+        runtime.block_on(provision::put_seed(
+            &sdk,
+            &service.name,
+            scope,
+            &seed,
+            progress,
+        ))?;
 
         // The function reads its secrets from the emulator's Secrets Manager, as it would in AWS.
         let database_secret = match &database {
@@ -104,20 +116,27 @@ impl Serve {
             database_secret.as_deref(),
             service_secret.as_deref(),
         );
-        let issuers = runtime.block_on(provision::issuers(
+        // What `up` fills in, filled in the same way (serve serves no other service, so another
+        // API's URL comes from the crate's local.env); then --env over it.
+        let values = runtime.block_on(provision::local_values(
             &sdk,
             workspace,
             service,
-            DEFAULT_REGION,
+            scope,
             &emulator.endpoint,
+            &Default::default(),
         ))?;
-        for (name, value) in issuers
-            .iter()
-            .chain(&service.local.env)
-            .chain(self.env.iter().map(|(k, v)| (k, v)))
-        {
+        let mut filled = Vec::new();
+        for (name, value) in values.iter().chain(self.env.iter().map(|(k, v)| (k, v))) {
             env.insert(name.clone(), value.clone());
             unset.retain(|n| n != name);
+            filled.push(format!("{name}={value}"));
+        }
+        if !filled.is_empty() {
+            progress.note(&format!(
+                "filled in locally (built from stack parameters in AWS): {}",
+                filled.join(" ")
+            ));
         }
         if !unset.is_empty() {
             progress.note(&format!(

@@ -21,6 +21,8 @@ use crate::workspace::Service;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployed {
     pub service: String,
+    /// The environment whose stack runs it: the scope of what a local run provides for it.
+    pub stage: Environment,
     /// Lambda's name for it: `<service>-<env>-<function>`.
     pub name: String,
     /// The artifact key of the code Lambda runs: `lambdas/<service>/<function>/<sha256>.zip`.
@@ -88,6 +90,7 @@ impl Deployed {
                 .unwrap_or_default();
             functions.push(Deployed {
                 service: service.name.clone(),
+                stage: environment,
                 name,
                 key,
                 memory_mb: configuration.memory_size().unwrap_or(128).max(128) as u32,

@@ -1,7 +1,8 @@
 //! The stores a service's template declares, made real in the local emulator, and the function's
 //! environment in terms of them. There is no second list to keep in sync: every DynamoDB table, S3
 //! bucket and Cognito user pool (with its client) the template declares is created in the
-//! emulator, named `<service>-local-<logical id>`, and each variable of the function's environment
+//! emulator, named `<service>-<scope>-<logical id>` (the scope is `local` for `serve`, the
+//! environment for a deployed stack's pools), and each variable of the function's environment
 //! that refers to one (`!Ref FirmwareTable`) gets the local name. The secrets a function reads at
 //! run time are put in the emulator's Secrets Manager, as a deployment keeps them:
 //! `DATABASE_SECRET_ARN` names one holding the local PostgreSQL's URL, `SERVICE_TOKEN_SECRET_ARN`
@@ -147,15 +148,16 @@ impl Needs {
 pub async fn provision_pools(
     sdk: &aws_config::SdkConfig,
     service: &str,
+    scope: &str,
     needs: &Needs,
 ) -> anyhow::Result<BTreeMap<String, String>> {
     let mut names = BTreeMap::new();
     let cognito = aws_sdk_cognitoidentityprovider::Client::new(sdk);
     for (id, pool) in &needs.pools {
-        let name = local_name(service, id);
+        let name = local_name(service, scope, id);
         let pool_id = create_pool(&cognito, &name, pool).await?;
         for (client_id, (_, client)) in needs.clients.iter().filter(|(_, (of, _))| of == id) {
-            let client_name = local_name(service, client_id);
+            let client_name = local_name(service, scope, client_id);
             let created = create_client(&cognito, &pool_id, &client_name, client).await?;
             names.insert(client_id.clone(), created);
         }
@@ -164,17 +166,46 @@ pub async fn provision_pools(
     Ok(names)
 }
 
-/// The variables of the token issuers `service` takes from another service's user pool
-/// (`[package.metadata.lambda.local.issuers]`): for `ACCESSORY = "hardware/AccessoryUserPool"`,
-/// `ACCESSORY_TOKEN_ISSUER` as that pool's tokens name it in `region`, and `ACCESSORY_JWKS_URL`
-/// where the emulator (`endpoint`) serves its keys. The pool is created if it does not exist yet.
-pub async fn issuers(
+/// The values a local run gives the variables a template builds from stack parameters, one way
+/// for `serve`, `up`, `invoke` and a deploy's check: the crate's
+/// `[package.metadata.lambda.local.env]`; `<OTHER>_API_URL` where this command serves that other
+/// service (`urls`, by name); and the token issuers `service` takes from another service's user
+/// pool in the same `scope` (`[package.metadata.lambda.local.issuers]`, see [`issuers`]).
+pub async fn local_values(
     sdk: &aws_config::SdkConfig,
     workspace: &Workspace,
     service: &crate::workspace::Service,
-    region: &str,
+    scope: &str,
+    endpoint: &str,
+    urls: &BTreeMap<String, String>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut values = service.local.env.clone();
+    let needs = Needs::for_service(workspace, &service.name)?;
+    for (name, _) in needs.env.iter().filter(|(_, s)| **s == Source::Unset) {
+        // `HARDWARE_API_URL`: the hardware API this command serves, where it serves it.
+        if let Some(url) = name
+            .strip_suffix("_API_URL")
+            .and_then(|other| urls.get(&other.to_ascii_lowercase()))
+        {
+            values.insert(name.clone(), url.clone());
+        }
+    }
+    values.extend(issuers(sdk, workspace, service, scope, endpoint).await?);
+    Ok(values)
+}
+
+/// The variables of the token issuers `service` takes from another service's user pool: for
+/// `ACCESSORY = "hardware/AccessoryUserPool"`, `ACCESSORY_TOKEN_ISSUER` as that pool's tokens
+/// name it in the emulator's region, and `ACCESSORY_JWKS_URL` where the emulator (`endpoint`)
+/// serves its keys. The pool (`scope`'s) is created if it does not exist yet.
+async fn issuers(
+    sdk: &aws_config::SdkConfig,
+    workspace: &Workspace,
+    service: &crate::workspace::Service,
+    scope: &str,
     endpoint: &str,
 ) -> anyhow::Result<BTreeMap<String, String>> {
+    let region = crate::aws::region_of(sdk);
     let mut values = BTreeMap::new();
     for (prefix, pool) in &service.local.issuers {
         let Some((other, id)) = pool.split_once('/') else {
@@ -185,7 +216,7 @@ pub async fn issuers(
         };
         let other = workspace.service(other)?;
         let needs = Needs::for_service(workspace, &other.name)?;
-        let pools = provision_pools(sdk, &other.name, &needs).await?;
+        let pools = provision_pools(sdk, &other.name, scope, &needs).await?;
         let pool_id = pools.get(id).with_context(|| {
             format!(
                 "{}: the issuer {prefix} names {pool}, but {} declares no user pool {id}",
@@ -208,9 +239,13 @@ pub async fn issuers(
     Ok(values)
 }
 
-/// The local name of a store: `<service>-local-<logical id in lowercase>`.
-fn local_name(service: &str, id: &str) -> String {
-    format!("{service}-local-{}", id.to_ascii_lowercase())
+/// The scope of the stores `serve` (and `bench lambda`) make for a service of their own, apart
+/// from every deployed environment's.
+pub const SERVE_SCOPE: &str = "local";
+
+/// The local name of a store: `<service>-<scope>-<logical id in lowercase>`.
+fn local_name(service: &str, scope: &str, id: &str) -> String {
+    format!("{service}-{scope}-{}", id.to_ascii_lowercase())
 }
 
 /// Creates what the template declares, where it does not exist yet; logical id → local name (or
@@ -218,19 +253,20 @@ fn local_name(service: &str, id: &str) -> String {
 pub async fn provision(
     sdk: &aws_config::SdkConfig,
     service: &str,
+    scope: &str,
     needs: &Needs,
     progress: Progress,
 ) -> anyhow::Result<BTreeMap<String, String>> {
     let mut names = BTreeMap::new();
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     for (id, table) in &needs.tables {
-        let name = local_name(service, id);
+        let name = local_name(service, scope, id);
         create_table(&dynamodb, &name, table).await?;
         names.insert(id.clone(), name);
     }
     let s3 = crate::aws::s3_client(sdk);
     for id in &needs.buckets {
-        let name = local_name(service, id);
+        let name = local_name(service, scope, id);
         if s3.head_bucket().bucket(&name).send().await.is_err() {
             s3.create_bucket()
                 .bucket(&name)
@@ -245,7 +281,7 @@ pub async fn provision(
         }
         names.insert(id.clone(), name);
     }
-    names.extend(provision_pools(sdk, service, needs).await?);
+    names.extend(provision_pools(sdk, service, scope, needs).await?);
     progress.note(&format!(
         "stores in the emulator: {}",
         names
@@ -444,12 +480,13 @@ pub fn read_seed(path: &Path) -> anyhow::Result<Seed> {
 pub async fn put_seed(
     sdk: &aws_config::SdkConfig,
     service: &str,
+    scope: &str,
     seed: &Seed,
     progress: Progress,
 ) -> anyhow::Result<()> {
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     for (id, items) in seed {
-        let name = local_name(service, id);
+        let name = local_name(service, scope, id);
         for item in items {
             let item = item
                 .iter()

@@ -69,12 +69,14 @@ impl Local {
             .filter(|(name, _)| is_unresolved(deployed.environment.get(*name).map(String::as_str)))
             .map(|(_, source)| source)
             .collect();
+        let scope = deployed.stage.to_string();
         let mut fill = Fill::default();
         if unresolved
             .iter()
             .any(|s| matches!(s, Source::Resource(_) | Source::Unset))
         {
-            fill.pools = provision::provision_pools(&aws.sdk, &service.name, &needs).await?;
+            fill.pools =
+                provision::provision_pools(&aws.sdk, &service.name, &scope, &needs).await?;
         }
         // The emulator's database secret holds the local server's URL as it is now (a restarted
         // server listens on another port), whether deploy passed its ARN or it is filled in here.
@@ -91,18 +93,8 @@ impl Local {
         if unresolved.contains(&&Source::ServiceSecret) {
             fill.service_secret = Some(secrets::service_token_secret(&aws.sdk, workspace).await?);
         }
-        fill.values = service.local.env.clone();
-        for (name, _) in needs.env.iter().filter(|(_, s)| **s == Source::Unset) {
-            // `HARDWARE_API_URL`: the hardware API this command serves, where it serves it.
-            if let Some(url) = name
-                .strip_suffix("_API_URL")
-                .and_then(|other| urls.get(&other.to_ascii_lowercase()))
-            {
-                fill.values.insert(name.clone(), url.clone());
-            }
-        }
-        let issuers = provision::issuers(&aws.sdk, workspace, service, &aws.region, endpoint);
-        fill.values.extend(issuers.await?);
+        fill.values =
+            provision::local_values(&aws.sdk, workspace, service, &scope, endpoint, urls).await?;
         Ok(Local { needs, fill })
     }
 
@@ -148,12 +140,21 @@ pub async fn launch(
     let mut environment = deployed.environment.clone();
     let filled = local.complete(&mut environment, endpoint);
     if !filled.is_empty() {
+        let values: Vec<String> = filled
+            .iter()
+            .map(|name| {
+                format!(
+                    "{name}={}",
+                    environment.get(name).map_or("", String::as_str)
+                )
+            })
+            .collect();
         Echo::stderr().line(
             &deployed.service,
             Kind::Lambda,
             &format!(
                 "filled in locally, since the emulator could not resolve them: {}",
-                filled.join(", ")
+                values.join(" ")
             ),
         );
     }

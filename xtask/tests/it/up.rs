@@ -245,6 +245,18 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
     deployed(&fixture, &[]);
     until_answered_by(port, "/v1/x", "fixed");
 
+    // The pools up made are this environment's own, apart from serve's.
+    let pools = crate::deploy::emulator_post(
+        &fixture,
+        "AWSCognitoIdentityProviderService.ListUserPools",
+        "cognito-idp",
+        r#"{"MaxResults": 60}"#,
+    );
+    assert!(
+        pools.contains("\"hardware-dev-accessoryuserpool\"") && !pools.contains("-local-"),
+        "{pools}"
+    );
+
     // The emulator dies: up says so once, and keeps serving the code it last fetched.
     let (_, emulator) = fixture.emulator().unwrap();
     let killed = std::process::Command::new("kill")
@@ -263,14 +275,19 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
         "fresh instances after the crash, for parallel requests and each release:\n{}",
         log.join("\n")
     );
-    assert!(
-        log.iter().any(|l| l.ends_with(
-            "filled in locally, since the emulator could not resolve them: ACCESSORY_CLIENT_ID, \
-             ACCESSORY_JWKS_URL, ACCESSORY_TOKEN_ISSUER, ACCESSORY_USER_POOL_ID"
-        )),
-        "{}",
-        log.join("\n")
-    );
+    // Each value filled in is printed, for scripts; the pool is this environment's own.
+    let filled = log
+        .iter()
+        .find(|l| l.contains("filled in locally, since the emulator could not resolve them: "))
+        .unwrap_or_else(|| panic!("{}", log.join("\n")));
+    for value in [
+        " ACCESSORY_CLIENT_ID=",
+        " ACCESSORY_JWKS_URL=http://127.0.0.1:",
+        " ACCESSORY_TOKEN_ISSUER=https://cognito-idp.us-west-2.amazonaws.com/us-west-2_",
+        " ACCESSORY_USER_POOL_ID=us-west-2_",
+    ] {
+        assert!(filled.contains(value), "{value} in {filled}");
+    }
     assert!(
         log.iter().any(|l| l.contains("REPORT RequestId: ")),
         "{}",

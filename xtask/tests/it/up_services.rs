@@ -411,8 +411,8 @@ fn up_serves_the_real_services_as_deployed() {
     assert!(
         all.contains(
             "[preprocessing] filled in locally, since the emulator could not resolve them: \
-             ACCESSORY_JWKS_URL, ACCESSORY_TOKEN_ISSUER, HARDWARE_API_URL"
-        ),
+             ACCESSORY_JWKS_URL=http://127.0.0.1:"
+        ) && all.contains(" HARDWARE_API_URL=http://127.0.0.1:"),
         "{all}"
     );
 }

@@ -90,9 +90,22 @@ pub(super) fn configured(
     progress: Progress,
 ) -> anyhow::Result<Bootstrap> {
     let needs = Needs::for_service(workspace, &service.name)?;
-    let names = runtime.block_on(provision::provision(sdk, &service.name, &needs, progress))?;
+    let scope = provision::SERVE_SCOPE;
+    let names = runtime.block_on(provision::provision(
+        sdk,
+        &service.name,
+        scope,
+        &needs,
+        progress,
+    ))?;
     let seed = subject(service)?.seed;
-    runtime.block_on(provision::put_seed(sdk, &service.name, &seed, progress))?;
+    runtime.block_on(provision::put_seed(
+        sdk,
+        &service.name,
+        scope,
+        &seed,
+        progress,
+    ))?;
     let (env, _) = needs.environment(&names, Some(&secrets.database), Some(&secrets.service));
     let region = crate::aws::region_of(sdk);
     let mut bootstrap = bootstrap
