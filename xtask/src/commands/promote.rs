@@ -138,9 +138,10 @@ impl Promote {
             .unwrap_or_default();
         bail!(
             "{from} runs {key}, {built}, and {to} runs only release builds, so that what reaches \
-             production is what qa tested: deploy {to} from source (`cargo xtask deploy {} {to}`), \
-             or pass --allow-fast-profile; nothing was changed",
-            service.name
+             production is what qa tested: deploy {to} from source (`cargo xtask deploy {} \
+             {to}{}`), or pass --allow-fast-profile; nothing was changed",
+            service.name,
+            self.account.flags()
         )
     }
 }

@@ -16,6 +16,7 @@ use crate::local::postgres::Postgres;
 use crate::local::process::{Program, listening};
 use crate::local::provision::{self, Needs, Source};
 use crate::local::secrets;
+use crate::local::seed;
 use crate::names::parse_key_value;
 use crate::progress::Progress;
 use crate::workspace::Workspace;
@@ -54,7 +55,7 @@ impl Serve {
         let seed = self
             .seed
             .as_deref()
-            .map(provision::read_seed)
+            .map(seed::read_seed)
             .transpose()?
             .unwrap_or_default();
         for table in seed.keys() {
@@ -92,13 +93,7 @@ impl Serve {
             &needs,
             progress,
         ))?;
-        runtime.block_on(provision::put_seed(
-            &sdk,
-            &service.name,
-            scope,
-            &seed,
-            progress,
-        ))?;
+        runtime.block_on(seed::put_seed(&sdk, &service.name, scope, &seed, progress))?;
 
         // The function reads its secrets from the emulator's Secrets Manager, as it would in AWS.
         let database_secret = match &database {

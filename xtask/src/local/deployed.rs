@@ -176,7 +176,7 @@ pub fn code_key(
         .with_context(|| {
             format!(
                 "Lambda's code location for {function} ({location:?}) names no artifact key of \
-                 this tool's: was the function's code set by `cargo xtask deploy`?"
+                 this tool's: was the function's code set by another tool than this one's deploy?"
             )
         })?;
     let named = integrity::named_sha256(key).unwrap_or_default();

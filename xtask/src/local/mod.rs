@@ -13,6 +13,7 @@ pub mod process;
 pub mod provision;
 pub mod runtime;
 pub mod secrets;
+pub mod seed;
 pub mod state;
 
 pub use account::{Access, Session, connect};

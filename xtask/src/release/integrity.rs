@@ -209,15 +209,19 @@ pub fn check_template_key(service: &str, file: &str, key: &str) -> anyhow::Resul
 }
 
 /// Fails unless Lambda runs, as `function`, the zip `key` names: `code_sha256` is its
-/// `CodeSha256`.
-pub fn check_running(function: &str, key: &str, code_sha256: Option<&str>) -> anyhow::Result<()> {
+/// `CodeSha256`. `status` is the command that shows the stack, for the advice.
+pub fn check_running(
+    function: &str,
+    key: &str,
+    code_sha256: Option<&str>,
+    status: &str,
+) -> anyhow::Result<()> {
     let named = named_sha256(key).unwrap_or_default();
     let running = code_sha256.and_then(from_base64);
     if running.as_deref() != Some(named) {
         bail!(
             "{function} runs code whose SHA-256 is {}, but its stack deployed {key}, which names \
-             {named}: what runs is not what was released. See it with `cargo xtask status`, and \
-             deploy again",
+             {named}: what runs is not what was released. See it with {status}, and deploy again",
             running.as_deref().unwrap_or("unknown")
         );
     }
@@ -381,15 +385,22 @@ mod tests {
             "f",
             &zip,
             Some("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="),
+            "`cargo xtask status`",
         )
         .unwrap();
-        let error = check_running("f", &zip, Some("AAAA"))
-            .unwrap_err()
-            .to_string();
+        let error = check_running(
+            "f",
+            &zip,
+            Some("AAAA"),
+            "`cargo xtask status s dev --local`",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
-            error.contains("what runs is not what was released"),
+            error.contains("what runs is not what was released")
+                && error.contains("See it with `cargo xtask status s dev --local`, and deploy"),
             "{error}"
         );
-        assert!(check_running("f", &zip, None).is_err());
+        assert!(check_running("f", &zip, None, "").is_err());
     }
 }

@@ -87,7 +87,8 @@ impl Rollout<'_> {
             };
             let (entry, kept) = match d.history(&stack).await {
                 Ok(history) => {
-                    let picked = history::pick(&history, Some(&running), target, &stack)?;
+                    let status = d.status_command(&service.name);
+                    let picked = history::pick(&history, Some(&running), target, &stack, &status)?;
                     if let Some(note) = &picked.note {
                         d.progress.note(&format!("warning: {note}"));
                     }
@@ -129,9 +130,12 @@ impl Rollout<'_> {
                 entry.deployed_at,
                 entry.kind.as_str()
             ));
-            let advice = "Pick another with --to (`cargo xtask status` lists the releases)";
+            let advice = format!(
+                "Pick another with --to ({} lists the releases)",
+                d.status_command(&service.name)
+            );
             let release = d
-                .recorded(service, entry, Kind::Rollback, None, advice)
+                .recorded(service, entry, Kind::Rollback, None, &advice)
                 .await?;
             let (mut report, failed, restored_entry) = self
                 .change_and_check(lock, service, &release, kept, phase, deadline, started)
@@ -149,7 +153,8 @@ impl Rollout<'_> {
             }
             let failure = format!(
                 "{stack} is rolled back, but the release it restored fails its probes too \
-                 ({failed}): pick another with --to (`cargo xtask status` lists the releases)"
+                 ({failed}): pick another with --to ({} lists the releases)",
+                d.status_command(&service.name)
             );
             report.probes = Some(Probes::Failed { failed });
             Ok((report, Some(failure)))
@@ -220,11 +225,14 @@ impl Rollout<'_> {
                 return Ok((report, Some(why)));
             };
             d.progress.note(&format!("{stack}: {failed}; rolling back"));
-            let advice = "Roll back with --to another release (`cargo xtask status` lists them)";
+            let advice = format!(
+                "Roll back with --to another release ({} lists them)",
+                d.status_command(&service.name)
+            );
             let undo = async {
                 self.lease.renew().await?;
                 let earlier = d
-                    .recorded(service, before, Kind::Rollback, None, advice)
+                    .recorded(service, before, Kind::Rollback, None, &advice)
                     .await?;
                 let rolled_back = Outcome::RolledBack {
                     cause: Cause::Probe,

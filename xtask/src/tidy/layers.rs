@@ -254,7 +254,7 @@ fn circles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
     found.into_iter().collect()
 }
 
-fn sources(dir: &Path, root: &Path, files: &mut Vec<(String, String)>) {
+pub(super) fn sources(dir: &Path, root: &Path, files: &mut Vec<(String, String)>) {
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.expect("readable").path();
         if path.is_dir() {

@@ -4,6 +4,7 @@
 //! every probe goes to a route its service has, and the release tool keeps its layers (see
 //! ARCHITECTURE.md).
 
+mod advice;
 mod features;
 mod handlers;
 mod iam;

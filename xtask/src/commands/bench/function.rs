@@ -12,8 +12,9 @@ use serde::Serialize;
 use xshell::Shell;
 
 use crate::local::emulator::CREDENTIALS;
-use crate::local::provision::{self, Needs, Seed};
+use crate::local::provision::{self, Needs};
 use crate::local::secrets;
+use crate::local::seed::{self, Seed};
 use crate::names::Profile;
 use crate::progress::Progress;
 use crate::release::artifact::{ENTRY, unzip_bootstrap, write_atomically, zip_bootstrap};
@@ -40,7 +41,7 @@ pub(super) fn subject(service: &Service) -> anyhow::Result<Subject> {
         );
     }
     let seed = match &service.local.seed {
-        Some(path) => provision::read_seed(path)?,
+        Some(path) => seed::read_seed(path)?,
         None => Seed::new(),
     };
     Ok(Subject {
@@ -99,13 +100,7 @@ pub(super) fn configured(
         progress,
     ))?;
     let seed = subject(service)?.seed;
-    runtime.block_on(provision::put_seed(
-        sdk,
-        &service.name,
-        scope,
-        &seed,
-        progress,
-    ))?;
+    runtime.block_on(seed::put_seed(sdk, &service.name, scope, &seed, progress))?;
     let (env, _) = needs.environment(&names, Some(&secrets.database), Some(&secrets.service));
     let region = crate::aws::region_of(sdk);
     let mut bootstrap = bootstrap

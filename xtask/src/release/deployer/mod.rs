@@ -164,6 +164,15 @@ impl<'a> Deployer<'a> {
         StackName::new(service, self.environment)
     }
 
+    /// The command that shows `service`'s stack here, as advice: the user's flags carried.
+    pub fn status_command(&self, service: &str) -> String {
+        format!(
+            "`cargo xtask status {service} {}{}`",
+            self.environment,
+            self.flags()
+        )
+    }
+
     fn engine(&self) -> Engine<'_> {
         Engine {
             cloudformation: &self.cloudformation,
@@ -458,7 +467,12 @@ impl<'a> Deployer<'a> {
             };
             let name = self.stack_name(&service.name).function(&function.name);
             let running = crate::aws::lambda::code_sha256(&lambda, &name).await?;
-            integrity::check_running(&name, key, running.as_deref())?;
+            integrity::check_running(
+                &name,
+                key,
+                running.as_deref(),
+                &self.status_command(&service.name),
+            )?;
         }
         let stack = self.stack_name(&service.name);
         // The stack as the report just found it: its resources name the nested stack.

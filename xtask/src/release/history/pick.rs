@@ -75,6 +75,7 @@ pub fn pick(
     running: Option<&Running>,
     target: &Target,
     stack: &str,
+    status: &str,
 ) -> anyhow::Result<Picked> {
     if history.is_empty() {
         bail!(
@@ -100,7 +101,7 @@ pub fn pick(
             None => bail!(
                 "no release of {stack} before the one that runs passed its checks and is not \
                  known to fail: there is nothing safe to roll back to. Deploy a fix, or name a \
-                 release with --to (`cargo xtask status` lists them with their outcomes)"
+                 release with --to ({status} lists them with their outcomes)"
             ),
         },
         Target::Commit(commit) => {
@@ -211,6 +212,21 @@ mod tests {
     use super::super::tests::{entry, failed, running};
     use super::*;
 
+    /// [`pick`] for stack `s`, whose status command carries the user's `--local`.
+    fn pick_in(
+        history: &[Entry],
+        running: Option<&Running>,
+        target: &Target,
+    ) -> anyhow::Result<Picked> {
+        pick(
+            history,
+            running,
+            target,
+            "s",
+            "`cargo xtask status s dev --local`",
+        )
+    }
+
     #[test]
     fn targets_parse_as_commits_or_keys() {
         assert_eq!(
@@ -256,13 +272,7 @@ mod tests {
         let picked = previous_good(&history, Some(3)).unwrap();
         assert_eq!(picked.digest, "d3");
         // A plain rollback from d3 skips d2, which failed, and goes to d1.
-        let picked = pick(
-            &history,
-            Some(&running(&history[2])),
-            &Target::Previous,
-            "s",
-        )
-        .unwrap();
+        let picked = pick_in(&history, Some(&running(&history[2])), &Target::Previous).unwrap();
         assert_eq!(picked.entry.digest, "d1");
         assert_eq!(picked.note, None);
         // An unchecked release is not known to be good either.
@@ -270,15 +280,15 @@ mod tests {
             entry("aaaa111", "k1", "d1", Outcome::Unchecked),
             entry("bbbb222", "k2", "d2", Outcome::Live),
         ];
-        let error = pick(
-            &history,
-            Some(&running(&history[1])),
-            &Target::Previous,
-            "s",
+        let error = pick_in(&history, Some(&running(&history[1])), &Target::Previous);
+        let error = error.unwrap_err().to_string();
+        assert!(
+            error.contains("nothing safe"),
+            "no good release: refused, never something else"
         );
         assert!(
-            error.unwrap_err().to_string().contains("nothing safe"),
-            "no good release: refused, never something else"
+            error.contains("(`cargo xtask status s dev --local` lists them"),
+            "the advice carries the user's flags: {error}"
         );
     }
 
@@ -308,17 +318,17 @@ mod tests {
             dirty,
         ];
         let now = running(&history[2]);
-        let picked = pick(&history, Some(&now), &Target::Commit("aaaa".into()), "s").unwrap();
+        let picked = pick_in(&history, Some(&now), &Target::Commit("aaaa".into())).unwrap();
         assert_eq!(
             picked.entry.digest, "d1",
             "the clean one, not the running dirty one"
         );
         // Only the running one: said, not "nothing to deploy".
         let only = vec![history[2].clone()];
-        let error = pick(&only, Some(&now), &Target::Commit("aaaa".into()), "s").unwrap_err();
+        let error = pick_in(&only, Some(&now), &Target::Commit("aaaa".into())).unwrap_err();
         assert!(error.to_string().contains("runs now"), "{error}");
         // An unknown commit names the recorded ones.
-        let error = pick(&history, Some(&now), &Target::Commit("ffff".into()), "s").unwrap_err();
+        let error = pick_in(&history, Some(&now), &Target::Commit("ffff".into())).unwrap_err();
         assert!(error.to_string().contains("aaaa111"), "{error}");
     }
 
@@ -329,14 +339,14 @@ mod tests {
             entry("bbbb222", "k2", "d2", Outcome::Live),
         ];
         let now = running(&history[1]);
-        let by_commit = pick(&history, Some(&now), &Target::Commit("aaaa".into()), "s").unwrap();
+        let by_commit = pick_in(&history, Some(&now), &Target::Commit("aaaa".into())).unwrap();
         assert_eq!(by_commit.entry.digest, "d1");
         assert!(
             by_commit.note.unwrap().contains("panics at init"),
             "named explicitly, and said"
         );
         let key = Target::Key("lambdas/hardware/apigateway-execute/k1.zip".into());
-        let by_key = pick(&history, Some(&now), &key, "s").unwrap();
+        let by_key = pick_in(&history, Some(&now), &key).unwrap();
         assert!(by_key.note.unwrap().contains("because --to names it"));
     }
 
@@ -348,7 +358,7 @@ mod tests {
         ];
         let now = running(&history[1]);
         let key = "lambdas/hardware/apigateway-execute/k0.zip".to_owned();
-        let swapped = pick(&history, Some(&now), &Target::Key(key.clone()), "s").unwrap();
+        let swapped = pick_in(&history, Some(&now), &Target::Key(key.clone())).unwrap();
         assert_eq!(
             swapped.entry.artifact_keys["ApigatewayExecuteArtifactKey"],
             key
@@ -357,12 +367,12 @@ mod tests {
         assert_eq!(swapped.entry.commit, "unknown");
         assert_eq!(swapped.entry.outcome, Outcome::Unchecked);
         let other = Target::Key("lambdas/hardware/other-function/k.zip".into());
-        let error = pick(&history, Some(&now), &other, "s").unwrap_err();
+        let error = pick_in(&history, Some(&now), &other).unwrap_err();
         assert!(
             error.to_string().contains("ApigatewayExecuteArtifactKey"),
             "{error}"
         );
-        let error = pick(&[], Some(&now), &Target::Previous, "s").unwrap_err();
+        let error = pick_in(&[], Some(&now), &Target::Previous).unwrap_err();
         assert!(
             error.to_string().contains("no recorded releases"),
             "{error}"
