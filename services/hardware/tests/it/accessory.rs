@@ -234,10 +234,10 @@ async fn registration_and_login_failures() {
         Some(&registration().to_string()),
     )
     .await;
-    assert!(
-        answer
-            .assert_error(400, "InvalidSchema")
-            .contains("invalid MAC address")
+    assert_eq!(
+        answer.assert_error(400, "InvalidSchema"),
+        "mac: `not-a-mac` is not a MAC address: six two-digit hex groups joined by ':', like \
+         0a:1b:2c:3d:4e:5f"
     );
 }
 

@@ -223,7 +223,7 @@ async fn a_malformed_path_parameter_is_invalid_schema() {
     let app = widgets().await;
     let answer = call(&app, Method::GET, "/v1/widgets/0a:1b:2c:3d:4e", None).await;
     let message = answer.assert_error(400, "InvalidSchema");
-    assert!(message.contains("invalid MAC address"), "{message}");
+    assert!(message.contains("is not a MAC address"), "{message}");
 }
 
 #[tokio::test]
