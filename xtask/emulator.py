@@ -575,6 +575,9 @@ def _execute_change_set_with_outputs(self, change_set_name, stack_name=None):
     )
     try:
         _execute_change_set(self, change_set_name, stack_name)
+    except (ValidationError, UnformattedGetAttTemplateException):
+        # A template error, which CloudFormation finds before it changes anything (moto only now).
+        raise
     except Exception as error:
         if change_set is None:
             raise

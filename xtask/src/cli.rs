@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::bail;
 
+use crate::environments::Environment;
+use crate::environments::Profile;
 use crate::local::{self, Access, Session};
-use crate::names::{Environment, Profile, parse_key_value};
+use crate::names::parse_key_value;
 use crate::progress::{Progress, print_result};
 use crate::release::deployer::{self, Deployer};
 use crate::release::lease::Lease;
@@ -79,8 +81,9 @@ impl Selection {
 pub struct Stack {
     /// The service.
     pub service: String,
-    /// The environment (dev, qa or production).
-    pub environment: Environment,
+    /// The environment, as [workspace.metadata.environments] in Cargo.toml declares it (dev, qa,
+    /// production, pr-42, ...).
+    pub environment: crate::environments::Name,
 }
 
 impl Stack {
@@ -89,7 +92,10 @@ impl Stack {
         &self,
         workspace: &'w Workspace,
     ) -> anyhow::Result<(&'w Service, Environment)> {
-        Ok((workspace.service(&self.service)?, self.environment))
+        Ok((
+            workspace.service(&self.service)?,
+            self.environment.resolve()?,
+        ))
     }
 }
 
@@ -116,7 +122,7 @@ pub struct Account {
     /// (cloudformation/pipeline.yaml), IAM enforced on the emulator, as the release pipeline does in
     /// AWS; an action the policy lacks fails with AccessDenied.
     #[arg(long, requires = "local", value_name = "ENV")]
-    pub as_deployer_of: Option<Environment>,
+    pub as_deployer_of: Option<crate::environments::Name>,
 }
 
 impl Account {
@@ -139,7 +145,7 @@ impl Account {
         if self.local {
             flags.push_str(" --local");
         }
-        if let Some(environment) = self.as_deployer_of {
+        if let Some(environment) = &self.as_deployer_of {
             flags.push_str(&format!(" --as-deployer-of {environment}"));
         }
         flags
@@ -159,7 +165,10 @@ impl Account {
             self.region.as_deref(),
             self.bucket.as_deref(),
             self.local,
-            self.as_deployer_of,
+            self.as_deployer_of
+                .as_ref()
+                .map(crate::environments::Name::resolve)
+                .transpose()?,
             access,
             workspace,
             progress,

@@ -4,6 +4,7 @@
 mod aws;
 mod cli;
 mod commands;
+mod environments;
 mod local;
 mod names;
 mod progress;

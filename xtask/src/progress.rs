@@ -113,6 +113,11 @@ pub fn now_rfc3339() -> String {
     rfc3339(seconds)
 }
 
+/// `at` as RFC 3339 in UTC, to the second.
+pub fn rfc3339_at(at: SystemTime) -> String {
+    rfc3339(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+}
+
 /// Seconds since the epoch as RFC 3339 in UTC, formatted by the AWS SDK's own date type.
 fn rfc3339(seconds: u64) -> String {
     let seconds = i64::try_from(seconds).expect("seconds since 1970 fit in an i64");

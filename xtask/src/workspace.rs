@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub use gate::probe::Probe;
 
+use crate::environments::{Environment, Stores};
 use crate::names::Architecture;
 
 /// The workspace as the release tool sees it.
@@ -109,6 +110,12 @@ impl Workspace {
                     .any(|target| target.is_bin() && target.name == bin)
             })
         };
+        // The environments the workspace declares, or the built-in three: every environment
+        // named from here on is parsed against them.
+        match metadata.workspace_metadata.get("environments") {
+            Some(table) => crate::environments::Environments::from_metadata(table)?.install(),
+            None => crate::environments::Environments::builtin().install(),
+        }
         let gate: Option<Function> = match metadata.workspace_metadata.get("lambda") {
             Some(lambda) => serde_json::from_value(lambda["gate"].clone())
                 .context("the workspace's [workspace.metadata.lambda.gate] is malformed")?,
@@ -210,6 +217,28 @@ impl Workspace {
     pub fn template(&self, file: &str) -> anyhow::Result<String> {
         let path = self.root.join("cloudformation").join(file);
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// A template as `environment` deploys it: the shared API Gateway template as it is; a
+    /// service's own with its stores' `RetainExceptOnCreate` made `Delete` where the environment
+    /// deletes its stores with its stacks (`stores = "deleted"`), so that it can be destroyed and
+    /// made again. The result is what is published and deployed, under its own hash.
+    pub fn template_for(&self, file: &str, environment: Environment) -> anyhow::Result<String> {
+        let text = self.template(file)?;
+        if file == APIGATEWAY_TEMPLATE || environment.stores() == Stores::Retained {
+            return Ok(text);
+        }
+        Ok(text
+            .lines()
+            .map(|line| match line.trim_start() {
+                "DeletionPolicy: RetainExceptOnCreate" => {
+                    line.replace("RetainExceptOnCreate", "Delete")
+                }
+                "UpdateReplacePolicy: Retain" => line.replace("Retain", "Delete"),
+                _ => line.to_owned(),
+            })
+            .map(|line| line + "\n")
+            .collect())
     }
 
     /// Where a service's packaged artifacts and manifest go.

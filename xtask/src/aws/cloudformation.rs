@@ -21,6 +21,7 @@ pub struct Current {
     pub updated: Option<String>,
     pub parameters: BTreeMap<String, String>,
     pub outputs: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One resource of a stack.
@@ -115,6 +116,7 @@ fn current(found: &aws_sdk_cloudformation::types::Stack, stack: &str) -> Current
                 .map(|o| (o.output_key(), o.output_value()))
                 .collect(),
         ),
+        tags: pairs(found.tags().iter().map(|t| (t.key(), t.value())).collect()),
     }
 }
 

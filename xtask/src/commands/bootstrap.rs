@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::aws::{check_credentials, region_of, sdk_config};
-use crate::names::Environment;
+use crate::environments::{Environment, Environments, Name, Stores};
 use crate::progress::Progress;
 use crate::release::bootstrap::{self, Pipeline, STACK};
 use crate::workspace::Workspace;
@@ -31,12 +31,14 @@ pub struct Bootstrap {
     /// The infrastructure stack's name.
     #[arg(long, default_value = STACK)]
     stack: String,
-    /// Bootstrap this environment's pipeline rights instead of the region's infrastructure.
+    /// Bootstrap this environment's pipeline rights instead of the region's infrastructure: a name,
+    /// or a pattern of [workspace.metadata.environments] ('pr-*') whose environments share one.
     #[arg(long)]
-    environment: Option<Environment>,
-    /// With --environment: the environment whose releases it promotes (qa for production).
+    environment: Option<String>,
+    /// With --environment: the environment whose releases it promotes (default: what
+    /// [workspace.metadata.environments] declares as its promotes-from).
     #[arg(long, requires = "environment")]
-    promotes_from: Option<Environment>,
+    promotes_from: Option<Name>,
     /// With --environment: the GitHub repository (owner/name) whose workflow gets a role for it.
     #[arg(long, requires = "environment")]
     github_repository: Option<String>,
@@ -53,8 +55,17 @@ impl Bootstrap {
         runtime.block_on(async {
             let sdk = sdk_config(self.region.as_deref()).await;
             check_credentials(&sdk).await?;
-            if let Some(environment) = self.environment {
-                if self.promotes_from == Some(environment) {
+            if let Some(environment) = &self.environment {
+                // A name, or a whole pattern (`pr-*`): every preview shares one pipeline.
+                let declared = match environment.strip_suffix('*') {
+                    Some(_) => Environments::declared(environment)?,
+                    None => environment.parse::<Environment>()?.declared().clone(),
+                };
+                let promotes_from = match &self.promotes_from {
+                    Some(from) => Some(from.resolve()?.to_string()),
+                    None => declared.promotes_from.clone(),
+                };
+                if promotes_from.as_deref() == Some(environment.as_str()) {
                     anyhow::bail!(
                         "{environment} cannot promote from itself: --promotes-from names the \
                          environment whose releases it takes (qa for production)"
@@ -67,9 +78,11 @@ impl Bootstrap {
                     &sdk,
                     workspace,
                     &Pipeline {
-                        environment: environment.as_str(),
-                        promotes_from: self.promotes_from.map(Environment::as_str),
+                        environment,
+                        promotes_from: promotes_from.as_deref(),
                         repository: self.github_repository.as_deref(),
+                        deletes_stores: declared.stores == Stores::Deleted,
+                        secrets_from: declared.secrets_from.as_deref(),
                         infrastructure: &self.stack,
                     },
                     Duration::from_secs(self.timeout),

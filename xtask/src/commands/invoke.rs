@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::cli::{Account, Output, Stack};
+use crate::environments::StackName;
 use crate::local::check;
-use crate::names::StackName;
 use crate::progress::{Progress, print_result};
 use crate::workspace::Workspace;
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::aws::logs::{Event, filter};
 use crate::cli::{Account, Output, Stack};
-use crate::names::StackName;
+use crate::environments::StackName;
 use crate::progress::Progress;
 use crate::workspace::Workspace;
 

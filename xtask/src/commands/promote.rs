@@ -6,7 +6,8 @@
 use anyhow::bail;
 
 use crate::cli::{Account, ChangeSet, Destination, Output, Released, Rollout, Selection};
-use crate::names::{Environment, Profile};
+use crate::environments::Profile;
+use crate::environments::{Environment, Stores};
 use crate::progress::Progress;
 use crate::release::deployer::Release;
 use crate::workspace::{Service, Workspace};
@@ -68,6 +69,21 @@ impl Promote {
         if from == to {
             bail!(
                 "{from} is both where the release comes from and where it goes: name two environments"
+            );
+        }
+        // A release's templates are rendered for their environment's stores: one that deletes them
+        // with its stacks must never reach one that keeps them, nor the other way round.
+        if from.stores() != to.stores() {
+            let says = |e: Environment| match e.stores() {
+                Stores::Retained => format!("{e} keeps its stores"),
+                Stores::Deleted => format!("{e} deletes its stores with its stacks"),
+            };
+            bail!(
+                "{} and {}: their templates differ, so a release of one is not a release of the \
+                 other; promote between environments that treat their stores alike, or deploy {to} \
+                 from source",
+                says(from),
+                says(to)
             );
         }
         Ok((services, from, to))

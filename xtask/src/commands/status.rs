@@ -10,7 +10,10 @@ use xshell::Shell;
 
 use crate::aws::cloudformation;
 use crate::cli::{Account, Output, Stack};
-use crate::names::{Environment, Profile, StackName, short};
+use crate::environments::Environment;
+use crate::environments::Profile;
+use crate::environments::StackName;
+use crate::names::short;
 use crate::progress::{Progress, print_result};
 use crate::release::history::{self, Entry, Outcome};
 use crate::release::integrity::{self, RunningTemplate};

@@ -12,12 +12,12 @@ use anyhow::{Context, bail};
 
 use crate::aws::Connection;
 use crate::cli::Account;
+use crate::environments::Environment;
 use crate::local::deployed::Deployed;
 use crate::local::emulator::Emulator;
 use crate::local::gateway::terminal::{Echo, Kind};
 use crate::local::gateway::{self, Instances};
 use crate::local::runtime::{self, Here, Local, binary_media_types, launch};
-use crate::names::Environment;
 use crate::progress::Progress;
 use crate::workspace::{Service, Workspace};
 

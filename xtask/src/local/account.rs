@@ -11,7 +11,7 @@ use anyhow::Context as _;
 
 use super::emulator::Emulator;
 use crate::aws::{self, Connection};
-use crate::names::Environment;
+use crate::environments::Environment;
 use crate::progress::Progress;
 use crate::release::bootstrap::{self, Pipeline};
 use crate::release::stack::Template;
@@ -211,6 +211,8 @@ async fn deployer_key(
             environment: environment.as_str(),
             promotes_from: environment.promotes_from().map(Environment::as_str),
             repository: None,
+            deletes_stores: environment.stores() == crate::environments::Stores::Deleted,
+            secrets_from: environment.secrets_from().map(Environment::as_str),
             infrastructure: bootstrap::STACK,
         },
         BOOTSTRAP_TIMEOUT,

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::aws::Connection;
+use crate::environments::Environment;
 use crate::local::deployed::Deployed;
 use crate::local::gateway::logs::Logs;
 use crate::local::gateway::terminal::Echo;
 use crate::local::gateway::{self, Instances};
 use crate::local::runtime::{self, Here, Local, binary_media_types, launch};
-use crate::names::Environment;
 use crate::progress::Progress;
 use crate::release::probe::show_last_lines;
 use crate::release::report::StackReport;

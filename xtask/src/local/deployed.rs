@@ -11,8 +11,10 @@ use crate::release::integrity;
 use anyhow::{Context, bail};
 
 use crate::aws::Connection;
+use crate::environments::Environment;
+use crate::environments::StackName;
 use crate::local::provision::{Needs, Source};
-use crate::names::{Architecture, Environment, StackName};
+use crate::names::Architecture;
 use crate::release::artifact::{sha256_hex, unzip_bootstrap};
 use crate::release::elf::ElfFacts;
 use crate::workspace::Service;

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
 
-use crate::names::Profile;
+use crate::environments::Profile;
 
 /// The one entry Lambda's `provided` runtimes execute.
 pub const ENTRY: &str = "bootstrap";

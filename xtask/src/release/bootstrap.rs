@@ -61,9 +61,9 @@ pub async fn apply(
 /// The per-environment template: what one environment's release pipeline may do.
 pub const PIPELINE_TEMPLATE: &str = "cloudformation/pipeline.yaml";
 
-/// An environment's pipeline stack's name.
+/// An environment's pipeline stack's name; a pattern's (`pr-*`) is `biometrix-pipeline-pr-any`.
 pub fn pipeline_stack(environment: &str) -> String {
-    format!("biometrix-pipeline-{environment}")
+    format!("biometrix-pipeline-{}", environment.replace('*', "any"))
 }
 
 /// What an environment's pipeline stack is made from.
@@ -74,6 +74,11 @@ pub struct Pipeline<'a> {
     pub promotes_from: Option<&'a str>,
     /// `owner/name` of the repository whose workflow gets a role, if any.
     pub repository: Option<&'a str>,
+    /// Whether the environment's stores go with its stacks: its deployer may then empty its
+    /// buckets, so that destroy can delete them.
+    pub deletes_stores: bool,
+    /// The environment whose secrets its new stacks borrow, if any.
+    pub secrets_from: Option<&'a str>,
     /// The region's infrastructure stack, whose bucket and role the policy names.
     pub infrastructure: &'a str,
 }
@@ -126,6 +131,14 @@ pub async fn pipeline(
             pipeline.repository.unwrap_or_default().to_owned(),
         ),
         (
+            "StoresDeleted".to_owned(),
+            pipeline.deletes_stores.to_string(),
+        ),
+        (
+            "SecretsFrom".to_owned(),
+            pipeline.secrets_from.unwrap_or_default().to_owned(),
+        ),
+        (
             "InfrastructureStack".to_owned(),
             pipeline.infrastructure.to_owned(),
         ),
@@ -174,6 +187,7 @@ pub async fn apply_template(
         description: "cargo xtask bootstrap",
         fence: None,
         role_arn: None,
+        tags: &[],
     };
     let phase = RefCell::new(Phase::Preparing);
     let outcome = engine

@@ -7,7 +7,8 @@ use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
 use super::manifest::Builder;
-use crate::names::{MAX_GLIBC, Profile};
+use crate::environments::Profile;
+use crate::names::MAX_GLIBC;
 
 /// Pinned versions of the Python-packaged build tools, installed by `--install-tools`.
 const TOOLS_REQUIREMENTS: &str = "xtask/requirements-tools.txt";

@@ -152,7 +152,7 @@ pub async fn stamped_profile(
     bucket: &str,
     key: &str,
     version: Option<&str>,
-) -> anyhow::Result<Option<crate::names::Profile>> {
+) -> anyhow::Result<Option<crate::environments::Profile>> {
     let mut get = s3.get_object().bucket(bucket).key(key);
     if let Some(version) = version {
         get = get.version_id(version);

@@ -50,7 +50,7 @@ impl<'a> Lease<'a> {
     /// `timeout`, waiting while `gc --delete` runs (for no longer than `timeout`).
     pub fn take(
         aws: &'a Connection,
-        environment: crate::names::Environment,
+        environment: crate::environments::Environment,
         timeout: Duration,
         progress: Progress,
     ) -> anyhow::Result<Self> {

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::names::{Architecture, Environment, Profile};
+use crate::environments::Environment;
+use crate::environments::Profile;
+use crate::names::Architecture;
 
 /// What `package` will do, computed before doing any of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,9 @@ use super::elf::ElfFacts;
 use super::manifest::{
     Artifact, Build, MANIFEST, Manifest, Plan, Planned, Source, artifact_key_parameter,
 };
-use crate::names::{Environment, Profile, human_size};
+use crate::environments::Environment;
+use crate::environments::Profile;
+use crate::names::human_size;
 use crate::progress::Progress;
 use crate::workspace::{Service, Workspace};
 

@@ -14,7 +14,7 @@ use crate::workspace::Probe;
 /// outputs of the stack that runs it. On a failure, the function's last log lines are shown.
 pub struct Urls<'a> {
     pub aws: &'a crate::aws::Connection,
-    pub environment: crate::names::Environment,
+    pub environment: crate::environments::Environment,
     pub progress: crate::progress::Progress,
 }
 
@@ -40,8 +40,9 @@ impl super::rollout::Prober for Urls<'_> {
                 Err(failed) => {
                     step.done(&format!("{} failed: {failed}", stack.stack));
                     if let Some(function) = service.functions.first() {
-                        let name = crate::names::StackName::new(&service.name, self.environment)
-                            .function(&function.name);
+                        let name =
+                            crate::environments::StackName::new(&service.name, self.environment)
+                                .function(&function.name);
                         // Lambda delivers lines within seconds; what has arrived is shown.
                         let client = aws_sdk_cloudwatchlogs::Client::new(&self.aws.sdk);
                         let group = format!("/aws/lambda/{name}");

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::stack::Outcome;
 use super::traffic::Shift;
 use crate::aws::cloudformation::Resource;
-use crate::names::StackName;
+use crate::environments::StackName;
 use crate::progress::table;
 
 #[derive(Debug, Serialize)]

@@ -4,103 +4,15 @@
 //! configuration and reads a deployment (its status, its traffic, why it ended) into what deploy
 //! shows; `follow` polls it while the stack waits on the alias.
 
-use std::fmt;
 use std::future::Future;
 
 use aws_sdk_codedeploy::types::{DeploymentStatus, ErrorCode};
 
 use serde::Serialize;
 
-use crate::names::Environment;
 use crate::progress::Progress;
 
-/// How traffic moves to a new version (`--traffic`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Traffic {
-    /// All of it at once, once the gate passed the version (dev's default).
-    AllAtOnce,
-    /// 10% more every minute, over ten minutes (qa's default).
-    Linear,
-    /// 10% for five minutes, then the rest (production's default).
-    Canary,
-}
-
-impl Traffic {
-    pub const ALL: [Traffic; 3] = [Traffic::AllAtOnce, Traffic::Linear, Traffic::Canary];
-
-    /// The name `--traffic` takes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Traffic::AllAtOnce => "all-at-once",
-            Traffic::Linear => "linear",
-            Traffic::Canary => "canary",
-        }
-    }
-
-    /// What an environment gets unless `--traffic` says otherwise.
-    pub fn for_environment(environment: Environment) -> Traffic {
-        match environment {
-            Environment::Dev => Traffic::AllAtOnce,
-            Environment::Qa => Traffic::Linear,
-            Environment::Production => Traffic::Canary,
-        }
-    }
-
-    /// The CodeDeploy deployment configuration, the stack's `DeploymentConfiguration`.
-    pub fn configuration(self) -> &'static str {
-        match self {
-            Traffic::AllAtOnce => "CodeDeployDefault.LambdaAllAtOnce",
-            Traffic::Linear => "CodeDeployDefault.LambdaLinear10PercentEvery1Minute",
-            Traffic::Canary => "CodeDeployDefault.LambdaCanary10Percent5Minutes",
-        }
-    }
-
-    /// The share of traffic the new version should have `elapsed` seconds after the shift began,
-    /// and when (seconds after the start) the next step comes; `None` once it has all of it.
-    pub fn step(self, elapsed: u64) -> (u8, Option<u64>) {
-        match self {
-            Traffic::AllAtOnce => (100, None),
-            Traffic::Canary if elapsed < 300 => (10, Some(300)),
-            Traffic::Canary => (100, None),
-            Traffic::Linear => {
-                let steps = elapsed / 60 + 1;
-                if steps >= 10 {
-                    (100, None)
-                } else {
-                    ((steps * 10) as u8, Some(steps * 60))
-                }
-            }
-        }
-    }
-}
-
-impl std::str::FromStr for Traffic {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Traffic, String> {
-        Traffic::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| {
-                let known: Vec<&str> = Traffic::ALL.iter().map(|t| t.as_str()).collect();
-                format!(
-                    "unknown traffic policy `{s}`: known ones are {}",
-                    known.join(", ")
-                )
-            })
-    }
-}
-
-impl fmt::Display for Traffic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Traffic::AllAtOnce => "all at once",
-            Traffic::Linear => "linear, 10% a minute",
-            Traffic::Canary => "canary, 10% for 5 minutes",
-        })
-    }
-}
+pub use crate::environments::Traffic;
 
 /// What deploy read of a CodeDeploy deployment, in the API's own words (`GetDeployment`, and
 /// `BatchGetDeploymentTargets` for the Lambda target), so that the decisions below are plain
@@ -375,9 +287,10 @@ mod tests {
 
     #[test]
     fn each_environment_has_its_configuration() {
-        let chosen: Vec<&str> = Environment::ALL
+        let builtin = crate::environments::Environments::builtin();
+        let chosen: Vec<&str> = ["dev", "qa", "production"]
             .iter()
-            .map(|e| Traffic::for_environment(*e).configuration())
+            .map(|e| builtin.resolve(e).unwrap().traffic().configuration())
             .collect();
         assert_eq!(
             chosen,

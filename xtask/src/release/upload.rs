@@ -16,7 +16,8 @@ use super::integrity;
 use super::manifest::Manifest;
 use super::package;
 use crate::aws::{self, check_credentials, s3_client};
-use crate::names::{Environment, Profile};
+use crate::environments::Environment;
+use crate::environments::Profile;
 use crate::progress::Progress;
 use crate::workspace::{APIGATEWAY_TEMPLATE, Service, Workspace, service_template};
 
@@ -167,14 +168,18 @@ pub fn objects(workspace: &Workspace, manifest: &Manifest) -> anyhow::Result<Vec
     }
     for service in manifest.services() {
         for file in [service_template(service), APIGATEWAY_TEMPLATE.to_owned()] {
-            let path = workspace.root.join("cloudformation").join(&file);
-            let bytes = std::fs::read(&path).with_context(|| {
-                format!(
-                    "reading {}, the template {service}'s stack needs",
-                    path.display()
-                )
-            })?;
+            // As the environment deploys it, written where the upload reads it from.
+            let bytes = workspace
+                .template_for(&file, manifest.environment)
+                .with_context(|| format!("the template {service}'s stack needs"))?
+                .into_bytes();
             let sha256 = sha256_hex(&bytes);
+            let path = workspace
+                .lambda_dir(service)
+                .join("templates")
+                .join(&sha256)
+                .join(&file);
+            super::artifact::write_atomically(&path, &bytes)?;
             objects.push(Object {
                 key: template_key(service, &sha256, &file),
                 path,

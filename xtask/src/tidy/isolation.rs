@@ -74,14 +74,40 @@ fn render(text: &str, parameters: &BTreeMap<&str, String>) -> String {
     rendered
 }
 
+/// What a pipeline stack is made for, beyond its environment's name.
+#[derive(Debug, Clone, Copy, Default)]
+struct Made<'a> {
+    promotes_from: Option<&'a str>,
+    secrets_from: Option<&'a str>,
+    deletes_stores: bool,
+}
+
 /// The deployer policy a template makes for `environment`, promoting from `promotes_from`.
 fn deployer(template: &Template, environment: &str, promotes_from: Option<&str>) -> Policy {
+    deployer_made(
+        template,
+        environment,
+        Made {
+            promotes_from,
+            ..Made::default()
+        },
+    )
+}
+
+/// The deployer policy a template makes for `environment`, as `made` says.
+fn deployer_made(template: &Template, environment: &str, made: Made<'_>) -> Policy {
+    let promotes_from = made.promotes_from;
     let parameters = BTreeMap::from([
         ("AWS::Partition", "aws".to_owned()),
         ("AWS::Region", REGION.to_owned()),
         ("AWS::AccountId", ACCOUNT.to_owned()),
         ("Environment", environment.to_owned()),
         ("PromotesFrom", promotes_from.unwrap_or_default().to_owned()),
+        (
+            "SecretsFrom",
+            made.secrets_from.unwrap_or_default().to_owned(),
+        ),
+        ("StoresDeleted", made.deletes_stores.to_string()),
         ("ArtifactBucket", BUCKET.to_owned()),
         ("InfrastructureStack", "biometrix-infrastructure".to_owned()),
         (
@@ -105,6 +131,8 @@ fn deployer(template: &Template, environment: &str, promotes_from: Option<&str>)
         .filter(|(condition, _)| match condition {
             None => true,
             Some("Promotes") => promotes_from.is_some(),
+            Some("BorrowsSecrets") => made.secrets_from.is_some(),
+            Some("DeletesStores") => made.deletes_stores,
             Some(other) => {
                 panic!("a statement under condition {other}, which this proof cannot read")
             }
@@ -134,6 +162,7 @@ fn owned_by(environment: &str) -> Vec<(&'static [&'static str], String)> {
         "cloudformation:DeleteStack",
     ];
     const OBJECT_CHANGES: &[&str] = &["s3:PutObject", "s3:DeleteObject"];
+    const STORE_CHANGES: &[&str] = &["s3:DeleteObject", "s3:DeleteObjectVersion"];
     let stack =
         |name: &str| format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{name}/0a1b2c3d");
     let object = |key: &str| format!("arn:aws:s3:::{BUCKET}/{key}");
@@ -149,6 +178,16 @@ fn owned_by(environment: &str) -> Vec<(&'static [&'static str], String)> {
         ));
         owned.push((OBJECT_CHANGES, object(&format!("locks/{name}.json"))));
     }
+    // The objects of its stores' buckets, which only a throwaway environment's deployer empties.
+    for bucket in [
+        format!("biometrix-hardware-{environment}-firmware-{REGION}"),
+        format!("biometrix-preprocessing-{environment}-ingest-{REGION}"),
+    ] {
+        owned.push((
+            STORE_CHANGES,
+            format!("arn:aws:s3:::{bucket}/firmware/1.0.bin"),
+        ));
+    }
     owned.push((
         OBJECT_CHANGES,
         object(&format!(
@@ -158,10 +197,15 @@ fn owned_by(environment: &str) -> Vec<(&'static [&'static str], String)> {
     owned
 }
 
-/// Every change `policy` (of `environment`) allows to what another environment owns.
+/// Every change `policy` (of `environment`, a name or a pattern like `pr-*`) allows to what
+/// another environment owns.
 fn trespasses(policy: &Policy, environment: &str) -> Vec<String> {
+    let mine = |other: &str| match environment.strip_suffix('*') {
+        Some(prefix) => other.starts_with(prefix),
+        None => other == environment,
+    };
     let mut found = Vec::new();
-    for other in ENVIRONMENTS.iter().filter(|other| **other != environment) {
+    for other in ENVIRONMENTS.iter().filter(|other| !mine(other)) {
         for (actions, arn) in owned_by(other) {
             // Any change at all, not only those the release tool makes.
             for action in actions.iter().chain(&[
@@ -194,16 +238,27 @@ fn a_deployer_of_one_environment_changes_nothing_of_another() {
             if promotes_from == Some(environment) {
                 continue;
             }
-            let policy = deployer(&template, environment, promotes_from);
-            let found = trespasses(&policy, environment);
-            assert!(found.is_empty(), "{}", found.join("\n"));
-            // And it can do to its own what the release tool does.
-            for (actions, arn) in owned_by(environment) {
-                for action in actions {
-                    assert!(
-                        policy.allows(action, &arn),
-                        "{environment}'s deployer may not {action} on {arn}"
-                    );
+            for (secrets_from, deletes_stores) in [(None, false), (Some("dev"), true)] {
+                let made = Made {
+                    promotes_from,
+                    secrets_from,
+                    deletes_stores,
+                };
+                let policy = deployer_made(&template, environment, made);
+                let found = trespasses(&policy, environment);
+                assert!(found.is_empty(), "{}", found.join("\n"));
+                // And it can do to its own what the release tool does; its stores' objects only
+                // where they go with its stacks.
+                for (actions, arn) in owned_by(environment) {
+                    for action in actions {
+                        let store = actions.contains(&"s3:DeleteObjectVersion");
+                        let needed = deletes_stores || !store;
+                        assert_eq!(
+                            policy.allows(action, &arn),
+                            needed,
+                            "{environment}'s deployer ({made:?}) and {action} on {arn}"
+                        );
+                    }
                 }
             }
         }
@@ -221,6 +276,44 @@ fn promote_reads_where_it_promotes_from_and_nothing_without_it() {
     assert!(!promoting.allows("s3:PutObject", &history));
     let alone = deployer(&template, "production", None);
     assert!(!alone.allows("s3:GetObject", &history));
+    assert!(!alone.allows("cloudformation:DescribeStacks", &stack));
+}
+
+#[test]
+fn the_previews_pipeline_reaches_every_preview_and_nothing_else() {
+    let made = Made {
+        secrets_from: Some("dev"),
+        deletes_stores: true,
+        ..Made::default()
+    };
+    let previews = deployer_made(&template(), "pr-*", made);
+    let found = trespasses(&previews, "pr-*");
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    for preview in ["pr-4", "pr-42"] {
+        for (actions, arn) in owned_by(preview) {
+            for action in actions {
+                assert!(
+                    previews.allows(action, &arn),
+                    "pr-* may not {action} on {arn}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_borrower_reads_the_lenders_stacks_and_changes_nothing_of_them() {
+    let template = template();
+    let stack = format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/hardware-dev/0a1b2c3d");
+    let made = Made {
+        secrets_from: Some("dev"),
+        ..Made::default()
+    };
+    let borrowing = deployer_made(&template, "pr-42", made);
+    assert!(borrowing.allows("cloudformation:DescribeStacks", &stack));
+    assert!(!borrowing.allows("cloudformation:GetTemplate", &stack));
+    assert!(!borrowing.allows("cloudformation:CreateChangeSet", &stack));
+    let alone = deployer(&template, "pr-42", None);
     assert!(!alone.allows("cloudformation:DescribeStacks", &stack));
 }
 

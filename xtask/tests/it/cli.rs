@@ -9,7 +9,8 @@ fn unknown_names_are_refused_with_the_known_ones() {
     let cases: [(&[&str], &str); 6] = [
         (
             &["package", "tiny", "prod"],
-            "unknown environment `prod`: known environments are dev, qa, production",
+            "unknown environment `prod`: known environments are dev, production, qa (declare another \
+             in [workspace.metadata.environments] in Cargo.toml)",
         ),
         (
             &["package", "huge", "dev"],
@@ -26,7 +27,8 @@ fn unknown_names_are_refused_with_the_known_ones() {
         ),
         (
             &["package", "--all", "staging"],
-            "unknown environment `staging`: known environments are dev, qa, production",
+            "unknown environment `staging`: known environments are dev, production, qa (declare \
+             another in [workspace.metadata.environments] in Cargo.toml)",
         ),
         (
             &["package", "tiny", "huge", "dev"],

@@ -33,6 +33,15 @@ pub fn stand_in() -> Fixture {
         )
         .unwrap();
     }
+    // The environments the real workspace declares, so that the stand-in deploys to the same.
+    let root = std::fs::read_to_string(templates.join("../Cargo.toml")).unwrap();
+    let start = root.find("[workspace.metadata.environments").unwrap();
+    let end = start + root[start..].find("[workspace.lints").unwrap();
+    let manifest = fixture.manifest();
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push('\n');
+    text.push_str(&root[start..end]);
+    std::fs::write(&manifest, text).unwrap();
     fixture
 }
 
@@ -726,7 +735,8 @@ fn deploy_to_aws_checks_the_bucket_before_building() {
     let output = fixture.xtask(&["deploy", "hardware", "staging"]);
     assert_refused(
         &output,
-        "unknown environment `staging`: known environments are dev, qa, production",
+        "unknown environment `staging`: known environments are dev, dev-*, pr-*, production, qa \
+         (declare another in [workspace.metadata.environments] in Cargo.toml)",
     );
 }
 

@@ -162,8 +162,9 @@ fn production_is_only_destroyed_when_confirmed() {
     let output = destroy(&fixture, &["production"]);
     assert_refused(
         &output,
-        "destroying hardware-production deletes the API that production's callers use; if that is \
-         what you want, add --confirm production",
+        "production is protected ([workspace.metadata.environments] in Cargo.toml): destroying \
+         hardware-production deletes the API its callers use; if that is what you want, add \
+         --confirm production",
     );
     let output = destroy(&fixture, &["dev", "--confirm", "production"]);
     assert_refused(

@@ -5,6 +5,7 @@ mod bootstrap;
 mod cli;
 mod deploy;
 mod destroy;
+mod environments;
 mod fencing;
 mod gc;
 mod iam;

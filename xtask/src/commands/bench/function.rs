@@ -11,11 +11,11 @@ use lambda_harness::Bootstrap;
 use serde::Serialize;
 use xshell::Shell;
 
+use crate::environments::Profile;
 use crate::local::emulator::CREDENTIALS;
 use crate::local::provision::{self, Needs};
 use crate::local::secrets;
 use crate::local::seed::{self, Seed};
-use crate::names::Profile;
 use crate::progress::Progress;
 use crate::release::artifact::{ENTRY, unzip_bootstrap, write_atomically, zip_bootstrap};
 use crate::release::compile::Tools;

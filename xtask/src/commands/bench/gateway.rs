@@ -25,10 +25,10 @@ use xshell::Shell;
 use super::function::{self, Machine, Secrets, configured, event, millis, stage};
 use super::{max, median, min, percentile, report};
 use crate::cli::{Install, Output};
+use crate::environments::Environment;
 use crate::local::deployed::Deployed;
 use crate::local::gateway::terminal::Echo;
 use crate::local::gateway::{self, Instances, Launch, logs::Logs};
-use crate::names::Environment;
 use crate::progress::Progress;
 use crate::release::compile::Tools;
 use crate::release::package;
@@ -146,7 +146,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
     let sh = Shell::new()?;
     let mut tools = Tools::detect(&sh, &workspace.root)?;
     let install = options.install.tools;
-    let release = crate::names::Profile::Release;
+    let release = crate::environments::Profile::Release;
     let built = function::build(
         workspace,
         &[service],

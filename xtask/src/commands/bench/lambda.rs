@@ -27,8 +27,8 @@ use super::function::{
 };
 use super::{max, median, min, percentile, report};
 use crate::cli::{Install, Output};
+use crate::environments::Profile;
 use crate::local::emulator::Emulator;
-use crate::names::Profile;
 use crate::progress::Progress;
 use crate::release::compile::Tools;
 use crate::release::package;

@@ -9,7 +9,8 @@ use serde::Serialize;
 use xshell::Shell;
 
 use crate::cli::Output;
-use crate::names::{Environment, Profile, human_size};
+use crate::environments::Profile;
+use crate::names::human_size;
 use crate::progress::{Progress, print_json};
 use crate::release::compile::Tools;
 use crate::release::package;
@@ -65,14 +66,7 @@ fn bench_package(
     };
     let sh = Shell::new()?;
     let mut tools = Tools::detect(&sh, &workspace.root)?;
-    let plan = package::plan(
-        workspace,
-        &services,
-        Environment::Dev,
-        profile,
-        &tools,
-        false,
-    )?;
+    let plan = package::plan(workspace, &services, "dev".parse()?, profile, &tools, false)?;
 
     progress.note("warming up: packaging every service once");
     let done = package::execute(&sh, workspace, plan.clone(), &mut tools, false, progress)?;

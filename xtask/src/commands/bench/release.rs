@@ -10,7 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::{Install, Output};
-use crate::names::{Environment, Profile};
+use crate::environments::Environment;
+use crate::environments::Profile;
 use crate::progress::{Progress, print_json};
 use crate::workspace::Workspace;
 
@@ -83,7 +84,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
     step.done(&format!("first deploy: {:.1}s", first.as_secs_f64()));
 
     let noop_package_seconds = measure(progress, "package --all, nothing changed", runs, || {
-        package_all(workspace, Environment::Dev.profile())
+        package_all(workspace, dev()?.profile())
     })?;
 
     let (mut requests, mut bytes) = (0, 0);
@@ -150,7 +151,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
         noop_publish_bytes: bytes,
         noop_deploy_seconds,
         changed_service: service,
-        profile: Environment::Dev.profile(),
+        profile: dev()?.profile(),
         change_deploy_seconds,
         change_bytes_sent,
         revert_deploy_seconds: revert_deploy.as_secs_f64(),
@@ -302,6 +303,11 @@ impl Drop for Change {
             let _ = std::fs::write(&self.path, &self.original);
         }
     }
+}
+
+/// The environment the benchmarks deploy to, as the workspace declares it.
+fn dev() -> anyhow::Result<Environment> {
+    "dev".parse()
 }
 
 #[cfg(test)]

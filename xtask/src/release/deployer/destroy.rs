@@ -3,8 +3,11 @@
 
 use std::time::Instant;
 
+use anyhow::Context as _;
+
 use super::Deployer;
 use crate::aws::cloudformation;
+use crate::environments::Stores;
 use crate::release::history;
 use crate::release::report::{DestroyOutcome, Destroyed, Retained};
 use crate::release::stack::Template;
@@ -47,6 +50,12 @@ impl Deployer<'_> {
             .collect();
         self.progress
             .text(&crate::release::report::retained_text(&stack, &retained));
+        // An environment whose stores go with its stacks: S3 deletes only an empty bucket.
+        if self.environment.stores() == Stores::Deleted {
+            for bucket in resources.iter().filter(|r| r.kind == "AWS::S3::Bucket") {
+                self.empty_bucket(&bucket.physical_id).await?;
+            }
+        }
 
         let deadline = started + self.options.timeout;
         let engine = self.engine();
@@ -74,5 +83,67 @@ impl Deployer<'_> {
             history,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+impl Deployer<'_> {
+    /// Deletes every object version and delete marker in `bucket`, page by page; a bucket that
+    /// is already gone is empty.
+    async fn empty_bucket(&self, bucket: &str) -> anyhow::Result<()> {
+        let step = self.progress.step(&format!("emptying bucket {bucket}"));
+        let mut deleted = 0;
+        loop {
+            let listed = match self.s3.list_object_versions().bucket(bucket).send().await {
+                Ok(listed) => listed,
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.meta().code() == Some("NoSuchBucket")) =>
+                {
+                    break;
+                }
+                Err(error) => {
+                    return Err(anyhow::anyhow!(
+                        "{}",
+                        aws_sdk_s3::error::DisplayErrorContext(&error)
+                    ))
+                    .with_context(|| format!("listing what bucket {bucket} holds, to empty it"));
+                }
+            };
+            let versions: Vec<(String, Option<String>)> = listed
+                .versions()
+                .iter()
+                .map(|v| {
+                    (
+                        v.key().unwrap_or_default().to_owned(),
+                        v.version_id().map(str::to_owned),
+                    )
+                })
+                .chain(listed.delete_markers().iter().map(|m| {
+                    (
+                        m.key().unwrap_or_default().to_owned(),
+                        m.version_id().map(str::to_owned),
+                    )
+                }))
+                .collect();
+            if versions.is_empty() {
+                break;
+            }
+            for (key, version) in versions {
+                self.s3
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(&key)
+                    .set_version_id(version)
+                    .send()
+                    .await
+                    .with_context(|| format!("deleting {key} from bucket {bucket}, to empty it"))?;
+                deleted += 1;
+            }
+        }
+        step.done(&format!(
+            "emptied bucket {bucket} ({deleted} object versions)"
+        ));
+        Ok(())
     }
 }

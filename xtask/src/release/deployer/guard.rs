@@ -212,7 +212,7 @@ fn after_execution(
     change_set: &str,
     status: &str,
     service: &str,
-    environment: crate::names::Environment,
+    environment: crate::environments::Environment,
     flags: &str,
     region: &str,
 ) -> String {
@@ -240,7 +240,6 @@ fn after_execution(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::names::Environment;
 
     #[test]
     fn every_documented_execution_status_says_what_is_left() {
@@ -265,7 +264,7 @@ mod tests {
                 "cs",
                 status,
                 "s",
-                Environment::Dev,
+                "dev".parse().unwrap(),
                 " --local",
                 "r",
             )

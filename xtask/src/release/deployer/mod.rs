@@ -5,6 +5,7 @@
 
 mod destroy;
 mod guard;
+mod parameters;
 mod recorded;
 mod retained;
 
@@ -28,9 +29,16 @@ use super::traffic::{Follower, Shift, Traffic};
 use super::upload;
 use crate::aws::cloudformation;
 use crate::aws::{Connection, template_url};
-use crate::names::{Environment, Profile, StackName};
+use crate::environments::Environment;
+use crate::environments::Profile;
+use crate::environments::StackName;
 use crate::progress::Progress;
 use crate::workspace::{APIGATEWAY_TEMPLATE, Probe, Service, Workspace, service_template};
+
+/// The tag naming who created a stack.
+pub const CREATED_BY_TAG: &str = "biometrix:created-by";
+/// The tag saying when a throwaway environment's stack expires (RFC 3339), for `destroy --expired`.
+pub const EXPIRES_TAG: &str = "biometrix:expires-at";
 
 /// How a release is brought to its stack.
 #[derive(Debug, Clone)]
@@ -210,6 +218,7 @@ impl<'a> Deployer<'a> {
                 bail!("deploy sets the parameter {key} itself; leave out --parameter {key}=…");
             }
         }
+        self.check_names_fit(service, template)?;
         let overrides: BTreeMap<String, String> = self.options.parameters.iter().cloned().collect();
         super::stack::decide::check_declared(template, &overrides, &template.name)?;
         self.stack_role().await?;
@@ -244,10 +253,12 @@ impl<'a> Deployer<'a> {
     /// A service's stack template from the workspace, and the nested one its change sets cover.
     pub fn templates(&self, service: &str) -> anyhow::Result<(Template, Template)> {
         let file = service_template(service);
-        let template = Template::parse(&file, self.workspace.template(&file)?)?;
+        let template =
+            Template::parse(&file, self.workspace.template_for(&file, self.environment)?)?;
         let nested = Template::parse(
             APIGATEWAY_TEMPLATE,
-            self.workspace.template(APIGATEWAY_TEMPLATE)?,
+            self.workspace
+                .template_for(APIGATEWAY_TEMPLATE, self.environment)?,
         )?;
         Ok((template, nested))
     }
@@ -307,34 +318,6 @@ impl<'a> Deployer<'a> {
         })
     }
 
-    /// The parameters deploy sets for `release`: the environment, bucket and nested template, the
-    /// artifact keys, `--parameter`s, what the release declares, and this machine's defaults.
-    fn parameters(
-        &self,
-        release: &Release,
-        nested_url: String,
-    ) -> anyhow::Result<BTreeMap<String, String>> {
-        let mut set: BTreeMap<String, String> = BTreeMap::from([
-            ("Environment".to_owned(), self.environment.to_string()),
-            ("ArtifactBucket".to_owned(), self.bucket.clone()),
-            ("ApiGatewayTemplateUrl".to_owned(), nested_url),
-        ]);
-        set.extend(release.artifact_keys.clone());
-        set.extend(self.options.parameters.iter().cloned());
-        let declared = release.template.parameters();
-        for (key, value) in self.release_parameters(release)? {
-            if declared.contains_key(&key) {
-                set.insert(key, value);
-            }
-        }
-        for (key, value) in &self.options.defaults {
-            if declared.contains_key(key) && !set.contains_key(key) {
-                set.insert(key.clone(), value.clone());
-            }
-        }
-        Ok(set)
-    }
-
     /// Brings the service's stack to `release`, under `lock`, which the caller holds: the change
     /// set, executed and followed to the end, with CodeDeploy's traffic shift followed while the
     /// stack waits on the live alias. `phase` says, as it goes, what an interrupt would leave.
@@ -354,10 +337,16 @@ impl<'a> Deployer<'a> {
             release.template_versions.apigateway.as_deref(),
         );
         let mut set = self.parameters(release, nested_url)?;
-        if let Some(current) = cloudformation::describe(&self.cloudformation, &stack).await? {
-            keep_running_versions(&mut set, &current.parameters, &self.bucket);
+        match cloudformation::describe(&self.cloudformation, &stack).await? {
+            Some(current) => keep_running_versions(&mut set, &current.parameters, &self.bucket),
+            None => {
+                let borrowed = self.borrowed_secrets(service, release, &set).await?;
+                set.extend(borrowed);
+            }
         }
+        self.fill_defaults(release, &mut set);
         let role = self.stack_role().await?;
+        let tags = self.tags();
         let change = Change {
             stack: &stack,
             template: &release.template,
@@ -367,6 +356,7 @@ impl<'a> Deployer<'a> {
             description: "cargo xtask deploy",
             fence: Some(lock),
             role_arn: Some(&role),
+            tags: &tags,
         };
         let mut follower = Follower::new(
             self.codedeploy.clone(),
@@ -493,47 +483,6 @@ impl<'a> Deployer<'a> {
             );
         }
         Ok(())
-    }
-
-    /// How traffic moves to `release`: as asked, else as its environment does; a rollback restores
-    /// a release that ran before, all at once.
-    fn traffic(&self, release: &Release) -> Traffic {
-        match release.kind {
-            Kind::Rollback => Traffic::AllAtOnce,
-            _ => self
-                .options
-                .traffic
-                .unwrap_or_else(|| Traffic::for_environment(self.environment)),
-        }
-    }
-
-    /// What deploy sets where the template declares it (a release from before a parameter existed
-    /// is deployed without it): each function's `<Function>CodeSha256`, which its published
-    /// version must match, and `<Function>ArtifactVersion`, the S3 version CloudFormation fetches;
-    /// the traffic configuration; the probes the pre-traffic gate sends.
-    fn release_parameters(&self, release: &Release) -> anyhow::Result<Vec<(String, String)>> {
-        let traffic = self.traffic(release);
-        let mut parameters = vec![
-            (
-                "DeploymentConfiguration".to_owned(),
-                traffic.configuration().to_owned(),
-            ),
-            ("Probes".to_owned(), serde_json::to_string(&release.probes)?),
-        ];
-        for (parameter, key) in &release.artifact_keys {
-            let hash = integrity::named_sha256(key)
-                .with_context(|| format!("{key} is not named by its SHA-256"))?;
-            let version = release.artifact_versions.get(parameter);
-            parameters.push((
-                artifact_version_parameter(parameter),
-                version.cloned().unwrap_or_default(),
-            ));
-            parameters.push((
-                code_sha256_parameter(parameter),
-                integrity::lambda_code_sha256(hash),
-            ));
-        }
-        Ok(parameters)
     }
 }
 

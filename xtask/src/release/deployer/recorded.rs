@@ -10,7 +10,9 @@ use anyhow::{Context as _, bail};
 
 use super::{Deployer, Release, TemplateVersions};
 use crate::aws::cloudformation::{self, Current};
-use crate::names::{Environment, Profile, StackName};
+use crate::environments::Environment;
+use crate::environments::Profile;
+use crate::environments::StackName;
 use crate::release::history::{self, Entry, Kind, Outcome, Running};
 use crate::release::integrity;
 use crate::release::manifest::artifact_key_parameter;

@@ -1,7 +1,8 @@
-//! What an earlier stack of the same name left: a stack that is about to be created cannot make a
-//! table or bucket whose fixed name is still taken, and CloudFormation would find that out only
-//! halfway through the create, then roll everything back. So a create is refused before anything
-//! is built or changed, naming each store in the way and how to remove it.
+//! The names a stack will make, checked before anything is built: each fits AWS's rules for its
+//! kind (a function's 64 characters, a bucket's 63 DNS-safe ones), since an environment's name is
+//! part of them all; and none is taken by what an earlier stack of the same name left: a stack
+//! that is about to be created cannot make a table or bucket whose fixed name still exists, and
+//! CloudFormation would find that out only halfway through the create, then roll everything back.
 
 use anyhow::bail;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
@@ -11,6 +12,45 @@ use crate::release::report::Retained;
 use crate::release::stack::Template;
 
 impl Deployer<'_> {
+    /// Refuses, naming it and the longest environment name that would fit, a name `service`'s
+    /// stack would make in this environment and region that AWS does not allow.
+    pub(super) fn check_names_fit(
+        &self,
+        service: &crate::workspace::Service,
+        template: &Template,
+    ) -> anyhow::Result<()> {
+        let stack = self.stack_name(&service.name);
+        let environment = self.environment.to_string();
+        let mut names: Vec<(String, &str, usize)> = vec![(stack.to_string(), "stack", 128)];
+        for function in self.workspace.released_functions(service) {
+            names.push((stack.function(&function.name).to_string(), "function", 64));
+        }
+        let values = std::collections::BTreeMap::from([
+            ("Environment", environment.as_str()),
+            ("AWS::Region", self.region.as_str()),
+        ]);
+        for (_, kind, name) in template.store_names(&values) {
+            let (kind, most) = match kind {
+                "AWS::S3::Bucket" => ("bucket", 63),
+                _ => ("table", 255),
+            };
+            names.push((name, kind, most));
+        }
+        for (name, kind, most) in names {
+            if name.len() > most {
+                let fits = most + environment.len() - name.len();
+                bail!(
+                    "environment `{environment}` makes the {kind} name {name} ({} characters) in \
+                     {}, and AWS allows {most}: use an environment name of at most {fits} \
+                     characters; nothing was built or changed",
+                    name.len(),
+                    self.region
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses to create `stack` from `template` while a store it names exists.
     pub(super) async fn refuse_taken_names(
         &self,

@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 
-use crate::names::Profile;
+use crate::environments::Profile;
 use crate::workspace::Probe;
 
 mod pick;

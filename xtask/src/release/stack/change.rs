@@ -89,6 +89,9 @@ pub struct Change<'a> {
     pub fence: Option<&'a Lock>,
     /// The role CloudFormation runs the change set as (`RoleARN`), instead of the caller's own.
     pub role_arn: Option<&'a str>,
+    /// The tags of a stack this change creates (who made it, when it expires); an update keeps
+    /// the tags the stack has.
+    pub tags: &'a [(String, String)],
 }
 
 /// Runs changes against one region.
@@ -327,6 +330,7 @@ impl Engine<'_> {
         let step = self
             .progress
             .step(&format!("creating change set {name} for {stack}"));
+        let creating = kind == ChangeSetType::Create;
         let mut request = cloudformation
             .create_change_set()
             .stack_name(stack)
@@ -336,6 +340,16 @@ impl Engine<'_> {
             .set_capabilities(Some(change.template.capabilities(change.nested)))
             .set_role_arn(change.role_arn.map(str::to_owned))
             .description(change.description);
+        if creating {
+            for (key, value) in change.tags {
+                request = request.tags(
+                    aws_sdk_cloudformation::types::Tag::builder()
+                        .key(key)
+                        .value(value)
+                        .build(),
+                );
+            }
+        }
         request = match &change.source {
             Source::Url(url) => request.template_url(url),
             Source::Body => request.template_body(&change.template.body),

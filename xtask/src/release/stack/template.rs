@@ -165,26 +165,34 @@ impl Template {
             .collect()
     }
 
-    /// The retained tables and buckets whose names the template fixes, with `${Name}` filled in
-    /// from `values` (a stack's parameters and pseudo parameters): what an earlier stack of the
-    /// same name left, which a new one cannot create again while it exists. A name with a
+    /// The tables and buckets whose names the template fixes, with `${Name}` filled in from
+    /// `values` (a stack's parameters and pseudo parameters), in template order. A name with a
     /// placeholder `values` lacks is left out.
-    pub fn retained_names(&self, values: &BTreeMap<&str, &str>) -> Vec<(&str, &str, String)> {
-        self.retained()
-            .into_iter()
-            .filter_map(|(id, kind)| {
+    pub fn store_names(&self, values: &BTreeMap<&str, &str>) -> Vec<(&str, &str, String)> {
+        self.all_resources()
+            .filter_map(|(id, resource)| {
+                let kind = resource["Type"].as_str()?;
                 let property = match kind {
                     "AWS::DynamoDB::Table" => "TableName",
                     "AWS::S3::Bucket" => "BucketName",
                     _ => return None,
                 };
-                let pattern = self.yaml["Resources"][id]["Properties"][property].as_str()?;
-                let mut name = pattern.to_owned();
+                let mut name = resource["Properties"][property].as_str()?.to_owned();
                 for (key, value) in values {
                     name = name.replace(&format!("${{{key}}}"), value);
                 }
                 (!name.contains("${")).then_some((id, kind, name))
             })
+            .collect()
+    }
+
+    /// [`Template::store_names`] of the stores the stack keeps when it is deleted: what an
+    /// earlier stack of the same name left, which a new one cannot create again while it exists.
+    pub fn retained_names(&self, values: &BTreeMap<&str, &str>) -> Vec<(&str, &str, String)> {
+        let retained: Vec<&str> = self.retained().into_iter().map(|(id, _)| id).collect();
+        self.store_names(values)
+            .into_iter()
+            .filter(|(id, _, _)| retained.contains(id))
             .collect()
     }
 
@@ -313,6 +321,10 @@ mod tests {
 "#,
         );
         let values = BTreeMap::from([("Environment", "pr-7"), ("AWS::Region", "eu-west-1")]);
+        assert_eq!(
+            template.store_names(&values)[1],
+            ("Gone", "AWS::DynamoDB::Table", "x".to_owned())
+        );
         assert_eq!(
             template.retained_names(&values),
             [
