@@ -1,7 +1,9 @@
 //! The workflows keep their trust boundary: every third-party action is pinned by commit, a job
 //! that can get AWS credentials (`id-token: write`) builds, installs and compiles nothing, and the
 //! release tool such a job runs comes from a job that builds it and nothing else, checked against
-//! the SHA-256 that job output before any credential exists.
+//! the SHA-256 that job output before any credential exists. A fork's pull request never reaches
+//! a credentialed job: no `pull_request_target`, and every credentialed job needs a job that
+//! stops for a fork's head repository.
 
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -222,6 +224,68 @@ jobs:
             "bad.yml: job build does not output the release tool's sha256",
             "bad.yml: services must be packaged in a job of their own, not build",
             "bad.yml: job deploy does not check the release tool against needs.build.outputs.sha256 before it gets credentials",
+        ]
+    );
+}
+
+/// Every way a fork's pull request could reach a job with credentials.
+fn fork_violations(name: &str, workflow: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let docs = YamlLoader::load_from_str(workflow).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let on = &docs[0]["on"];
+    if !on["pull_request_target"].is_badvalue() {
+        found.push(format!(
+            "{name}: pull_request_target runs with secrets for a fork's code; use pull_request"
+        ));
+    }
+    if on["pull_request"].is_badvalue() {
+        return found;
+    }
+    let jobs = jobs(name, workflow);
+    let guards = |body: &Yaml| {
+        body["if"].as_str().is_some_and(|c| {
+            c.contains("github.event.pull_request.head.repo.full_name == github.repository")
+        })
+    };
+    for (job, body) in &jobs {
+        if !credentialed(body) || guards(body) {
+            continue;
+        }
+        let guarded = one_or_many(&body["needs"])
+            .into_iter()
+            .filter_map(Yaml::as_str)
+            .any(|need| jobs.iter().any(|(j, b)| j == need && guards(b)));
+        if !guarded {
+            found.push(format!(
+                "{name}: job {job} has credentials, and nothing it needs stops a fork's pull request"
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_forks_pull_request_never_reaches_credentials() {
+    let path = repo().join(".github/workflows/release.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let found = fork_violations("release.yml", &text);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    let planted = "
+on:
+  pull_request_target:
+  pull_request:
+jobs:
+  plan:
+    runs-on: ubuntu-latest
+  deploy:
+    needs: plan
+    permissions: {id-token: write}
+";
+    assert_eq!(
+        fork_violations("bad.yml", planted),
+        [
+            "bad.yml: pull_request_target runs with secrets for a fork's code; use pull_request",
+            "bad.yml: job deploy has credentials, and nothing it needs stops a fork's pull request",
         ]
     );
 }
