@@ -298,6 +298,8 @@ impl Destination<'_> {
     ) -> anyhow::Result<()> {
         let aws = &self.session.aws;
         // Checked before anything else, packaging included, which can take minutes.
+        aws.runtime
+            .block_on(crate::aws::check_home(&aws.sdk, &aws.region, environment))?;
         let target =
             aws.runtime
                 .block_on(upload::Target::check(&aws.sdk, &aws.region, &aws.bucket))?;

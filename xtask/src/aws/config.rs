@@ -90,6 +90,43 @@ pub async fn check_credentials(sdk: &aws_config::SdkConfig) -> anyhow::Result<()
     Ok(())
 }
 
+/// Refuses to act on `environment` from an account or region its table entry says it does not
+/// live in: a release for production never lands in a developer's account because of a stale
+/// AWS_PROFILE. Only what the entry declares is checked (STS's GetCallerIdentity, which needs no
+/// permission).
+pub async fn check_home(
+    sdk: &aws_config::SdkConfig,
+    region: &str,
+    environment: crate::environments::Environment,
+) -> anyhow::Result<()> {
+    let declared = environment.declared();
+    if let Some(home) = &declared.region
+        && home != region
+    {
+        anyhow::bail!(
+            "{environment} lives in {home} ([workspace.metadata.environments] in Cargo.toml), not \
+             {region}: pass --region {home}; nothing was changed"
+        );
+    }
+    if let Some(account) = &declared.account {
+        let caller = aws_sdk_sts::Client::new(sdk)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sts::error::DisplayErrorContext(&e)))
+            .context("asking STS which account these credentials are of")?;
+        let theirs = caller.account().unwrap_or("an unknown account");
+        if theirs != account {
+            anyhow::bail!(
+                "{environment} lives in account {account} ([workspace.metadata.environments] in \
+                 Cargo.toml), and these credentials are of account {theirs}: use that account's \
+                 profile (AWS_PROFILE) or role; nothing was changed"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// An AWS configuration to talk to, the artifact bucket in it, and the runtime to talk on. Plain
 /// configuration: whoever made it (an account, or the local emulator) is the caller's business.
 #[derive(Debug)]

@@ -9,6 +9,6 @@ pub mod logs;
 pub mod s3;
 
 pub use config::{
-    Connection, DEFAULT_REGION, check_credentials, region_of, s3_client, sdk_config,
+    Connection, DEFAULT_REGION, check_credentials, check_home, region_of, s3_client, sdk_config,
     template_key_of, template_url,
 };

@@ -81,6 +81,8 @@ impl Destroy {
         }
         let session = self.account.read(workspace, progress)?;
         let aws = &session.aws;
+        aws.runtime
+            .block_on(crate::aws::check_home(&aws.sdk, &aws.region, environment))?;
         let deployer = Deployer::new(aws, workspace, environment, self.options(), progress);
         let destroyed = aws.runtime.block_on(deployer.destroy(&service.name))?;
         print_result(&destroyed, self.output.json, |d| d.text() + &session.note())

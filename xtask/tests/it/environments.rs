@@ -141,9 +141,25 @@ fn an_environment_is_added_by_editing_the_table_alone_and_expired_ones_are_destr
     text.push_str(
         "\n[workspace.metadata.environments.staging]\nprofile = \"release\"\ntraffic = \
          \"linear\"\nprotected = true\n\n[workspace.metadata.environments.\"tmp-*\"]\nprofile = \
-         \"fast\"\ntraffic = \"all-at-once\"\nstores = \"deleted\"\ntime-to-live = \"5s\"\n",
+         \"fast\"\ntraffic = \"all-at-once\"\nstores = \"deleted\"\ntime-to-live = \"5s\"\n\n\
+         [workspace.metadata.environments.elsewhere]\nprofile = \"fast\"\ntraffic = \
+         \"all-at-once\"\naccount = \"210987654321\"\n\n\
+         [workspace.metadata.environments.faraway]\nprofile = \"fast\"\ntraffic = \
+         \"all-at-once\"\nregion = \"eu-west-1\"\n",
     );
     std::fs::write(&manifest, text).unwrap();
+    // An environment that lives in another account or region is never deployed from this one.
+    assert_refused(
+        &deploy(&fixture, "elsewhere"),
+        "elsewhere lives in account 210987654321 ([workspace.metadata.environments] in \
+         Cargo.toml), and these credentials are of account 123456789012: use that account's \
+         profile (AWS_PROFILE) or role; nothing was changed",
+    );
+    assert_refused(
+        &deploy(&fixture, "faraway"),
+        "faraway lives in eu-west-1 ([workspace.metadata.environments] in Cargo.toml), not \
+         us-west-2: pass --region eu-west-1; nothing was changed",
+    );
     let staging = succeeded(&deploy(&fixture, "staging"));
     assert_eq!(
         staging["stacks"][0]["probes"]["result"], "passed",
