@@ -110,7 +110,36 @@ fn a_pull_requests_environment_is_deployed_destroyed_with_its_stores_and_made_ag
         "{again:#}"
     );
 
-    // dev keeps its stores, and a name too long for a bucket is refused before any build.
+    // A new preview borrows dev's secrets (their ARNs), as its entry's secrets-from says.
+    let lent =
+        "arn:aws:secretsmanager:us-west-2:123456789012:secret:biometrix/dev/service-token-AbCdEf";
+    let dev = fixture.xtask(&[
+        "deploy",
+        "hardware",
+        "dev",
+        "--local",
+        "--json",
+        "--timeout",
+        "120",
+        "--parameter",
+        &format!("ServiceTokenSecretArn={lent}"),
+    ]);
+    succeeded(&dev);
+    let borrowed = deploy(&fixture, "pr-8");
+    succeeded(&borrowed);
+    assert!(
+        stderr(&borrowed).contains(
+            "pr-8 borrows dev's secrets: DatabaseSecretArn, ServiceTokenSecretArn from hardware-dev"
+        ),
+        "{}",
+        stderr(&borrowed)
+    );
+    assert_eq!(
+        parameter(&fixture, "hardware-pr-8", "ServiceTokenSecretArn"),
+        lent
+    );
+
+    // A name too long for a bucket is refused before any build.
     let name = "pr-123456789012345678901234567";
     let too_long = deploy(&fixture, name);
     assert_refused(

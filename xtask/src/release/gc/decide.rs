@@ -59,6 +59,10 @@ pub struct Inputs {
     pub stacks: Vec<Using>,
     /// Stack → its recorded releases, oldest first.
     pub histories: BTreeMap<String, Vec<Entry>>,
+    /// Stacks with a history that no longer exist and whose environment deletes its stores with
+    /// them (a destroyed preview): nothing will roll back to them, so their last releases are not
+    /// kept for it.
+    pub gone: BTreeSet<String>,
 }
 
 /// The service an artifact or template key belongs to: `lambdas/<service>/…`,
@@ -132,6 +136,9 @@ pub fn decide(
         }
     }
     for (stack, entries) in &inputs.histories {
+        if inputs.gone.contains(stack) {
+            continue;
+        }
         for entry in entries.iter().rev().take(keep) {
             for key in needs(entry) {
                 keep_for(
@@ -276,7 +283,25 @@ mod tests {
             versions,
             stacks: vec![stack("hardware-dev", 5)],
             histories: BTreeMap::from([("hardware-dev".to_owned(), (1..=5).map(entry).collect())]),
+            gone: BTreeSet::new(),
         }
+    }
+
+    #[test]
+    fn a_destroyed_previews_releases_are_not_kept_for_it() {
+        // hardware-pr-7 was destroyed; its history stays, but nothing rolls back to it.
+        let mut inputs = five_releases();
+        inputs.stacks.clear();
+        inputs
+            .histories
+            .insert("hardware-pr-7".to_owned(), (1..=5).map(entry).collect());
+        inputs.histories.remove("hardware-dev");
+        let keep_one = Duration::from_secs(30 * 86_400);
+        let (verdicts, _) = decide(&inputs, 2, keep_one, NOW);
+        assert_eq!(verdict(&verdicts, &zip(5)).action, Action::Keep);
+        inputs.gone.insert("hardware-pr-7".to_owned());
+        let (verdicts, _) = decide(&inputs, 2, keep_one, NOW);
+        assert_eq!(verdict(&verdicts, &zip(5)).action, Action::Delete);
     }
 
     #[test]

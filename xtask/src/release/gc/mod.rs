@@ -13,6 +13,7 @@
 
 mod decide;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -217,12 +218,29 @@ pub async fn scan(
             .context("gc cannot tell what that stack's releases need, so it deletes nothing")?;
         inputs.histories.insert(stack.to_owned(), entries);
     }
+    let exists: BTreeSet<&str> = inputs.stacks.iter().map(|u| u.stack.as_str()).collect();
+    inputs.gone = inputs
+        .histories
+        .keys()
+        .filter(|stack| !exists.contains(stack.as_str()) && throwaway(stack))
+        .cloned()
+        .collect();
     for prefix in PREFIXES {
         inputs
             .versions
             .extend(s3::list_versions(s3, bucket, prefix).await?);
     }
     Ok(inputs)
+}
+
+/// Whether `stack` (`<service>-<environment>`) is of an environment the workspace declares with
+/// its stores deleted: a throwaway one, whose destroyed stacks nothing rolls back to.
+fn throwaway(stack: &str) -> bool {
+    stack.match_indices('-').any(|(at, _)| {
+        stack[at + 1..]
+            .parse::<crate::environments::Environment>()
+            .is_ok_and(|e| e.stores() == crate::environments::Stores::Deleted)
+    })
 }
 
 /// Deletes the versions `verdicts` mark [`Action::Delete`], marking each deleted or failed, in
