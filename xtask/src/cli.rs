@@ -128,8 +128,15 @@ pub struct Account {
 impl Account {
     /// The connection the flags name, for a command that publishes or deploys; with `--local`,
     /// the emulator started if needed and its artifact bucket created the first time.
-    pub fn connect(&self, workspace: &Workspace, progress: Progress) -> anyhow::Result<Session> {
-        self.connect_for(Access::Changes, workspace, progress)
+    /// `home` is the environment the command acts on: its account and profile, when its entry
+    /// names them, are where the connection goes.
+    pub fn connect(
+        &self,
+        workspace: &Workspace,
+        home: Option<Environment>,
+        progress: Progress,
+    ) -> anyhow::Result<Session> {
+        self.connect_for(Access::Changes, workspace, home, progress)
     }
 
     /// The connection the flags name, for a command that creates nothing.
@@ -151,14 +158,20 @@ impl Account {
         flags
     }
 
-    pub fn read(&self, workspace: &Workspace, progress: Progress) -> anyhow::Result<Session> {
-        self.connect_for(Access::Reads, workspace, progress)
+    pub fn read(
+        &self,
+        workspace: &Workspace,
+        home: Option<Environment>,
+        progress: Progress,
+    ) -> anyhow::Result<Session> {
+        self.connect_for(Access::Reads, workspace, home, progress)
     }
 
     fn connect_for(
         &self,
         access: Access,
         workspace: &Workspace,
+        home: Option<Environment>,
         progress: Progress,
     ) -> anyhow::Result<Session> {
         local::connect(
@@ -169,6 +182,7 @@ impl Account {
                 .as_ref()
                 .map(crate::environments::Name::resolve)
                 .transpose()?,
+            home,
             access,
             workspace,
             progress,

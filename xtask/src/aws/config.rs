@@ -8,7 +8,15 @@ pub const DEFAULT_REGION: &str = "us-west-2";
 
 /// The AWS configuration, from the standard sources, with `region` (or the default) filled in.
 pub async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
+    sdk_config_of(region, None).await
+}
+
+/// [`sdk_config`] with a named profile of the standard AWS configuration, when one is given.
+pub async fn sdk_config_of(region: Option<&str>, profile: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
     if let Some(region) = region {
         loader = loader.region(aws_config::Region::new(region.to_owned()));
     }

@@ -10,5 +10,5 @@ pub mod s3;
 
 pub use config::{
     Connection, DEFAULT_REGION, check_credentials, check_home, region_of, s3_client, sdk_config,
-    template_key_of, template_url,
+    sdk_config_of, template_key_of, template_url,
 };

@@ -49,7 +49,9 @@ impl Deploy {
                 "--recreate deletes the stack, which --no-execute promises not to change; pick one"
             );
         }
-        let session = self.account.connect(workspace, progress)?;
+        let session = self
+            .account
+            .connect(workspace, Some(environment), progress)?;
         let aws = &session.aws;
         let destination = Destination {
             session: &session,

@@ -79,7 +79,7 @@ impl Destroy {
                 "--confirm {confirm} does not name the environment being destroyed ({environment})"
             );
         }
-        let session = self.account.read(workspace, progress)?;
+        let session = self.account.read(workspace, Some(environment), progress)?;
         let aws = &session.aws;
         aws.runtime
             .block_on(crate::aws::check_home(&aws.sdk, &aws.region, environment))?;
@@ -105,7 +105,7 @@ impl Destroy {
     /// this workspace, in an environment the table declares with a time to live, is touched, so
     /// that a tag put on by hand never removes production.
     fn expired(&self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
-        let session = self.account.read(workspace, progress)?;
+        let session = self.account.read(workspace, None, progress)?;
         let aws = &session.aws;
         let now = crate::progress::now_rfc3339();
         let stacks = aws

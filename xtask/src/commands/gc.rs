@@ -54,7 +54,7 @@ fn age(text: &str) -> Result<std::time::Duration, String> {
 
 impl Gc {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
-        let session = self.account.read(workspace, progress)?;
+        let session = self.account.read(workspace, None, progress)?;
         let aws = &session.aws;
         let options = gc::Options {
             keep: self.keep,

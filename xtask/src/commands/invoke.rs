@@ -74,7 +74,7 @@ impl Invoke {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
         let (service, environment) = self.stack.resolve(workspace)?;
         let mut request = self.request()?;
-        let session = self.account.read(workspace, progress)?;
+        let session = self.account.read(workspace, Some(environment), progress)?;
         let aws = &session.aws;
         let declared = service
             .functions

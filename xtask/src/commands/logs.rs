@@ -81,7 +81,7 @@ struct Line {
 impl Logs {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
         let (service, environment) = self.stack.resolve(workspace)?;
-        let session = self.account.read(workspace, progress)?;
+        let session = self.account.read(workspace, Some(environment), progress)?;
         let aws = &session.aws;
         let Some(function) = service.functions.first() else {
             bail!("{} declares no function", service.name);

@@ -9,7 +9,7 @@ use crate::cli::{Account, ChangeSet, Destination, Output, Released, Rollout, Sel
 use crate::environments::Profile;
 use crate::environments::{Environment, Stores};
 use crate::progress::Progress;
-use crate::release::deployer::Release;
+use crate::release::deployer::{Deployer, Release};
 use crate::workspace::{Service, Workspace};
 
 /// Deploy the exact release one environment runs to another, without building anything.
@@ -91,7 +91,7 @@ impl Promote {
 
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
         let (services, from, to) = self.resolve(workspace)?;
-        let session = self.account.connect(workspace, progress)?;
+        let session = self.account.connect(workspace, Some(to), progress)?;
         let aws = &session.aws;
         let destination = Destination {
             session: &session,
@@ -104,6 +104,18 @@ impl Promote {
         let options = self
             .rollout
             .options(&self.change_set, false, &destination)?;
+        // Environments in different accounts: the release is read where it runs, with that
+        // account's credentials, and its bytes carried into this account's bucket.
+        let (source_home, target_home) = (from.declared(), to.declared());
+        let crosses = source_home.account != target_home.account
+            || source_home.aws_profile != target_home.aws_profile;
+        let source_session = match crosses {
+            true => Some(self.account.read(workspace, Some(from), progress)?),
+            false => None,
+        };
+        let source = source_session
+            .as_ref()
+            .map(|s| Deployer::new(&s.aws, workspace, from, options.clone(), progress));
         let no_rollback = self.rollout.no_rollback;
         destination.roll_out(to, options, no_rollback, self.output, |rollout, _| {
             let deployer = rollout.deployer;
@@ -111,7 +123,13 @@ impl Promote {
             let mut releases = Vec::new();
             for service in &services {
                 let release = aws.runtime.block_on(async {
-                    let release = deployer.promoted(service, from).await?;
+                    let release = match &source {
+                        Some(source) => {
+                            let found = source.promoted(service, from).await?;
+                            deployer.carried(source, found).await?
+                        }
+                        None => deployer.promoted(service, from).await?,
+                    };
                     self.check_profile(&release, service, from, to)?;
                     deployer.precheck_with(service, &release.template).await?;
                     anyhow::Ok(release)

@@ -31,7 +31,9 @@ pub struct Publish {
 impl Publish {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
         let (services, environment) = self.selection.resolve(workspace)?;
-        let session = self.account.connect(workspace, progress)?;
+        let session = self
+            .account
+            .connect(workspace, Some(environment), progress)?;
         let aws = &session.aws;
         let report = if self.dry_run {
             let packaging = self.zips.packaging(environment);

@@ -29,7 +29,9 @@ pub struct ResetHistory {
 impl ResetHistory {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
         let (service, environment) = self.stack.resolve(workspace)?;
-        let session = self.account.connect(workspace, progress)?;
+        let session = self
+            .account
+            .connect(workspace, Some(environment), progress)?;
         let aws = &session.aws;
         session.require_bucket()?;
         let options = Options {

@@ -36,7 +36,9 @@ pub struct Rollback {
 impl Rollback {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
         let (service, environment) = self.stack.resolve(workspace)?;
-        let session = self.account.connect(workspace, progress)?;
+        let session = self
+            .account
+            .connect(workspace, Some(environment), progress)?;
         let aws = &session.aws;
         let destination = Destination {
             session: &session,

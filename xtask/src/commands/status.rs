@@ -145,7 +145,7 @@ struct Head {
 impl Status {
     pub fn run(self, workspace: &Workspace, progress: Progress) -> anyhow::Result<()> {
         let (service, environment) = self.stack.resolve(workspace)?;
-        let session = self.account.read(workspace, progress)?;
+        let session = self.account.read(workspace, Some(environment), progress)?;
         let aws = &session.aws;
         let stack = StackName::new(&service.name, environment);
         let (s3, bucket) = (aws.s3(), aws.bucket.as_str());

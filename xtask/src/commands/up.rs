@@ -76,7 +76,7 @@ impl Up {
         if !self.account.local {
             bail!("up runs what the local emulator holds: pass --local");
         }
-        let session = self.account.read(workspace, progress)?;
+        let session = self.account.read(workspace, Some(environment), progress)?;
         let aws = &session.aws;
         let emulator = session.emulator()?;
         let endpoint = emulator.endpoint.clone();

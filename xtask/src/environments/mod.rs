@@ -61,6 +61,10 @@ pub struct Declared {
     /// The AWS account it lives in (12 digits), when not the caller's.
     #[serde(default)]
     pub account: Option<String>,
+    /// The profile of the standard AWS configuration (`~/.aws/config`: keys, SSO, an assumed
+    /// role) whose credentials reach that account; without it, the usual chain (AWS_PROFILE, ...).
+    #[serde(default)]
+    pub aws_profile: Option<String>,
     /// The region it lives in, when not the command's.
     #[serde(default)]
     pub region: Option<String>,
@@ -91,6 +95,7 @@ impl Environments {
             promotes_from: promotes_from.map(str::to_owned),
             secrets_from: None,
             account: None,
+            aws_profile: None,
             region: None,
             domain: None,
         };

@@ -88,11 +88,16 @@ pub enum Access {
 /// Connects to `region` (default: the AWS configuration's) and `bucket` (default: the region's),
 /// in the emulator when `local`. Names are checked first, and an account's credentials before
 /// anything is asked of it, so that every command says the same about them.
+/// `home` is the environment the command acts on, whose table entry may name its account (on the
+/// emulator, reached by assuming a role into that account, whose state the emulator keeps apart)
+/// and the AWS profile whose credentials reach it.
+#[allow(clippy::too_many_arguments)]
 pub fn connect(
     region: Option<&str>,
     bucket: Option<&str>,
     local: bool,
     as_deployer_of: Option<Environment>,
+    home: Option<Environment>,
     access: Access,
     workspace: &Workspace,
     progress: Progress,
@@ -109,13 +114,36 @@ pub fn connect(
     let emulator = local
         .then(|| Emulator::ensure(workspace, progress))
         .transpose()?;
+    let profile = home.and_then(|e| e.declared().aws_profile.as_deref());
+    let account = home.and_then(|e| e.declared().account.as_deref());
     let sdk = runtime.block_on(async {
         match &emulator {
-            Some(emulator) => emulator.sdk_config(region).await,
-            None => aws::sdk_config(region).await,
+            Some(emulator) => match account.filter(|a| *a != LOCAL_ACCOUNT) {
+                Some(account) => {
+                    if as_deployer_of.is_some() {
+                        anyhow::bail!(
+                            "--as-deployer-of acts in the emulator's own account, and {} lives in \
+                             account {account}: leave one of them out",
+                            home.map(|e| e.to_string()).unwrap_or_default()
+                        );
+                    }
+                    emulator.sdk_config_in(region, account).await
+                }
+                None => Ok(emulator.sdk_config(region).await),
+            },
+            None => Ok(aws::sdk_config_of(region, profile).await),
         }
-    });
-    let connection = Connection::new(runtime, sdk, bucket.map(str::to_owned));
+    })?;
+    // S3's names are global: an environment in an account of its own has a bucket of its own.
+    let bucket = match (bucket, account) {
+        (Some(bucket), _) => Some(bucket.to_owned()),
+        (None, Some(account)) => Some(format!(
+            "biometrix-infrastructure-{account}-{}",
+            aws::region_of(&sdk)
+        )),
+        (None, None) => None,
+    };
+    let connection = Connection::new(runtime, sdk, bucket);
     if emulator.is_none() {
         connection
             .runtime
@@ -194,6 +222,9 @@ pub fn connect(
         administrator: Some(connection),
     })
 }
+
+/// The account the emulator's own credentials act in (moto's default).
+pub const LOCAL_ACCOUNT: &str = "123456789012";
 
 /// An access key of an emulator-only user holding nothing but `environment`'s deployer policy:
 /// its pipeline stack (`cloudformation/pipeline.yaml`, promoting as the release workflow does)

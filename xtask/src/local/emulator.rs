@@ -148,6 +148,37 @@ impl Emulator {
             .await
     }
 
+    /// The AWS configuration for the emulator as an administrator of `account`: a role in it,
+    /// assumed through the emulator's STS as AWS assumes one across accounts. The emulator keeps
+    /// each account's stacks, buckets and functions apart.
+    pub async fn sdk_config_in(
+        &self,
+        region: Option<&str>,
+        account: &str,
+    ) -> anyhow::Result<aws_config::SdkConfig> {
+        let administrator = self.sdk_config(region).await;
+        let assumed = aws_sdk_sts::Client::new(&administrator)
+            .assume_role()
+            .role_arn(format!(
+                "arn:aws:iam::{account}:role/biometrix-local-administrator"
+            ))
+            .role_session_name("cargo-xtask")
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sts::error::DisplayErrorContext(&e)))
+            .with_context(|| format!("assuming a role in account {account} on the emulator"))?;
+        let credentials = assumed
+            .credentials()
+            .context("the emulator's STS gave no credentials")?;
+        Ok(self
+            .sdk_config_as(
+                region,
+                credentials.access_key_id(),
+                credentials.secret_access_key(),
+            )
+            .await)
+    }
+
     /// What a command says after using it: that it keeps running (PostgreSQL too, when a local
     /// deploy started it), and how to look and stop it.
     pub fn note(&self) -> String {

@@ -319,3 +319,53 @@ impl Target {
         Ok(report)
     }
 }
+
+/// Brings the object `key` (at `version`, where the source keeps versions) from `source`'s bucket
+/// into `target`'s, for a promotion between accounts: the bytes are read, checked against the
+/// SHA-256 the key names, and put with S3's checksum, unless the target already holds the key's
+/// bytes. The target's version of it is returned: what its stack is to fetch.
+pub async fn carry(
+    source: (&aws_sdk_s3::Client, &str),
+    target: (&aws_sdk_s3::Client, &str),
+    key: &str,
+    version: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    let ((from, from_bucket), (to, to_bucket)) = (source, target);
+    if integrity::stored(to, to_bucket, key).await?.is_some() {
+        let then = "Delete it there, then promote again";
+        return Ok(integrity::verify(to, to_bucket, key, then)
+            .await?
+            .version_id);
+    }
+    let object = from
+        .get_object()
+        .bucket(from_bucket)
+        .key(key)
+        .set_version_id(version.map(str::to_owned))
+        .send()
+        .await
+        .with_context(|| format!("reading s3://{from_bucket}/{key} to carry it across"))?;
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .with_context(|| format!("reading s3://{from_bucket}/{key} to carry it across"))?
+        .into_bytes();
+    integrity::check_bytes(from_bucket, key, &bytes)?;
+    let checksum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&bytes));
+    let put = to
+        .put_object()
+        .bucket(to_bucket)
+        .key(key)
+        .body(ByteStream::from(bytes))
+        .checksum_sha256(checksum)
+        .send()
+        .await
+        .with_context(|| {
+            format!(
+                "putting s3://{to_bucket}/{key}; S3 stores an object only once it has all of it, \
+                 so nothing partial is left: promote again"
+            )
+        })?;
+    Ok(put.version_id().filter(|v| *v != "null").map(str::to_owned))
+}

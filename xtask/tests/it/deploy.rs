@@ -748,8 +748,12 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub fn sdk(endpoint: &str) -> aws_config::SdkConfig {
-    let credentials =
-        aws_credential_types::Credentials::new("testing", "testing", None, None, "tests");
+    sdk_as(endpoint, "testing", "testing")
+}
+
+/// The emulator with another access key (one of its users', or an assumed role's).
+pub fn sdk_as(endpoint: &str, key_id: &str, secret: &str) -> aws_config::SdkConfig {
+    let credentials = aws_credential_types::Credentials::new(key_id, secret, None, None, "tests");
     runtime().block_on(
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(endpoint)

@@ -177,18 +177,6 @@ fn an_environment_is_added_by_editing_the_table_alone_and_expired_ones_are_destr
          \"all-at-once\"\nregion = \"eu-west-1\"\n",
     );
     std::fs::write(&manifest, text).unwrap();
-    // An environment that lives in another account or region is never deployed from this one.
-    assert_refused(
-        &deploy(&fixture, "elsewhere"),
-        "elsewhere lives in account 210987654321 ([workspace.metadata.environments] in \
-         Cargo.toml), and these credentials are of account 123456789012: use that account's \
-         profile (AWS_PROFILE) or role; nothing was changed",
-    );
-    assert_refused(
-        &deploy(&fixture, "faraway"),
-        "faraway lives in eu-west-1 ([workspace.metadata.environments] in Cargo.toml), not \
-         us-west-2: pass --region eu-west-1; nothing was changed",
-    );
     let staging = succeeded(&deploy(&fixture, "staging"));
     assert_eq!(
         staging["stacks"][0]["probes"]["result"], "passed",
@@ -197,6 +185,31 @@ fn an_environment_is_added_by_editing_the_table_alone_and_expired_ones_are_destr
     assert_eq!(
         parameter(&fixture, "hardware-staging", "DeploymentConfiguration"),
         "CodeDeployDefault.LambdaLinear10PercentEvery1Minute",
+    );
+    // An environment that lives in another account or region is never deployed from another:
+    // here through the AWS path (no --local), aimed at the emulator, whose credentials are of its
+    // default account.
+    let endpoint = fixture.emulator().expect("an emulator runs").0;
+    let in_aws = |environment: &str| {
+        fixture
+            .command(&["deploy", "hardware", environment, "--timeout", "120"])
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-west-2")
+            .output()
+            .unwrap()
+    };
+    assert_refused(
+        &in_aws("elsewhere"),
+        "elsewhere lives in account 210987654321 ([workspace.metadata.environments] in \
+         Cargo.toml), and these credentials are of account 123456789012: use that account's \
+         profile (AWS_PROFILE) or role; nothing was changed",
+    );
+    assert_refused(
+        &in_aws("faraway"),
+        "faraway lives in eu-west-1 ([workspace.metadata.environments] in Cargo.toml), not \
+         us-west-2: pass --region eu-west-1; nothing was changed",
     );
     let refused = fixture.xtask(&["destroy", "hardware", "staging", "--local"]);
     assert!(
@@ -221,4 +234,121 @@ fn an_environment_is_added_by_editing_the_table_alone_and_expired_ones_are_destr
     assert_eq!(stacks, ["hardware-tmp-1"], "{report:#}");
     // staging, protected and without a time to live, is still there.
     assert!(tags(&fixture, "hardware-staging").contains_key("biometrix:created-by"));
+}
+
+/// The emulator as an administrator of `account`, through STS as AWS crosses accounts.
+fn in_account(endpoint: &str, account: &str) -> aws_config::SdkConfig {
+    let assumed = runtime()
+        .block_on(
+            aws_sdk_sts::Client::new(&crate::deploy::sdk(endpoint))
+                .assume_role()
+                .role_arn(format!("arn:aws:iam::{account}:role/test"))
+                .role_session_name("test")
+                .send(),
+        )
+        .unwrap();
+    let credentials = assumed.credentials().unwrap();
+    crate::deploy::sdk_as(
+        endpoint,
+        credentials.access_key_id(),
+        credentials.secret_access_key(),
+    )
+}
+
+#[test]
+fn promote_carries_exactly_what_dev_runs_into_another_account() {
+    let fixture = stand_in();
+    let manifest = fixture.manifest();
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str(
+        "\n[workspace.metadata.environments.vault]\nprofile = \"release\"\ntraffic = \"canary\"\n\
+         protected = true\naccount = \"210987654321\"\n",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let dev = succeeded(&deploy(&fixture, "dev"));
+    let key = crate::deploy::key(&dev["stacks"][0]);
+
+    // vault's rule holds across accounts: only release builds, unless asked.
+    let promote = |extra: &[&str]| {
+        let mut args = vec![
+            "promote",
+            "hardware",
+            "dev",
+            "vault",
+            "--local",
+            "--json",
+            "--timeout",
+            "120",
+        ];
+        args.extend_from_slice(extra);
+        fixture.xtask(&args)
+    };
+    let refused = promote(&[]);
+    assert!(
+        !refused.status.success() && stderr(&refused).contains("vault runs only release builds"),
+        "{}",
+        stderr(&refused)
+    );
+    let promoted = succeeded(&promote(&["--allow-fast-profile"]));
+    let stack = &promoted["stacks"][0];
+    assert_eq!(crate::deploy::key(stack), key, "{promoted:#}");
+    assert_eq!(stack["probes"]["result"], "passed", "{promoted:#}");
+
+    // It runs in vault's account, not dev's, with vault's traffic policy and the very bytes.
+    let endpoint = fixture.emulator().expect("an emulator runs").0;
+    let vault = in_account(&endpoint, "210987654321");
+    let described = runtime()
+        .block_on(
+            aws_sdk_cloudformation::Client::new(&vault)
+                .describe_stacks()
+                .stack_name("hardware-vault")
+                .send(),
+        )
+        .unwrap();
+    let parameters: std::collections::BTreeMap<&str, &str> = described.stacks()[0]
+        .parameters()
+        .iter()
+        .filter_map(|p| Some((p.parameter_key()?, p.parameter_value()?)))
+        .collect();
+    assert_eq!(parameters["ApigatewayExecuteArtifactKey"], key);
+    // Its own bucket (S3's names are global): the bytes were carried there.
+    let bucket = "biometrix-infrastructure-210987654321-us-west-2";
+    assert_eq!(parameters["ArtifactBucket"], bucket);
+    assert_eq!(
+        parameters["DeploymentConfiguration"],
+        "CodeDeployDefault.LambdaCanary10Percent5Minutes"
+    );
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&vault)
+            .force_path_style(true)
+            .build(),
+    );
+    let zip = runtime()
+        .block_on(async {
+            s3.get_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+        })
+        .unwrap()
+        .into_bytes();
+    use sha2::Digest as _;
+    let hash: String = sha2::Sha256::digest(&zip)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(key.contains(&hash), "{key} holds bytes hashing to {hash}");
+    // dev's account has no vault stack.
+    let here = runtime().block_on(
+        cloudformation(&endpoint)
+            .describe_stacks()
+            .stack_name("hardware-vault")
+            .send(),
+    );
+    assert!(here.is_err(), "{here:?}");
 }

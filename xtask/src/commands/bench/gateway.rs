@@ -128,6 +128,7 @@ pub fn run(workspace: &Workspace, progress: Progress, options: Options) -> anyho
         None,
         true,
         None,
+        None,
         crate::local::Access::Changes,
         workspace,
         progress,

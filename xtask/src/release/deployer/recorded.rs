@@ -10,14 +10,12 @@ use anyhow::{Context as _, bail};
 
 use super::{Deployer, Release, TemplateVersions};
 use crate::aws::cloudformation::{self, Current};
-use crate::environments::Environment;
-use crate::environments::Profile;
-use crate::environments::StackName;
+use crate::environments::{Environment, Profile, StackName};
 use crate::release::history::{self, Entry, Kind, Outcome, Running};
-use crate::release::integrity;
 use crate::release::manifest::artifact_key_parameter;
 use crate::release::stack::Template;
 use crate::release::stack::decide::{RELEASE_DIGEST, is_settled};
+use crate::release::{integrity, upload};
 use crate::workspace::{APIGATEWAY_TEMPLATE, Service, service_template};
 
 impl Deployer<'_> {
@@ -110,6 +108,45 @@ impl Deployer<'_> {
             .await
     }
 
+    /// `release`, as `source` (a deployer in another account) found and verified it, with every
+    /// object it names carried into this deployer's bucket (each checked against the SHA-256 its
+    /// key names, put with S3's checksum), and the versions that this bucket holds them at: the
+    /// very bytes, nothing rebuilt.
+    pub async fn carried(
+        &self,
+        source: &Deployer<'_>,
+        mut release: Release,
+    ) -> anyhow::Result<Release> {
+        let step = self.progress.step(&format!(
+            "carrying the release from s3://{} into s3://{}",
+            source.bucket, self.bucket
+        ));
+        let (from, to) = (
+            (&source.s3, source.bucket.as_str()),
+            (&self.s3, self.bucket.as_str()),
+        );
+        for (parameter, key) in &release.artifact_keys {
+            let version = release.artifact_versions.get(parameter).map(String::as_str);
+            match upload::carry(from, to, key, version).await? {
+                Some(here) => release.artifact_versions.insert(parameter.clone(), here),
+                None => release.artifact_versions.remove(parameter),
+            };
+        }
+        let versions = &mut release.template_versions;
+        for (key, version) in [
+            (&release.template_key, &mut versions.template),
+            (&release.apigateway_template_key, &mut versions.apigateway),
+        ] {
+            *version = upload::carry(from, to, key, version.as_deref()).await?;
+        }
+        step.done(&format!(
+            "carried {} objects into s3://{}, each checked against its key",
+            release.artifact_keys.len() + 2,
+            self.bucket
+        ));
+        Ok(release)
+    }
+
     /// What `stack` runs, as its history should record it: kind `recovered`, unchecked. Its
     /// template's key is found by hashing the template the stack runs; its commit is the
     /// artifacts' word, believed only of bytes that are their key's. `None` when there is no such
@@ -127,7 +164,7 @@ impl Deployer<'_> {
             return Ok(None);
         }
         let body = cloudformation::template_body(&self.cloudformation, &current.id).await?;
-        let template_key = crate::release::upload::template_key(
+        let template_key = upload::template_key(
             &service.name,
             &crate::release::artifact::sha256_hex(body.as_bytes()),
             &service_template(&service.name),
