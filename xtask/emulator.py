@@ -56,9 +56,13 @@ when it throttles), so that a test can show the release tool riding out a passin
 Used by scripts/test and by `cargo xtask deploy --local`.
 """
 
+import base64
 import json
 import os
 import re
+import subprocess
+import sys
+import tempfile
 import threading
 from urllib.parse import parse_qs, urlparse
 from xml.sax.saxutils import escape
@@ -102,10 +106,17 @@ def _failing(path):
         return any(path.startswith(line.strip()) for line in faults if line.strip())
 
 
+# A Lambda Invoke that runs code is not serialised: the function calls the emulator back (its
+# tables, its secrets) while the invocation waits for it.
+_INVOCATION = re.compile(r"^/2015-03-31/functions/[^/]+/invocations$")
+
+
 def _serialised(self, environ, start_response):
     if _failing(environ.get("PATH_INFO", "")):
         start_response("503 Slow Down", [("Content-Type", "application/xml")])
         return [_SLOW_DOWN]
+    if _RUNNER and _INVOCATION.match(environ.get("PATH_INFO", "")):
+        return list(_dispatch(self, environ, start_response))
     with _one_at_a_time:
         # The whole body is produced under the lock, not just the first chunk.
         return list(_dispatch(self, environ, start_response))
@@ -675,5 +686,78 @@ cloudformation_models.CloudFormationBackend.execute_change_set = _execute_change
 # moto's own `LambdaVersion` is defined before `_Version`, so the map from types to models, built
 # from the subclasses in their order, keeps `_Version`.
 
+# Lambda's `Invoke` runs the function's code when the release tool started the emulator
+# (EMULATOR_LAMBDA_RUNNER names its binary): the zip Lambda holds for the version invoked goes to
+# `xtask lambda-run`, which runs it through the project's local Runtime API (arm64 under qemu), as
+# `up` does, with the function's environment and the emulator's endpoint. The answer is Lambda's:
+# the function's payload, or its error document with `X-Amz-Function-Error: Unhandled`. Without a
+# runner, moto's own answer (it needs Docker to run code).
+_RUNNER = os.environ.get("EMULATOR_LAMBDA_RUNNER")
+_invoke = awslambda.LambdaFunction.invoke
+
+
+def _invoke_running_the_code(self, body, request_headers, response_headers):
+    if not _RUNNER:
+        return _invoke(self, body, request_headers, response_headers)
+    zips = os.path.join(tempfile.gettempdir(), "biometrix-emulator-zips")
+    os.makedirs(zips, exist_ok=True)
+    path = os.path.join(zips, re.sub(r"[^A-Za-z0-9]", "_", self.code_sha_256 or "none") + ".zip")
+    if not os.path.exists(path):
+        with open(path + ".partial", "wb") as out:
+            out.write(self.code_bytes)
+        os.replace(path + ".partial", path)
+    event = json.loads(body) if body else {}
+    ran = subprocess.run(
+        [
+            _RUNNER,
+            "lambda-run",
+            "--zip",
+            path,
+            "--function",
+            self.function_name,
+            "--timeout",
+            str(max(1, int(self.timeout))),
+            "--memory",
+            str(int(self.memory_size)),
+        ],
+        input=json.dumps({"event": event, "environment": self.environment_vars or {}}),
+        capture_output=True,
+        text=True,
+        timeout=int(self.timeout) + 60,
+    )
+    if ran.returncode != 0:
+        answer = {
+            "payload": json.dumps(
+                {"errorType": "Runtime.Unknown", "errorMessage": ran.stderr.strip()[-2000:]}
+            ),
+            "function_error": "Unhandled",
+            "log": "",
+        }
+    else:
+        answer = json.loads(ran.stdout)
+    if answer.get("function_error"):
+        response_headers["x-amz-function-error"] = answer["function_error"]
+    response_headers["x-amz-executed-version"] = str(self.version)
+    tail = answer.get("log", "")[-4096:]
+    response_headers["x-amz-log-result"] = base64.b64encode(tail.encode()).decode()
+    return answer["payload"].encode("utf-8")
+
+
+awslambda.LambdaFunction.invoke = _invoke_running_the_code
+
+
+def _own_endpoint():
+    """The functions run against this emulator: its address, from the server's arguments."""
+    args = sys.argv[1:]
+    host = args[args.index("-H") + 1] if "-H" in args else "127.0.0.1"
+    port = args[args.index("-p") + 1] if "-p" in args else "5000"
+    return f"http://{host}:{port}"
+
+
 if __name__ == "__main__":
+    if _RUNNER:
+        os.environ.setdefault("AWS_ENDPOINT_URL", _own_endpoint())
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        os.environ.setdefault("AWS_REGION", "us-west-2")
     server.main()

@@ -20,8 +20,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, bootstrap, deploy, destroy, gc, invoke, logs, package, promote, publish, reset_history,
-    rollback, serve, status, stop, up,
+    bench, bootstrap, deploy, destroy, gc, invoke, lambda_run, logs, package, promote, publish,
+    reset_history, rollback, serve, status, stop, up,
 };
 use crate::progress::Progress;
 use crate::workspace::Workspace;
@@ -64,6 +64,8 @@ enum Command {
     Bench(bench::Bench),
     Up(up::Up),
     Stop(stop::Stop),
+    #[command(hide = true)]
+    LambdaRun(lambda_run::LambdaRun),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +80,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // The emulator's runner needs no workspace, and runs where there may be none.
+    if let Command::LambdaRun(run) = &cli.command {
+        return run.run();
+    }
     let workspace = match &cli.cargo_metadata {
         Some(file) => Workspace::from_file(file)?,
         None => local::metadata::workspace(cli.manifest_path.as_deref())?,
@@ -100,5 +106,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bootstrap(bootstrap) => bootstrap.run(&workspace, progress),
         Command::Bench(bench) => bench.run(&workspace, progress),
         Command::Up(up) => up.run(&workspace, progress),
+        Command::LambdaRun(_) => unreachable!("run above, before the workspace is read"),
     }
 }

@@ -8,6 +8,7 @@ pub mod deploy;
 pub mod destroy;
 pub mod gc;
 pub mod invoke;
+pub mod lambda_run;
 pub mod logs;
 pub mod package;
 pub mod promote;

@@ -62,8 +62,11 @@ impl Emulator {
         let step = progress.step(&format!("starting the local AWS emulator on port {port}"));
         // The Python that has moto, beside its moto_server.
         let python = server.with_file_name("python3");
+        // Lambda's Invoke runs the function's code through this binary (`lambda-run`).
+        let runner = std::env::current_exe().context("finding the release tool's own binary")?;
         let mut running = Program::new(&python)
             .args(["-c", LAUNCHER, "-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("EMULATOR_LAMBDA_RUNNER", &runner)
             // Its request recorder writes into its working directory.
             .current_dir(dir)
             .log(&log)?

@@ -123,3 +123,57 @@ fn bad_requests_are_refused_before_anything_is_called() {
         );
     }
 }
+
+/// Lambda's `Invoke` on the emulator, as `aws lambda invoke --endpoint-url …` or the pre-traffic
+/// gate calls it: the payload, and the function error header.
+fn lambda_invoke(fixture: &Fixture, qualifier: &str, path: &str) -> (Value, Option<String>) {
+    let endpoint = fixture.emulator().expect("an emulator runs").0;
+    let lambda = aws_sdk_lambda::Client::new(&crate::deploy::sdk(&endpoint));
+    let event = serde_json::json!({
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": "GET",
+        "headers": {},
+        "requestContext": {"stage": "v1"},
+    });
+    let answer = crate::deploy::runtime()
+        .block_on(
+            lambda
+                .invoke()
+                .function_name("hardware-dev-apigateway-execute")
+                .qualifier(qualifier)
+                .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+                .send(),
+        )
+        .unwrap();
+    let payload = answer
+        .payload()
+        .map(|b| b.as_ref().to_vec())
+        .unwrap_or_default();
+    (
+        serde_json::from_slice(&payload)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&payload))),
+        answer.function_error().map(str::to_owned),
+    )
+}
+
+#[test]
+fn the_emulators_lambda_runs_the_functions_code() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+    // Through the live alias, as API Gateway and the gate reach it.
+    let (answer, error) = lambda_invoke(&fixture, "live", "/v1/misc/time");
+    assert_eq!(error, None, "{answer:#}");
+    assert_eq!(answer["statusCode"], 200, "{answer:#}");
+    assert!(
+        answer["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("first /v1/misc/time"),
+        "{answer:#}"
+    );
+    // A function that exits mid-request: Lambda's error document, marked Unhandled.
+    let (answer, error) = lambda_invoke(&fixture, "$LATEST", "/v1/crash");
+    assert_eq!(error.as_deref(), Some("Unhandled"), "{answer:#}");
+    assert_eq!(answer["errorType"], "Runtime.ExitError", "{answer:#}");
+}
