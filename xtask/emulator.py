@@ -59,6 +59,7 @@ Used by scripts/test and by `cargo xtask deploy --local`.
 import base64
 import json
 import os
+import random as _random
 import re
 import subprocess
 import sys
@@ -745,6 +746,51 @@ def _invoke_running_the_code(self, body, request_headers, response_headers):
 
 awslambda.LambdaFunction.invoke = _invoke_running_the_code
 
+_backend_invoke = awslambda.LambdaBackend.invoke
+
+
+def _invoke_by_weight(self, function_name, qualifier, body, headers, response_headers):
+    """An alias with a routing configuration sends each invocation to its version, or to an
+    additional one with that version's weight, as Lambda routes a canary; moto always takes the
+    alias's own version."""
+    name = function_name
+    if name.startswith("arn:"):
+        parts = name.split(":")
+        name = parts[6]
+        qualifier = parts[7] if len(parts) > 7 else qualifier
+    elif ":" in name:
+        name, qualifier = name.split(":", 1)
+    alias = None
+    if _RUNNER and qualifier and qualifier != "$LATEST" and not qualifier.isdigit():
+        alias = self._lambdas._get_function_aliases(name).get(qualifier)
+    weights = ((alias.routing_config or {}) if alias else {}).get("AdditionalVersionWeights") or {}
+    if weights:
+        roll, total = _random.random(), 0.0
+        for version, weight in weights.items():
+            total += float(weight)
+            if roll < total:
+                qualifier = str(version)
+                break
+    return _backend_invoke(self, name, qualifier, body, headers, response_headers)
+
+
+awslambda.LambdaBackend.invoke = _invoke_by_weight
+
+# Lambda's Invoke names the version or alias as `?Qualifier=`; moto reads only `qualifier`, and
+# so ran $LATEST whatever was asked.
+from moto.awslambda.responses import LambdaResponse as _LambdaResponse
+
+_response_invoke = _LambdaResponse.invoke
+
+
+def _invoke_reading_the_qualifier(self):
+    if "Qualifier" in self.querystring and "qualifier" not in self.querystring:
+        self.querystring["qualifier"] = self.querystring["Qualifier"]
+    return _response_invoke(self)
+
+
+_LambdaResponse.invoke = _invoke_reading_the_qualifier
+
 
 def _own_endpoint():
     """The functions run against this emulator: its address, from the server's arguments."""
@@ -756,8 +802,10 @@ def _own_endpoint():
 
 if __name__ == "__main__":
     if _RUNNER:
-        os.environ.setdefault("AWS_ENDPOINT_URL", _own_endpoint())
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        # A function the emulator runs talks to this emulator, whatever its starter's environment
+        # pointed at.
+        os.environ["AWS_ENDPOINT_URL"] = _own_endpoint()
+        os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+        os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
         os.environ.setdefault("AWS_REGION", "us-west-2")
     server.main()

@@ -177,3 +177,64 @@ fn the_emulators_lambda_runs_the_functions_code() {
     assert_eq!(error.as_deref(), Some("Unhandled"), "{answer:#}");
     assert_eq!(answer["errorType"], "Runtime.ExitError", "{answer:#}");
 }
+
+#[test]
+fn an_alias_with_weights_splits_invocations_between_its_versions() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+    crate::deploy::release(&fixture, "second");
+    deployed(&fixture, &[]);
+    let endpoint = fixture.emulator().expect("an emulator runs").0;
+    let lambda = aws_sdk_lambda::Client::new(&crate::deploy::sdk(&endpoint));
+    let runtime = crate::deploy::runtime();
+    let live = runtime
+        .block_on(
+            lambda
+                .get_alias()
+                .function_name("hardware-dev-apigateway-execute")
+                .name("live")
+                .send(),
+        )
+        .unwrap();
+    let second = live.function_version().unwrap().to_owned();
+    let first = (second.parse::<u32>().unwrap() - 1).to_string();
+    // A canary, as CodeDeploy sets it: the first version, and 30% to the second.
+    runtime
+        .block_on(
+            lambda
+                .update_alias()
+                .function_name("hardware-dev-apigateway-execute")
+                .name("live")
+                .function_version(&first)
+                .routing_config(
+                    aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
+                        .additional_version_weights(&second, 0.3)
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    // A version by its number runs that version's code.
+    let (answer, _) = lambda_invoke(&fixture, &first, "/v1/misc/time");
+    assert!(
+        answer["body"].as_str().unwrap().starts_with("first "),
+        "{answer:#}"
+    );
+    let runs = 40;
+    let mut seconds = 0;
+    for _ in 0..runs {
+        let (answer, error) = lambda_invoke(&fixture, "live", "/v1/misc/time");
+        assert_eq!(error, None, "{answer:#}");
+        let body = answer["body"].as_str().unwrap();
+        match body.split(' ').next() {
+            Some("second") => seconds += 1,
+            Some("first") => {}
+            other => panic!("answered by {other:?}: {body}"),
+        }
+    }
+    // 30% of 40 is 12; a binomial's 99.9% interval is about 3 to 21.
+    assert!(
+        (3..=21).contains(&seconds),
+        "{seconds} of {runs} went to the second version"
+    );
+}
