@@ -119,6 +119,35 @@ struct Function {
     intact: Option<bool>,
     /// The SHA-256 of the code Lambda runs (its `CodeSha256`, in hex).
     running_sha256: Option<String>,
+    /// Where the `live` alias (what the API invokes) sends traffic; `None` without one.
+    live: Option<Live>,
+}
+
+/// The `live` alias: its version, and each additional version's share while a canary or a linear
+/// shift is under way (its routing configuration, as CodeDeploy sets it).
+#[derive(Debug, Serialize)]
+struct Live {
+    version: String,
+    additional: BTreeMap<String, f64>,
+}
+
+impl Live {
+    /// `version 4`, or `version 3 90%, version 4 10%`.
+    fn split(&self) -> String {
+        if self.additional.is_empty() {
+            return format!("version {}", self.version);
+        }
+        let rest: f64 = self.additional.values().sum();
+        let mut parts = vec![format!(
+            "version {} {:.0}%",
+            self.version,
+            (1.0 - rest) * 100.0
+        )];
+        for (version, weight) in &self.additional {
+            parts.push(format!("version {version} {:.0}%", weight * 100.0));
+        }
+        parts.join(", ")
+    }
 }
 
 impl Function {
@@ -176,12 +205,27 @@ impl Status {
                     in_bucket: false,
                     intact: None,
                     running_sha256: None,
+                    live: None,
                 };
                 let Some(key) = key else {
                     functions.push(found);
                     continue;
                 };
                 let name = stack.function(&function.name);
+                let alias = lambda
+                    .get_alias()
+                    .function_name(&*name)
+                    .name("live")
+                    .send()
+                    .await;
+                found.live = alias.ok().map(|alias| Live {
+                    version: alias.function_version().unwrap_or("?").to_owned(),
+                    additional: alias
+                        .routing_config()
+                        .and_then(|r| r.additional_version_weights())
+                        .map(|weights| weights.iter().map(|(v, w)| (v.clone(), *w)).collect())
+                        .unwrap_or_default(),
+                });
                 found.running_sha256 = crate::aws::lambda::code_sha256(&lambda, &name)
                     .await?
                     .as_deref()
@@ -412,6 +456,9 @@ fn text(
             f.name,
             f.artifact_key.as_deref().unwrap_or("no artifact")
         ));
+        if let Some(live) = &f.live {
+            out.push_str(&format!("    live: {}\n", live.split()));
+        }
         if f.mismatched() {
             out.push_str(&red(format!(
                 "  MISMATCH: {} runs code whose SHA-256 is {}, not the one its key names",

@@ -214,6 +214,17 @@ fn an_alias_with_weights_splits_invocations_between_its_versions() {
                 .send(),
         )
         .unwrap();
+    // status shows the split while it lasts.
+    crate::release::commit(&fixture, "status reads HEAD");
+    let status = fixture.xtask(&["status", "hardware", "dev", "--local"]);
+    assert!(
+        stdout(&status).contains(&format!(
+            "    live: version {first} 70%, version {second} 30%\n"
+        )),
+        "{}{}",
+        stdout(&status),
+        stderr(&status)
+    );
     // A version by its number runs that version's code.
     let (answer, _) = lambda_invoke(&fixture, &first, "/v1/misc/time");
     assert!(
