@@ -792,6 +792,28 @@ def _invoke_reading_the_qualifier(self):
 _LambdaResponse.invoke = _invoke_reading_the_qualifier
 
 
+# CodeDeploy's PutLifecycleEventHookExecutionStatus, which the pre-traffic gate calls with its
+# verdict (moto has no such action): each hook execution's status, kept for the deployment that
+# waits on it.
+from moto.codedeploy.responses import CodeDeployResponse as _CodeDeployResponse
+
+HOOK_STATUSES = {}
+
+
+def _put_lifecycle_event_hook_execution_status(self):
+    params = json.loads(self.body or "{}")
+    hook = params.get("lifecycleEventHookExecutionId")
+    if params.get("status") not in ("Succeeded", "Failed"):
+        raise ValidationError(message="status must be Succeeded or Failed")
+    HOOK_STATUSES[(params.get("deploymentId"), hook)] = params["status"]
+    return json.dumps({"lifecycleEventHookExecutionId": hook})
+
+
+_CodeDeployResponse.put_lifecycle_event_hook_execution_status = (
+    _put_lifecycle_event_hook_execution_status
+)
+
+
 def _own_endpoint():
     """The functions run against this emulator: its address, from the server's arguments."""
     args = sys.argv[1:]

@@ -249,3 +249,62 @@ fn an_alias_with_weights_splits_invocations_between_its_versions() {
         "{seconds} of {runs} went to the second version"
     );
 }
+
+/// The pre-traffic gate, invoked as CodeDeploy invokes it before any traffic moves: the verdict
+/// it reported (its log says it), and whether it failed itself.
+fn gate(fixture: &Fixture) -> (String, Option<String>) {
+    let endpoint = fixture.emulator().expect("an emulator runs").0;
+    let lambda = aws_sdk_lambda::Client::new(&crate::deploy::sdk(&endpoint));
+    let hook = serde_json::json!({
+        "DeploymentId": "d-LOCALTEST",
+        "LifecycleEventHookExecutionId": "hook-1",
+    });
+    let answer = crate::deploy::runtime()
+        .block_on(
+            lambda
+                .invoke()
+                .function_name("hardware-dev-pre-traffic-gate")
+                .log_type(aws_sdk_lambda::types::LogType::Tail)
+                .payload(aws_sdk_lambda::primitives::Blob::new(hook.to_string()))
+                .send(),
+        )
+        .unwrap();
+    use base64::Engine as _;
+    let log = base64::engine::general_purpose::STANDARD
+        .decode(answer.log_result().unwrap_or_default())
+        .unwrap();
+    (
+        String::from_utf8_lossy(&log).into_owned(),
+        answer.function_error().map(str::to_owned),
+    )
+}
+
+/// The real pre-traffic gate, built for this machine, as the stack's gate function (the stand-in
+/// deploys a gate that does nothing); set again after each deploy, which puts the stand-in's back.
+fn real_gate(fixture: &Fixture) {
+    let built = crate::up_services::workspace_binaries("build", &["gate"]);
+    crate::up_services::set_function_code(fixture, "hardware", "pre-traffic-gate", &built[0].1);
+}
+
+#[test]
+fn the_gate_invokes_the_new_version_and_reports_its_verdict() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+    real_gate(&fixture);
+    // The gate's own Invoke of the version runs its code, and the verdict reaches CodeDeploy.
+    let (log, error) = gate(&fixture);
+    assert_eq!(error, None, "{log}");
+    assert!(log.contains("every probe passed"), "{log}");
+
+    // A release that panics at init, left in place: the gate keeps traffic off it.
+    crate::deploy::release(&fixture, "broken-init");
+    let kept = crate::deploy::deploy(&fixture, &["--no-rollback"]);
+    assert!(!kept.status.success());
+    real_gate(&fixture);
+    let (log, error) = gate(&fixture);
+    assert_eq!(error, None, "the gate reported, it did not fail: {log}");
+    assert!(
+        log.contains("a probe failed: no traffic goes to this version"),
+        "{log}"
+    );
+}

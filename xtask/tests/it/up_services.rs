@@ -28,15 +28,25 @@ const BUCKET: &str = "biometrix-infrastructure-us-west-2";
 /// The services' binaries for this machine, as `cargo test` builds them (a no-op after the
 /// workspace's own test build): service → executable.
 fn service_binaries() -> Vec<(String, PathBuf)> {
+    workspace_binaries("test", &SERVICES)
+}
+
+/// The binaries of `packages` for this machine, as `cargo <command>` (`test --no-run`, or
+/// `build`) builds them in the dev profile: package → executable.
+pub fn workspace_binaries(command: &str, packages: &[&str]) -> Vec<(String, PathBuf)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
+    let mut cargo = Command::new(cargo);
+    cargo
         .current_dir(&root)
-        .args(["test", "--locked", "--no-run", "--message-format=json"]);
-    for service in SERVICES {
-        command.args(["-p", service]);
+        .args([command, "--locked", "--message-format=json"]);
+    if command == "test" {
+        cargo.arg("--no-run");
     }
+    for package in packages {
+        cargo.args(["-p", package]);
+    }
+    let mut command = cargo;
     let output = command.output().expect("cargo runs");
     assert!(
         output.status.success(),
@@ -52,7 +62,7 @@ fn service_binaries() -> Vec<(String, PathBuf)> {
         if message["reason"] == "compiler-artifact"
             && message["target"]["kind"] == json!(["bin"])
             && message["profile"]["test"] == false
-            && SERVICES.contains(&name)
+            && packages.contains(&name)
             && let Some(executable) = message["executable"].as_str()
         {
             binaries.push((name.to_owned(), PathBuf::from(executable)));
@@ -60,7 +70,7 @@ fn service_binaries() -> Vec<(String, PathBuf)> {
     }
     binaries.sort();
     binaries.dedup_by(|a, b| a.0 == b.0);
-    assert_eq!(binaries.len(), SERVICES.len(), "{binaries:?}");
+    assert_eq!(binaries.len(), packages.len(), "{binaries:?}");
     binaries
 }
 
@@ -90,6 +100,14 @@ fn lambda_zip(binary: &Path, scratch: &Path) -> Vec<u8> {
 /// Sets each function's code to its service's binary, published under its SHA-256 as `publish`
 /// names artifacts.
 fn set_code(fixture: &Fixture, binaries: &[(String, PathBuf)]) {
+    for (service, binary) in binaries {
+        set_function_code(fixture, service, "apigateway-execute", binary);
+    }
+}
+
+/// Sets `<service>-dev-<function>`'s code to `binary`, zipped and published under its SHA-256 as
+/// `publish` names artifacts.
+pub fn set_function_code(fixture: &Fixture, service: &str, function: &str, binary: &Path) {
     let (endpoint, _) = fixture.emulator().unwrap();
     let config = sdk(&endpoint);
     let s3 = aws_sdk_s3::Client::from_conf(
@@ -98,13 +116,13 @@ fn set_code(fixture: &Fixture, binaries: &[(String, PathBuf)]) {
             .build(),
     );
     let lambda = aws_sdk_lambda::Client::new(&config);
-    for (service, binary) in binaries {
+    {
         let zip = lambda_zip(binary, &fixture.root);
         let hash: String = Sha256::digest(&zip)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let key = format!("lambdas/{service}/apigateway-execute/{hash}.zip");
+        let key = format!("lambdas/{service}/{function}/{hash}.zip");
         let put = s3
             .put_object()
             .bucket(BUCKET)
@@ -114,7 +132,7 @@ fn set_code(fixture: &Fixture, binaries: &[(String, PathBuf)]) {
         runtime().block_on(put).unwrap();
         let update = lambda
             .update_function_code()
-            .function_name(format!("{service}-dev-apigateway-execute"))
+            .function_name(format!("{service}-dev-{function}"))
             .s3_bucket(BUCKET)
             .s3_key(&key)
             .send();
