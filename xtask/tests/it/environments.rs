@@ -1,6 +1,6 @@
 //! Environments as data (`[workspace.metadata.environments]`), on the emulator with the stand-in:
 //! an environment is added by editing the table alone; a pull request's throwaway environment is
-//! deployed, invoked, destroyed with its stores and made again; `destroy --expired` removes one
+//! deployed, invoked, served by up, destroyed with its stores and made again; `destroy --expired` removes one
 //! whose time to live has passed; names that would not fit are refused before anything is built.
 
 use serde_json::Value;
@@ -90,6 +90,11 @@ fn a_pull_requests_environment_is_deployed_destroyed_with_its_stores_and_made_ag
         "--local",
     ]);
     assert!(invoked.status.success(), "{}", stderr(&invoked));
+    // up serves it too, behind a local API Gateway.
+    let port = crate::support::free_port();
+    let (child, _) = crate::up::up_in(&fixture, "pr-7", port);
+    assert!(crate::up::answered(port, "/v1/misc/time").starts_with("first "));
+    crate::up::stop(child);
 
     // Its stores go with it: nothing is kept, nothing blocks the next deploy.
     let destroyed = fixture.xtask(&["destroy", "hardware", "pr-7", "--local", "--json"]);

@@ -12,8 +12,20 @@ use crate::support::{Fixture, call, free_port, read_until, spawn_until, stderr};
 /// `up hardware dev --local` on `port`, once it says it is serving; the channel of its later
 /// stdout and stderr lines.
 fn up(fixture: &Fixture, port: u16) -> (Child, mpsc::Receiver<String>) {
+    up_in(fixture, "dev", port)
+}
+
+/// `up hardware <environment> --local` on `port`, as [`up`].
+pub fn up_in(fixture: &Fixture, environment: &str, port: u16) -> (Child, mpsc::Receiver<String>) {
     let port_text = port.to_string();
-    let command = fixture.command(&["up", "hardware", "dev", "--local", "--port", &port_text]);
+    let command = fixture.command(&[
+        "up",
+        "hardware",
+        environment,
+        "--local",
+        "--port",
+        &port_text,
+    ]);
     let (child, seen, lines) = spawn_until(
         command,
         true,
@@ -37,7 +49,7 @@ fn get(port: u16, path: &str) -> (u16, String) {
 }
 
 /// The first line of a 200's body: the release that answered and the path it was given.
-fn answered(port: u16, path: &str) -> String {
+pub fn answered(port: u16, path: &str) -> String {
     let (status, body) = get(port, path);
     assert_eq!(status, 200, "{path}: {body}");
     body.lines().next().unwrap_or_default().to_owned()
