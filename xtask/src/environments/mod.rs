@@ -79,8 +79,9 @@ pub struct Environments {
     entries: BTreeMap<String, Declared>,
 }
 
-/// The longest environment name: what fits everywhere a name is made of it (see
-/// `release::fit` for the names themselves, checked per service and region).
+/// The longest environment name the tool takes: the names made of it are then checked per service
+/// and region before each deploy (`release::deployer`'s `check_names_fit`), since a bucket's 63
+/// characters may allow fewer.
 pub const LONGEST_NAME: usize = 30;
 
 impl Environments {
