@@ -776,6 +776,22 @@ def _invoke_by_weight(self, function_name, qualifier, body, headers, response_he
 
 awslambda.LambdaBackend.invoke = _invoke_by_weight
 
+# A published version keeps the code it was published with, its location included: moto's
+# version is a shallow copy sharing the function's `code` (bucket and key), so a later update
+# of the function's code moved every version's location to the new key.
+_publish_version = awslambda.LambdaStorage.publish_version
+
+
+def _publish_version_keeping_its_code(self, name_or_arn, description=""):
+    published = _publish_version(self, name_or_arn, description)
+    if published is not None and not getattr(published, "_own_code", False):
+        published.code = dict(published.code)
+        published._own_code = True
+    return published
+
+
+awslambda.LambdaStorage.publish_version = _publish_version_keeping_its_code
+
 # Lambda's Invoke names the version or alias as `?Qualifier=`; moto reads only `qualifier`, and
 # so ran $LATEST whatever was asked.
 from moto.awslambda.responses import LambdaResponse as _LambdaResponse

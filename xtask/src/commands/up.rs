@@ -171,6 +171,15 @@ impl Up {
                 logs.clone(),
                 Echo::stderr(),
             ));
+            let canary = aws.runtime.block_on(canary_of(
+                aws,
+                deployed,
+                &local,
+                &scratch,
+                &endpoint,
+                self.concurrency,
+            ))?;
+            instances.set_canary(canary);
             let port = listener.local_addr()?.port();
             let serving = Arc::clone(&instances);
             std::thread::spawn(move || gateway::serve(listener, stage, serving));
@@ -200,7 +209,7 @@ impl Up {
             &mut served,
             &scratch,
             emulator,
-            environment,
+            (environment, self.concurrency),
             workspace,
             &stop,
         )?;
@@ -218,7 +227,7 @@ fn follow(
     served: &mut [Served],
     scratch: &std::path::Path,
     emulator: &Emulator,
-    environment: Environment,
+    (environment, concurrency): (Environment, usize),
     workspace: &Workspace,
     stop: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<()> {
@@ -269,16 +278,28 @@ fn follow(
             let Some(now) = now.filter(|now| *now != one.deployed) else {
                 continue;
             };
-            match aws
-                .runtime
-                .block_on(launch(aws, &now, &one.local, scratch, endpoint, false))
-            {
-                Ok(launch) => {
+            let relaunched = aws.runtime.block_on(async {
+                let primary = launch(aws, &now, &one.local, scratch, endpoint, false).await?;
+                let canary =
+                    canary_of(aws, &now, &one.local, scratch, endpoint, concurrency).await?;
+                anyhow::Ok((primary, canary))
+            });
+            match relaunched {
+                Ok((launch, canary)) => {
+                    let split = match (&canary, &now.canary) {
+                        (Some((instances, permille)), Some(_)) => format!(
+                            ", and {} to {} (a canary)",
+                            share(*permille),
+                            instances.version()
+                        ),
+                        _ => String::new(),
+                    };
                     one.instances.say(
                         Kind::Lambda,
-                        &format!("redeployed: now serving {}", launch.version),
+                        &format!("redeployed: now serving {}{split}", launch.version),
                     );
                     one.instances.replace(launch);
+                    one.instances.set_canary(canary);
                     one.deployed = now;
                 }
                 Err(error) => one.instances.say(
@@ -290,4 +311,41 @@ fn follow(
             }
         }
     }
+}
+
+/// The instances of the version a `live` alias sends a share to during a canary, and that share;
+/// `None` when it routes to one version.
+async fn canary_of(
+    aws: &Connection,
+    deployed: &Deployed,
+    local: &Local,
+    scratch: &std::path::Path,
+    endpoint: &str,
+    concurrency: usize,
+) -> anyhow::Result<Option<(Arc<Instances>, u32)>> {
+    let Some(canary) = &deployed.canary else {
+        return Ok(None);
+    };
+    let launch = launch(aws, &canary.deployed, local, scratch, endpoint, false).await?;
+    let instances = Instances::new(
+        &deployed.service,
+        launch,
+        concurrency,
+        gateway::logs::Logs::start(&aws.sdk),
+        Echo::stderr(),
+    );
+    instances.say(
+        Kind::Lambda,
+        &format!(
+            "canary: {} of requests go to {}",
+            share(canary.permille),
+            instances.version()
+        ),
+    );
+    Ok(Some((Arc::new(instances), canary.permille)))
+}
+
+/// A share in thousandths, as people read it.
+fn share(permille: u32) -> String {
+    format!("{:.1}%", f64::from(permille) / 10.0)
 }

@@ -23,6 +23,10 @@ use crate::workspace::Service;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployed {
     pub service: String,
+    /// The version it is (what the `live` alias points at), or `$LATEST` without the alias.
+    pub version: String,
+    /// During a canary or a linear shift: the other version the alias sends a share to.
+    pub canary: Option<Canary>,
     /// The environment whose stack runs it: the scope of what a local run provides for it.
     pub stage: Environment,
     /// Lambda's name for it: `<service>-<env>-<function>`.
@@ -37,6 +41,16 @@ pub struct Deployed {
     /// The template its stack runs (not the workspace's, which may have moved on): what its
     /// environment is made of, for what a local run fills in.
     pub template: String,
+}
+
+/// The alias API Gateway invokes.
+const LIVE: &str = "live";
+
+/// The version a `live` alias sends a share of invocations to, and that share in thousandths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canary {
+    pub deployed: Box<Deployed>,
+    pub permille: u32,
 }
 
 impl Deployed {
@@ -63,44 +77,71 @@ impl Deployed {
         let mut functions = Vec::new();
         for function in &service.functions {
             let name = stack.function(&function.name).to_string();
-            let found = lambda
-                .get_function()
+            // What the API invokes: the `live` alias, and during a canary the version it also
+            // sends a share to; a function without the alias, as it is.
+            let alias = lambda
+                .get_alias()
                 .function_name(&name)
+                .name(LIVE)
                 .send()
                 .await
-                .with_context(|| {
-                    format!(
-                        "reading function {name}, which stack {stack} should have created: \
-                         deploy it again with `cargo xtask deploy {} {environment} --local`",
-                        service.name
-                    )
-                })?;
-            let configuration = found
-                .configuration()
-                .with_context(|| format!("Lambda gave no configuration for {name}"))?;
-            let location = found.code().and_then(|c| c.location()).unwrap_or_default();
-            let key = code_key(&name, location, configuration.code_sha256())?;
-            let variables = configuration
-                .environment()
-                .and_then(|e| e.variables())
-                .map(|variables| {
-                    variables
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
+                .ok();
+            let read = async |qualifier: Option<&str>| {
+                let found = lambda
+                    .get_function()
+                    .function_name(&name)
+                    .set_qualifier(qualifier.map(str::to_owned))
+                    .send()
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "reading function {name}, which stack {stack} should have created: \
+                             deploy it again with `cargo xtask deploy {} {environment} --local`",
+                            service.name
+                        )
+                    })?;
+                let configuration = found
+                    .configuration()
+                    .with_context(|| format!("Lambda gave no configuration for {name}"))?;
+                let location = found.code().and_then(|c| c.location()).unwrap_or_default();
+                let key = code_key(&name, location, configuration.code_sha256())?;
+                let variables = configuration
+                    .environment()
+                    .and_then(|e| e.variables())
+                    .map(|variables| {
+                        variables
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                anyhow::Ok(Deployed {
+                    service: service.name.clone(),
+                    stage: environment,
+                    name: name.clone(),
+                    version: configuration.version().unwrap_or("$LATEST").to_owned(),
+                    key,
+                    memory_mb: configuration.memory_size().unwrap_or(128).max(128) as u32,
+                    timeout_s: configuration.timeout().unwrap_or(3).max(1) as u32,
+                    environment: variables,
+                    api_id: current.outputs.get("RestApiId").cloned(),
+                    template: template.clone(),
+                    canary: None,
                 })
-                .unwrap_or_default();
-            functions.push(Deployed {
-                service: service.name.clone(),
-                stage: environment,
-                name,
-                key,
-                memory_mb: configuration.memory_size().unwrap_or(128).max(128) as u32,
-                timeout_s: configuration.timeout().unwrap_or(3).max(1) as u32,
-                environment: variables,
-                api_id: current.outputs.get("RestApiId").cloned(),
-                template: template.clone(),
-            });
+            };
+            let mut deployed = read(alias.as_ref().map(|_| LIVE)).await?;
+            let weights = alias
+                .as_ref()
+                .and_then(|a| a.routing_config())
+                .and_then(|r| r.additional_version_weights());
+            if let Some((version, weight)) = weights.and_then(|w| w.iter().next()) {
+                let other = read(Some(version)).await?;
+                deployed.canary = Some(Canary {
+                    deployed: Box::new(other),
+                    permille: (weight.clamp(0.0, 1.0) * 1000.0).round() as u32,
+                });
+            }
+            functions.push(deployed);
         }
         Ok(functions)
     }

@@ -92,7 +92,7 @@ fn a_pull_requests_environment_is_deployed_destroyed_with_its_stores_and_made_ag
     assert!(invoked.status.success(), "{}", stderr(&invoked));
     // up serves it too, behind a local API Gateway.
     let port = crate::support::free_port();
-    let (child, _) = crate::up::up_in(&fixture, "pr-7", port);
+    let (child, _, _) = crate::up::up_in(&fixture, "pr-7", port);
     assert!(crate::up::answered(port, "/v1/misc/time").starts_with("first "));
     crate::up::stop(child);
 

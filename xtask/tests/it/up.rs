@@ -12,11 +12,16 @@ use crate::support::{Fixture, call, free_port, read_until, spawn_until, stderr};
 /// `up hardware dev --local` on `port`, once it says it is serving; the channel of its later
 /// stdout and stderr lines.
 fn up(fixture: &Fixture, port: u16) -> (Child, mpsc::Receiver<String>) {
-    up_in(fixture, "dev", port)
+    let (child, lines, _) = up_in(fixture, "dev", port);
+    (child, lines)
 }
 
-/// `up hardware <environment> --local` on `port`, as [`up`].
-pub fn up_in(fixture: &Fixture, environment: &str, port: u16) -> (Child, mpsc::Receiver<String>) {
+/// `up hardware <environment> --local` on `port`, as [`up`], with what it said until it served.
+pub fn up_in(
+    fixture: &Fixture,
+    environment: &str,
+    port: u16,
+) -> (Child, mpsc::Receiver<String>, String) {
     let port_text = port.to_string();
     let command = fixture.command(&[
         "up",
@@ -38,7 +43,7 @@ pub fn up_in(fixture: &Fixture, environment: &str, port: u16) -> (Child, mpsc::R
         )),
         "{seen}"
     );
-    (child, lines)
+    (child, lines, seen)
 }
 
 /// One GET; the status and the body.
@@ -208,16 +213,29 @@ fn up_serves_the_deployed_zip_and_follows_redeploys() {
         assert_eq!(request.join().unwrap(), "first /v1/slow");
     }
 
-    // Past the function's timeout (lowered to a second, as a console change would) is API
-    // Gateway's 504; the instance is discarded and the next request gets a fresh one.
+    // Past the function's timeout (lowered to a second, published and made live, as a console
+    // change would: API Gateway invokes the live alias, whose version's configuration is fixed)
+    // is API Gateway's 504; the instance is discarded and the next request gets a fresh one.
     let (endpoint, _) = fixture.emulator().unwrap();
     let lambda = aws_sdk_lambda::Client::new(&crate::deploy::sdk(&endpoint));
+    let function = "hardware-dev-apigateway-execute";
+    let runtime = crate::deploy::runtime();
     let lower = lambda
         .update_function_configuration()
-        .function_name("hardware-dev-apigateway-execute")
+        .function_name(function)
         .timeout(1)
         .send();
-    crate::deploy::runtime().block_on(lower).unwrap();
+    runtime.block_on(lower).unwrap();
+    let published = runtime
+        .block_on(lambda.publish_version().function_name(function).send())
+        .unwrap();
+    let live = lambda
+        .update_alias()
+        .function_name(function)
+        .name("live")
+        .function_version(published.version().unwrap())
+        .send();
+    runtime.block_on(live).unwrap();
     let mut timed_out = None;
     for _ in 0..60 {
         let (status, body) = get(port, "/v1/stuck");
@@ -461,4 +479,64 @@ fn up_refuses_what_it_cannot_serve() {
         log.contains("up runs what the local emulator holds: pass --local"),
         "{log}"
     );
+}
+
+#[test]
+fn up_splits_requests_during_a_canary_as_the_alias_weighs_them() {
+    let fixture = stand_in();
+    deployed(&fixture, &[]);
+    release(&fixture, "second");
+    deployed(&fixture, &[]);
+    // A canary, as CodeDeploy sets it: live on the first version, 30% to the second.
+    let endpoint = fixture.emulator().expect("an emulator runs").0;
+    let lambda = aws_sdk_lambda::Client::new(&crate::deploy::sdk(&endpoint));
+    let runtime = crate::deploy::runtime();
+    let function = "hardware-dev-apigateway-execute";
+    let live = runtime
+        .block_on(
+            lambda
+                .get_alias()
+                .function_name(function)
+                .name("live")
+                .send(),
+        )
+        .unwrap();
+    let second = live.function_version().unwrap().to_owned();
+    let first = (second.parse::<u32>().unwrap() - 1).to_string();
+    let weights = aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
+        .additional_version_weights(&second, 0.3)
+        .build();
+    runtime
+        .block_on(
+            lambda
+                .update_alias()
+                .function_name(function)
+                .name("live")
+                .function_version(&first)
+                .routing_config(weights)
+                .send(),
+        )
+        .unwrap();
+
+    let port = free_port();
+    let (child, log, seen) = up_in(&fixture, "dev", port);
+    assert!(seen.contains("canary: 30.0% of requests go to"), "{seen}");
+    let runs = 40;
+    let seconds = (0..runs)
+        .filter(|_| answered(port, "/v1/misc/time").starts_with("second "))
+        .count();
+    stop(child);
+    // 30% of 40 is 12; a binomial's 99.9% interval is about 3 to 21.
+    assert!(
+        (3..=21).contains(&seconds),
+        "{seconds} of {runs} went to the second version"
+    );
+    let log: Vec<String> = log.try_iter().collect();
+    // Each request's REPORT line names the version that answered it: both appear.
+    let versions: std::collections::BTreeSet<&str> = log
+        .iter()
+        .filter(|l| l.contains("REPORT RequestId:"))
+        .filter_map(|l| l.rsplit_once(" (").map(|(_, v)| v))
+        .collect();
+    assert_eq!(versions.len(), 2, "{}", log.join("\n"));
 }

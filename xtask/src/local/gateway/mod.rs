@@ -50,6 +50,9 @@ pub struct Instances {
     requests: AtomicU64,
     /// The last lines the function's instances wrote to their logs, for a failure to show.
     recent: Mutex<std::collections::VecDeque<String>>,
+    /// During a canary: the other version's instances, and the share of requests (in
+    /// thousandths) they get, as the `live` alias's routing configuration says.
+    canary: Mutex<Option<(Arc<Instances>, u32)>>,
 }
 
 /// How many of the function's last log lines [`Instances::last_lines`] keeps.
@@ -103,7 +106,30 @@ impl Instances {
             freed: Condvar::new(),
             requests: AtomicU64::new(0),
             recent: Mutex::new(std::collections::VecDeque::new()),
+            canary: Mutex::new(None),
         }
+    }
+
+    /// From now on a share of requests (`permille` thousandths) goes to `canary`'s instances, as
+    /// Lambda routes an alias with an additional version; `None` ends it. The canary before, if
+    /// any, stops.
+    pub fn set_canary(&self, canary: Option<(Arc<Instances>, u32)>) {
+        let before =
+            std::mem::replace(&mut *self.canary.lock().expect("the canary's lock"), canary);
+        if let Some((before, _)) = before {
+            before.stop();
+        }
+    }
+
+    /// The canary's instances, when this request is one of its share.
+    fn canary_for_this_request(&self) -> Option<Arc<Instances>> {
+        use std::hash::BuildHasher as _;
+        let canary = self.canary.lock().expect("the canary's lock");
+        let (instances, permille) = canary.as_ref()?;
+        let roll = std::collections::hash_map::RandomState::new()
+            .hash_one(self.requests.load(Ordering::Relaxed))
+            % 1000;
+        (roll < u64::from(*permille)).then(|| Arc::clone(instances))
     }
 
     /// The last lines the function wrote to its logs (its init output and `INIT_REPORT` when an
@@ -140,6 +166,9 @@ impl Instances {
     /// Stops every idle instance, keeps new ones from starting, and sends the lines not yet in
     /// the emulator's logs (a few seconds at most).
     pub fn stop(&self) {
+        if let Some((canary, _)) = self.canary.lock().expect("the canary's lock").take() {
+            canary.stop();
+        }
         {
             let mut pool = self.state.lock().expect("the pool's lock");
             pool.retire_idle();
@@ -157,8 +186,13 @@ impl Instances {
             .clone()
     }
 
-    /// Runs one event on an idle instance, or a new one; what API Gateway would answer.
+    /// Runs one event on an idle instance, or a new one; what API Gateway would answer. During a
+    /// canary, its share of events goes to the other version's instances.
     pub fn invoke(&self, event: &[u8]) -> Answer {
+        if let Some(canary) = self.canary_for_this_request() {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            return canary.invoke(event);
+        }
         let (launch, mut instance) = match self.take() {
             Ok(taken) => taken,
             Err(error) => {
