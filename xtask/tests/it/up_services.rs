@@ -106,7 +106,8 @@ fn set_code(fixture: &Fixture, binaries: &[(String, PathBuf)]) {
 }
 
 /// Sets `<service>-dev-<function>`'s code to `binary`, zipped and published under its SHA-256 as
-/// `publish` names artifacts.
+/// `publish` names artifacts, and, where the function has a `live` alias, publishes a version of
+/// it and makes it live.
 pub fn set_function_code(fixture: &Fixture, service: &str, function: &str, binary: &Path) {
     let (endpoint, _) = fixture.emulator().unwrap();
     let config = sdk(&endpoint);
@@ -137,6 +138,20 @@ pub fn set_function_code(fixture: &Fixture, service: &str, function: &str, binar
             .s3_key(&key)
             .send();
         runtime().block_on(update).unwrap();
+        // What API Gateway invokes is the live alias: published and made live, as a deploy does.
+        let name = format!("{service}-dev-{function}");
+        let live = lambda.get_alias().function_name(&name).name("live").send();
+        if runtime().block_on(live).is_ok() {
+            let published = lambda.publish_version().function_name(&name).send();
+            let version = runtime().block_on(published).unwrap();
+            let moved = lambda
+                .update_alias()
+                .function_name(&name)
+                .name("live")
+                .function_version(version.version().unwrap())
+                .send();
+            runtime().block_on(moved).unwrap();
+        }
     }
 }
 
