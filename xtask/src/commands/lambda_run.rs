@@ -13,8 +13,6 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::names::Architecture;
-
 /// Run one invocation of a function's zip (for the local emulator's Lambda).
 #[derive(Debug, clap::Args)]
 pub struct LambdaRun {
@@ -49,20 +47,9 @@ impl LambdaRun {
         let input: Input = serde_json::from_str(&text).context("the invocation is not JSON")?;
         let zip =
             std::fs::read(&self.zip).with_context(|| format!("reading {}", self.zip.display()))?;
-        let sha256 = crate::release::artifact::sha256_hex(&zip);
-        let dir = std::env::temp_dir()
-            .join("biometrix-lambda-run")
-            .join(&sha256);
-        let bootstrap = dir.join("bootstrap");
-        if !bootstrap.exists() {
-            crate::release::artifact::unzip_bootstrap(&zip, &bootstrap)
-                .with_context(|| format!("unpacking the bootstrap of {}", self.function))?;
-        }
-        let facts = crate::release::elf::ElfFacts::read(&std::fs::read(&bootstrap)?)?;
-        let architecture = match facts.machine {
-            goblin::elf::header::EM_AARCH64 => Architecture::Arm64,
-            _ => Architecture::X86_64,
-        };
+        let scratch = std::env::temp_dir().join("biometrix-lambda-run");
+        let (bootstrap, architecture) =
+            crate::local::deployed::unpack(&zip, &scratch, &self.function)?;
         let timeout = Duration::from_secs(self.timeout);
         let mut runner = crate::local::gateway::runner(&bootstrap, architecture, false)?
             .function_name(&self.function)

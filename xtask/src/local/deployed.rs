@@ -167,7 +167,6 @@ impl Deployed {
         scratch: &Path,
     ) -> anyhow::Result<(PathBuf, Architecture)> {
         let sha256 = self.sha256()?;
-        let bootstrap = scratch.join(sha256).join("bootstrap");
         let zip = crate::aws::s3::read_object(&aws.s3(), &aws.bucket, &self.key)
             .await?
             .with_context(|| {
@@ -186,20 +185,29 @@ impl Deployed {
                 self.key
             );
         }
-        unzip_bootstrap(&zip, &bootstrap)
-            .with_context(|| format!("unpacking {} from {}", bootstrap.display(), self.key))?;
-        let facts = ElfFacts::read(&std::fs::read(&bootstrap)?)
-            .with_context(|| format!("the bootstrap of {}", self.name))?;
-        let architecture = match facts.machine {
-            goblin::elf::header::EM_AARCH64 => Architecture::Arm64,
-            goblin::elf::header::EM_X86_64 => Architecture::X86_64,
-            other => bail!(
-                "the bootstrap of {} is for machine {other}, not arm64 or x86_64",
-                self.name
-            ),
-        };
-        Ok((bootstrap, architecture))
+        unpack(&zip, scratch, &self.name)
     }
+}
+
+/// Unpacks `bootstrap` from a function's `zip` into `<scratch>/<sha256 of the zip>/` (put in
+/// place whole, so instances already running from it are not disturbed); returns the executable
+/// and the architecture its ELF header names.
+pub fn unpack(
+    zip: &[u8],
+    scratch: &Path,
+    function: &str,
+) -> anyhow::Result<(PathBuf, Architecture)> {
+    let bootstrap = scratch.join(sha256_hex(zip)).join("bootstrap");
+    unzip_bootstrap(zip, &bootstrap)
+        .with_context(|| format!("unpacking {} of {function}", bootstrap.display()))?;
+    let facts = ElfFacts::read(&std::fs::read(&bootstrap)?)
+        .with_context(|| format!("the bootstrap of {function}"))?;
+    let architecture = match facts.machine {
+        goblin::elf::header::EM_AARCH64 => Architecture::Arm64,
+        goblin::elf::header::EM_X86_64 => Architecture::X86_64,
+        other => bail!("the bootstrap of {function} is for machine {other}, not arm64 or x86_64"),
+    };
+    Ok((bootstrap, architecture))
 }
 
 /// The artifact key of the code Lambda runs for `function`: the path of its code location
