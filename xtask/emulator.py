@@ -21,9 +21,9 @@ as a version before the function had it, and an alias would keep its old version
 And it gives CloudFormation's `AWS::Lambda::Version` and `AWS::Lambda::Alias` what Lambda
 does with them: a version is published only when the function's code has the version's
 `CodeSha256`, is replaced (published anew) when its properties change, and answers `Ref` and
-`Fn::GetAtt ... Version`; an alias is created, moved to its new version on update (all at once:
-there is no CodeDeploy to shift it), and answers `Ref` with its ARN. moto accepts both types
-without that.
+`Fn::GetAtt ... Version`; an alias is created, moved to its new version on update (by a
+CodeDeploy deployment when its `UpdatePolicy` says so: `emulator_traffic.py`), and answers `Ref`
+with its ARN. moto accepts both types without that.
 
 And it gives a stack made through a change set what CloudFormation gives every stack: its outputs
 and exports, evaluated after each executed change set, and the region's exports for its
@@ -65,10 +65,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from urllib.parse import parse_qs, urlparse
 from xml.sax.saxutils import escape
 
 from moto.awslambda import models as awslambda
+from moto.cloudwatch.models import cloudwatch_backends
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException, ValidationError
 from moto.core.common_models import CloudFormationModel
 from moto import server
@@ -78,7 +80,7 @@ from moto.cloudformation import responses as cloudformation_responses
 from moto.cloudformation import utils as cloudformation_utils
 from moto.cloudformation.responses import CloudFormationResponse
 from moto.core.authorization import ActionAuthenticatorMixin
-from moto.core.exceptions import AccessDeniedError
+from moto.core.exceptions import AccessDeniedError, JsonRESTError
 from moto.core.responses import ActionResult
 from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase, PermissionResult
 from moto.iam.models import User as IAMUser
@@ -88,7 +90,12 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.s3 import responses as s3_responses
 from moto.s3.models import FakeBucket, s3_backends
 
-_one_at_a_time = threading.Lock()
+# CodeDeploy and CloudWatch alarms live beside this file.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import emulator_traffic as traffic  # noqa: E402
+
+# Re-entrant: the emulator's own work (a deployment invoking a hook) may call into itself.
+_one_at_a_time = threading.RLock()
 _dispatch = DomainDispatcherApplication.__call__
 
 
@@ -119,6 +126,9 @@ def _serialised(self, environ, start_response):
     if _RUNNER and _INVOCATION.match(environ.get("PATH_INFO", "")):
         return list(_dispatch(self, environ, start_response))
     with _one_at_a_time:
+        answered = traffic.cbor_request(environ, start_response)
+        if answered is not None:
+            return answered
         # The whole body is produced under the lock, not just the first chunk.
         return list(_dispatch(self, environ, start_response))
 
@@ -162,6 +172,22 @@ def _stack_from_s3_url_at_version(template_url, account_id, partition):
 _stack_from_s3_url = cloudformation_utils.get_stack_from_s3_url
 cloudformation_models.get_stack_from_s3_url = _stack_from_s3_url_at_version
 cloudformation_responses.get_stack_from_s3_url = _stack_from_s3_url_at_version
+
+
+# A nested stack is updated in place, as CloudFormation updates it: moto deletes it and creates
+# a new one on every update, which deleted (and re-created) every resource in it, an alias too.
+def _update_nested_in_place(
+    cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+):
+    properties = cloudformation_json["Properties"]
+    template = _stack_from_s3_url_at_version(
+        properties["TemplateURL"], account_id=account_id, partition=get_partition(region_name)
+    )
+    original_resource.update(template, parameters=properties.get("Parameters", {}))
+    return original_resource
+
+
+cloudformation_models.Stack.update_from_cloudformation_json = classmethod(_update_nested_in_place)
 
 # A bucket's `VersioningConfiguration` turns versioning on, as CloudFormation does; moto ignores
 # it, so every object would have the version "null" and nothing pinned to a version is shown.
@@ -479,6 +505,9 @@ class _Version(CloudFormationModel):
     ):
         properties = cloudformation_json["Properties"]
         backend = awslambda.lambda_backends[account_id][region_name]
+        kept = traffic.reuse_version(backend, properties["FunctionName"], properties)
+        if kept is not None:
+            return cls(kept, properties)
         latest = backend.get_function(properties["FunctionName"])
         expected = properties.get("CodeSha256")
         if expected and expected != latest.code_sha_256:
@@ -502,6 +531,7 @@ class _Version(CloudFormationModel):
         )
 
 
+@traffic.remade_on_update
 class _Alias(CloudFormationModel):
     """An alias of a function, as CloudFormation makes it."""
 
@@ -528,28 +558,22 @@ class _Alias(CloudFormationModel):
         # An alias that exists is moved (an update, or moto's replacement of a nested stack on
         # every update, which creates the new stack's resources before it deletes the old ones).
         try:
-            backend.get_alias(properties["Name"], properties["FunctionName"])
-            existing = True
+            existing = backend.get_alias(properties["Name"], properties["FunctionName"])
         except Exception:
-            existing = False
+            existing = None
+        version = str(properties["FunctionVersion"])
+        if traffic.moves_by_deployment(cloudformation_json, existing, version):
+            # CodeDeploy moves it, once the change set has executed.
+            return cls(existing, properties["FunctionName"])
         make = backend.update_alias if existing else backend.create_alias
         alias = make(
             properties["Name"],
             properties["FunctionName"],
-            str(properties["FunctionVersion"]),
+            version,
             properties.get("Description", ""),
             None,
         )
         return cls(alias, properties["FunctionName"])
-
-    @classmethod
-    def update_from_cloudformation_json(
-        cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
-    ):
-        # Creating takes over the existing alias, which is an update.
-        return cls.create_from_cloudformation_json(
-            new_resource_name, cloudformation_json, account_id, region_name
-        )
 
     @classmethod
     def delete_from_cloudformation_json(
@@ -585,6 +609,9 @@ def _execute_change_set_with_outputs(self, change_set_name, stack_name=None):
         ),
         None,
     )
+    stack = self.stacks[change_set.stack_id] if change_set is not None else None
+    before = (stack.template, dict(stack.resource_map.input_parameters or {})) if stack else None
+    traffic.take_pending()
     try:
         _execute_change_set(self, change_set_name, stack_name)
     except (ValidationError, UnformattedGetAttTemplateException):
@@ -602,6 +629,49 @@ def _execute_change_set_with_outputs(self, change_set_name, stack_name=None):
         )
         for export in stack.exports:
             self.exports[export.name] = export
+        deployments = traffic.take_pending()
+        if deployments:
+            _wait_for_deployments(stack, change_set, before, deployments)
+
+
+def _wait_for_deployments(stack, change_set, before, deployments):
+    """The update waits, UPDATE_IN_PROGRESS, for the CodeDeploy deployments its aliases started
+    (`emulator_traffic`); it then completes, or is rolled back to the template and parameters it
+    had `before`, as CloudFormation rolls back an alias whose deployment failed."""
+    if stack.events and stack.events[-1].resource_status == "UPDATE_COMPLETE":
+        stack.events.pop()
+    stack.status = "UPDATE_IN_PROGRESS"
+    change_set.execution_status = "EXECUTE_IN_PROGRESS"
+
+    def ended(failure):
+        if failure is None:
+            stack._add_stack_event("UPDATE_COMPLETE")
+            stack.status = "UPDATE_COMPLETE"
+            change_set.execution_status = "EXECUTE_COMPLETE"
+            return
+        code, message = failure
+        error = ValidationError(message=f"CodeDeploy deployment {', '.join(ids)} failed ({code}): {message}")
+        error._logical_id = _holder_of(stack, deployments[0])
+        stack.template, stack.parameters = before
+        with traffic.rolling_back():
+            _roll_back(stack, change_set, error)
+
+    ids = traffic.start(deployments, _one_at_a_time, ended)
+
+
+def _holder_of(stack, deployment):
+    """The logical id, in `stack`, of the alias a deployment moves, or of the nested stack that
+    holds it."""
+    for logical_id, resource in stack.resource_map._parsed_resources.items():
+        if isinstance(resource, _Alias) and resource.alias.name == deployment["alias"]:
+            return logical_id
+        nested = getattr(resource, "resource_map", None)
+        if nested is not None and any(
+            isinstance(r, _Alias) and r.alias.name == deployment["alias"]
+            for r in nested._parsed_resources.values()
+        ):
+            return logical_id
+    return None
 
 
 def _roll_back(stack, change_set, error):
@@ -694,6 +764,7 @@ cloudformation_models.CloudFormationBackend.execute_change_set = _execute_change
 # the function's payload, or its error document with `X-Amz-Function-Error: Unhandled`. Without a
 # runner, moto's own answer (it needs Docker to run code).
 _RUNNER = os.environ.get("EMULATOR_LAMBDA_RUNNER")
+_PAYLOAD_LIMIT = 6 * 1024 * 1024
 _invoke = awslambda.LambdaFunction.invoke
 
 
@@ -707,7 +778,16 @@ def _invoke_running_the_code(self, body, request_headers, response_headers):
         with open(path + ".partial", "wb") as out:
             out.write(self.code_bytes)
         os.replace(path + ".partial", path)
+    if body and len(body) > _PAYLOAD_LIMIT:
+        # Lambda refuses a synchronous request over 6 MB before running anything.
+        refused = JsonRESTError(
+            "RequestTooLargeException",
+            f"Request must be smaller than {_PAYLOAD_LIMIT} bytes for the InvokeFunction operation",
+        )
+        refused.code = 413
+        raise refused
     event = json.loads(body) if body else {}
+    started = time.time()
     ran = subprocess.run(
         [
             _RUNNER,
@@ -738,6 +818,8 @@ def _invoke_running_the_code(self, body, request_headers, response_headers):
         answer = json.loads(ran.stdout)
     if answer.get("function_error"):
         response_headers["x-amz-function-error"] = answer["function_error"]
+    with _one_at_a_time:
+        _as_lambda_reports(self, answer, took=time.time() - started)
     response_headers["x-amz-executed-version"] = str(self.version)
     tail = answer.get("log", "")[-4096:]
     response_headers["x-amz-log-result"] = base64.b64encode(tail.encode()).decode()
@@ -745,6 +827,87 @@ def _invoke_running_the_code(self, body, request_headers, response_headers):
 
 
 awslambda.LambdaFunction.invoke = _invoke_running_the_code
+
+# A function's code is updated only when the template's `Code` changed, as CloudFormation updates
+# only what changed: moto set the template's code again on every update of the function (a new
+# variable, say), undoing an `UpdateFunctionCode` made since, which CloudFormation leaves alone.
+_update_function = awslambda.LambdaFunction.update_from_cloudformation_json.__func__
+
+
+def _update_code_only_when_changed(
+    cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+):
+    code = json.dumps(cloudformation_json["Properties"].get("Code"), sort_keys=True)
+    if getattr(original_resource, "_template_code", None) == code:
+        original_resource.update_configuration(cloudformation_json["Properties"])
+        return original_resource
+    updated = _update_function(
+        cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+    )
+    updated._template_code = code
+    return updated
+
+
+_create_function = awslambda.LambdaFunction.create_from_cloudformation_json.__func__
+
+
+def _create_remembering_the_code(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    # As the template says it (moto changes the dictionary it is given).
+    code = json.dumps(cloudformation_json["Properties"].get("Code"), sort_keys=True)
+    created = _create_function(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    created._template_code = code
+    return created
+
+
+awslambda.LambdaFunction.update_from_cloudformation_json = classmethod(_update_code_only_when_changed)
+awslambda.LambdaFunction.create_from_cloudformation_json = classmethod(_create_remembering_the_code)
+
+
+def _as_lambda_reports(function, answer, took):
+    """What Lambda records of an invocation: the function's output in its log group (a stream
+    per invocation here, where Lambda has one per instance), and its `Invocations`, `Errors` and
+    `Duration` metrics, by function, by alias (`Resource`) and by the version that ran."""
+    now = int(time.time() * 1000)
+    version = str(function.version)
+    request = f"{now:x}-{_random.getrandbits(48):012x}"
+    lines = [f"START RequestId: {request} Version: {version}"]
+    lines += [line for line in answer.get("log", "").splitlines() if line.strip()]
+    lines += [
+        f"END RequestId: {request}",
+        f"REPORT RequestId: {request}\tDuration: {took * 1000:.2f} ms\t"
+        f"Memory Size: {int(function.memory_size)} MB",
+    ]
+    logs = function.logs_backend
+    group = function.logs_group_name
+    stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[{version}]{request}"
+    try:
+        if group not in logs.groups:
+            logs.create_log_group(group, {})
+        logs.create_log_stream(group, stream)
+        logs.put_log_events(group, stream, [{"timestamp": now, "message": l} for l in lines])
+    except Exception as error:
+        print(f"could not write the logs of {function.function_name}: {error}", flush=True)
+    name = function.function_name
+    alias = getattr(_invoked, "alias", None)
+    dimension_sets = [[{"Name": "FunctionName", "Value": name}]]
+    if alias:
+        resource = [{"Name": "FunctionName", "Value": name}, {"Name": "Resource", "Value": f"{name}:{alias}"}]
+        dimension_sets += [resource, resource + [{"Name": "ExecutedVersion", "Value": version}]]
+    errors = 1.0 if answer.get("function_error") else 0.0
+    data = [
+        {"MetricName": metric, "Value": value, "Unit": unit, "Dimensions": dimensions}
+        for dimensions in dimension_sets
+        for metric, value, unit in (
+            ("Invocations", 1.0, "Count"),
+            ("Errors", errors, "Count"),
+            ("Duration", took * 1000, "Milliseconds"),
+        )
+    ]
+    cloudwatch_backends[function.account_id][function.region].put_metric_data("AWS/Lambda", data)
+
+
+# The alias an invocation came through, for its metrics.
+_invoked = threading.local()
 
 _backend_invoke = awslambda.LambdaBackend.invoke
 
@@ -771,7 +934,11 @@ def _invoke_by_weight(self, function_name, qualifier, body, headers, response_he
             if roll < total:
                 qualifier = str(version)
                 break
-    return _backend_invoke(self, name, qualifier, body, headers, response_headers)
+    _invoked.alias = alias.name if alias else None
+    try:
+        return _backend_invoke(self, name, qualifier, body, headers, response_headers)
+    finally:
+        _invoked.alias = None
 
 
 awslambda.LambdaBackend.invoke = _invoke_by_weight
@@ -806,28 +973,6 @@ def _invoke_reading_the_qualifier(self):
 
 
 _LambdaResponse.invoke = _invoke_reading_the_qualifier
-
-
-# CodeDeploy's PutLifecycleEventHookExecutionStatus, which the pre-traffic gate calls with its
-# verdict (moto has no such action): each hook execution's status, kept for the deployment that
-# waits on it.
-from moto.codedeploy.responses import CodeDeployResponse as _CodeDeployResponse
-
-HOOK_STATUSES = {}
-
-
-def _put_lifecycle_event_hook_execution_status(self):
-    params = json.loads(self.body or "{}")
-    hook = params.get("lifecycleEventHookExecutionId")
-    if params.get("status") not in ("Succeeded", "Failed"):
-        raise ValidationError(message="status must be Succeeded or Failed")
-    HOOK_STATUSES[(params.get("deploymentId"), hook)] = params["status"]
-    return json.dumps({"lifecycleEventHookExecutionId": hook})
-
-
-_CodeDeployResponse.put_lifecycle_event_hook_execution_status = (
-    _put_lifecycle_event_hook_execution_status
-)
 
 
 def _own_endpoint():

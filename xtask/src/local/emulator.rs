@@ -17,8 +17,15 @@ use crate::workspace::Workspace;
 
 /// The pinned emulator; `scripts/test` installs the same file.
 const REQUIREMENTS: &str = include_str!("../../requirements-local.txt");
-/// moto's server, serialising requests so conditional writes are atomic, as on AWS.
-const LAUNCHER: &str = include_str!("../../emulator.py");
+/// moto's server, serialising requests so conditional writes are atomic, as on AWS, with the
+/// module beside it that models CodeDeploy and CloudWatch alarms.
+const LAUNCHER: [(&str, &str); 2] = [
+    ("emulator.py", include_str!("../../emulator.py")),
+    (
+        "emulator_traffic.py",
+        include_str!("../../emulator_traffic.py"),
+    ),
+];
 /// Credentials the emulator accepts; they are not secrets and reach nothing real.
 pub const CREDENTIALS: &str = "testing";
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -64,8 +71,14 @@ impl Emulator {
         let python = server.with_file_name("python3");
         // Lambda's Invoke runs the function's code through this binary (`lambda-run`).
         let runner = std::env::current_exe().context("finding the release tool's own binary")?;
+        for (name, text) in LAUNCHER {
+            let path = dir.join(name);
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        let launcher = dir.join(LAUNCHER[0].0);
         let mut running = Program::new(&python)
-            .args(["-c", LAUNCHER, "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([launcher.as_os_str()])
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("EMULATOR_LAMBDA_RUNNER", &runner)
             // Its request recorder writes into its working directory.
             .current_dir(dir)
