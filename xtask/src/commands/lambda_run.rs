@@ -13,6 +13,8 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::local::gateway::RESPONSE_LIMIT;
+
 /// Run one invocation of a function's zip (for the local emulator's Lambda).
 #[derive(Debug, clap::Args)]
 pub struct LambdaRun {
@@ -81,6 +83,15 @@ impl LambdaRun {
                 let log = running.take_output().join("\n");
                 running.stop();
                 match result {
+                    Ok(invocation) if invocation.response.len() > RESPONSE_LIMIT => failure(
+                        "Function.ResponseSizeTooLarge",
+                        &format!(
+                            "Response payload size ({} bytes) exceeded maximum allowed payload \
+                             size ({RESPONSE_LIMIT} bytes).",
+                            invocation.response.len()
+                        ),
+                        &log,
+                    ),
                     Ok(invocation) => json!({
                         "payload": String::from_utf8_lossy(&invocation.response),
                         "function_error": null,

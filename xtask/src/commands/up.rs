@@ -132,6 +132,7 @@ impl Up {
         let scratch = workspace.target_dir.join("local/up");
         let binary_media_types = binary_media_types(workspace)?;
         let logs = gateway::logs::Logs::start(&aws.sdk);
+        let metrics = gateway::metrics::Metrics::start(&aws.sdk);
 
         let urls = deployed
             .iter()
@@ -164,13 +165,16 @@ impl Up {
             ))?;
             step.done(&format!("{} is {}", deployed.name, launch.version));
             let stage = runtime::stage(deployed, binary_media_types.clone());
-            let instances = Arc::new(Instances::new(
-                &service.name,
-                launch,
-                self.concurrency,
-                logs.clone(),
-                Echo::stderr(),
-            ));
+            let instances = Arc::new(
+                Instances::new(
+                    &service.name,
+                    launch,
+                    self.concurrency,
+                    logs.clone(),
+                    Echo::stderr(),
+                )
+                .metered(metrics.clone(), &api_name(deployed)),
+            );
             let canary = aws.runtime.block_on(canary_of(
                 aws,
                 deployed,
@@ -315,6 +319,11 @@ fn follow(
 
 /// The instances of the version a `live` alias sends a share to during a canary, and that share;
 /// `None` when it routes to one version.
+/// The API in front of `deployed`, as its metrics name it (`apigateway.yaml`: the stack's name).
+fn api_name(deployed: &Deployed) -> String {
+    format!("{}-{}", deployed.service, deployed.stage)
+}
+
 async fn canary_of(
     aws: &Connection,
     deployed: &Deployed,
@@ -333,6 +342,10 @@ async fn canary_of(
         concurrency,
         gateway::logs::Logs::start(&aws.sdk),
         Echo::stderr(),
+    )
+    .metered(
+        gateway::metrics::Metrics::start(&aws.sdk),
+        &api_name(deployed),
     );
     instances.say(
         Kind::Lambda,

@@ -30,35 +30,23 @@ impl Logs {
     /// Starts the sending thread for the emulator behind `sdk`.
     pub fn start(sdk: &aws_config::SdkConfig) -> Logs {
         let client = aws_sdk_cloudwatchlogs::Client::new(sdk);
-        let (sender, messages) = channel::<Message>();
-        std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
+        let mut streams = std::collections::BTreeSet::new();
+        let sender = super::sending_thread(move |runtime, message| {
+            let batch = match message {
+                Message::Batch(batch) => batch,
+                Message::Flush(done) => {
+                    let _ = done.send(());
+                    return Ok(());
+                }
             };
-            let mut streams = std::collections::BTreeSet::new();
-            let mut warned = false;
-            for message in messages {
-                let batch = match message {
-                    Message::Batch(batch) => batch,
-                    Message::Flush(done) => {
-                        let _ = done.send(());
-                        continue;
-                    }
-                };
-                let sent = runtime.block_on(send(&client, &mut streams, &batch));
-                if let Err(error) = sent
-                    && !warned
-                {
-                    eprintln!(
+            runtime
+                .block_on(send(&client, &mut streams, &batch))
+                .map_err(|error| {
+                    format!(
                         "[logs] could not write to {} in the emulator's CloudWatch Logs: {error:#}",
                         batch.group
-                    );
-                    warned = true;
-                }
-            }
+                    )
+                })
         });
         Logs { sender }
     }

@@ -6,22 +6,25 @@
 //! a response over 6 MB is a 502. Requests at once get instances of their own, up to a limit;
 //! beyond it they wait. A new `Launch` (after a redeploy) retires the instances of the old one.
 
+mod front;
 pub mod logs;
+pub mod metrics;
+
+pub use self::front::serve;
+use self::front::{bad_gateway, gateway_timeout};
 pub mod terminal;
 
-use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use lambda_harness::http::{Limits, read_request, too_large, write_response};
 use lambda_harness::{Bootstrap, Error, Running};
 
 use self::logs::Logs;
+use self::metrics::Metrics;
 use self::terminal::{Echo, Kind};
-use gate::event::{self, Answer, Stage};
+use gate::event::{self, Answer};
 
 /// The most a Lambda function's response may hold.
 pub const RESPONSE_LIMIT: usize = 6 * 1024 * 1024;
@@ -53,6 +56,8 @@ pub struct Instances {
     /// During a canary: the other version's instances, and the share of requests (in
     /// thousandths) they get, as the `live` alias's routing configuration says.
     canary: Mutex<Option<(Arc<Instances>, u32)>>,
+    /// Where each request is counted, and the API it came through (`<service>-<environment>`).
+    metrics: Option<(Metrics, String)>,
 }
 
 /// How many of the function's last log lines [`Instances::last_lines`] keeps.
@@ -107,7 +112,14 @@ impl Instances {
             requests: AtomicU64::new(0),
             recent: Mutex::new(std::collections::VecDeque::new()),
             canary: Mutex::new(None),
+            metrics: None,
         }
+    }
+
+    /// Counts each request in the emulator's CloudWatch, as API Gateway `api` and Lambda do.
+    pub fn metered(mut self, metrics: Metrics, api: &str) -> Instances {
+        self.metrics = Some((metrics, api.to_owned()));
+        self
     }
 
     /// From now on a share of requests (`permille` thousandths) goes to `canary`'s instances, as
@@ -193,11 +205,34 @@ impl Instances {
             self.requests.fetch_add(1, Ordering::Relaxed);
             return canary.invoke(event);
         }
+        let started = Instant::now();
+        let (answer, failed) = self.run(event);
+        if let Some((metrics, api)) = &self.metrics {
+            metrics.record(metrics::Request {
+                function: self
+                    .state
+                    .lock()
+                    .expect("the pool's lock")
+                    .launch
+                    .function
+                    .clone(),
+                api: api.clone(),
+                stage: "v1".to_owned(),
+                status: answer.status,
+                failed,
+                duration: started.elapsed(),
+            });
+        }
+        answer
+    }
+
+    /// Runs one event here: what API Gateway would answer, and whether the function failed.
+    fn run(&self, event: &[u8]) -> (Answer, bool) {
         let (launch, mut instance) = match self.take() {
             Ok(taken) => taken,
             Err(error) => {
                 self.say(Kind::Problem, &format!("init failed: {error}"));
-                return bad_gateway();
+                return (bad_gateway(), true);
             }
         };
         let number = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
@@ -243,17 +278,18 @@ impl Instances {
                         invocation.response.len()
                     ),
                 );
-                Some(bad_gateway())
+                (bad_gateway(), true)
             }
-            Ok(invocation) => Some(
+            Ok(invocation) => (
                 event::answer(&invocation.response).unwrap_or_else(|problem| {
                     self.say(Kind::Problem, &problem);
                     bad_gateway()
                 }),
+                false,
             ),
             Err(Error::Function { body, .. }) => {
                 self.say(Kind::Problem, &format!("the function failed: {body}"));
-                Some(bad_gateway())
+                (bad_gateway(), true)
             }
             Err(Error::TimedOut { .. }) => {
                 self.say(
@@ -261,17 +297,17 @@ impl Instances {
                     &format!("timed out after {:?}", launch.timeout),
                 );
                 self.discard(instance);
-                return gateway_timeout();
+                return (gateway_timeout(), true);
             }
             Err(error) => {
                 self.say(Kind::Problem, &format!("the instance died: {error}"));
                 self.discard(instance);
-                return bad_gateway();
+                return (bad_gateway(), true);
             }
         };
         self.say(Kind::Lambda, &format!("{report} ({})", launch.version));
         self.give_back(instance);
-        answer.unwrap_or_else(bad_gateway)
+        answer
     }
 
     /// A line on this machine's terminal, after the service's name.
@@ -382,131 +418,31 @@ impl Instances {
     }
 }
 
-fn bad_gateway() -> Answer {
-    gateway_error(502, "Internal server error")
-}
-
-fn gateway_timeout() -> Answer {
-    gateway_error(504, "Endpoint request timed out")
-}
-
-/// An answer of the gateway's own, in the contract's shape: `{"message"}` with the CORS headers
-/// every response carries (the API's gateway responses add them in AWS, `apigateway.yaml`).
-fn gateway_error(status: u16, message: &str) -> Answer {
-    Answer {
-        status,
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("access-control-allow-origin".into(), "*".into()),
-            (
-                "access-control-allow-methods".into(),
-                "DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT".into(),
-            ),
-            (
-                "access-control-allow-headers".into(),
-                "Content-Type,Authorization,X-Amz-Date,X-Api-Key,X-Amz-Security-Token".into(),
-            ),
-        ],
-        body: serde_json::json!({ "message": message })
-            .to_string()
-            .into_bytes(),
-    }
-}
-
-/// Serves `listener` until the process stops: each connection on a thread of its own, each
-/// request an event for `instances`.
-pub fn serve(listener: TcpListener, stage: Stage, instances: Arc<Instances>) {
-    let stage = Arc::new(stage);
-    for stream in listener.incoming().flatten() {
-        let (stage, instances) = (Arc::clone(&stage), Arc::clone(&instances));
-        std::thread::spawn(move || connection(stream, &stage, &instances));
-    }
-}
-
-static REQUESTS: AtomicU64 = AtomicU64::new(0);
-
-fn connection(stream: TcpStream, stage: &Stage, instances: &Instances) {
-    let source_ip = stream
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    let Ok(writer) = stream.try_clone() else {
-        return;
-    };
-    let mut writer = writer;
-    let mut reader = BufReader::new(stream);
-    loop {
-        let request = match read_request(&mut reader, Limits::API_GATEWAY) {
-            Ok(Some(request)) => request,
-            Ok(None) => return,
-            // Too large for API Gateway and Lambda: refused before the function sees it, and the
-            // connection closed, since the rest of the request is not read.
-            Err(error) => {
-                if let Some(refused) = too_large(&error) {
-                    let answer = gateway_error(refused.status, "Request too large");
-                    let _ = send(&mut writer, &answer, &[("connection", "close")]);
-                }
-                return;
-            }
-        };
-        let request_id = format!(
-            "{:08x}-0000-4000-8000-{:012x}",
-            std::process::id(),
-            REQUESTS.fetch_add(1, Ordering::Relaxed)
-        );
-        let answer = match event::event(&request, stage, &request_id, &source_ip) {
-            Ok(event) => match serde_json::to_vec(&event) {
-                Ok(bytes) => instances.invoke(&bytes),
-                Err(_) => bad_gateway(),
-            },
-            Err(error) => gateway_error(400, &error),
-        };
-        let close = request
-            .header("connection")
-            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
-        let mut extra = vec![("x-amzn-requestid", request_id.as_str())];
-        if close {
-            extra.push(("connection", "close"));
-        }
-        if send(&mut writer, &answer, &extra).is_err() || close {
+/// Starts a thread that hands each message sent on the returned channel, in order, to `send`,
+/// which runs on a runtime of its own; so a request never waits on the emulator. The first
+/// failure `send` reports is said on stderr, the later ones not.
+fn sending_thread<M: Send + 'static>(
+    mut send: impl FnMut(&tokio::runtime::Runtime, M) -> Result<(), String> + Send + 'static,
+) -> std::sync::mpsc::Sender<M> {
+    let (sender, messages) = std::sync::mpsc::channel::<M>();
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
             return;
+        };
+        let mut warned = false;
+        for message in messages {
+            if let Err(said) = send(&runtime, message)
+                && !warned
+            {
+                eprintln!("{said}");
+                warned = true;
+            }
         }
-    }
-}
-
-/// Writes `answer` with its own headers (but its length, which is written anew) and `extra`.
-fn send(writer: &mut impl Write, answer: &Answer, extra: &[(&str, &str)]) -> std::io::Result<()> {
-    let status = format!("{} {}", answer.status, reason(answer.status));
-    let headers: Vec<(&str, &str)> = answer
-        .headers
-        .iter()
-        .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .chain(extra.iter().copied())
-        .collect();
-    write_response(writer, &status, &headers, &answer.body)
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        413 => "Payload Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        504 => "Gateway Timeout",
-        _ => "",
-    }
+    });
+    sender
 }
 
 /// The program that runs a `bootstrap` of `architecture` on this machine: the bootstrap itself
