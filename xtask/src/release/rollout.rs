@@ -22,6 +22,7 @@ use super::lease::Lease;
 use super::lock::Lock;
 use super::report::{Probes, StackReport};
 use super::stack::{Outcome as Changed, Phase};
+use super::traffic::TurnedAway;
 use crate::workspace::{Probe, Service};
 use gate::probe::Failed;
 
@@ -335,9 +336,14 @@ impl Rollout<'_> {
     ) -> anyhow::Result<(StackReport, Option<String>, Entry)> {
         let d = self.deployer;
         let stack = d.stack_name(&service.name);
-        let (applied, shift) = d
-            .apply(lock, &service.name, release, phase, deadline)
-            .await?;
+        let (applied, shift) = match d.apply(lock, &service.name, release, phase, deadline).await {
+            Ok(applied) => applied,
+            Err(error) => {
+                return Err(self
+                    .turned_away(lock, &stack, release, history, error)
+                    .await);
+            }
+        };
         let report = d
             .report(&service.name, release, &applied, shift, started)
             .await?;
@@ -407,6 +413,60 @@ impl Rollout<'_> {
             Err(failed) => Some(failed.to_string()),
         };
         Ok((report, failed, entry))
+    }
+
+    /// A release CodeDeploy turned away (its stack rolled back, the release before it running
+    /// again) is remembered as rolled back by the gate or an alarm, so that no rollback restores
+    /// it and a rerun is checked again; any other error is passed on as it is.
+    async fn turned_away(
+        &self,
+        lock: &Lock,
+        stack: &str,
+        release: &Release,
+        history: History,
+        error: anyhow::Error,
+    ) -> anyhow::Error {
+        let d = self.deployer;
+        let Some(turned) = error.downcast_ref::<TurnedAway>() else {
+            return error;
+        };
+        let (cause, reason) = turned
+            .shift
+            .turned_away()
+            .expect("only those are turned away");
+        let (cause, reason) = (cause, reason.to_owned());
+        let recorded = match history {
+            History::Kept => {
+                let outcome = Outcome::RolledBack {
+                    cause,
+                    reason: reason.clone(),
+                };
+                let entry = d.entry(release, &turned.digest, outcome);
+                async {
+                    lock.confirm().await?;
+                    history::append(&d.s3, &d.bucket, stack, entry).await
+                }
+                .await
+            }
+            History::Damaged => Ok(()),
+        };
+        let remembered = match recorded {
+            Ok(()) => format!(
+                "it is recorded as rolled back ({}), so no rollback goes to it",
+                cause.as_str()
+            ),
+            Err(error) => format!("recording it as rolled back failed: {error:#}"),
+        };
+        let traffic = match cause {
+            Cause::Gate => "It never got any traffic",
+            _ => "Its share of the traffic went back to the version before",
+        };
+        anyhow::anyhow!(
+            "{stack}: CodeDeploy {}. {traffic}, CloudFormation rolled the stack back, and the \
+             release before it runs again; {remembered}.\n{}",
+            turned.shift.sentence(),
+            turned.stack
+        )
     }
 
     /// Records `outcome` for the release `entry` is, once the lock is confirmed still ours.

@@ -10,6 +10,7 @@ use aws_sdk_codedeploy::types::{DeploymentStatus, ErrorCode};
 
 use serde::Serialize;
 
+use super::history::Cause;
 use crate::progress::Progress;
 
 pub use crate::environments::Traffic;
@@ -73,6 +74,37 @@ impl Shift {
     }
 }
 
+impl Shift {
+    /// Why the history remembers a release CodeDeploy turned away, and in which words; `None`
+    /// for the other outcomes.
+    pub fn turned_away(&self) -> Option<(Cause, &str)> {
+        match self {
+            Shift::RolledBackByProbe { message } => Some((Cause::Gate, message)),
+            Shift::RolledBackByAlarm { message } => Some((Cause::Alarm, message)),
+            _ => None,
+        }
+    }
+}
+
+/// A stack update CodeDeploy turned away, the gate failing the new version or an alarm stopping
+/// its shift, which CloudFormation then rolled back: the release before it still runs.
+#[derive(Debug)]
+pub struct TurnedAway {
+    pub shift: Shift,
+    /// The release's digest, for its history entry.
+    pub digest: String,
+    /// What CloudFormation said of the stack.
+    pub stack: String,
+}
+
+impl std::fmt::Display for TurnedAway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\nCodeDeploy: {}", self.stack, self.shift.sentence())
+    }
+}
+
+impl std::error::Error for TurnedAway {}
+
 /// How `seen` ended, from its status and error code.
 pub fn outcome(seen: &Seen) -> Shift {
     let message = || {
@@ -93,6 +125,21 @@ pub fn outcome(seen: &Seen) -> Shift {
         },
         _ => Shift::InProgress,
     }
+}
+
+/// The probe and answer of a gate's JSON log line saying a probe failed, as one sentence.
+fn gate_failure(line: &str) -> Option<String> {
+    let line: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+    let fields = &line["fields"];
+    if !fields["message"].as_str()?.starts_with("a probe failed") {
+        return None;
+    }
+    Some(format!(
+        "version {} failed {}: {}",
+        fields["version"].as_str().unwrap_or("?"),
+        fields["probe"].as_str()?,
+        fields["answer"].as_str().unwrap_or("no answer")
+    ))
 }
 
 /// One line on where a deployment is: the traffic shifted so far and the next step, in `traffic`.
@@ -122,10 +169,11 @@ pub fn progress_line(seen: &Seen, traffic: Traffic) -> String {
 }
 
 /// Follows the CodeDeploy deployment a stack update starts, if any, saying each change of its
-/// traffic. Reading is best effort: a deployment that cannot be read (none yet, or no CodeDeploy,
-/// as on the emulator) is simply not shown, and the stack's own outcome stays the verdict.
+/// traffic. Reading is best effort: a deployment that cannot be read (none yet, or a CodeDeploy
+/// that refuses to answer) is simply not shown, and the stack's own outcome stays the verdict.
 pub struct Follower {
     client: aws_sdk_codedeploy::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
     application: String,
     group: String,
     since: aws_sdk_codedeploy::primitives::DateTime,
@@ -142,7 +190,7 @@ impl Follower {
     /// Follows the deployments of `stack`'s group (`apigateway.yaml` names them after the stack)
     /// that start from now.
     pub fn new(
-        client: aws_sdk_codedeploy::Client,
+        sdk: &aws_config::SdkConfig,
         stack: &str,
         traffic: Traffic,
         progress: Progress,
@@ -151,7 +199,8 @@ impl Follower {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         Follower {
-            client,
+            client: aws_sdk_codedeploy::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
             application: stack.to_owned(),
             group: format!("{stack}-live"),
             since: aws_sdk_codedeploy::primitives::DateTime::from_secs(now as i64 - 5),
@@ -173,10 +222,30 @@ impl Follower {
         }
     }
 
-    /// How the deployment ended, read once more; `None` when there was none.
+    /// How the deployment ended, read once more; `None` when there was none. A version the gate
+    /// failed is said in the gate's words (its log line), which CodeDeploy does not keep.
     pub async fn finish(mut self) -> Option<Shift> {
         self.poll().await;
-        self.seen.as_ref().map(outcome)
+        match self.seen.as_ref().map(outcome)? {
+            Shift::RolledBackByProbe { message } => Some(Shift::RolledBackByProbe {
+                message: self.gate_verdict().await.unwrap_or(message),
+            }),
+            shift => Some(shift),
+        }
+    }
+
+    /// The gate's last "a probe failed" line since the follower started: the probe and what the
+    /// version answered.
+    async fn gate_verdict(&self) -> Option<String> {
+        let group = format!("/aws/lambda/{}-pre-traffic-gate", self.application);
+        let start = self.since.secs() * 1000;
+        let events = crate::aws::logs::filter(&self.logs, &group, start, None)
+            .await
+            .ok()??;
+        events
+            .iter()
+            .rev()
+            .find_map(|event| gate_failure(&event.message))
     }
 
     async fn poll(&mut self) {

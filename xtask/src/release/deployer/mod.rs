@@ -24,8 +24,8 @@ use super::manifest::{
 };
 use super::report::StackReport;
 use super::stack::decide::STACK_PARAMETERS;
-use super::stack::{Applied, Change, Engine, Outcome, Phase, Source, Template};
-use super::traffic::{Follower, Shift, Traffic};
+use super::stack::{Applied, Change, Engine, ExecutionFailed, Outcome, Phase, Source, Template};
+use super::traffic::{Follower, Shift, Traffic, TurnedAway};
 use super::upload;
 use crate::aws::cloudformation;
 use crate::aws::{Connection, template_url};
@@ -134,7 +134,6 @@ fn keep_running_versions(
 /// Brings the stacks of one environment to their releases.
 pub struct Deployer<'a> {
     cloudformation: Client,
-    codedeploy: aws_sdk_codedeploy::Client,
     pub(in crate::release) s3: aws_sdk_s3::Client,
     sdk: aws_config::SdkConfig,
     workspace: &'a Workspace,
@@ -156,7 +155,6 @@ impl<'a> Deployer<'a> {
     ) -> Deployer<'a> {
         Deployer {
             cloudformation: aws.cloudformation(),
-            codedeploy: aws_sdk_codedeploy::Client::new(&aws.sdk),
             s3: aws.s3(),
             sdk: aws.sdk.clone(),
             workspace,
@@ -358,12 +356,7 @@ impl<'a> Deployer<'a> {
             role_arn: Some(&role),
             tags: &tags,
         };
-        let mut follower = Follower::new(
-            self.codedeploy.clone(),
-            &stack,
-            self.traffic(release),
-            self.progress,
-        );
+        let mut follower = Follower::new(&self.sdk, &stack, self.traffic(release), self.progress);
         let applied = follower
             .during(self.engine().apply(&change, deadline, phase))
             .await;
@@ -373,6 +366,17 @@ impl<'a> Deployer<'a> {
             }
             Ok(applied) => Ok((applied, None)),
             Err(error) => Err(match follower.finish().await {
+                Some(shift) if shift.turned_away().is_some() => {
+                    match error.downcast::<ExecutionFailed>() {
+                        Ok(failed) => TurnedAway {
+                            shift,
+                            digest: failed.digest,
+                            stack: failed.message,
+                        }
+                        .into(),
+                        Err(error) => error.context(format!("CodeDeploy: {}", shift.sentence())),
+                    }
+                }
                 Some(shift) => error.context(format!("CodeDeploy: {}", shift.sentence())),
                 None => error,
             }),

@@ -65,6 +65,22 @@ pub struct Applied {
     pub digest: String,
 }
 
+/// An executed change set that CloudFormation failed (and rolled back): why, and the digest of
+/// the release it was, for its history to remember.
+#[derive(Debug)]
+pub struct ExecutionFailed {
+    pub digest: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ExecutionFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExecutionFailed {}
+
 /// Where CloudFormation reads the template from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -294,7 +310,11 @@ impl Engine<'_> {
             };
             return Ok(applied(outcome, Some(change_set)));
         }
-        bail!(failed(stack, self.region, &ended.status, &ended.failures))
+        Err(ExecutionFailed {
+            digest: digest.clone(),
+            message: failed(stack, self.region, &ended.status, &ended.failures),
+        }
+        .into())
     }
 
     /// Creates a change set and waits for it; `None` when it holds no changes (it is then

@@ -8,5 +8,5 @@ mod explain;
 pub mod template;
 pub mod watch;
 
-pub use change::{Applied, Change, Engine, Outcome, Phase, Source};
+pub use change::{Applied, Change, Engine, ExecutionFailed, Outcome, Phase, Source};
 pub use template::Template;
