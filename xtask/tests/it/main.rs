@@ -2,6 +2,7 @@
 
 mod bench;
 mod bootstrap;
+mod canary;
 mod cli;
 mod deploy;
 mod destroy;

@@ -136,6 +136,30 @@ fn failures_with_unchanged_code_go_back_to_the_release_before_and_never_to_a_fai
     let (ok, report, said) = status(&fixture);
     assert!(ok, "{said}");
     assert_eq!(report["outcome"]["state"], "live", "{report:#}");
+
+    // With the real pre-traffic gate, which CodeDeploy runs before it moves `live`, the release
+    // that panics at init never gets traffic: the gate's probe fails, the stack is rolled back,
+    // `live` stays, and the release is remembered as turned away by the gate.
+    crate::invoke::real_gate(&fixture);
+    let (live, _) = crate::traffic::live(&fixture);
+    release(&fixture, "broken-init");
+    let output = deploy(&fixture, &[]);
+    assert!(!output.status.success());
+    let said = stderr(&output);
+    for expected in [
+        "hardware-dev: CodeDeploy rolled back by probe (the pre-traffic gate): version",
+        "failed GET /v1/misc/time (200): a function error (Unhandled)",
+        "It never got any traffic, CloudFormation rolled the stack back",
+        "it is recorded as rolled back (gate), so no rollback goes to it",
+        "UPDATE_ROLLBACK_COMPLETE",
+    ] {
+        assert!(said.contains(expected), "{expected:?} in:\n{said}");
+    }
+    assert_eq!(crate::traffic::live(&fixture).0, live, "live stayed");
+    assert!(function_code(&fixture).contains(&key(&first)), "{said}");
+    let last = history(&fixture).pop().unwrap();
+    assert_eq!(last["outcome"]["state"], "rolled_back", "{last:#}");
+    assert_eq!(last["outcome"]["cause"], "gate", "{last:#}");
 }
 
 #[test]

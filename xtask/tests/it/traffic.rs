@@ -1,6 +1,6 @@
 //! How a release reaches the API on the emulator: a version per release, the `live` alias that API
-//! Gateway invokes moved to it, and the pre-traffic gate told which version to probe. (CodeDeploy,
-//! which does the moving in AWS, and its alarms cannot run here: see docs/emulator.md.)
+//! Gateway invokes moved to it (by the emulator's CodeDeploy, `it/canary.rs` shows it shifting), and
+//! the pre-traffic gate told which version to probe.
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -12,7 +12,7 @@ const FUNCTION: &str = "hardware-dev-apigateway-execute";
 const GATE: &str = "hardware-dev-pre-traffic-gate";
 
 /// The version `live` names, and that version's `CodeSha256` as Lambda reports it.
-fn live(fixture: &crate::support::Fixture) -> (String, String) {
+pub fn live(fixture: &crate::support::Fixture) -> (String, String) {
     // ListAliases: the emulator answers GetAlias with a 201.
     let aliases = lambda_get(fixture, &format!("{FUNCTION}/aliases"));
     let alias = aliases["Aliases"]
