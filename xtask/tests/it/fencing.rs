@@ -250,6 +250,31 @@ fn a_history_written_meanwhile_keeps_both_entries() {
     );
 }
 
+/// Waits until the fixture's stack is no longer changing (at most a minute).
+pub fn settled(fixture: &Fixture) {
+    let cloudformation = cloudformation(&fixture.emulator().unwrap().0);
+    for _ in 0..600 {
+        let described = runtime()
+            .block_on(
+                cloudformation
+                    .describe_stacks()
+                    .stack_name("hardware-dev")
+                    .send(),
+            )
+            .unwrap();
+        let status = described.stacks()[0]
+            .stack_status()
+            .unwrap()
+            .as_str()
+            .to_owned();
+        if !status.ends_with("_IN_PROGRESS") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("stack hardware-dev is still changing after a minute");
+}
+
 #[test]
 fn an_interrupted_deploy_says_exactly_what_it_left() {
     let fixture = stand_in();
@@ -291,9 +316,12 @@ fn an_interrupted_deploy_says_exactly_what_it_left() {
         assert_eq!(get(&fixture, LOCK), None, "{point}: the lock was released");
     }
 
-    // Interrupted once the change set was executed: the update happened, and is said to have.
+    // Interrupted once the change set was executed and the update ended (the emulator's CodeDeploy
+    // moved `live` meanwhile): the update happened, and is said to have.
     release(&fixture, "executed, then interrupted");
-    let (output, said) = Paused::start(&fixture, "executed").interrupt();
+    let paused = Paused::start(&fixture, "executed");
+    settled(&fixture);
+    let (output, said) = paused.interrupt();
     assert!(!output.status.success(), "{said}");
     let error = last_error(&said);
     assert!(

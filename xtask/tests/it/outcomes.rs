@@ -257,7 +257,7 @@ fn an_interrupted_check_leaves_the_release_unchecked_until_the_next_deploy_check
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let said = interrupt_when_paused(child, "executed");
+    let said = interrupt_when_paused(&fixture, child, "executed");
     assert!(said.contains("neither recorded nor checked"), "{said}");
     let output = deploy(&fixture, &parameter);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -269,8 +269,9 @@ fn an_interrupted_check_leaves_the_release_unchecked_until_the_next_deploy_check
     assert_eq!(states(&fixture).last().unwrap(), "recovered live");
 }
 
-/// Waits for `child` to say it paused at `point`, sends it Ctrl-C, and returns what it said.
-fn interrupt_when_paused(mut child: std::process::Child, point: &str) -> String {
+/// Waits for `child` to say it paused at `point` and for the stack to settle (the emulator's
+/// CodeDeploy may still be moving `live`), sends it Ctrl-C, and returns what it said.
+fn interrupt_when_paused(fixture: &Fixture, mut child: std::process::Child, point: &str) -> String {
     use std::io::Read;
     let mut stderr = child.stderr.take().unwrap();
     let mut said = String::new();
@@ -280,6 +281,7 @@ fn interrupt_when_paused(mut child: std::process::Child, point: &str) -> String 
         assert!(n > 0, "it ended without pausing:\n{said}");
         said.push_str(&String::from_utf8_lossy(&buffer[..n]));
     }
+    crate::fencing::settled(fixture);
     let signal = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
