@@ -780,7 +780,8 @@ _Response.put_lifecycle_event_hook_execution_status = _put_lifecycle_event_hook_
 # --- CloudWatch's Smithy RPC v2 CBOR protocol -----------------------------------------------
 # The AWS SDKs of 2026 speak it to CloudWatch (`POST /service/GraniteServiceVersion20100801/
 # operation/<Operation>`, CBOR bodies, RFC 8949); moto knows only the query protocol. The release
-# tool's local runtime puts its metrics that way, so PutMetricData is answered here.
+# tool's local runtime puts its metrics that way, and tests set alarm states, so PutMetricData and
+# SetAlarmState are answered here.
 
 _CBOR_PATH = re.compile(r"^/service/GraniteServiceVersion20100801/operation/(\w+)$")
 
@@ -892,6 +893,18 @@ def cbor_request(environ, start_response):
         request, _ = _cbor_decode(body, 0) if body else ({}, 0)
     except Exception as error:
         return answer("400 Bad Request", {"__type": "InvalidParameterInput", "message": str(error)})
+    backend = cloudwatch.cloudwatch_backends[account][region]
+    if found[1] == "SetAlarmState":
+        try:
+            backend.set_alarm_state(
+                request["AlarmName"],
+                request.get("StateReason", ""),
+                request.get("StateReasonData"),
+                request["StateValue"],
+            )
+        except Exception as error:
+            return answer("400 Bad Request", {"__type": "ResourceNotFound", "message": str(error)})
+        return answer("200 OK", {})
     if found[1] != "PutMetricData":
         return answer(
             "400 Bad Request",
@@ -904,7 +917,7 @@ def cbor_request(environ, start_response):
             entry["Timestamp"] = datetime.fromtimestamp(datum["Timestamp"], timezone.utc).replace(tzinfo=None)
         data.append(entry)
     try:
-        cloudwatch.cloudwatch_backends[account][region].put_metric_data(request["Namespace"], data)
+        backend.put_metric_data(request["Namespace"], data)
     except Exception as error:
         return answer("400 Bad Request", {"__type": "InvalidParameterValue", "message": str(error)})
     return answer("200 OK", {})

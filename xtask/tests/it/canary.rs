@@ -1,7 +1,7 @@
 //! The canary path on the emulator, end to end with real processes: a deploy's alias update is
 //! moved by the emulator's CodeDeploy (compressed time), `up` serves the split and publishes the
-//! metrics the alarms watch, and an alarm its own failures trip rolls a canary back; a linear
-//! shift is followed by deploy and seen by `status` as it happens.
+//! metrics the alarms watch, and an alarm its own failures trip rolls a canary back, as does one
+//! set by hand; a linear shift is followed by deploy and seen by `status` as it happens.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -147,4 +147,60 @@ fn a_linear_shift_is_followed_by_deploy_and_seen_by_status_as_it_happens() {
         splits.iter().any(|s| s.contains("%, version")),
         "status showed the split during the shift: {splits:?}"
     );
+}
+
+#[test]
+fn an_alarm_set_by_hand_stops_a_canary() {
+    let fixture = stand_in();
+    first_deploy(&fixture, "canary", "20");
+    let (before, _) = live(&fixture);
+    release(&fixture, "second");
+    let mut deploy = deploying(&fixture, "canary", "20")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the canary has its share, an alarm is forced, as `aws cloudwatch set-alarm-state` does.
+    let started = Instant::now();
+    while !shifting(&fixture) {
+        assert!(
+            deploy.try_wait().unwrap().is_none(),
+            "the deploy ended before the canary began"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120), "no canary");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let endpoint = fixture.emulator().unwrap().0;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&crate::deploy::sdk(&endpoint));
+    crate::deploy::runtime()
+        .block_on(
+            cloudwatch
+                .set_alarm_state()
+                .alarm_name("hardware-dev-function-throttles")
+                .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+                .state_reason("forced by the test")
+                .send(),
+        )
+        .unwrap();
+    let output = deploy.wait_with_output().unwrap();
+    let said = stderr(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains("rolled back by alarm: ")
+            && said.contains("Activated alarms: <hardware-dev-function-throttles>"),
+        "{said}"
+    );
+    assert_eq!(live(&fixture).0, before);
+}
+
+/// Whether the `live` alias sends a share to another version: a shift is under way.
+fn shifting(fixture: &Fixture) -> bool {
+    // ListAliases: the emulator answers GetAlias with a 201.
+    let aliases = crate::deploy::lambda_get(fixture, "hardware-dev-apigateway-execute/aliases");
+    aliases["Aliases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["Name"] == "live")
+        .any(|a| a["RoutingConfig"]["AdditionalVersionWeights"].is_object())
 }
