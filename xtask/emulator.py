@@ -650,7 +650,9 @@ def _wait_for_deployments(stack, change_set, before, deployments):
             change_set.execution_status = "EXECUTE_COMPLETE"
             return
         code, message = failure
-        error = ValidationError(message=f"CodeDeploy deployment {', '.join(ids)} failed ({code}): {message}")
+        error = ValidationError(
+            message=f"CodeDeploy deployment {', '.join(ids)} failed ({code}): {message}"
+        )
         error._logical_id = _holder_of(stack, deployments[0])
         stack.template, stack.parameters = before
         with traffic.rolling_back():
@@ -851,15 +853,21 @@ def _update_code_only_when_changed(
 _create_function = awslambda.LambdaFunction.create_from_cloudformation_json.__func__
 
 
-def _create_remembering_the_code(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+def _create_remembering_the_code(
+    cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+):
     # As the template says it (moto changes the dictionary it is given).
     code = json.dumps(cloudformation_json["Properties"].get("Code"), sort_keys=True)
-    created = _create_function(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    created = _create_function(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    )
     created._template_code = code
     return created
 
 
-awslambda.LambdaFunction.update_from_cloudformation_json = classmethod(_update_code_only_when_changed)
+awslambda.LambdaFunction.update_from_cloudformation_json = classmethod(
+    _update_code_only_when_changed
+)
 awslambda.LambdaFunction.create_from_cloudformation_json = classmethod(_create_remembering_the_code)
 
 
@@ -891,7 +899,10 @@ def _as_lambda_reports(function, answer, took):
     alias = getattr(_invoked, "alias", None)
     dimension_sets = [[{"Name": "FunctionName", "Value": name}]]
     if alias:
-        resource = [{"Name": "FunctionName", "Value": name}, {"Name": "Resource", "Value": f"{name}:{alias}"}]
+        resource = [
+            {"Name": "FunctionName", "Value": name},
+            {"Name": "Resource", "Value": f"{name}:{alias}"},
+        ]
         dimension_sets += [resource, resource + [{"Name": "ExecutedVersion", "Value": version}]]
     errors = 1.0 if answer.get("function_error") else 0.0
     data = [

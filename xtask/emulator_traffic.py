@@ -93,7 +93,9 @@ def remade_on_update(model):
     the existing resource, which is an update). A decorator, not a base class: moto finds models
     among CloudFormationModel's direct subclasses only."""
 
-    def update(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+    def update(
+        cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+    ):
         return cls.create_from_cloudformation_json(
             new_resource_name, cloudformation_json, account_id, region_name
         )
@@ -341,20 +343,19 @@ def _evaluating(method):
 
 
 for _name in (
-    "put_metric_data",
     "describe_alarms",
     "get_alarms_by_action_prefix",
     "get_alarms_by_alarm_name_prefix",
     "get_alarms_by_alarm_names",
     "get_alarms_by_state_value",
 ):
-    setattr(cloudwatch.CloudWatchBackend, _name, _evaluating(getattr(cloudwatch.CloudWatchBackend, _name)))
+    _method = getattr(cloudwatch.CloudWatchBackend, _name)
+    setattr(cloudwatch.CloudWatchBackend, _name, _evaluating(_method))
 
 _put_metric_data = cloudwatch.CloudWatchBackend.put_metric_data
 
 
 def _put_then_evaluate(self, namespace, metric_data):
-    # Evaluated after the data is in as well as before.
     _put_metric_data(self, namespace, metric_data)
     now = time.time()
     for alarm in list(self.alarms.values()):
@@ -459,12 +460,15 @@ class _Deployment:
             {"name": name, "status": "Pending", "start": None, "end": None}
             for name in ("BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic")
         ]
-        self.started = time.time()
-        self.updated = self.started
+        self.updated = time.time()
 
     def _appspec(self):
         s = self.spec
-        hooks = [{k: s[h]} for k, h in (("BeforeAllowTraffic", "before"), ("AfterAllowTraffic", "after")) if s[h]]
+        hooks = [
+            {event: s[key]}
+            for event, key in (("BeforeAllowTraffic", "before"), ("AfterAllowTraffic", "after"))
+            if s[key]
+        ]
         return json.dumps(
             {
                 "version": 0.0,
@@ -485,11 +489,10 @@ class _Deployment:
             }
         )
 
-    # What the API reports: lifecycle events' times are on the deployment's (compressed) clock.
     def reported(self, real):
-        if real is None:
-            return None
-        return time.time() - (time.time() - real) * COMPRESSION
+        """A lifecycle event's time as the API reports it, on the deployment's compressed clock."""
+        now = time.time()
+        return now - (now - real) * COMPRESSION
 
     def _event(self, name):
         return next(e for e in self.events if e["name"] == name)
@@ -651,21 +654,20 @@ class _Deployment:
 
 
 def start(specs, lock, on_end):
-    """Starts the deployments `specs` describe (under `lock`, which the caller holds) and calls
-    `on_end(None or (code, message))` once, under the lock, when all ended or the first failed."""
-    deployments = [_Deployment(spec, lock, None) for spec in specs]
-    remaining = [len(deployments)]
-    failed = []
+    """Starts a deployment for each of `specs` (under `lock`, which the caller holds), each on a
+    thread of its own; once all have ended, calls `on_end` under the lock with None when every one
+    succeeded, else the first failure as (code, message). Returns their ids."""
+    remaining, failures = [len(specs)], []
 
     def ended(outcome):
-        if outcome is not None and not failed:
-            failed.append(outcome)
+        if outcome is not None:
+            failures.append(outcome)
         remaining[0] -= 1
         if remaining[0] == 0:
-            on_end(failed[0] if failed else None)
+            on_end(failures[0] if failures else None)
 
+    deployments = [_Deployment(spec, lock, ended) for spec in specs]
     for deployment in deployments:
-        deployment.on_end = ended
         threading.Thread(target=deployment.run, daemon=True).start()
     return [d.info.deployment_id for d in deployments]
 
@@ -715,7 +717,9 @@ def _target(deployment):
         "lambdaTarget": {
             "deploymentId": deployment.deployment_id,
             "targetId": f"{s['function']}:{s['alias']}",
-            "targetArn": f"arn:aws:lambda:{s['region']}:{s['account']}:function:{s['function']}:{s['alias']}",
+            "targetArn": (
+                f"arn:aws:lambda:{s['region']}:{s['account']}:function:{s['function']}:{s['alias']}"
+            ),
             "status": status,
             "lastUpdatedAt": target.updated,
             "lifecycleEvents": [
@@ -837,13 +841,13 @@ def _cbor_decode(data, at=0):
         return (bytes(raw) if major == 2 else raw.decode("utf-8")), at + argument
     if major == 4:
         items = []
-        while (argument is None and data[at] != 0xFF) or (argument is not None and len(items) < argument):
+        while data[at] != 0xFF if argument is None else len(items) < argument:
             item, at = _cbor_decode(data, at)
             items.append(item)
         return items, at + (1 if argument is None else 0)
     if major == 5:
         result, count = {}, 0
-        while (argument is None and data[at] != 0xFF) or (argument is not None and count < argument):
+        while data[at] != 0xFF if argument is None else count < argument:
             key, at = _cbor_decode(data, at)
             result[key], at = _cbor_decode(data, at)
             count += 1
@@ -914,7 +918,8 @@ def cbor_request(environ, start_response):
     for datum in request.get("MetricData", []):
         entry = {k: v for k, v in datum.items() if k != "Timestamp"}
         if "Timestamp" in datum:
-            entry["Timestamp"] = datetime.fromtimestamp(datum["Timestamp"], timezone.utc).replace(tzinfo=None)
+            at = datetime.fromtimestamp(datum["Timestamp"], timezone.utc)
+            entry["Timestamp"] = at.replace(tzinfo=None)
         data.append(entry)
     try:
         backend.put_metric_data(request["Namespace"], data)
