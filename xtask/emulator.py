@@ -649,28 +649,33 @@ def _wait_for_deployments(stack, change_set, before, deployments):
             stack.status = "UPDATE_COMPLETE"
             change_set.execution_status = "EXECUTE_COMPLETE"
             return
-        code, message = failure
+        spec, deployment, code, message = failure
         error = ValidationError(
-            message=f"CodeDeploy deployment {', '.join(ids)} failed ({code}): {message}"
+            message=f"CodeDeploy deployment {deployment} failed ({code}): {message}"
         )
-        error._logical_id = _holder_of(stack, deployments[0])
+        error._logical_id = _holder_of(stack, spec)
         stack.template, stack.parameters = before
         with traffic.rolling_back():
             _roll_back(stack, change_set, error)
 
-    ids = traffic.start(deployments, _one_at_a_time, ended)
+    traffic.start(deployments, _one_at_a_time, ended)
 
 
 def _holder_of(stack, deployment):
     """The logical id, in `stack`, of the alias a deployment moves, or of the nested stack that
     holds it."""
+
+    def moved(resource):
+        return (
+            isinstance(resource, _Alias)
+            and resource.alias.name == deployment["alias"]
+            and resource.function_name == deployment["function"]
+        )
+
     for logical_id, resource in stack.resource_map._parsed_resources.items():
-        if isinstance(resource, _Alias) and resource.alias.name == deployment["alias"]:
-            return logical_id
         nested = getattr(resource, "resource_map", None)
-        if nested is not None and any(
-            isinstance(r, _Alias) and r.alias.name == deployment["alias"]
-            for r in nested._parsed_resources.values()
+        if moved(resource) or (
+            nested is not None and any(map(moved, nested._parsed_resources.values()))
         ):
             return logical_id
     return None

@@ -600,7 +600,7 @@ class _Deployment:
                         event["status"] = "Skipped" if event["status"] == "Pending" else "Failed"
                 print(f"CodeDeploy {info.deployment_id}: {info.status}: {message}", flush=True)
             self.updated = time.time()
-            self.on_end(outcome)
+            self.on_end(outcome and (self.spec, info.deployment_id, *outcome))
 
     def _stopped_by_alarm(self):
         firing = self._alarm_firing()
@@ -656,7 +656,7 @@ class _Deployment:
 def start(specs, lock, on_end):
     """Starts a deployment for each of `specs` (under `lock`, which the caller holds), each on a
     thread of its own; once all have ended, calls `on_end` under the lock with None when every one
-    succeeded, else the first failure as (code, message). Returns their ids."""
+    succeeded, else the first failure as (its spec, deployment id, code, message)."""
     remaining, failures = [len(specs)], []
 
     def ended(outcome):
@@ -666,10 +666,8 @@ def start(specs, lock, on_end):
         if remaining[0] == 0:
             on_end(failures[0] if failures else None)
 
-    deployments = [_Deployment(spec, lock, ended) for spec in specs]
-    for deployment in deployments:
-        threading.Thread(target=deployment.run, daemon=True).start()
-    return [d.info.deployment_id for d in deployments]
+    for spec in specs:
+        threading.Thread(target=_Deployment(spec, lock, ended).run, daemon=True).start()
 
 
 # --- CodeDeploy's API, as the follower reads it ---------------------------------------------

@@ -317,13 +317,13 @@ fn follow(
     }
 }
 
-/// The instances of the version a `live` alias sends a share to during a canary, and that share;
-/// `None` when it routes to one version.
 /// The API in front of `deployed`, as its metrics name it (`apigateway.yaml`: the stack's name).
 fn api_name(deployed: &Deployed) -> String {
     format!("{}-{}", deployed.service, deployed.stage)
 }
 
+/// The instances of the version a `live` alias sends a share to during a canary, and that share;
+/// `None` when it routes to one version.
 async fn canary_of(
     aws: &Connection,
     deployed: &Deployed,

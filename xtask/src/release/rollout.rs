@@ -434,12 +434,11 @@ impl Rollout<'_> {
             .shift
             .turned_away()
             .expect("only those are turned away");
-        let (cause, reason) = (cause, reason.to_owned());
         let recorded = match history {
             History::Kept => {
                 let outcome = Outcome::RolledBack {
                     cause,
-                    reason: reason.clone(),
+                    reason: reason.to_owned(),
                 };
                 let entry = d.entry(release, &turned.digest, outcome);
                 async {

@@ -72,9 +72,7 @@ impl Shift {
             Shift::Failed { message } => format!("failed: {message}"),
         }
     }
-}
 
-impl Shift {
     /// Why the history remembers a release CodeDeploy turned away, and in which words; `None`
     /// for the other outcomes.
     pub fn turned_away(&self) -> Option<(Cause, &str)> {
@@ -234,12 +232,16 @@ impl Follower {
         }
     }
 
+    /// Where the gate of the stack's group logs (`apigateway.yaml` names it after the stack).
+    fn gate_log_group(&self) -> String {
+        format!("/aws/lambda/{}-pre-traffic-gate", self.application)
+    }
+
     /// The gate's last "a probe failed" line since the follower started: the probe and what the
     /// version answered.
     async fn gate_verdict(&self) -> Option<String> {
-        let group = format!("/aws/lambda/{}-pre-traffic-gate", self.application);
         let start = self.since.secs() * 1000;
-        let events = crate::aws::logs::filter(&self.logs, &group, start, None)
+        let events = crate::aws::logs::filter(&self.logs, &self.gate_log_group(), start, None)
             .await
             .ok()??;
         events
@@ -268,10 +270,10 @@ impl Follower {
             ),
             Shift::RolledBackByProbe { message } => format!(
                 "deployment {}: the pre-traffic gate failed version {}, which got no traffic: \
-                 {message} (its log group is /aws/lambda/{}-pre-traffic-gate)",
+                 {message} (its log group is {})",
                 seen.id,
                 seen.target_version.as_deref().unwrap_or("?"),
-                self.application
+                self.gate_log_group()
             ),
             Shift::Failed { message } => format!("deployment {}: {message}", seen.id),
         };

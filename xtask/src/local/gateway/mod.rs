@@ -9,9 +9,6 @@
 mod front;
 pub mod logs;
 pub mod metrics;
-
-pub use self::front::serve;
-use self::front::{bad_gateway, gateway_timeout};
 pub mod terminal;
 
 use std::path::PathBuf;
@@ -21,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use lambda_harness::{Bootstrap, Error, Running};
 
+pub use self::front::serve;
+use self::front::{bad_gateway, gateway_timeout};
 use self::logs::Logs;
 use self::metrics::Metrics;
 use self::terminal::{Echo, Kind};
@@ -56,8 +55,9 @@ pub struct Instances {
     /// During a canary: the other version's instances, and the share of requests (in
     /// thousandths) they get, as the `live` alias's routing configuration says.
     canary: Mutex<Option<(Arc<Instances>, u32)>>,
-    /// Where each request is counted, and the API it came through (`<service>-<environment>`).
-    metrics: Option<(Metrics, String)>,
+    /// Where each request is counted: the metrics' sender, the API it came through
+    /// (`<service>-<environment>`) and the function's name.
+    metrics: Option<(Metrics, String, String)>,
 }
 
 /// How many of the function's last log lines [`Instances::last_lines`] keeps.
@@ -118,7 +118,14 @@ impl Instances {
 
     /// Counts each request in the emulator's CloudWatch, as API Gateway `api` and Lambda do.
     pub fn metered(mut self, metrics: Metrics, api: &str) -> Instances {
-        self.metrics = Some((metrics, api.to_owned()));
+        let function = self
+            .state
+            .get_mut()
+            .expect("the pool's lock")
+            .launch
+            .function
+            .clone();
+        self.metrics = Some((metrics, api.to_owned(), function));
         self
     }
 
@@ -207,15 +214,9 @@ impl Instances {
         }
         let started = Instant::now();
         let (answer, failed) = self.run(event);
-        if let Some((metrics, api)) = &self.metrics {
+        if let Some((metrics, api, function)) = &self.metrics {
             metrics.record(metrics::Request {
-                function: self
-                    .state
-                    .lock()
-                    .expect("the pool's lock")
-                    .launch
-                    .function
-                    .clone(),
+                function: function.clone(),
                 api: api.clone(),
                 stage: "v1".to_owned(),
                 status: answer.status,
